@@ -1,0 +1,44 @@
+# Entry points. Every target first runs tools/setup.sh (idempotent: installs
+# what is missing with apt, then builds).
+.PHONY: all build test test-fast demo fuzz format format-check bench clean
+
+all: build
+
+build:
+	tools/setup.sh
+
+# The whole suite three times: plain (-Werror), ASan+UBSan (LeakSanitizer on),
+# and ThreadSanitizer. Each build has its own directory.
+test: build
+	cd build && ctest --output-on-failure -j2
+	FD_BUILD_DIR=build-asan FD_SANITIZE=address,undefined tools/setup.sh
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2
+	FD_BUILD_DIR=build-tsan FD_SANITIZE=thread tools/setup.sh
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" ctest --output-on-failure -j2
+	@echo "make test: all suites passed (plain, asan+ubsan, tsan)"
+
+# Just the plain build's suite.
+test-fast: build
+	cd build && ctest --output-on-failure -j2
+
+demo: build
+	tools/demo.sh
+
+# libFuzzer: each target for FUZZ_SECONDS (default 60) seconds.
+FUZZ_SECONDS ?= 60
+fuzz:
+	tools/setup.sh --no-build
+	CC=clang FD_BUILD_DIR=build-fuzz FD_CMAKE_ARGS="-DFD_FUZZ=ON" tools/setup.sh
+	tools/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+bench: build
+	build/funnelctl bench
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz

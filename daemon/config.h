@@ -1,0 +1,90 @@
+/*
+ * config.h - funneld's configuration: one struct, loaded from one YAML file.
+ *
+ * Every key is declared once in the table in config.c (name, type, default,
+ * bounds, description, offset into struct fd_config). The same table
+ * validates the file, prints --print-config and documents the keys.
+ * Durations in YAML accept an integer (milliseconds) or a string with a unit:
+ * "250ms", "30s", "5m", "1h", "7d". Sizes accept an integer (bytes) or "64KiB",
+ * "1MiB", "1GiB".
+ *
+ * Errors read "FILE:LINE:COLUMN: key.path: what is wrong".
+ */
+#ifndef FD_CONFIG_H
+#define FD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define FD_CONFIG_MAX_PROPS 64
+#define FD_CONFIG_MAX_SCHEMA_IDS 32
+
+typedef struct fd_kv {
+    char *key;
+    char *value;
+} fd_kv;
+
+typedef struct fd_config_schema_id {
+    int32_t id;
+    char *path; /* resolved relative to the config file's directory */
+} fd_config_schema_id;
+
+typedef struct fd_config {
+    char *source_path; /* file it was loaded from ("" for defaults) */
+
+    /* kafka.* */
+    char *kafka_brokers;       /* "embedded" or bootstrap list; default "embedded" */
+    int kafka_partitions;      /* embedded: partitions of each topic; 1..1024, default 4 */
+    char *kafka_group_id;      /* default "funneld" */
+    char *kafka_topic_events;  /* default "events" */
+    char *kafka_topic_dlq;     /* default "events.dlq" */
+    char *kafka_topic_alerts;  /* default "churn-alerts" */
+    char *kafka_topic_metrics; /* default "funnel-metrics" */
+    fd_kv kafka_props[FD_CONFIG_MAX_PROPS]; /* kafka.properties: passed to librdkafka */
+    int kafka_n_props;
+
+    /* redis.* */
+    char *redis_url;                /* redis://host:port/db or unix:///path[?db=N]; default redis://127.0.0.1:6379/0 */
+    char *redis_password_file;      /* "" = none */
+    char *redis_password_env;       /* env var holding the password; default FUNNELD_REDIS_PASSWORD */
+    char *redis_key_prefix;         /* default "fd:v1:" */
+    int64_t redis_connect_timeout_ms; /* 1..600000, default 2000 */
+    int64_t redis_command_timeout_ms; /* 1..600000, default 5000 */
+    int64_t redis_backoff_min_ms;     /* 1..600000, default 100 */
+    int64_t redis_backoff_max_ms;     /* 1..600000, default 10000 */
+    int64_t redis_flush_interval_ms;  /* 1..60000, default 200 */
+
+    /* input.* */
+    char *input_format;              /* avro | confluent-avro | json; default avro */
+    char *input_schema;              /* reader schema; default conf/schemas/event.avsc (relative to config dir) */
+    fd_config_schema_id input_schema_ids[FD_CONFIG_MAX_SCHEMA_IDS]; /* input.schema_ids: {id: path} */
+    int input_n_schema_ids;
+    int64_t input_max_message_bytes;  /* 64..100MiB, default 1MiB */
+    int64_t input_max_future_skew_ms; /* 0..30d, default 1h */
+
+    /* log.* */
+    char *log_level; /* error|warn|info|debug; default info */
+} fd_config;
+
+/* Fill *cfg with defaults. Caller owns the strings: fd_config_free(). */
+void fd_config_defaults(fd_config *cfg);
+
+/* Load FILE over defaults. Returns 0, or -1 with "FILE:LINE:COL: key: msg"
+ * in errstr (first error). Relative paths in the file are resolved against
+ * the file's directory. On error *cfg is left freed (safe to free again). */
+int fd_config_load(fd_config *cfg, const char *path, char *errstr, size_t errstr_size);
+
+/* Same, from a memory buffer; name is used in messages as FILE. */
+int fd_config_load_buffer(fd_config *cfg, const char *name, const char *buf, size_t len,
+                          char *errstr, size_t errstr_size);
+
+/* Print the effective config as YAML, secrets redacted (kafka.properties
+ * whose key contains "password", "secret", "sasl.oauthbearer" or ends in
+ * ".key" print as "<redacted>"). */
+void fd_config_print(const fd_config *cfg, FILE *out);
+
+/* Free every string owned by cfg; cfg may be NULL. */
+void fd_config_free(fd_config *cfg);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * event.h - the clickstream event as the functional core sees it.
+ *
+ * Every wire format (Avro, Confluent-framed Avro, JSON) decodes into this one
+ * fixed-size struct. Strings are copied into fixed buffers so an event owns
+ * no heap memory: decoding allocates nothing per event and an event can be
+ * copied by value into a queue. Identifiers longer than FD_ID_MAX bytes are
+ * rejected by the decoders (FD_REJ_FIELD_TOO_LONG), never truncated.
+ *
+ * Pure C: no I/O, no clock, no threads.
+ */
+#ifndef FD_EVENT_H
+#define FD_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FD_ID_MAX 256 /* max bytes of user_id / item_id / ... (without NUL) */
+
+typedef enum fd_event_type {
+    FD_EV_CLICK = 0,
+    FD_EV_CART = 1,
+    FD_EV_PURCHASE = 2,
+    FD_EV__COUNT
+} fd_event_type;
+
+typedef struct fd_event {
+    char event_id[FD_ID_MAX + 1];
+    char user_id[FD_ID_MAX + 1];
+    char item_id[FD_ID_MAX + 1];    /* "" unless has_item */
+    char session_id[FD_ID_MAX + 1]; /* "" unless has_session */
+    char category[FD_ID_MAX + 1];   /* "" unless has_category */
+    int64_t ts_ms;                  /* event time, epoch milliseconds */
+    double price;                   /* unit price; 0 unless has_price */
+    int32_t quantity;               /* 1 by default */
+    uint8_t type;                   /* fd_event_type */
+    bool has_item, has_session, has_price, has_category;
+} fd_event;
+
+/* Why a message was rejected. Names (fd_reject_name) are stable: they appear
+ * in the dead-letter header "fd.reason", in Redis counters and in metrics. */
+typedef enum fd_reject {
+    FD_OK = 0,
+    FD_REJ_TOO_LARGE,      /* "message_too_large": over input.max_message_bytes */
+    FD_REJ_BAD_MAGIC,      /* "bad_magic": confluent framing byte 0 is not 0 */
+    FD_REJ_UNKNOWN_SCHEMA, /* "unknown_schema_id": id not in input.schema_ids */
+    FD_REJ_AVRO,           /* "avro_decode": truncated or corrupt Avro body */
+    FD_REJ_JSON_SYNTAX,    /* "json_syntax": not a JSON object */
+    FD_REJ_FIELD_TYPE,     /* "field_type": a field has the wrong JSON type */
+    FD_REJ_FIELD_MISSING,  /* "field_missing": a required field is absent */
+    FD_REJ_FIELD_TOO_LONG, /* "field_too_long": a string over FD_ID_MAX bytes */
+    FD_REJ_UNKNOWN_TYPE,   /* "unknown_event_type": type not click/cart/purchase */
+    FD_REJ_BAD_USER_ID,    /* "bad_user_id": empty or containing NUL */
+    FD_REJ_BAD_TS,         /* "bad_ts": not positive or unparsable */
+    FD_REJ_FUTURE_TS,      /* "future_ts": beyond input.max_future_skew */
+    FD_REJ_BAD_PRICE,      /* "bad_price": NaN, infinite or negative */
+    FD_REJ_BAD_QUANTITY,   /* "bad_quantity": outside 1..1000000 */
+    FD_REJ__COUNT
+} fd_reject;
+
+/* Stable snake_case name of a reject reason ("ok" for FD_OK). Never NULL. */
+const char *fd_reject_name(fd_reject r);
+
+/* "click", "cart", "purchase"; "unknown" otherwise. */
+const char *fd_event_type_name(int type);
+
+/* Reset an event to defaults (all absent, quantity 1). */
+void fd_event_init(fd_event *ev);
+
+/*
+ * Validate a decoded event. ref_ts_ms is the reference for the future check:
+ * the caller passes the latest event time seen on the event's partition (or
+ * the broker timestamp of the message when larger; 0 when neither is known,
+ * which disables the future check). Returns FD_OK or the reason; on a reject
+ * writes a one-line human message naming the field into errstr.
+ */
+fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_future_skew_ms,
+                            char *errstr, size_t errstr_size);
+
+#endif

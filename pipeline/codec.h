@@ -1,0 +1,67 @@
+/*
+ * codec.h - wire formats of the events topic: decode (daemon) and encode
+ * (generator, tests, benchmarks).
+ *
+ * Formats:
+ *   FD_FMT_AVRO            binary Avro body in the reader schema
+ *   FD_FMT_CONFLUENT_AVRO  0x00, 4-byte big-endian schema id, Avro body; the
+ *                          id maps to a local .avsc (no registry server); an
+ *                          older writer schema is resolved against the reader
+ *   FD_FMT_JSON            one JSON object (jansson); type click|cart|purchase
+ *                          (view == click); ts epoch ms or RFC 3339 string
+ *
+ * A codec is used by one thread at a time (it reuses Avro values and
+ * buffers); create one per thread. Decoding allocates nothing per event
+ * beyond what Avro-C/jansson do internally.
+ */
+#ifndef FD_CODEC_H
+#define FD_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "features/event.h"
+
+typedef enum fd_format { FD_FMT_AVRO = 0, FD_FMT_CONFLUENT_AVRO = 1, FD_FMT_JSON = 2 } fd_format;
+
+/* Parse "avro" / "confluent-avro" / "json"; returns -1 when unknown. */
+int fd_format_parse(const char *s);
+const char *fd_format_name(fd_format f);
+
+typedef struct fd_schema_ref {
+    int32_t id;       /* Confluent schema id */
+    const char *path; /* .avsc file of that writer schema */
+} fd_schema_ref;
+
+typedef struct fd_codec_opts {
+    fd_format format;
+    const char *schema_path;        /* reader schema (.avsc) for avro formats */
+    const fd_schema_ref *schema_ids; /* confluent-avro: known writer schemas */
+    size_t n_schema_ids;
+    int32_t encode_schema_id;       /* confluent-avro: id written by encode */
+    size_t max_message_bytes;       /* decode rejects larger (0 = no limit) */
+} fd_codec_opts;
+
+typedef struct fd_codec fd_codec;
+
+/* Create a codec. Loads and parses every schema file up front; on failure
+ * returns NULL with a message naming the file in errstr. Caller frees with
+ * fd_codec_destroy(). Any thread; the result is single-threaded. */
+fd_codec *fd_codec_new(const fd_codec_opts *opts, char *errstr, size_t errstr_size);
+
+/* Decode one message into *out (fd_event_init'ed first). Returns FD_OK or a
+ * reject reason with a one-line message in errstr naming the field or byte
+ * offset. Never crashes on any input. Does not run fd_event_validate's
+ * future-time check (the caller owns the partition reference time) but does
+ * run every other check of fd_event_validate. */
+fd_reject fd_codec_decode(fd_codec *c, const void *buf, size_t len, fd_event *out, char *errstr,
+                          size_t errstr_size);
+
+/* Encode an event in the codec's format into a buffer owned by the codec,
+ * valid until the next call. Returns 0 and sets *out/*out_len, or -1. */
+int fd_codec_encode(fd_codec *c, const fd_event *ev, const void **out, size_t *out_len);
+
+/* NULL is accepted. */
+void fd_codec_destroy(fd_codec *c);
+
+#endif
