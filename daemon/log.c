@@ -1,0 +1,86 @@
+/*
+ * log.c - see log.h. The threshold is an atomic int so any thread may log
+ * while SIGHUP handling changes the level.
+ */
+#include "daemon/log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int log_level = FD_LOG_INFO;
+
+int fd_log_level_parse(const char *s)
+{
+    if (!s)
+        return -1;
+    if (!strcmp(s, "error"))
+        return FD_LOG_ERROR;
+    if (!strcmp(s, "warn"))
+        return FD_LOG_WARN;
+    if (!strcmp(s, "info"))
+        return FD_LOG_INFO;
+    if (!strcmp(s, "debug"))
+        return FD_LOG_DEBUG;
+    return -1;
+}
+
+void fd_log_set_level(int level)
+{
+    atomic_store(&log_level, level);
+}
+
+int fd_log_get_level(void)
+{
+    return atomic_load(&log_level);
+}
+
+static const char *level_name(int level)
+{
+    switch (level) {
+    case FD_LOG_ERROR:
+        return "error";
+    case FD_LOG_WARN:
+        return "warn ";
+    case FD_LOG_INFO:
+        return "info ";
+    default:
+        return "debug";
+    }
+}
+
+void fd_log(int level, const char *subsys, const char *fmt, ...)
+{
+    if (level > atomic_load(&log_level))
+        return;
+    char line[2048];
+    int n;
+    if (getenv("JOURNAL_STREAM")) {
+        n = snprintf(line, sizeof line, "<%d>%s: ", level, subsys);
+    } else {
+        struct timeval tv;
+        struct tm tm;
+        gettimeofday(&tv, NULL);
+        gmtime_r(&tv.tv_sec, &tm);
+        n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (long)(tv.tv_usec / 1000), level_name(level), subsys);
+    }
+    if (n < 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}

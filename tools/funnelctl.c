@@ -1,0 +1,43 @@
+/*
+ * funnelctl - the operator's and tester's tool: synthetic data, a standalone
+ * Kafka mock broker, and (in later issues) replay, live views, bench, eval.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/commands.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: funnelctl COMMAND [OPTIONS]\n"
+                 "\n"
+                 "commands:\n"
+                 "  gen      write a synthetic clickstream to Kafka or a file, with ground truth\n"
+                 "  broker   run a standalone Kafka mock cluster on loopback until SIGTERM\n"
+                 "\n"
+                 "funnelctl COMMAND --help shows a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "gen"))
+        return fd_cmd_gen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "broker"))
+        return fd_cmd_broker(argc - 1, argv + 1);
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("funnelctl %s\n", FD_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "funnelctl: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}
