@@ -1,0 +1,75 @@
+/*
+ * redis.h - funneld's connection to Redis (hiredis 0.14): URL parsing,
+ * password from a file or an environment variable, connect and command
+ * timeouts, reconnect with exponential backoff, and pipelined transactions.
+ *
+ * A connection is used by one thread at a time. After any I/O or protocol
+ * error the hiredis context is freed (never reused) and the next call to
+ * fd_redis_ensure() reconnects once the backoff has passed.
+ */
+#ifndef FD_REDIS_H
+#define FD_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+typedef struct fd_redis_opts {
+    const char *url;           /* redis://host:port[/db] or unix:///path[?db=N] */
+    const char *password_file; /* NULL/"" = none; first line, trailing newline stripped */
+    const char *password_env;  /* NULL/"" = none; used when the variable is set and non-empty */
+    int64_t connect_timeout_ms;
+    int64_t command_timeout_ms;
+    int64_t backoff_min_ms;
+    int64_t backoff_max_ms;
+} fd_redis_opts;
+
+typedef struct fd_redis fd_redis;
+
+/* Create a handle (does not connect yet). Copies what it needs from opts.
+ * NULL with errstr on a bad URL or unreadable password file. */
+fd_redis *fd_redis_new(const fd_redis_opts *opts, char *errstr, size_t errstr_size);
+
+/* NULL accepted. */
+void fd_redis_destroy(fd_redis *r);
+
+/* Connected? If not and the backoff since the last failure has passed, try
+ * once to connect (AUTH, SELECT db, PING). Returns 0 when connected, -1
+ * otherwise (errstr says why; logs at most once per state change). Never
+ * sleeps. */
+int fd_redis_ensure(fd_redis *r, char *errstr, size_t errstr_size);
+
+/* Blocking variant for start-up and tools: retries with backoff until
+ * connected or timeout_ms passed (or *stop becomes non-zero). 0 / -1. */
+int fd_redis_connect_wait(fd_redis *r, int64_t timeout_ms, volatile int *stop, char *errstr,
+                          size_t errstr_size);
+
+int fd_redis_connected(const fd_redis *r);
+
+/* Pipelining: append commands, then read one reply per appended command.
+ * fd_redis_append* return 0 or -1 (not connected). fd_redis_read_replies
+ * reads all pending replies into replies[0..n-1] (caller frees each with
+ * freeReplyObject, or passes replies == NULL to discard them); returns 0, or
+ * -1 on an I/O error, in which case the connection is dropped (backoff
+ * starts) and nothing is returned. A Redis error reply (REDIS_REPLY_ERROR) is
+ * a reply, not an I/O error: the caller checks types. */
+int fd_redis_appendv(fd_redis *r, int argc, const char **argv, const size_t *argvlen);
+int fd_redis_appendf(fd_redis *r, const char *fmt, ...);
+size_t fd_redis_pending(const fd_redis *r);
+int fd_redis_read_replies(fd_redis *r, redisReply **replies, size_t n, char *errstr,
+                          size_t errstr_size);
+
+/* One command, one reply (caller frees). NULL on I/O error (connection
+ * dropped) with errstr set. */
+redisReply *fd_redis_command(fd_redis *r, char *errstr, size_t errstr_size, const char *fmt, ...);
+
+/* Drop the connection now (e.g. after a protocol surprise). */
+void fd_redis_disconnect(fd_redis *r);
+
+/* Parse a URL into its parts (exposed for tests). host/path buffers get the
+ * host or socket path. Returns 0 or -1 with errstr. */
+int fd_redis_parse_url(const char *url, char *host, size_t host_size, int *port, int *is_unix,
+                       int *db, char *errstr, size_t errstr_size);
+
+#endif
