@@ -102,7 +102,7 @@ int fd_cmd_broker(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     while (!broker_stop)
-        pause();
+        usleep(100 * 1000);
     fd_info("broker", "stopping");
     fd_mock_destroy(m);
     return 0;

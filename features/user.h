@@ -1,0 +1,59 @@
+/*
+ * user.h - per-user state and the table that holds a shard's users.
+ *
+ * The table is open addressing with linear probing over fixed-size slots;
+ * a user's id is copied once, when the user is first seen (the only
+ * allocation on the per-event path). Pure C: no I/O, no clock, no threads;
+ * one table belongs to one thread.
+ */
+#ifndef FD_USER_H
+#define FD_USER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "features/event.h"
+
+typedef struct fd_user {
+    char *id;            /* owned by the table */
+    uint32_t id_len;
+    uint32_t hash;
+    int32_t partition;   /* Kafka partition the user's events come from */
+    bool dirty;          /* changed since the last successful flush */
+    bool loaded;         /* state read from the store (or known absent) */
+    int64_t count[FD_EV__COUNT]; /* events by type */
+    int64_t first_ts;    /* earliest event time seen, ms (0 = none) */
+    int64_t last_ts;     /* latest event time seen, ms (0 = none) */
+} fd_user;
+
+typedef struct fd_user_table fd_user_table;
+
+/* Empty table. NULL on allocation failure. Free with fd_user_table_free. */
+fd_user_table *fd_user_table_new(size_t initial_capacity);
+void fd_user_table_free(fd_user_table *t); /* NULL accepted */
+
+/* 32-bit FNV-1a of a user id: the shard/partition-independent hash. */
+uint32_t fd_user_hash(const char *id, size_t len);
+
+/* Find a user; NULL when absent. The pointer is valid until the next insert
+ * or removal. */
+fd_user *fd_user_table_find(fd_user_table *t, const char *id, size_t len);
+
+/* Find or insert (zeroed, loaded=false). NULL on allocation failure.
+ * *created says whether it was inserted. Valid until the next insert/removal. */
+fd_user *fd_user_table_upsert(fd_user_table *t, const char *id, size_t len, bool *created);
+
+size_t fd_user_table_count(const fd_user_table *t);
+
+/* Iterate: *cursor starts at 0; returns the next user or NULL at the end. */
+fd_user *fd_user_table_next(fd_user_table *t, size_t *cursor);
+
+/* Remove every user for which keep(u, arg) returns false. 0, or -1 when
+ * out of memory (table unchanged). */
+int fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *arg), void *arg);
+
+/* Apply one validated event to a user's counters (pure). */
+void fd_user_apply(fd_user *u, const fd_event *ev);
+
+#endif
