@@ -6,6 +6,8 @@
  * A connection is used by one thread at a time. After any I/O or protocol
  * error the hiredis context is freed (never reused) and the next call to
  * fd_redis_ensure() reconnects once the backoff has passed.
+ *
+ * hiredis writes with write(2): the process must ignore SIGPIPE.
  */
 #ifndef FD_REDIS_H
 #define FD_REDIS_H
@@ -49,7 +51,8 @@ int fd_redis_connected(const fd_redis *r);
 
 /* Pipelining: append commands, then read one reply per appended command.
  * fd_redis_append* return 0 or -1 (not connected). fd_redis_read_replies
- * reads all pending replies into replies[0..n-1] (caller frees each with
+ * reads all pending replies into replies[0..n-1] (n must be >= pending,
+ * else -1 and the connection is dropped; caller frees each with
  * freeReplyObject, or passes replies == NULL to discard them); returns 0, or
  * -1 on an I/O error, in which case the connection is dropped (backoff
  * starts) and nothing is returned. A Redis error reply (REDIS_REPLY_ERROR) is
@@ -61,11 +64,25 @@ int fd_redis_read_replies(fd_redis *r, redisReply **replies, size_t n, char *err
                           size_t errstr_size);
 
 /* One command, one reply (caller frees). NULL on I/O error (connection
- * dropped) with errstr set. */
+ * dropped) with errstr set; also NULL when not connected (it does not
+ * reconnect: call fd_redis_ensure first) or when pipelined replies are
+ * still pending. */
 redisReply *fd_redis_command(fd_redis *r, char *errstr, size_t errstr_size, const char *fmt, ...);
 
-/* Drop the connection now (e.g. after a protocol surprise). */
+/* Drop the connection now (e.g. after a protocol surprise); pending replies
+ * are forgotten and the backoff starts as after an error. NULL accepted. */
 void fd_redis_disconnect(fd_redis *r);
+
+/* Observability (for tests, /metrics and logs). Any thread that owns r.
+ * fd_redis_backoff_ms: the delay (ms, jitter included) scheduled after the
+ * last failure; 0 while connected. fd_redis_retry_in_ms: ms until
+ * fd_redis_ensure() will try again (0 = now, or connected).
+ * fd_redis_attempts: connect attempts since the current outage began.
+ * fd_redis_url: the URL as given (owned by r). */
+int64_t fd_redis_backoff_ms(const fd_redis *r);
+int64_t fd_redis_retry_in_ms(const fd_redis *r);
+unsigned fd_redis_attempts(const fd_redis *r);
+const char *fd_redis_url(const fd_redis *r);
 
 /* Parse a URL into its parts (exposed for tests). host/path buffers get the
  * host or socket path. Returns 0 or -1 with errstr. */
