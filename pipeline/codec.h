@@ -28,6 +28,13 @@ typedef enum fd_format { FD_FMT_AVRO = 0, FD_FMT_CONFLUENT_AVRO = 1, FD_FMT_JSON
 int fd_format_parse(const char *s);
 const char *fd_format_name(fd_format f);
 
+/* Parse an RFC 3339 timestamp ("2026-03-01T12:00:00Z",
+ * "2026-03-01T12:00:00.123+02:00"; T may be t or ' ', Z may be z; digits
+ * past milliseconds are truncated; :60 counts as the next second) of len
+ * bytes into epoch ms. Returns 0, or -1 with a static reason in *why. Pure,
+ * any thread, independent of locale and TZ. */
+int fd_rfc3339_parse(const char *s, size_t len, int64_t *out_ms, const char **why);
+
 typedef struct fd_schema_ref {
     int32_t id;       /* Confluent schema id */
     const char *path; /* .avsc file of that writer schema */
@@ -58,7 +65,7 @@ fd_reject fd_codec_decode(fd_codec *c, const void *buf, size_t len, fd_event *ou
                           size_t errstr_size);
 
 /* Encode an event in the codec's format into a buffer owned by the codec,
- * valid until the next call. Returns 0 and sets *out/*out_len, or -1. */
+ * valid until the next call. Returns 0 and sets *out and *out_len, or -1. */
 int fd_codec_encode(fd_codec *c, const fd_event *ev, const void **out, size_t *out_len);
 
 /* NULL is accepted. */

@@ -1,0 +1,153 @@
+/*
+ * event.c - names and validation of the clickstream event.
+ *
+ * Why this file is so small and so strict: every decoder (Avro, Confluent
+ * Avro, JSON) funnels into fd_event, and the one place that decides whether
+ * an event is good enough for the functional core is fd_event_validate. The
+ * decoders only translate wire shapes; the rules live here once, so a JSON
+ * event and an Avro event with the same values are accepted or rejected for
+ * the same reason with the same message. The reject names are a public
+ * contract (DLQ header "fd.reason", Redis counters, metrics), hence a table
+ * indexed by the enum and a compile-time check that it is complete.
+ *
+ * Pure C: no I/O, no clock, no allocation; every function is reentrant and
+ * may be called from any thread.
+ */
+#include "features/event.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const reject_names[] = {
+    [FD_OK] = "ok",
+    [FD_REJ_TOO_LARGE] = "message_too_large",
+    [FD_REJ_BAD_MAGIC] = "bad_magic",
+    [FD_REJ_UNKNOWN_SCHEMA] = "unknown_schema_id",
+    [FD_REJ_AVRO] = "avro_decode",
+    [FD_REJ_JSON_SYNTAX] = "json_syntax",
+    [FD_REJ_FIELD_TYPE] = "field_type",
+    [FD_REJ_FIELD_MISSING] = "field_missing",
+    [FD_REJ_FIELD_TOO_LONG] = "field_too_long",
+    [FD_REJ_UNKNOWN_TYPE] = "unknown_event_type",
+    [FD_REJ_BAD_USER_ID] = "bad_user_id",
+    [FD_REJ_BAD_TS] = "bad_ts",
+    [FD_REJ_FUTURE_TS] = "future_ts",
+    [FD_REJ_BAD_PRICE] = "bad_price",
+    [FD_REJ_BAD_QUANTITY] = "bad_quantity",
+};
+_Static_assert(sizeof reject_names / sizeof reject_names[0] == FD_REJ__COUNT,
+               "every fd_reject needs a stable name");
+
+/* Never NULL; "unknown" for values outside the enum. Any thread. */
+const char *fd_reject_name(fd_reject r)
+{
+    if ((unsigned)r >= FD_REJ__COUNT)
+        return "unknown";
+    return reject_names[r];
+}
+
+/* Never NULL. Any thread. */
+const char *fd_event_type_name(int type)
+{
+    switch (type) {
+    case FD_EV_CLICK:
+        return "click";
+    case FD_EV_CART:
+        return "cart";
+    case FD_EV_PURCHASE:
+        return "purchase";
+    default:
+        return "unknown";
+    }
+}
+
+/* Zero everything, then the schema defaults: all optionals absent,
+ * quantity 1, type click. */
+void fd_event_init(fd_event *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->quantity = 1;
+    ev->type = FD_EV_CLICK;
+}
+
+static fd_reject fail(char *errstr, size_t errstr_size, fd_reject r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static fd_reject fail(char *errstr, size_t errstr_size, fd_reject r, const char *fmt, ...)
+{
+    if (errstr && errstr_size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errstr, errstr_size, fmt, ap);
+        va_end(ap);
+    }
+    return r;
+}
+
+/* A fixed id buffer is well-formed when it is NUL-terminated within
+ * FD_ID_MAX + 1 bytes. */
+static int id_terminated(const char *s)
+{
+    return memchr(s, '\0', FD_ID_MAX + 1) != NULL;
+}
+
+/* See event.h. Checks in a fixed order (user_id, ids, ts, type, price,
+ * quantity), so the reason for an event with several faults is stable.
+ * Writes errstr only on a reject. Any thread; no allocation. */
+fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_future_skew_ms,
+                            char *errstr, size_t errstr_size)
+{
+    if (!id_terminated(ev->user_id))
+        return fail(errstr, errstr_size, FD_REJ_FIELD_TOO_LONG, "user_id: longer than %d bytes",
+                    FD_ID_MAX);
+    if (ev->user_id[0] == '\0')
+        return fail(errstr, errstr_size, FD_REJ_BAD_USER_ID,
+                    "user_id: \"\" is not a valid user id (must be non-empty)");
+    if (!id_terminated(ev->event_id))
+        return fail(errstr, errstr_size, FD_REJ_FIELD_TOO_LONG, "event_id: longer than %d bytes",
+                    FD_ID_MAX);
+    if (!id_terminated(ev->item_id) || !id_terminated(ev->session_id) ||
+        !id_terminated(ev->category)) {
+        const char *f = !id_terminated(ev->item_id)      ? "item_id"
+                        : !id_terminated(ev->session_id) ? "session_id"
+                                                         : "category";
+        return fail(errstr, errstr_size, FD_REJ_FIELD_TOO_LONG, "%s: longer than %d bytes", f,
+                    FD_ID_MAX);
+    }
+    if (ev->ts_ms <= 0)
+        return fail(errstr, errstr_size, FD_REJ_BAD_TS,
+                    "ts: %lld is not a valid timestamp (must be > 0 epoch ms)",
+                    (long long)ev->ts_ms);
+    if (ref_ts_ms > 0) {
+        int64_t skew = max_future_skew_ms > 0 ? max_future_skew_ms : 0;
+        /* ref + skew cannot overflow in practice, but be exact anyway. */
+        if (ref_ts_ms <= INT64_MAX - skew && ev->ts_ms > ref_ts_ms + skew)
+            return fail(errstr, errstr_size, FD_REJ_FUTURE_TS,
+                        "ts: %lld is %lld ms ahead of the reference %lld (max skew %lld ms)",
+                        (long long)ev->ts_ms, (long long)(ev->ts_ms - ref_ts_ms),
+                        (long long)ref_ts_ms, (long long)skew);
+    }
+    if (ev->type >= FD_EV__COUNT)
+        return fail(errstr, errstr_size, FD_REJ_UNKNOWN_TYPE,
+                    "type: %u is not a known event type (click, cart, purchase)",
+                    (unsigned)ev->type);
+    if (ev->has_price) {
+        if (isnan(ev->price))
+            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
+                        "price: NaN is not a valid price (must be finite and >= 0)");
+        if (isinf(ev->price))
+            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
+                        "price: %sInf is not a valid price (must be finite and >= 0)",
+                        ev->price < 0 ? "-" : "+");
+        if (ev->price < 0)
+            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
+                        "price: %g is not a valid price (must be finite and >= 0)", ev->price);
+    }
+    if (ev->quantity < 1 || ev->quantity > 1000000)
+        return fail(errstr, errstr_size, FD_REJ_BAD_QUANTITY,
+                    "quantity: %ld is not a valid quantity (must be 1..1000000)",
+                    (long)ev->quantity);
+    return FD_OK;
+}
