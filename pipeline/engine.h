@@ -1,0 +1,35 @@
+/*
+ * engine.h - the consume -> decode -> state -> Redis loop.
+ *
+ * This issue's engine runs on one thread (the caller's): it consumes the
+ * events topic in a consumer group, decodes and validates every message,
+ * sends rejects to the dead-letter topic, keeps per-user and per-minute
+ * counters in memory and writes them behind to Redis together with each
+ * partition's next offset in one MULTI/EXEC (exactly-once state).
+ */
+#ifndef FD_ENGINE_H
+#define FD_ENGINE_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "daemon/config.h"
+
+typedef struct fd_engine fd_engine;
+
+/* Build the engine: codec, Redis handle, Kafka clients (and the embedded
+ * mock cluster when kafka.brokers is "embedded"). Does not block on Redis.
+ * NULL with errstr on failure. Caller destroys. cfg must outlive it. */
+fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size);
+
+/* Run until *stop becomes non-zero, then drain, flush, close the consumer.
+ * Returns 0 on a clean stop, -1 on a fatal error (logged). Calling thread
+ * only. */
+int fd_engine_run(fd_engine *e, volatile sig_atomic_t *stop);
+
+/* Bootstrap address of the embedded cluster, or NULL. */
+const char *fd_engine_embedded_bootstraps(const fd_engine *e);
+
+void fd_engine_destroy(fd_engine *e); /* NULL accepted */
+
+#endif

@@ -1,0 +1,206 @@
+/*
+ * kafka.c - see kafka.h.
+ *
+ * funneld owns its offsets: the durable position of each partition is the
+ * one written to Redis in the same MULTI/EXEC as the state it produced
+ * (DESIGN.md decision 4). So auto commit and auto offset store are off; the
+ * committed offsets in Kafka are written after each flush only for lag tools.
+ * The producer is idempotent and retries forever: a dead letter must be
+ * delivered before the offset past it is stored, and a slow broker must
+ * slow us down rather than lose messages (decision 6).
+ */
+#include "pipeline/kafka.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/log.h"
+
+typedef struct producer_state {
+    atomic_llong failures;
+} producer_state;
+
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    int lvl = level <= 3 ? FD_LOG_ERROR : level <= 4 ? FD_LOG_WARN : level <= 6 ? FD_LOG_INFO
+                                                                                 : FD_LOG_DEBUG;
+    fd_log(lvl, "kafka", "%s: %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
+        fd_err("kafka", "%s: fatal error %s: %s", rd_kafka_name(rk), rd_kafka_err2name(orig), buf);
+        return;
+    }
+    fd_warn("kafka", "%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, int from_user,
+                    char *errstr, size_t errstr_size)
+{
+    char err[512];
+    if (rd_kafka_conf_set(conf, name, value, err, sizeof err) != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errstr_size, "%s%s: %s", from_user ? "kafka.properties." : "", name, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Common settings, then the user's kafka.properties (which win). */
+static rd_kafka_conf_t *base_conf(const fd_config *cfg, const char *bootstraps,
+                                  const char *const *defaults, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (conf_set(conf, "bootstrap.servers", bootstraps, 0, errstr, errstr_size) != 0)
+        goto fail;
+    for (size_t i = 0; defaults[i]; i += 2)
+        if (conf_set(conf, defaults[i], defaults[i + 1], 0, errstr, errstr_size) != 0)
+            goto fail;
+    for (int i = 0; i < cfg->kafka_n_props; i++)
+        if (conf_set(conf, cfg->kafka_props[i].key, cfg->kafka_props[i].value, 1, errstr,
+                     errstr_size) != 0)
+            goto fail;
+    rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
+    rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+    return conf;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
+                                  void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                       rd_kafka_topic_partition_list_t *, void *),
+                                  void *opaque, char *errstr, size_t errstr_size)
+{
+    static const char *const defaults[] = {"client.id", "funneld",
+                                           "enable.auto.commit", "false",
+                                           "enable.auto.offset.store", "false",
+                                           "auto.offset.reset", "earliest",
+                                           "enable.partition.eof", "false",
+                                           "session.timeout.ms", "10000",
+                                           "heartbeat.interval.ms", "1000",
+                                           NULL};
+    rd_kafka_conf_t *conf = base_conf(cfg, bootstraps, defaults, errstr, errstr_size);
+    if (!conf)
+        return NULL;
+    if (conf_set(conf, "group.id", cfg->kafka_group_id, 0, errstr, errstr_size) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!rk) {
+        snprintf(errstr, errstr_size, "creating Kafka consumer: %s", err);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    producer_state *ps = opaque;
+    if (m->err) {
+        atomic_fetch_add(&ps->failures, 1);
+        fd_err("kafka", "delivery to %s [%" PRId32 "] failed: %s", rd_kafka_topic_name(m->rkt),
+               m->partition, rd_kafka_err2str(m->err));
+    }
+    (void)rk;
+}
+
+rd_kafka_t *fd_kafka_producer_new(const fd_config *cfg, const char *bootstraps, char *errstr,
+                                  size_t errstr_size)
+{
+    static const char *const defaults[] = {"client.id", "funneld-producer",
+                                           "enable.idempotence", "true",
+                                           "message.timeout.ms", "0",
+                                           "linger.ms", "5",
+                                           "compression.codec", "lz4",
+                                           NULL};
+    rd_kafka_conf_t *conf = base_conf(cfg, bootstraps, defaults, errstr, errstr_size);
+    if (!conf)
+        return NULL;
+    producer_state *ps = calloc(1, sizeof *ps);
+    if (!ps) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+    rd_kafka_conf_set_opaque(conf, ps);
+    char err[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk) {
+        snprintf(errstr, errstr_size, "creating Kafka producer: %s", err);
+        rd_kafka_conf_destroy(conf);
+        free(ps);
+        return NULL;
+    }
+    return rk;
+}
+
+int64_t fd_kafka_delivery_failures(rd_kafka_t *producer)
+{
+    producer_state *ps = rd_kafka_opaque(producer);
+    return ps ? (int64_t)atomic_load(&ps->failures) : 0;
+}
+
+void fd_kafka_producer_destroy(rd_kafka_t *producer)
+{
+    if (!producer)
+        return;
+    producer_state *ps = rd_kafka_opaque(producer);
+    rd_kafka_destroy(producer);
+    free(ps);
+}
+
+int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic,
+                         const rd_kafka_message_t *src, fd_reject reason, const char *error)
+{
+    char part[16], off[24];
+    snprintf(part, sizeof part, "%" PRId32, src->partition);
+    snprintf(off, sizeof off, "%" PRId64, src->offset);
+    const char *src_topic = src->rkt ? rd_kafka_topic_name(src->rkt) : "";
+    for (;;) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        rd_kafka_header_add(h, "fd.reason", -1, fd_reject_name(reason), -1);
+        rd_kafka_header_add(h, "fd.error", -1, error, -1);
+        rd_kafka_header_add(h, "fd.source.topic", -1, src_topic, -1);
+        rd_kafka_header_add(h, "fd.source.partition", -1, part, -1);
+        rd_kafka_header_add(h, "fd.source.offset", -1, off, -1);
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            producer, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(src->key, src->key_len),
+            RD_KAFKA_V_VALUE(src->payload, src->len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+        if (!err) {
+            rd_kafka_poll(producer, 0);
+            return 0; /* headers now owned by the message */
+        }
+        rd_kafka_headers_destroy(h);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            fd_err("kafka", "producing dead letter for partition=%s offset=%s: %s", part, off,
+                   rd_kafka_err2str(err));
+            return -1;
+        }
+        rd_kafka_poll(producer, 100); /* wait out a full queue; never drop */
+    }
+}
+
+int fd_kafka_drain(rd_kafka_t *producer, int timeout_ms)
+{
+    if (rd_kafka_outq_len(producer) == 0)
+        return 0;
+    rd_kafka_flush(producer, timeout_ms);
+    return rd_kafka_outq_len(producer) == 0 ? 0 : -1;
+}

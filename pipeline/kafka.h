@@ -1,0 +1,50 @@
+/*
+ * kafka.h - librdkafka clients as funneld configures them: the events
+ * consumer, the output producer (dead letters; later alerts and metrics),
+ * kafka.properties pass-through, and librdkafka's log in funneld's logger.
+ */
+#ifndef FD_KAFKA_H
+#define FD_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/config.h"
+#include "features/event.h"
+
+/* A consumer in group cfg->kafka_group_id on `bootstraps`, offsets managed
+ * by funneld (no auto commit, no auto store), with rebalance_cb and opaque.
+ * kafka.properties apply on top; a rejected property gives librdkafka's
+ * message in errstr, prefixed by "kafka.properties.NAME". Caller destroys. */
+rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
+                                  void (*rebalance_cb)(rd_kafka_t *, rd_kafka_resp_err_t,
+                                                       rd_kafka_topic_partition_list_t *, void *),
+                                  void *opaque, char *errstr, size_t errstr_size);
+
+/* An idempotent producer that never gives up on a message
+ * (message.timeout.ms=0): a full queue or a broker outage is waited out.
+ * Delivery failures (only fatal errors remain) are counted; see
+ * fd_kafka_delivery_failures. Caller destroys. */
+rd_kafka_t *fd_kafka_producer_new(const fd_config *cfg, const char *bootstraps, char *errstr,
+                                  size_t errstr_size);
+
+/* Destroy a producer made by fd_kafka_producer_new (NULL accepted). */
+void fd_kafka_producer_destroy(rd_kafka_t *producer);
+
+/* Messages whose delivery failed for good since the producer was created. */
+int64_t fd_kafka_delivery_failures(rd_kafka_t *producer);
+
+/* Produce a copy of a rejected message to the dead-letter topic with its
+ * original key and value and the headers fd.reason, fd.error,
+ * fd.source.topic, fd.source.partition, fd.source.offset. Waits out a full
+ * queue (polling the producer). 0, or -1 on a non-retriable error. Called by
+ * the consumer thread. */
+int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic,
+                         const rd_kafka_message_t *src, fd_reject reason, const char *error);
+
+/* Wait until every produced message is delivered, at most timeout_ms.
+ * 0 when the queue is empty, -1 otherwise. */
+int fd_kafka_drain(rd_kafka_t *producer, int timeout_ms);
+
+#endif
