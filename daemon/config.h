@@ -72,7 +72,8 @@ void fd_config_defaults(fd_config *cfg);
 
 /* Load FILE over defaults. Returns 0, or -1 with "FILE:LINE:COL: key: msg"
  * in errstr (first error). Relative paths in the file are resolved against
- * the file's directory. On error *cfg is left freed (safe to free again). */
+ * the file's directory. On error *cfg is left freed (safe to free again).
+ * *cfg is treated as output only: free a previously loaded config first. */
 int fd_config_load(fd_config *cfg, const char *path, char *errstr, size_t errstr_size);
 
 /* Same, from a memory buffer; name is used in messages as FILE. */
@@ -84,7 +85,30 @@ int fd_config_load_buffer(fd_config *cfg, const char *name, const char *buf, siz
  * ".key" print as "<redacted>"). */
 void fd_config_print(const fd_config *cfg, FILE *out);
 
-/* Free every string owned by cfg; cfg may be NULL. */
+/* Free every string owned by cfg; cfg may be NULL or zeroed. Pointers are
+ * set to NULL and counts to 0, so freeing twice is safe. */
 void fd_config_free(fd_config *cfg);
+
+/* Write the key reference (a Markdown table: key, type, default, bounds,
+ * description) generated from the key table. docs/CONFIG.md embeds it;
+ * `test_config --print-docs` prints it. */
+void fd_config_print_docs(FILE *out);
+
+/* Dotted name of the i-th key ("kafka.brokers"), NULL past the last one. */
+const char *fd_config_key_name(size_t i);
+
+/* A parsed redis.url. For unix sockets host holds the socket path. */
+typedef struct fd_redis_addr {
+    int is_unix;
+    char host[256];
+    int port; /* 0 for unix sockets */
+    int db;
+} fd_redis_addr;
+
+/* Parse "redis://host:port[/db]" (host may be [ipv6]) or
+ * "unix:///path[?db=N]" into *out (may be NULL: validate only). Returns 0,
+ * or -1 with the reason in errstr. Credentials in the URL are rejected. */
+int fd_config_parse_redis_url(const char *url, fd_redis_addr *out, char *errstr,
+                              size_t errstr_size);
 
 #endif
