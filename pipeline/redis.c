@@ -597,10 +597,10 @@ int fd_redis_read_replies(fd_redis *r, redisReply **replies, size_t n, char *err
         set_err(errstr, errstr_size, "redis %s: not connected", r->url);
         return -1;
     }
-    size_t want = r->pending;
-    if (replies && n < want) {
+    size_t want = (!replies && n == 0) ? r->pending : n; /* NULL, 0: discard all */
+    if (want > r->pending) {
         char what[96];
-        snprintf(what, sizeof what, "reply buffer holds %zu of %zu pending replies", n, want);
+        snprintf(what, sizeof what, "asked for %zu replies, %zu pending", n, r->pending);
         set_err(errstr, errstr_size, "redis %s: %s", r->url, what);
         drop(r, what); /* the pipeline cannot be resynchronised */
         return -1;

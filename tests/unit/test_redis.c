@@ -373,7 +373,7 @@ static void test_pipeline(const char *sock)
     CHECK(fd_redis_connected(r));
 
     redisReply *rep[8] = {0};
-    CHECK(fd_redis_read_replies(r, rep, 8, err, sizeof err) == 0);
+    CHECK(fd_redis_read_replies(r, rep, 5, err, sizeof err) == 0);
     CHECK(fd_redis_pending(r) == 0);
     if (rep[0] && rep[4]) {
         CHECK(rep[0]->type == REDIS_REPLY_STATUS);
@@ -421,12 +421,27 @@ static void test_pipeline(const char *sock)
     CHECK(fd_redis_read_replies(r, NULL, 0, err, sizeof err) == 0);
     check_cmd_str(r, NULL, "HGET %s %s", "fd:test:h", "f1");
 
-    /* Too small a reply buffer: refused, and the pipeline is dropped. */
-    CHECK(fd_redis_appendf(r, "PING") == 0);
-    CHECK(fd_redis_appendf(r, "PING") == 0);
+    /* Reading in parts: the first reply, then the next, in order. */
+    CHECK(fd_redis_appendf(r, "ECHO %s", "first") == 0);
+    CHECK(fd_redis_appendf(r, "ECHO %s", "second") == 0);
     redisReply *one[1] = {0};
-    CHECK(fd_redis_read_replies(r, one, 1, err, sizeof err) == -1);
-    CHECK(one[0] == NULL);
+    CHECK(fd_redis_read_replies(r, one, 1, err, sizeof err) == 0);
+    CHECK(one[0] && one[0]->type == REDIS_REPLY_STRING && !strcmp(one[0]->str, "first"));
+    if (one[0])
+        freeReplyObject(one[0]);
+    one[0] = NULL;
+    CHECK(fd_redis_pending(r) == 1);
+    CHECK(fd_redis_read_replies(r, one, 1, err, sizeof err) == 0);
+    CHECK(one[0] && one[0]->type == REDIS_REPLY_STRING && !strcmp(one[0]->str, "second"));
+    if (one[0])
+        freeReplyObject(one[0]);
+
+    /* Asking for more replies than pending: refused, and the pipeline is dropped. */
+    CHECK(fd_redis_appendf(r, "PING") == 0);
+    one[0] = NULL;
+    redisReply *two[2] = {0};
+    CHECK(fd_redis_read_replies(r, two, 2, err, sizeof err) == -1);
+    CHECK(two[0] == NULL);
     CHECK(!fd_redis_connected(r));
     CHECK(fd_redis_pending(r) == 0);
 
