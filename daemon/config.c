@@ -36,130 +36,25 @@
  * a buffer: left relative to the working directory). Defaults are not
  * resolved: they are relative to the working directory.
  */
-#include "daemon/config.h"
+#include "daemon/config_table.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <yaml.h>
-
-#define MS_SEC  1000LL
-#define MS_MIN  (60 * MS_SEC)
-#define MS_HOUR (60 * MS_MIN)
-#define MS_DAY  (24 * MS_HOUR)
-#define KIB     1024LL
-#define MIB     (1024 * KIB)
-#define GIB     (1024 * MIB)
 
 #define CF_MAX_FILE_BYTES (1024 * 1024) /* a config bigger than this is a mistake */
 #define CF_MAX_PATH       512           /* longest dotted key path we build */
-
-enum cf_type {
-    CF_STR,        /* char *; any scalar text */
-    CF_PATH,       /* char *; resolved against the config file's directory */
-    CF_ENUM,       /* char *; one of enum_vals ("a|b|c") */
-    CF_INT,        /* int; decimal integer in [min, max] */
-    CF_DURATION,   /* int64_t milliseconds; integer ms or "250ms","30s","5m","1h","7d" */
-    CF_SIZE,       /* int64_t bytes; integer or "64KiB","1MiB","1GiB" */
-    CF_PROPS,      /* fd_kv[FD_CONFIG_MAX_PROPS] + int count at off2 */
-    CF_SCHEMA_IDS, /* fd_config_schema_id[FD_CONFIG_MAX_SCHEMA_IDS] + int count at off2 */
-};
-
-enum { CF_NONEMPTY = 1 << 0 };
-
-struct cf_key {
-    const char *name; /* dotted path, e.g. "kafka.brokers" */
-    enum cf_type type;
-    size_t off;  /* offsetof(fd_config, field) */
-    size_t off2; /* maps: offset of the count */
-    const char *def_str;
-    int64_t def_num;
-    int64_t min, max;
-    unsigned flags;
-    const char *enum_vals;
-    int (*check)(const char *val, char *why, size_t why_size);
-    const char *desc;
-};
-
-static int check_redis_url(const char *val, char *why, size_t why_size);
-
-#define OFF(f) offsetof(fd_config, f)
-
-/* The one table. Order is the order of --print-config and of the docs. */
-static const struct cf_key cf_keys[] = {
-    {"kafka.brokers", CF_STR, OFF(kafka_brokers), 0, "embedded", 0, 0, 0, CF_NONEMPTY, NULL, NULL,
-     "Kafka bootstrap servers (host:port,...), or \"embedded\" for an in-process mock cluster"},
-    {"kafka.partitions", CF_INT, OFF(kafka_partitions), 0, NULL, 4, 1, 1024, 0, NULL, NULL,
-     "embedded cluster only: partitions of each topic it creates"},
-    {"kafka.group_id", CF_STR, OFF(kafka_group_id), 0, "funneld", 0, 0, 0, CF_NONEMPTY, NULL, NULL,
-     "consumer group; every instance of one deployment uses the same id"},
-    {"kafka.topic_events", CF_STR, OFF(kafka_topic_events), 0, "events", 0, 0, 0, CF_NONEMPTY, NULL,
-     NULL, "input topic (key = user id)"},
-    {"kafka.topic_dlq", CF_STR, OFF(kafka_topic_dlq), 0, "events.dlq", 0, 0, 0, CF_NONEMPTY, NULL,
-     NULL, "dead-letter topic for messages that fail to decode or validate"},
-    {"kafka.topic_alerts", CF_STR, OFF(kafka_topic_alerts), 0, "churn-alerts", 0, 0, 0, CF_NONEMPTY,
-     NULL, NULL, "output topic for churn alerts"},
-    {"kafka.topic_metrics", CF_STR, OFF(kafka_topic_metrics), 0, "funnel-metrics", 0, 0, 0,
-     CF_NONEMPTY, NULL, NULL, "output topic for per-window funnel metrics"},
-    {"kafka.properties", CF_PROPS, OFF(kafka_props), OFF(kafka_n_props), NULL, 0, 0,
-     FD_CONFIG_MAX_PROPS, 0, NULL, NULL,
-     "map of librdkafka properties passed through as-is (numbers and booleans as text)"},
-
-    {"redis.url", CF_STR, OFF(redis_url), 0, "redis://127.0.0.1:6379/0", 0, 0, 0, CF_NONEMPTY, NULL,
-     check_redis_url, "redis://host:port[/db] or unix:///path[?db=N]; no password here"},
-    {"redis.password_file", CF_PATH, OFF(redis_password_file), 0, "", 0, 0, 0, 0, NULL, NULL,
-     "file whose first line is the Redis password; \"\" = none"},
-    {"redis.password_env", CF_STR, OFF(redis_password_env), 0, "FUNNELD_REDIS_PASSWORD", 0, 0, 0, 0,
-     NULL, NULL, "environment variable holding the Redis password (used when set)"},
-    {"redis.key_prefix", CF_STR, OFF(redis_key_prefix), 0, "fd:v1:", 0, 0, 0, 0, NULL, NULL,
-     "prefix of every Redis key funneld writes"},
-    {"redis.connect_timeout_ms", CF_DURATION, OFF(redis_connect_timeout_ms), 0, NULL, 2000, 1,
-     10 * MS_MIN, 0, NULL, NULL, "timeout of one connection attempt"},
-    {"redis.command_timeout_ms", CF_DURATION, OFF(redis_command_timeout_ms), 0, NULL, 5000, 1,
-     10 * MS_MIN, 0, NULL, NULL, "timeout of one command or pipeline round trip"},
-    {"redis.backoff_min_ms", CF_DURATION, OFF(redis_backoff_min_ms), 0, NULL, 100, 1, 10 * MS_MIN,
-     0, NULL, NULL, "first reconnect delay; doubles up to backoff_max_ms"},
-    {"redis.backoff_max_ms", CF_DURATION, OFF(redis_backoff_max_ms), 0, NULL, 10000, 1, 10 * MS_MIN,
-     0, NULL, NULL, "longest reconnect delay; must be >= backoff_min_ms"},
-    {"redis.flush_interval_ms", CF_DURATION, OFF(redis_flush_interval_ms), 0, NULL, 200, 1, MS_MIN,
-     0, NULL, NULL, "how often dirty state and offsets are written behind"},
-
-    {"input.format", CF_ENUM, OFF(input_format), 0, "avro", 0, 0, 0, 0, "avro|confluent-avro|json",
-     NULL, "encoding of messages on the events topic"},
-    {"input.schema", CF_PATH, OFF(input_schema), 0, "conf/schemas/event.avsc", 0, 0, 0, CF_NONEMPTY,
-     NULL, NULL,
-     "reader schema (.avsc); a value set in the file is relative to the file's directory"},
-    {"input.schema_ids", CF_SCHEMA_IDS, OFF(input_schema_ids), OFF(input_n_schema_ids), NULL, 0, 0,
-     FD_CONFIG_MAX_SCHEMA_IDS, 0, NULL, NULL,
-     "confluent-avro: map of writer schema id -> .avsc path"},
-    {"input.max_message_bytes", CF_SIZE, OFF(input_max_message_bytes), 0, NULL, MIB, 64, 100 * MIB,
-     0, NULL, NULL, "larger messages go to the dead-letter topic"},
-    {"input.max_future_skew_ms", CF_DURATION, OFF(input_max_future_skew_ms), 0, NULL, MS_HOUR, 0,
-     30 * MS_DAY, 0, NULL, NULL,
-     "events stamped further ahead of the watermark than this are rejected"},
-
-    {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
-     "least severe level that is logged"},
-};
-
-#define CF_NKEYS (sizeof cf_keys / sizeof cf_keys[0])
 
 /* ---------------------------------------------------------------- helpers */
 
 static char **str_at(fd_config *cfg, const struct cf_key *k)
 {
     return (char **)((char *)cfg + k->off);
-}
-
-static char *const *cstr_at(const fd_config *cfg, const struct cf_key *k)
-{
-    return (char *const *)((const char *)cfg + k->off);
 }
 
 static int *int_at(fd_config *cfg, size_t off)
@@ -170,103 +65,6 @@ static int *int_at(fd_config *cfg, size_t off)
 static int64_t *i64_at(fd_config *cfg, const struct cf_key *k)
 {
     return (int64_t *)((char *)cfg + k->off);
-}
-
-static int64_t num_get(const fd_config *cfg, const struct cf_key *k)
-{
-    if (k->type == CF_INT)
-        return *(const int *)((const char *)cfg + k->off);
-    return *(const int64_t *)((const char *)cfg + k->off);
-}
-
-static bool is_string_type(enum cf_type t)
-{
-    return t == CF_STR || t == CF_PATH || t == CF_ENUM;
-}
-
-/* Parse an optionally signed decimal integer that fills all of s. */
-static bool parse_i64(const char *s, size_t len, int64_t *out)
-{
-    size_t i = 0;
-    bool neg = false;
-    if (i < len && (s[i] == '-' || s[i] == '+'))
-        neg = s[i++] == '-';
-    if (i == len)
-        return false;
-    uint64_t v = 0;
-    for (; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    if (!neg && v > (uint64_t)INT64_MAX)
-        return false;
-    if (neg && v > (uint64_t)INT64_MAX + 1)
-        return false;
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return true;
-}
-
-struct unit {
-    const char *suffix;
-    int64_t mult;
-};
-
-static const struct unit dur_units[] = {{"ms", 1},      {"s", MS_SEC}, {"m", MS_MIN},
-                                        {"h", MS_HOUR}, {"d", MS_DAY}, {NULL, 0}};
-static const struct unit no_units[] = {{NULL, 0}};
-static const struct unit size_units[] = {
-    {"B", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB}, {NULL, 0}};
-
-/* "<int><unit>" or "<int>" (unit 1). 0 ok, -1 malformed, -2 overflow. */
-static int parse_with_unit(const char *s, const struct unit *units, int64_t *out)
-{
-    size_t n = strlen(s), digits = 0;
-    if (n && (s[0] == '-' || s[0] == '+'))
-        digits = 1;
-    while (digits < n && s[digits] >= '0' && s[digits] <= '9')
-        digits++;
-    int64_t v;
-    if (!parse_i64(s, digits, &v)) {
-        /* all digits but unparsable: overflow */
-        return digits == n && n > 1 ? -2 : -1;
-    }
-    if (digits == n) {
-        *out = v;
-        return 0;
-    }
-    for (const struct unit *u = units; u->suffix; u++) {
-        if (strcmp(s + digits, u->suffix) == 0) {
-            if (v > INT64_MAX / u->mult || v < INT64_MIN / u->mult)
-                return -2;
-            *out = v * u->mult;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Format v with the largest unit that divides it exactly ("30s", "1MiB"). */
-static void format_with_unit(char *buf, size_t size, int64_t v, const struct unit *units)
-{
-    const struct unit *best = &units[0];
-    for (const struct unit *u = units; u->suffix; u++)
-        if (v != 0 && v % u->mult == 0)
-            best = u;
-    snprintf(buf, size, "%" PRId64 "%s", v / best->mult, best->suffix);
-}
-
-static void format_num(char *buf, size_t size, const struct cf_key *k, int64_t v)
-{
-    if (k->type == CF_DURATION)
-        format_with_unit(buf, size, v, dur_units);
-    else if (k->type == CF_SIZE)
-        format_with_unit(buf, size, v, size_units);
-    else
-        snprintf(buf, size, "%" PRId64, v);
 }
 
 /* Copy s for an error message: at most ~48 chars, non-printables as '?'. */
@@ -325,7 +123,7 @@ static const char *suggest(const char *path, char *buf, size_t size)
     const char *last = strrchr(path, '.');
     last = last ? last + 1 : path;
     buf[0] = 0;
-    for (size_t i = 0; i < CF_NKEYS; i++) {
+    for (size_t i = 0; i < cf_nkeys; i++) {
         const char *name = cf_keys[i].name;
         /* the key itself and each of its sections ("kafka") */
         for (const char *end = name; end;) {
@@ -346,7 +144,7 @@ static const char *suggest(const char *path, char *buf, size_t size)
     }
     if (!buf[0]) {
         /* right key, wrong section: "kafka.url" -> "redis.url" */
-        for (size_t i = 0; i < CF_NKEYS; i++) {
+        for (size_t i = 0; i < cf_nkeys; i++) {
             const char *kl = strrchr(cf_keys[i].name, '.');
             if (kl && strcmp(kl + 1, last) == 0) {
                 snprintf(buf, size, "%s", cf_keys[i].name);
@@ -355,102 +153,6 @@ static const char *suggest(const char *path, char *buf, size_t size)
         }
     }
     return buf[0] ? buf : NULL;
-}
-
-/* ------------------------------------------------------------ redis url */
-
-static int url_fail(char *why, size_t why_size, const char *msg)
-{
-    snprintf(why, why_size, "%s", msg);
-    return -1;
-}
-
-static bool all_digits(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-    return true;
-}
-
-int fd_config_parse_redis_url(const char *url, fd_redis_addr *out, char *why, size_t why_size)
-{
-    fd_redis_addr a;
-    memset(&a, 0, sizeof a);
-    int64_t v;
-    if (strncmp(url, "unix://", 7) == 0) {
-        const char *path = url + 7;
-        if (path[0] != '/')
-            return url_fail(why, why_size, "unix socket path must be absolute (unix:///path)");
-        const char *q = strchr(path, '?');
-        size_t plen = q ? (size_t)(q - path) : strlen(path);
-        if (plen < 2)
-            return url_fail(why, why_size, "empty unix socket path");
-        if (plen >= 108)
-            return url_fail(why, why_size, "unix socket path too long (max 107 bytes)");
-        memcpy(a.host, path, plen);
-        a.host[plen] = 0;
-        a.is_unix = 1;
-        if (q) {
-            if (strncmp(q, "?db=", 4) != 0 || !all_digits(q + 4, strlen(q + 4)) ||
-                !parse_i64(q + 4, strlen(q + 4), &v) || v > 65535)
-                return url_fail(why, why_size, "query must be ?db=N with N in 0..65535");
-            a.db = (int)v;
-        }
-    } else if (strncmp(url, "redis://", 8) == 0) {
-        const char *h = url + 8;
-        if (strchr(h, '@'))
-            return url_fail(why, why_size,
-                            "credentials do not go in the URL; use redis.password_file or "
-                            "redis.password_env");
-        const char *hend;
-        const char *hstart = h;
-        if (h[0] == '[') {
-            hend = strchr(h, ']');
-            if (!hend)
-                return url_fail(why, why_size, "unterminated [ipv6] host");
-            hstart = h + 1;
-            h = hend + 1;
-        } else {
-            hend = h + strcspn(h, ":/?");
-            h = hend;
-        }
-        size_t hlen = (size_t)(hend - hstart);
-        if (hlen == 0)
-            return url_fail(why, why_size, "missing host (redis://host:port[/db])");
-        if (hlen >= sizeof a.host)
-            return url_fail(why, why_size, "host too long");
-        memcpy(a.host, hstart, hlen);
-        a.host[hlen] = 0;
-        if (*h != ':')
-            return url_fail(why, why_size, "missing :port (redis://host:port[/db])");
-        h++;
-        size_t plen = strcspn(h, "/");
-        if (!all_digits(h, plen) || !parse_i64(h, plen, &v) || v < 1 || v > 65535)
-            return url_fail(why, why_size, "port must be a number in 1..65535");
-        a.port = (int)v;
-        h += plen;
-        if (*h == '/') {
-            h++;
-            if (*h) {
-                if (!all_digits(h, strlen(h)) || !parse_i64(h, strlen(h), &v) || v > 65535)
-                    return url_fail(why, why_size, "database must be a number in 0..65535");
-                a.db = (int)v;
-            }
-        }
-    } else {
-        return url_fail(why, why_size, "expected redis://host:port[/db] or unix:///path[?db=N]");
-    }
-    if (out)
-        *out = a;
-    return 0;
-}
-
-static int check_redis_url(const char *val, char *why, size_t why_size)
-{
-    return fd_config_parse_redis_url(val, NULL, why, why_size);
 }
 
 /* ---------------------------------------------------------------- loader */
@@ -464,8 +166,8 @@ struct loader {
     yaml_parser_t parser;
     yaml_event_t ev;
     bool have_ev;
-    bool set[CF_NKEYS];
-    yaml_mark_t mark[CF_NKEYS]; /* where each key's value was, if set */
+    bool set[CF_MAX_KEYS];
+    yaml_mark_t mark[CF_MAX_KEYS]; /* where each key's value was, if set */
     char *errstr;
     size_t errstr_size;
     bool failed;
@@ -623,7 +325,7 @@ static int load_leaf(struct loader *ld, const struct cf_key *k, const char *path
     const char *v = scalar(ev);
     quote_val(q, sizeof q, v);
 
-    if (is_string_type(k->type)) {
+    if (cf_is_string_type(k->type)) {
         if ((k->flags & CF_NONEMPTY) && !*v)
             return fail(ld, ev->start_mark, path, "must not be empty");
         if (k->type == CF_ENUM && !enum_has(k->enum_vals, v)) {
@@ -644,13 +346,13 @@ static int load_leaf(struct loader *ld, const struct cf_key *k, const char *path
     }
 
     int64_t n;
-    int rc = parse_with_unit(v,
-                             k->type == CF_DURATION ? dur_units
-                             : k->type == CF_SIZE   ? size_units
-                                                    : no_units,
-                             &n);
-    format_num(lo, sizeof lo, k, k->min);
-    format_num(hi, sizeof hi, k, k->max);
+    int rc = cf_parse_with_unit(v,
+                                k->type == CF_DURATION ? cf_dur_units
+                                : k->type == CF_SIZE   ? cf_size_units
+                                                       : cf_no_units,
+                                &n);
+    cf_format_num(lo, sizeof lo, k, k->min);
+    cf_format_num(hi, sizeof hi, k, k->max);
     if (rc == -1) {
         if (k->type == CF_DURATION)
             return fail(ld, ev->start_mark, path,
@@ -667,7 +369,7 @@ static int load_leaf(struct loader *ld, const struct cf_key *k, const char *path
         if (rc == -2)
             snprintf(got, sizeof got, "%s", "too large");
         else
-            format_num(got, sizeof got, k, n);
+            cf_format_num(got, sizeof got, k, n);
         return fail(ld, ev->start_mark, path, "out of range: %s (must be %s..%s)",
                     rc == -2 ? q : got, lo, hi);
     }
@@ -761,7 +463,7 @@ static int load_schema_ids(struct loader *ld, const struct cf_key *k)
             return -1;
         yaml_mark_t km = ld->ev.start_mark;
         int64_t id;
-        if (!parse_i64(key, strlen(key), &id) || id < 0 || id > INT32_MAX) {
+        if (!cf_parse_i64(key, strlen(key), &id) || id < 0 || id > INT32_MAX) {
             quote_val(q, sizeof q, key);
             return fail(ld, km, path, "schema id must be an integer in 0..%d, got '%s'", INT32_MAX,
                         q);
@@ -786,7 +488,7 @@ static int load_schema_ids(struct loader *ld, const struct cf_key *k)
 
 static const struct cf_key *find_key(const char *path)
 {
-    for (size_t i = 0; i < CF_NKEYS; i++)
+    for (size_t i = 0; i < cf_nkeys; i++)
         if (strcmp(cf_keys[i].name, path) == 0)
             return &cf_keys[i];
     return NULL;
@@ -795,7 +497,7 @@ static const struct cf_key *find_key(const char *path)
 static bool is_section(const char *path)
 {
     size_t n = strlen(path);
-    for (size_t i = 0; i < CF_NKEYS; i++)
+    for (size_t i = 0; i < cf_nkeys; i++)
         if (strncmp(cf_keys[i].name, path, n) == 0 && cf_keys[i].name[n] == '.')
             return true;
     return false;
@@ -822,6 +524,8 @@ static int load_section(struct loader *ld, const char *prefix, int depth)
         if (map_key(ld, prefix, path, sizeof path, &key) < 0)
             return -1;
         yaml_mark_t km = ld->ev.start_mark;
+        if (strchr(key, '.'))
+            return fail(ld, km, path, "dotted keys are not supported; nest each part as a mapping");
         const struct cf_key *k = find_key(path);
         bool section = !k && depth < 3 && is_section(path);
         if (!k && !section) {
@@ -893,8 +597,8 @@ static int check_cross(struct loader *ld)
         size_t imax = (size_t)(kmax - cf_keys), imin = (size_t)(kmin - cf_keys);
         bool at_max = ld->set[imax];
         char a[32], b[32];
-        format_num(a, sizeof a, kmin, cfg->redis_backoff_min_ms);
-        format_num(b, sizeof b, kmax, cfg->redis_backoff_max_ms);
+        cf_format_num(a, sizeof a, kmin, cfg->redis_backoff_min_ms);
+        cf_format_num(b, sizeof b, kmax, cfg->redis_backoff_max_ms);
         return fail(ld, at_max ? ld->mark[imax] : ld->mark[imin], at_max ? kmax->name : kmin->name,
                     "redis.backoff_min_ms (%s) must not exceed redis.backoff_max_ms (%s)", a, b);
     }
@@ -907,9 +611,9 @@ static int defaults_into(fd_config *cfg)
     int rc = 0;
     if (!(cfg->source_path = strdup("")))
         rc = -1;
-    for (size_t i = 0; i < CF_NKEYS; i++) {
+    for (size_t i = 0; i < cf_nkeys; i++) {
         const struct cf_key *k = &cf_keys[i];
-        if (is_string_type(k->type)) {
+        if (cf_is_string_type(k->type)) {
             if (!(*str_at(cfg, k) = strdup(k->def_str)))
                 rc = -1;
         } else if (k->type == CF_INT) {
@@ -1029,177 +733,15 @@ out:
     return rc;
 }
 
-/* ---------------------------------------------------------------- output */
-
-static void print_quoted(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            fprintf(out, "\\x%02x", *p);
-        else
-            fputc(*p, out);
-    }
-    fputc('"', out);
-}
-
-static bool is_secret(const char *key)
-{
-    size_t n = strlen(key);
-    return strcasestr(key, "password") || strcasestr(key, "secret") ||
-           strcasestr(key, "sasl.oauthbearer") || (n >= 4 && !strcasecmp(key + n - 4, ".key"));
-}
-
-/* Print section headers for name ("a.b.c") that differ from prev's. */
-static int print_sections(FILE *out, const char *prev, const char *name)
-{
-    int depth = 0;
-    size_t common = 0;
-    /* length of the shared section prefix (up to a '.') */
-    for (size_t i = 0; prev && prev[i] && prev[i] == name[i]; i++)
-        if (name[i] == '.')
-            common = i + 1;
-    for (const char *p = name; (p = strchr(p, '.')); p++) {
-        size_t len = (size_t)(p - name);
-        const char *start = name;
-        for (const char *d = name; d < name + len; d++)
-            if (*d == '.')
-                start = d + 1;
-        if (len + 1 > common)
-            fprintf(out, "%*s%.*s:\n", depth * 2, "", (int)(name + len - start), start);
-        depth++;
-    }
-    return depth;
-}
-
-void fd_config_print(const fd_config *cfg, FILE *out)
-{
-    const char *prev = NULL;
-    char buf[64];
-    for (size_t i = 0; i < CF_NKEYS; i++) {
-        const struct cf_key *k = &cf_keys[i];
-        int depth = print_sections(out, prev, k->name);
-        const char *leaf = strrchr(k->name, '.');
-        leaf = leaf ? leaf + 1 : k->name;
-        prev = k->name;
-        fprintf(out, "%*s%s:", depth * 2, "", leaf);
-        if (is_string_type(k->type)) {
-            const char *v = *cstr_at(cfg, k);
-            fputc(' ', out);
-            print_quoted(out, v ? v : "");
-            fputc('\n', out);
-        } else if (k->type == CF_PROPS) {
-            const fd_kv *kv = (const fd_kv *)((const char *)cfg + k->off);
-            int n = *(const int *)((const char *)cfg + k->off2);
-            fputs(n > 0 ? "\n" : " {}\n", out);
-            for (int j = 0; j < n && j < FD_CONFIG_MAX_PROPS; j++) {
-                fprintf(out, "%*s", (depth + 1) * 2, "");
-                print_quoted(out, kv[j].key ? kv[j].key : "");
-                fputs(": ", out);
-                print_quoted(out, !kv[j].key || is_secret(kv[j].key)
-                                      ? "<redacted>"
-                                      : (kv[j].value ? kv[j].value : ""));
-                fputc('\n', out);
-            }
-        } else if (k->type == CF_SCHEMA_IDS) {
-            const fd_config_schema_id *ids =
-                (const fd_config_schema_id *)((const char *)cfg + k->off);
-            int n = *(const int *)((const char *)cfg + k->off2);
-            fputs(n > 0 ? "\n" : " {}\n", out);
-            for (int j = 0; j < n && j < FD_CONFIG_MAX_SCHEMA_IDS; j++) {
-                fprintf(out, "%*s%" PRId32 ": ", (depth + 1) * 2, "", ids[j].id);
-                print_quoted(out, ids[j].path ? ids[j].path : "");
-                fputc('\n', out);
-            }
-        } else {
-            format_num(buf, sizeof buf, k, num_get(cfg, k));
-            fprintf(out, k->type == CF_INT ? " %s\n" : " \"%s\"\n", buf);
-        }
-    }
-}
-
-static const char *type_doc(const struct cf_key *k)
-{
-    switch (k->type) {
-    case CF_STR:
-        return "string";
-    case CF_PATH:
-        return "path";
-    case CF_ENUM:
-        return "enum";
-    case CF_INT:
-        return "integer";
-    case CF_DURATION:
-        return "duration";
-    case CF_SIZE:
-        return "size";
-    case CF_PROPS:
-        return "map string -> scalar";
-    case CF_SCHEMA_IDS:
-        return "map id -> path";
-    }
-    return "?";
-}
-
-void fd_config_print_docs(FILE *out)
-{
-    char lo[32], hi[32];
-    fputs("| key | type | default | allowed | description |\n"
-          "|---|---|---|---|---|\n",
-          out);
-    for (size_t i = 0; i < CF_NKEYS; i++) {
-        const struct cf_key *k = &cf_keys[i];
-        fprintf(out, "| `%s` | %s | ", k->name, type_doc(k));
-        if (is_string_type(k->type))
-            fprintf(out, "`\"%s\"`", k->def_str);
-        else if (k->type == CF_PROPS || k->type == CF_SCHEMA_IDS)
-            fputs("`{}`", out);
-        else {
-            format_num(lo, sizeof lo, k, k->def_num);
-            fprintf(out, "`%s`", lo);
-        }
-        fputs(" | ", out);
-        if (k->type == CF_ENUM) {
-            for (const char *p = k->enum_vals; *p; p++)
-                if (*p == '|')
-                    fputs(", ", out);
-                else
-                    fputc(*p, out);
-        } else if (k->type == CF_INT || k->type == CF_DURATION || k->type == CF_SIZE) {
-            format_num(lo, sizeof lo, k, k->min);
-            format_num(hi, sizeof hi, k, k->max);
-            fprintf(out, "%s .. %s", lo, hi);
-        } else if (k->type == CF_PROPS || k->type == CF_SCHEMA_IDS) {
-            fprintf(out, "at most %" PRId64 " entries", k->max);
-        } else {
-            fputs(k->flags & CF_NONEMPTY ? "non-empty" : "any", out);
-        }
-        fputs(" | ", out);
-        for (const char *p = k->desc; *p; p++)
-            if (*p == '|')
-                fputs("\\|", out);
-            else
-                fputc(*p, out);
-        fputs(" |\n", out);
-    }
-}
-
-const char *fd_config_key_name(size_t i)
-{
-    return i < CF_NKEYS ? cf_keys[i].name : NULL;
-}
-
 void fd_config_free(fd_config *cfg)
 {
     if (!cfg)
         return;
     free(cfg->source_path);
     cfg->source_path = NULL;
-    for (size_t i = 0; i < CF_NKEYS; i++) {
+    for (size_t i = 0; i < cf_nkeys; i++) {
         const struct cf_key *k = &cf_keys[i];
-        if (is_string_type(k->type)) {
+        if (cf_is_string_type(k->type)) {
             char **slot = str_at(cfg, k);
             free(*slot);
             *slot = NULL;

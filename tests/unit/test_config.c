@@ -238,6 +238,9 @@ static void test_errors(void)
     expect_err("kafka:\n  url: redis://h:1\n",
                NAME ":2:3: kafka.url: unknown key (did you mean 'redis.url'?)");
     expect_err("log:\n  level: info\nzzzzzz: 1\n", NAME ":3:1: zzzzzz: unknown key");
+    expect_err("log: {level: info}\nkafka.brokers: x\n",
+               NAME ":2:1: kafka.brokers: dotted keys are not supported; nest each part as a "
+                    "mapping");
     expect_err("redis:\n  backoff_max: 1s\n",
                NAME ":2:3: redis.backoff_max: unknown key (did you mean 'redis.backoff_max_ms'?)");
     expect_err("log:\n  level:\n    deeper: 1\n",
@@ -565,6 +568,20 @@ static void test_print(void)
     CHECK_STR(d.kafka_brokers, "we\"ird\\");
     CHECK(d.redis_connect_timeout_ms == 90000);
     CHECK(d.input_n_schema_ids == 1 && d.input_schema_ids[0].id == 5);
+    fd_config_free(&d);
+    free(out);
+    fd_config_free(&c);
+
+    /* characters a YAML reader would refuse or fold are escaped, and the
+     * printed value loads back byte for byte */
+    const char *odd =
+        "kafka:\n  group_id: \"a\\x01\\u0085\\u2028\\ufeff\\uffff\\u00e9\\U0001F600\\t\"\n";
+    CHECK(load(&c, odd) == 0);
+    out = print_to_string(&c);
+    CHECK_CONTAINS(out,
+                   "group_id: \"a\\x01\\u0085\\u2028\\ufeff\\uffff\xc3\xa9\xf0\x9f\x98\x80\\x09\"");
+    CHECK(load(&d, out) == 0);
+    CHECK_STR(d.kafka_group_id, c.kafka_group_id);
     fd_config_free(&d);
     free(out);
     fd_config_free(&c);

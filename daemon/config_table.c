@@ -1,0 +1,464 @@
+/*
+ * config_table.c - the one table of funneld's config keys, the value
+ * helpers shared by loader and printer, redis.url parsing, and the two
+ * outputs driven by the table: --print-config (fd_config_print) and the key
+ * reference in docs/CONFIG.md (fd_config_print_docs). The loader is in
+ * config.c, whose top comment explains why it is all table-driven.
+ */
+#include "daemon/config_table.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int check_redis_url(const char *val, char *why, size_t why_size);
+
+#define OFF(f) offsetof(fd_config, f)
+
+/* The one table. Order is the order of --print-config and of the docs. */
+const struct cf_key cf_keys[] = {
+    {"kafka.brokers", CF_STR, OFF(kafka_brokers), 0, "embedded", 0, 0, 0, CF_NONEMPTY, NULL, NULL,
+     "Kafka bootstrap servers (host:port,...), or \"embedded\" for an in-process mock cluster"},
+    {"kafka.partitions", CF_INT, OFF(kafka_partitions), 0, NULL, 4, 1, 1024, 0, NULL, NULL,
+     "embedded cluster only: partitions of each topic it creates"},
+    {"kafka.group_id", CF_STR, OFF(kafka_group_id), 0, "funneld", 0, 0, 0, CF_NONEMPTY, NULL, NULL,
+     "consumer group; every instance of one deployment uses the same id"},
+    {"kafka.topic_events", CF_STR, OFF(kafka_topic_events), 0, "events", 0, 0, 0, CF_NONEMPTY, NULL,
+     NULL, "input topic (key = user id)"},
+    {"kafka.topic_dlq", CF_STR, OFF(kafka_topic_dlq), 0, "events.dlq", 0, 0, 0, CF_NONEMPTY, NULL,
+     NULL, "dead-letter topic for messages that fail to decode or validate"},
+    {"kafka.topic_alerts", CF_STR, OFF(kafka_topic_alerts), 0, "churn-alerts", 0, 0, 0, CF_NONEMPTY,
+     NULL, NULL, "output topic for churn alerts"},
+    {"kafka.topic_metrics", CF_STR, OFF(kafka_topic_metrics), 0, "funnel-metrics", 0, 0, 0,
+     CF_NONEMPTY, NULL, NULL, "output topic for per-window funnel metrics"},
+    {"kafka.properties", CF_PROPS, OFF(kafka_props), OFF(kafka_n_props), NULL, 0, 0,
+     FD_CONFIG_MAX_PROPS, 0, NULL, NULL,
+     "map of librdkafka properties passed through as-is (numbers and booleans as text)"},
+
+    {"redis.url", CF_STR, OFF(redis_url), 0, "redis://127.0.0.1:6379/0", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_redis_url, "redis://host:port[/db] or unix:///path[?db=N]; no password here"},
+    {"redis.password_file", CF_PATH, OFF(redis_password_file), 0, "", 0, 0, 0, 0, NULL, NULL,
+     "file whose first line is the Redis password; \"\" = none"},
+    {"redis.password_env", CF_STR, OFF(redis_password_env), 0, "FUNNELD_REDIS_PASSWORD", 0, 0, 0, 0,
+     NULL, NULL, "environment variable holding the Redis password (used when set)"},
+    {"redis.key_prefix", CF_STR, OFF(redis_key_prefix), 0, "fd:v1:", 0, 0, 0, 0, NULL, NULL,
+     "prefix of every Redis key funneld writes"},
+    {"redis.connect_timeout_ms", CF_DURATION, OFF(redis_connect_timeout_ms), 0, NULL, 2000, 1,
+     10 * MS_MIN, 0, NULL, NULL, "timeout of one connection attempt"},
+    {"redis.command_timeout_ms", CF_DURATION, OFF(redis_command_timeout_ms), 0, NULL, 5000, 1,
+     10 * MS_MIN, 0, NULL, NULL, "timeout of one command or pipeline round trip"},
+    {"redis.backoff_min_ms", CF_DURATION, OFF(redis_backoff_min_ms), 0, NULL, 100, 1, 10 * MS_MIN,
+     0, NULL, NULL, "first reconnect delay; doubles up to backoff_max_ms"},
+    {"redis.backoff_max_ms", CF_DURATION, OFF(redis_backoff_max_ms), 0, NULL, 10000, 1, 10 * MS_MIN,
+     0, NULL, NULL, "longest reconnect delay; must be >= backoff_min_ms"},
+    {"redis.flush_interval_ms", CF_DURATION, OFF(redis_flush_interval_ms), 0, NULL, 200, 1, MS_MIN,
+     0, NULL, NULL, "how often dirty state and offsets are written behind"},
+
+    {"input.format", CF_ENUM, OFF(input_format), 0, "avro", 0, 0, 0, 0, "avro|confluent-avro|json",
+     NULL, "encoding of messages on the events topic"},
+    {"input.schema", CF_PATH, OFF(input_schema), 0, "conf/schemas/event.avsc", 0, 0, 0, CF_NONEMPTY,
+     NULL, NULL,
+     "reader schema (.avsc); a value set in the file is relative to the file's directory"},
+    {"input.schema_ids", CF_SCHEMA_IDS, OFF(input_schema_ids), OFF(input_n_schema_ids), NULL, 0, 0,
+     FD_CONFIG_MAX_SCHEMA_IDS, 0, NULL, NULL,
+     "confluent-avro: map of writer schema id -> .avsc path"},
+    {"input.max_message_bytes", CF_SIZE, OFF(input_max_message_bytes), 0, NULL, MIB, 64, 100 * MIB,
+     0, NULL, NULL, "larger messages go to the dead-letter topic"},
+    {"input.max_future_skew_ms", CF_DURATION, OFF(input_max_future_skew_ms), 0, NULL, MS_HOUR, 0,
+     30 * MS_DAY, 0, NULL, NULL,
+     "events stamped further ahead of the watermark than this are rejected"},
+
+    {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
+     "least severe level that is logged"},
+};
+
+const size_t cf_nkeys = sizeof cf_keys / sizeof cf_keys[0];
+_Static_assert(sizeof cf_keys / sizeof cf_keys[0] <= CF_MAX_KEYS, "raise CF_MAX_KEYS");
+
+/* ---------------------------------------------------------------- values */
+
+static char *const *cstr_at(const fd_config *cfg, const struct cf_key *k)
+{
+    return (char *const *)((const char *)cfg + k->off);
+}
+
+static int64_t num_get(const fd_config *cfg, const struct cf_key *k)
+{
+    if (k->type == CF_INT)
+        return *(const int *)((const char *)cfg + k->off);
+    return *(const int64_t *)((const char *)cfg + k->off);
+}
+
+bool cf_is_string_type(enum cf_type t)
+{
+    return t == CF_STR || t == CF_PATH || t == CF_ENUM;
+}
+
+bool cf_parse_i64(const char *s, size_t len, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < len && (s[i] == '-' || s[i] == '+'))
+        neg = s[i++] == '-';
+    if (i == len)
+        return false;
+    uint64_t v = 0;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    if (!neg && v > (uint64_t)INT64_MAX)
+        return false;
+    if (neg && v > (uint64_t)INT64_MAX + 1)
+        return false;
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return true;
+}
+
+const struct unit cf_dur_units[] = {{"ms", 1},      {"s", MS_SEC}, {"m", MS_MIN},
+                                    {"h", MS_HOUR}, {"d", MS_DAY}, {NULL, 0}};
+const struct unit cf_no_units[] = {{NULL, 0}};
+const struct unit cf_size_units[] = {{"B", 1}, {"KiB", KIB}, {"MiB", MIB}, {"GiB", GIB}, {NULL, 0}};
+
+/* "<int><unit>" or "<int>" (unit 1). 0 ok, -1 malformed, -2 overflow. */
+int cf_parse_with_unit(const char *s, const struct unit *units, int64_t *out)
+{
+    size_t n = strlen(s), digits = 0;
+    if (n && (s[0] == '-' || s[0] == '+'))
+        digits = 1;
+    while (digits < n && s[digits] >= '0' && s[digits] <= '9')
+        digits++;
+    int64_t v;
+    if (!cf_parse_i64(s, digits, &v)) {
+        /* all digits but unparsable: overflow */
+        return digits == n && n > 1 ? -2 : -1;
+    }
+    if (digits == n) {
+        *out = v;
+        return 0;
+    }
+    for (const struct unit *u = units; u->suffix; u++) {
+        if (strcmp(s + digits, u->suffix) == 0) {
+            if (v > INT64_MAX / u->mult || v < INT64_MIN / u->mult)
+                return -2;
+            *out = v * u->mult;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Format v with the largest unit that divides it exactly ("30s", "1MiB"). */
+static void format_with_unit(char *buf, size_t size, int64_t v, const struct unit *units)
+{
+    const struct unit *best = &units[0];
+    for (const struct unit *u = units; u->suffix; u++)
+        if (v != 0 && v % u->mult == 0)
+            best = u;
+    snprintf(buf, size, "%" PRId64 "%s", v / best->mult, best->suffix);
+}
+
+void cf_format_num(char *buf, size_t size, const struct cf_key *k, int64_t v)
+{
+    if (k->type == CF_DURATION)
+        format_with_unit(buf, size, v, cf_dur_units);
+    else if (k->type == CF_SIZE)
+        format_with_unit(buf, size, v, cf_size_units);
+    else
+        snprintf(buf, size, "%" PRId64, v);
+}
+
+/* ------------------------------------------------------------ redis url */
+
+static int url_fail(char *why, size_t why_size, const char *msg)
+{
+    snprintf(why, why_size, "%s", msg);
+    return -1;
+}
+
+bool cf_all_digits(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+int fd_config_parse_redis_url(const char *url, fd_redis_addr *out, char *why, size_t why_size)
+{
+    fd_redis_addr a;
+    memset(&a, 0, sizeof a);
+    int64_t v;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *path = url + 7;
+        if (path[0] != '/')
+            return url_fail(why, why_size, "unix socket path must be absolute (unix:///path)");
+        const char *q = strchr(path, '?');
+        size_t plen = q ? (size_t)(q - path) : strlen(path);
+        if (plen < 2)
+            return url_fail(why, why_size, "empty unix socket path");
+        if (plen >= 108)
+            return url_fail(why, why_size, "unix socket path too long (max 107 bytes)");
+        memcpy(a.host, path, plen);
+        a.host[plen] = 0;
+        a.is_unix = 1;
+        if (q) {
+            if (strncmp(q, "?db=", 4) != 0 || !cf_all_digits(q + 4, strlen(q + 4)) ||
+                !cf_parse_i64(q + 4, strlen(q + 4), &v) || v > 65535)
+                return url_fail(why, why_size, "query must be ?db=N with N in 0..65535");
+            a.db = (int)v;
+        }
+    } else if (strncmp(url, "redis://", 8) == 0) {
+        const char *h = url + 8;
+        if (strchr(h, '@'))
+            return url_fail(why, why_size,
+                            "credentials do not go in the URL; use redis.password_file or "
+                            "redis.password_env");
+        const char *hend;
+        const char *hstart = h;
+        if (h[0] == '[') {
+            hend = strchr(h, ']');
+            if (!hend)
+                return url_fail(why, why_size, "unterminated [ipv6] host");
+            hstart = h + 1;
+            h = hend + 1;
+        } else {
+            hend = h + strcspn(h, ":/?");
+            h = hend;
+        }
+        size_t hlen = (size_t)(hend - hstart);
+        if (hlen == 0)
+            return url_fail(why, why_size, "missing host (redis://host:port[/db])");
+        if (hlen >= sizeof a.host)
+            return url_fail(why, why_size, "host too long");
+        memcpy(a.host, hstart, hlen);
+        a.host[hlen] = 0;
+        if (*h != ':')
+            return url_fail(why, why_size, "missing :port (redis://host:port[/db])");
+        h++;
+        size_t plen = strcspn(h, "/");
+        if (!cf_all_digits(h, plen) || !cf_parse_i64(h, plen, &v) || v < 1 || v > 65535)
+            return url_fail(why, why_size, "port must be a number in 1..65535");
+        a.port = (int)v;
+        h += plen;
+        if (*h == '/') {
+            h++;
+            if (*h) {
+                if (!cf_all_digits(h, strlen(h)) || !cf_parse_i64(h, strlen(h), &v) || v > 65535)
+                    return url_fail(why, why_size, "database must be a number in 0..65535");
+                a.db = (int)v;
+            }
+        }
+    } else {
+        return url_fail(why, why_size, "expected redis://host:port[/db] or unix:///path[?db=N]");
+    }
+    if (out)
+        *out = a;
+    return 0;
+}
+
+static int check_redis_url(const char *val, char *why, size_t why_size)
+{
+    return fd_config_parse_redis_url(val, NULL, why, why_size);
+}
+
+/* ---------------------------------------------------------------- output */
+
+/* Length of the UTF-8 sequence at p and its code point; 0 if invalid. */
+static size_t utf8_decode(const unsigned char *p, uint32_t *cp)
+{
+    size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc0 ? 2 : 0;
+    if (n == 0 || p[0] >= 0xf8)
+        return 0;
+    uint32_t v = p[0] & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (p[i] & 0x3f);
+    }
+    *cp = v;
+    return n;
+}
+
+/* A YAML double-quoted scalar that loads back to exactly s: control
+ * characters and the code points a YAML reader refuses or folds (C1, NEL,
+ * LS/PS, BOM, non-characters) are written as escapes. */
+static void print_quoted(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        uint32_t cp;
+        size_t n;
+        if (*p == '"' || *p == '\\') {
+            fprintf(out, "\\%c", *p++);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            fprintf(out, "\\x%02x", *p++);
+        } else if (*p < 0x80) {
+            fputc(*p++, out);
+        } else if ((n = utf8_decode(p, &cp)) == 0) {
+            fprintf(out, "\\x%02x", *p++); /* not from the loader: it only yields UTF-8 */
+        } else {
+            if (cp < 0xa0 || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff || cp == 0xfffe ||
+                cp == 0xffff)
+                fprintf(out, cp > 0xffff ? "\\U%08" PRIx32 : "\\u%04" PRIx32, cp);
+            else
+                fwrite(p, 1, n, out);
+            p += n;
+        }
+    }
+    fputc('"', out);
+}
+
+static bool is_secret(const char *key)
+{
+    size_t n = strlen(key);
+    return strcasestr(key, "password") || strcasestr(key, "secret") ||
+           strcasestr(key, "sasl.oauthbearer") || (n >= 4 && !strcasecmp(key + n - 4, ".key"));
+}
+
+/* Print section headers for name ("a.b.c") that differ from prev's. */
+static int print_sections(FILE *out, const char *prev, const char *name)
+{
+    int depth = 0;
+    size_t common = 0;
+    /* length of the shared section prefix (up to a '.') */
+    for (size_t i = 0; prev && prev[i] && prev[i] == name[i]; i++)
+        if (name[i] == '.')
+            common = i + 1;
+    for (const char *p = name; (p = strchr(p, '.')); p++) {
+        size_t len = (size_t)(p - name);
+        const char *start = name;
+        for (const char *d = name; d < name + len; d++)
+            if (*d == '.')
+                start = d + 1;
+        if (len + 1 > common)
+            fprintf(out, "%*s%.*s:\n", depth * 2, "", (int)(name + len - start), start);
+        depth++;
+    }
+    return depth;
+}
+
+void fd_config_print(const fd_config *cfg, FILE *out)
+{
+    const char *prev = NULL;
+    char buf[64];
+    for (size_t i = 0; i < cf_nkeys; i++) {
+        const struct cf_key *k = &cf_keys[i];
+        int depth = print_sections(out, prev, k->name);
+        const char *leaf = strrchr(k->name, '.');
+        leaf = leaf ? leaf + 1 : k->name;
+        prev = k->name;
+        fprintf(out, "%*s%s:", depth * 2, "", leaf);
+        if (cf_is_string_type(k->type)) {
+            const char *v = *cstr_at(cfg, k);
+            fputc(' ', out);
+            print_quoted(out, v ? v : "");
+            fputc('\n', out);
+        } else if (k->type == CF_PROPS) {
+            const fd_kv *kv = (const fd_kv *)((const char *)cfg + k->off);
+            int n = *(const int *)((const char *)cfg + k->off2);
+            fputs(n > 0 ? "\n" : " {}\n", out);
+            for (int j = 0; j < n && j < FD_CONFIG_MAX_PROPS; j++) {
+                fprintf(out, "%*s", (depth + 1) * 2, "");
+                print_quoted(out, kv[j].key ? kv[j].key : "");
+                fputs(": ", out);
+                print_quoted(out, !kv[j].key || is_secret(kv[j].key)
+                                      ? "<redacted>"
+                                      : (kv[j].value ? kv[j].value : ""));
+                fputc('\n', out);
+            }
+        } else if (k->type == CF_SCHEMA_IDS) {
+            const fd_config_schema_id *ids =
+                (const fd_config_schema_id *)((const char *)cfg + k->off);
+            int n = *(const int *)((const char *)cfg + k->off2);
+            fputs(n > 0 ? "\n" : " {}\n", out);
+            for (int j = 0; j < n && j < FD_CONFIG_MAX_SCHEMA_IDS; j++) {
+                fprintf(out, "%*s%" PRId32 ": ", (depth + 1) * 2, "", ids[j].id);
+                print_quoted(out, ids[j].path ? ids[j].path : "");
+                fputc('\n', out);
+            }
+        } else {
+            cf_format_num(buf, sizeof buf, k, num_get(cfg, k));
+            fprintf(out, k->type == CF_INT ? " %s\n" : " \"%s\"\n", buf);
+        }
+    }
+}
+
+static const char *type_doc(const struct cf_key *k)
+{
+    switch (k->type) {
+    case CF_STR:
+        return "string";
+    case CF_PATH:
+        return "path";
+    case CF_ENUM:
+        return "enum";
+    case CF_INT:
+        return "integer";
+    case CF_DURATION:
+        return "duration";
+    case CF_SIZE:
+        return "size";
+    case CF_PROPS:
+        return "map string -> scalar";
+    case CF_SCHEMA_IDS:
+        return "map id -> path";
+    }
+    return "?";
+}
+
+void fd_config_print_docs(FILE *out)
+{
+    char lo[32], hi[32];
+    fputs("| key | type | default | allowed | description |\n"
+          "|---|---|---|---|---|\n",
+          out);
+    for (size_t i = 0; i < cf_nkeys; i++) {
+        const struct cf_key *k = &cf_keys[i];
+        fprintf(out, "| `%s` | %s | ", k->name, type_doc(k));
+        if (cf_is_string_type(k->type))
+            fprintf(out, "`\"%s\"`", k->def_str);
+        else if (k->type == CF_PROPS || k->type == CF_SCHEMA_IDS)
+            fputs("`{}`", out);
+        else {
+            cf_format_num(lo, sizeof lo, k, k->def_num);
+            fprintf(out, "`%s`", lo);
+        }
+        fputs(" | ", out);
+        if (k->type == CF_ENUM) {
+            for (const char *p = k->enum_vals; *p; p++)
+                if (*p == '|')
+                    fputs(", ", out);
+                else
+                    fputc(*p, out);
+        } else if (k->type == CF_INT || k->type == CF_DURATION || k->type == CF_SIZE) {
+            cf_format_num(lo, sizeof lo, k, k->min);
+            cf_format_num(hi, sizeof hi, k, k->max);
+            fprintf(out, "%s .. %s", lo, hi);
+        } else if (k->type == CF_PROPS || k->type == CF_SCHEMA_IDS) {
+            fprintf(out, "at most %" PRId64 " entries", k->max);
+        } else {
+            fputs(k->flags & CF_NONEMPTY ? "non-empty" : "any", out);
+        }
+        fputs(" | ", out);
+        for (const char *p = k->desc; *p; p++)
+            if (*p == '|')
+                fputs("\\|", out);
+            else
+                fputc(*p, out);
+        fputs(" |\n", out);
+    }
+}
+
+const char *fd_config_key_name(size_t i)
+{
+    return i < cf_nkeys ? cf_keys[i].name : NULL;
+}
