@@ -165,29 +165,45 @@ void fd_kafka_producer_destroy(rd_kafka_t *producer)
     free(ps);
 }
 
+/* A dead letter keeps at most this much of a value the output topic would
+ * refuse as too large; header fd.truncated then holds the original length. */
+#define DLQ_TRUNCATE_BYTES (64 * 1024)
+
 int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic,
                          const rd_kafka_message_t *src, fd_reject reason, const char *error)
 {
-    char part[16], off[24];
+    char part[16], off[24], orig_len[24];
     snprintf(part, sizeof part, "%" PRId32, src->partition);
     snprintf(off, sizeof off, "%" PRId64, src->offset);
+    snprintf(orig_len, sizeof orig_len, "%zu", src->len);
     const char *src_topic = src->rkt ? rd_kafka_topic_name(src->rkt) : "";
+    size_t len = src->len;
     for (;;) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(6);
         rd_kafka_header_add(h, "fd.reason", -1, fd_reject_name(reason), -1);
         rd_kafka_header_add(h, "fd.error", -1, error, -1);
         rd_kafka_header_add(h, "fd.source.topic", -1, src_topic, -1);
         rd_kafka_header_add(h, "fd.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "fd.source.offset", -1, off, -1);
+        if (len < src->len)
+            rd_kafka_header_add(h, "fd.truncated", -1, orig_len, -1);
         rd_kafka_resp_err_t err = rd_kafka_producev(
             producer, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(src->key, src->key_len),
-            RD_KAFKA_V_VALUE(src->payload, src->len), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+            RD_KAFKA_V_KEY(src->key, src->key_len), RD_KAFKA_V_VALUE(src->payload, len),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
         if (!err) {
             rd_kafka_poll(producer, 0);
             return 0; /* headers now owned by the message */
         }
         rd_kafka_headers_destroy(h);
+        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && len > DLQ_TRUNCATE_BYTES) {
+            fd_warn("kafka",
+                    "dead letter for partition=%s offset=%s is %zu bytes, too large for %s: "
+                    "keeping its first %d bytes (header fd.truncated)",
+                    part, off, src->len, dlq_topic, DLQ_TRUNCATE_BYTES);
+            len = DLQ_TRUNCATE_BYTES;
+            continue;
+        }
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             fd_err("kafka", "producing dead letter for partition=%s offset=%s: %s", part, off,
                    rd_kafka_err2str(err));

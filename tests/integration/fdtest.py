@@ -1,0 +1,182 @@
+"""fdtest.py - what funneld's integration tests share beyond harness.py:
+generating input with `funnelctl gen`, reading the Kafka end offsets with an
+independent client, waiting for funneld to store them in Redis, and
+comparing Redis with the generator's ground truth.
+"""
+
+import json
+import subprocess
+import time
+
+import harness
+from harness import SLOW, build_dir, source_dir, wait_until
+
+PREFIX = "fd:v1:"
+
+
+def schema_path():
+    return str(source_dir() / "conf" / "schemas" / "event.avsc")
+
+
+def gen(out, truth, events=50000, users=5000, seed=7, fmt="avro", extra=()):
+    """Write a framed file and its truth with funnelctl gen; returns the truth."""
+    cmd = [str(build_dir() / "funnelctl"), "gen", "--seed", str(seed), "--events", str(events),
+           "--users", str(users), "--format", fmt, "--schema", schema_path(),
+           "--out", str(out), "--truth", str(truth), *extra]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(truth) as f:
+        return json.load(f)
+
+
+def end_offsets(bootstrap, topic):
+    """{partition: (low, high)} read with confluent_kafka (not funneld)."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "fd-test-watermarks"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        out = {}
+        for p in sorted(md.topics[topic].partitions):
+            out[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        return out
+    finally:
+        c.close()
+
+
+def stored_offsets(r, topic, partitions):
+    out = {}
+    for p in partitions:
+        v = r.hget(f"{PREFIX}part:{topic}:{p}", "offset")
+        out[p] = int(v) if v is not None else -1
+    return out
+
+
+def wait_consumed(r, bootstrap, topic, timeout=120, daemon=None):
+    """Wait until the offsets funneld stored in Redis reach the end of every
+    partition. Checks that the broker kept the whole log (low watermark 0)."""
+    ends = end_offsets(bootstrap, topic)
+    for p, (lo, hi) in ends.items():
+        assert lo == 0, f"broker deleted data of partition {p} (low watermark {lo})"
+
+    def done():
+        if daemon is not None and not daemon.running:
+            raise AssertionError(f"funneld exited early:\n{daemon.log_text()[-3000:]}")
+        s = stored_offsets(r, topic, ends)
+        return all(s[p] >= hi for p, (lo, hi) in ends.items())
+    wait_until(done, timeout, 0.2, f"funneld to store the end offsets {ends}")
+    return ends
+
+
+def redis_state(r):
+    """Every funneld key -> its hash, for exact comparisons between runs."""
+    out = {}
+    for k in r.scan_iter(match=PREFIX + "*", count=1000):
+        out[k] = r.hgetall(k)
+    return out
+
+
+def compare_with_truth(test, r, truth):
+    """Redis counters equal the generator's ground truth, exactly."""
+    users = truth["users"]
+    bad = []
+    pipe = r.pipeline(transaction=False)
+    names = list(users)
+    for uid in names:
+        pipe.hgetall(PREFIX + "user:" + uid)
+    for uid, h in zip(names, pipe.execute()):
+        want = users[uid]
+        got = {f: int(h.get(f, -1)) for f in ("click", "cart", "purchase", "first_ts", "last_ts")}
+        if got != want:
+            bad.append((uid, got, want))
+    test.assertEqual(bad[:5], [], f"{len(bad)} users differ from the truth")
+    n_user_keys = sum(1 for _ in r.scan_iter(match=PREFIX + "user:*", count=1000))
+    test.assertEqual(n_user_keys, len(users), "user keys in Redis vs users in the truth")
+
+    minutes = truth["minutes"]
+    mins = list(minutes)
+    pipe = r.pipeline(transaction=False)
+    for m in mins:
+        pipe.hgetall(PREFIX + "funnel:1m:" + m)
+    bad = []
+    for m, h in zip(mins, pipe.execute()):
+        got = {f: int(h.get(f, 0)) for f in ("click", "cart", "purchase", "revenue_cents")}
+        if got != minutes[m]:
+            bad.append((m, got, minutes[m]))
+    test.assertEqual(bad[:5], [], f"{len(bad)} minute windows differ from the truth")
+    n_min_keys = sum(1 for _ in r.scan_iter(match=PREFIX + "funnel:1m:*", count=1000))
+    test.assertEqual(n_min_keys, len(minutes), "minute keys in Redis vs minutes in the truth")
+    test.assertEqual(int(r.hget(PREFIX + "stats", "events") or 0), truth["events"])
+
+
+def daemon_config(path, bootstrap, redis_url, **extra):
+    overrides = {"kafka.brokers": bootstrap, "redis.url": redis_url,
+                 "input.schema": schema_path(),
+                 "kafka.properties": {"fetch.wait.max.ms": 50}}
+    overrides.update(extra)
+    return harness.write_config(path, overrides)
+
+
+def sleep_until(pred, timeout):
+    deadline = time.monotonic() + timeout * SLOW
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class RateProducer:
+    """Produces a framed file to a topic at a bounded rate from a thread, so
+    a test can interrupt funneld while the stream is still arriving."""
+
+    def __init__(self, bootstrap, topic, path, rate=5000):
+        import threading
+        self.records = list(harness.read_framed(path))
+        self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
+        self.errors = []
+        self.sent = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def _run(self):
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": self.bootstrap, "compression.codec": "lz4",
+                      "linger.ms": 5, "acks": "all"})
+
+        def on_delivery(err, msg):
+            if err is not None:
+                self.errors.append(str(err))
+        chunk = max(1, self.rate // 20)
+        t0 = time.monotonic()
+        for i in range(0, len(self.records), chunk):
+            if self._stop:
+                break
+            for key, value in self.records[i:i + chunk]:
+                while True:
+                    try:
+                        p.produce(self.topic, key=key, value=value, on_delivery=on_delivery)
+                        break
+                    except BufferError:
+                        p.poll(0.05)
+            self.sent = i + chunk
+            p.poll(0)
+            ahead = t0 + (i + chunk) / self.rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        left = p.flush(60)
+        if left:
+            self.errors.append(f"{left} messages not delivered")
+
+    def join(self, timeout=120):
+        self._thread.join(timeout * SLOW)
+        if self._thread.is_alive():
+            raise AssertionError("producer thread did not finish")
+        if self.errors:
+            raise AssertionError(f"produce errors: {self.errors[:3]}")
+
+    def stop(self):
+        self._stop = True
+        if self._thread.is_alive():
+            self._thread.join(30)
