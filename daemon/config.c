@@ -687,6 +687,23 @@ int fd_config_load_buffer(fd_config *cfg, const char *name, const char *buf, siz
     return load_common(cfg, name, NULL, buf ? buf : "", buf ? len : 0, errstr, errstr_size);
 }
 
+/* An error about the file as a whole: reported at 1:1 with key "-". */
+static void file_err(char *errstr, size_t errstr_size, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void file_err(char *errstr, size_t errstr_size, const char *path, const char *fmt, ...)
+{
+    if (!errstr || errstr_size == 0)
+        return;
+    int n = snprintf(errstr, errstr_size, "%s:1:1: -: ", path);
+    if (n >= 0 && (size_t)n < errstr_size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errstr + n, errstr_size - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+}
+
 int fd_config_load(fd_config *cfg, const char *path, char *errstr, size_t errstr_size)
 {
     char *buf = NULL, *dir = NULL;
@@ -696,28 +713,27 @@ int fd_config_load(fd_config *cfg, const char *path, char *errstr, size_t errstr
     FILE *f = fopen(path, "rb");
 
     if (!f) {
-        snprintf(errstr, errstr_size, "%s:1:1: -: cannot open: %s", path, strerror(errno));
+        file_err(errstr, errstr_size, path, "cannot open: %s", strerror(errno));
         goto out;
     }
     if (!(buf = malloc(CF_MAX_FILE_BYTES + 1))) {
-        snprintf(errstr, errstr_size, "%s:1:1: -: out of memory", path);
+        file_err(errstr, errstr_size, path, "out of memory");
         goto out;
     }
     len = fread(buf, 1, CF_MAX_FILE_BYTES + 1, f);
     if (ferror(f)) {
-        snprintf(errstr, errstr_size, "%s:1:1: -: read error: %s", path, strerror(errno));
+        file_err(errstr, errstr_size, path, "read error: %s", strerror(errno));
         goto out;
     }
     if (len > CF_MAX_FILE_BYTES) {
-        snprintf(errstr, errstr_size, "%s:1:1: -: file larger than %d bytes", path,
-                 CF_MAX_FILE_BYTES);
+        file_err(errstr, errstr_size, path, "file larger than %d bytes", CF_MAX_FILE_BYTES);
         goto out;
     }
     const char *slash = strrchr(path, '/');
     if (slash) {
         size_t dlen = slash == path ? 1 : (size_t)(slash - path);
         if (!(dir = strndup(path, dlen))) {
-            snprintf(errstr, errstr_size, "%s:1:1: -: out of memory", path);
+            file_err(errstr, errstr_size, path, "out of memory");
             goto out;
         }
     }

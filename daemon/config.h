@@ -76,7 +76,9 @@ void fd_config_defaults(fd_config *cfg);
  * *cfg is treated as output only: free a previously loaded config first. */
 int fd_config_load(fd_config *cfg, const char *path, char *errstr, size_t errstr_size);
 
-/* Same, from a memory buffer; name is used in messages as FILE. */
+/* Same, from a memory buffer; name is used in messages as FILE. Relative
+ * paths are left as written (relative to the working directory). errstr may
+ * be NULL when errstr_size is 0. */
 int fd_config_load_buffer(fd_config *cfg, const char *name, const char *buf, size_t len,
                           char *errstr, size_t errstr_size);
 

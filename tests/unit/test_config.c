@@ -618,6 +618,13 @@ static void test_free(void)
     CHECK(c.kafka_brokers == NULL && c.kafka_props[0].key == NULL && c.kafka_n_props == 0);
     CHECK(c.input_schema_ids[0].path == NULL && c.source_path == NULL);
     fd_config_free(&c); /* second free is a no-op */
+    /* printing a freed (zeroed) config prints empty strings, not a crash */
+    char *out = print_to_string(&c);
+    CHECK_CONTAINS(out, "  brokers: \"\"\n");
+    free(out);
+    /* no error buffer at all */
+    CHECK(fd_config_load_buffer(&c, NAME, "zzz: 1", 6, NULL, 0) == -1);
+    CHECK(fd_config_load(&c, "/nonexistent.yaml", NULL, 0) == -1);
 }
 
 /* docs/CONFIG.md embeds fd_config_print_docs() verbatim. */
