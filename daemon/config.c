@@ -672,6 +672,7 @@ static int load_common(fd_config *cfg, const char *name, const char *basedir, co
         yaml_event_delete(&ld.ev);
     yaml_parser_delete(&ld.parser);
 out_cfg:
+    fd_config_free(cfg); /* what the caller had: defaults or an older load */
     if (rc == 0) {
         *cfg = tmp;
     } else {
@@ -740,8 +741,10 @@ int fd_config_load(fd_config *cfg, const char *path, char *errstr, size_t errstr
     rc = load_common(cfg, path, dir, buf, len, errstr, errstr_size);
     loaded = true;
 out:
-    if (!loaded)
+    if (!loaded) {
+        fd_config_free(cfg);
         memset(cfg, 0, sizeof *cfg);
+    }
     free(dir);
     free(buf);
     if (f)

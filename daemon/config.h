@@ -73,7 +73,8 @@ void fd_config_defaults(fd_config *cfg);
 /* Load FILE over defaults. Returns 0, or -1 with "FILE:LINE:COL: key: msg"
  * in errstr (first error). Relative paths in the file are resolved against
  * the file's directory. On error *cfg is left freed (safe to free again).
- * *cfg is treated as output only: free a previously loaded config first. */
+ * *cfg must be zeroed, filled by fd_config_defaults() or a previous load
+ * (never uninitialized): whatever it holds is freed, on success and on error. */
 int fd_config_load(fd_config *cfg, const char *path, char *errstr, size_t errstr_size);
 
 /* Same, from a memory buffer; name is used in messages as FILE. Relative

@@ -15,6 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fd_config cfg;
     char err[512];
+    fd_config_defaults(&cfg); /* a load frees what it replaces */
     if (fd_config_load_buffer(&cfg, "fuzz", (const char *)data, size, err, sizeof err) != 0) {
         /* every error names the file and a position */
         if (strncmp(err, "fuzz:", 5) != 0)
@@ -28,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (f) {
         fd_config_print(&cfg, f);
         fclose(f);
-        fd_config again;
+        fd_config again = {0};
         /* what we print must load back */
         if (fd_config_load_buffer(&again, "print", out, len, err, sizeof err) != 0)
             abort();

@@ -27,8 +27,8 @@ static int load(fd_config *cfg, const char *yaml)
 /* Expect the load to fail with exactly msg; the config must come back zeroed. */
 static void expect_err(const char *yaml, const char *msg)
 {
-    fd_config cfg;
-    memset(&cfg, 0xab, sizeof cfg);
+    fd_config cfg = {0};
+    fd_config_defaults(&cfg); /* the failed load must free these (LSan checks) */
     int rc = load(&cfg, yaml);
     CHECK(rc == -1);
     CHECK_STR(err, msg);
@@ -39,7 +39,7 @@ static void expect_err(const char *yaml, const char *msg)
 /* Expect failure whose message starts with prefix. */
 static void expect_err_prefix(const char *yaml, const char *prefix)
 {
-    fd_config cfg;
+    fd_config cfg = {0};
     int rc = load(&cfg, yaml);
     CHECK(rc == -1);
     if (strncmp(err, prefix, strlen(prefix)) == 0) {
@@ -78,7 +78,7 @@ static char *print_to_string(const fd_config *cfg)
 
 static void test_defaults(void)
 {
-    fd_config c;
+    fd_config c = {0};
     fd_config_defaults(&c);
     CHECK_STR(c.source_path, "");
     CHECK_STR(c.kafka_brokers, "embedded");
@@ -121,7 +121,7 @@ static void test_defaults(void)
 
 static void test_shipped_config(void)
 {
-    fd_config c;
+    fd_config c = {0};
     int rc = fd_config_load(&c, "conf/funneld.yaml", err, sizeof err);
     CHECK(rc == 0);
     if (rc != 0) {
@@ -143,7 +143,7 @@ static void test_shipped_config(void)
 
     /* the shipped file states every default: it prints exactly like defaults
      * except for source_path, which print does not show */
-    fd_config d;
+    fd_config d = {0};
     fd_config_defaults(&d);
     char *a = print_to_string(&c), *b = print_to_string(&d);
     CHECK_STR(a, b);
@@ -182,7 +182,7 @@ static void test_shipped_config(void)
 
 static void test_values(void)
 {
-    fd_config c;
+    fd_config c = {0};
     int rc = load(&c, "kafka:\n"
                       "  brokers: b1:9092,b2:9092\n"
                       "  partitions: 1024\n"
@@ -403,7 +403,7 @@ static void test_errors(void)
     expect_err(big, NAME ":35:5: input.schema_ids.32: too many schema ids (max 32)");
 
     /* a file that does not exist */
-    fd_config c;
+    fd_config c = {0};
     CHECK(fd_config_load(&c, "/nonexistent/funneld.yaml", err, sizeof err) == -1);
     CHECK_STR(err, "/nonexistent/funneld.yaml:1:1: -: cannot open: No such file or directory");
     CHECK(c.kafka_brokers == NULL);
@@ -464,7 +464,7 @@ static void test_paths(void)
           "  password_file: pw\n",
           f);
     fclose(f);
-    fd_config c;
+    fd_config c = {0};
     CHECK(fd_config_load(&c, path, err, sizeof err) == 0);
     CHECK_STR(c.source_path, path);
     snprintf(want, sizeof want, "%s/s.avsc", dir);
@@ -495,7 +495,7 @@ static void test_paths(void)
 
 static void test_properties(void)
 {
-    fd_config c;
+    fd_config c = {0};
     int rc = load(&c, "kafka:\n"
                       "  properties:\n"
                       "    compression.codec: lz4\n"
@@ -535,7 +535,7 @@ static void test_properties(void)
     CHECK(strstr(out, "k3y-material") == NULL);
 
     /* the printed config loads back to the same printed config */
-    fd_config d;
+    fd_config d = {0};
     rc = load(&d, out);
     CHECK(rc == 0);
     if (rc)
@@ -551,7 +551,7 @@ static void test_properties(void)
 
 static void test_print(void)
 {
-    fd_config c;
+    fd_config c = {0};
     CHECK(load(&c, "kafka:\n  brokers: \"we\\\"ird\\\\\"\n"
                    "input:\n  format: json\n  schema_ids: {5: x.avsc}\n"
                    "redis:\n  connect_timeout_ms: 90000\n") == 0);
@@ -563,7 +563,7 @@ static void test_print(void)
     CHECK_CONTAINS(out, "  schema_ids:\n    5: \"x.avsc\"\n");
     CHECK_CONTAINS(out, "  max_message_bytes: \"1MiB\"\n");
     CHECK_CONTAINS(out, "\nlog:\n  level: \"info\"\n");
-    fd_config d;
+    fd_config d = {0};
     CHECK(load(&d, out) == 0);
     CHECK_STR(d.kafka_brokers, "we\"ird\\");
     CHECK(d.redis_connect_timeout_ms == 90000);
@@ -609,15 +609,28 @@ static void test_redis_url_parse(void)
 static void test_free(void)
 {
     fd_config_free(NULL);
-    fd_config z;
+    fd_config z = {0};
     memset(&z, 0, sizeof z);
     fd_config_free(&z);
-    fd_config c;
+    fd_config c = {0};
     CHECK(load(&c, "kafka: {properties: {a: b}}\ninput: {schema_ids: {1: x}}\n") == 0);
     fd_config_free(&c);
     CHECK(c.kafka_brokers == NULL && c.kafka_props[0].key == NULL && c.kafka_n_props == 0);
     CHECK(c.input_schema_ids[0].path == NULL && c.source_path == NULL);
     fd_config_free(&c); /* second free is a no-op */
+
+    /* loading over defaults or over a loaded config frees what it replaces
+     * (a leak here fails under LSan) */
+    fd_config_defaults(&c);
+    CHECK(load(&c, "kafka: {properties: {a: b, c: d}}\n") == 0);
+    CHECK(load(&c, "input: {schema_ids: {1: x}}\nlog: {level: warn}\n") == 0);
+    CHECK(c.kafka_n_props == 0 && c.kafka_props[0].key == NULL);
+    CHECK_STR(c.log_level, "warn");
+    CHECK(load(&c, "log: {level: loud}\n") == -1);
+    CHECK(c.log_level == NULL && c.input_schema_ids[0].path == NULL);
+    fd_config_defaults(&c);
+    CHECK(fd_config_load(&c, "/nonexistent.yaml", err, sizeof err) == -1);
+    CHECK(c.kafka_brokers == NULL);
     /* printing a freed (zeroed) config prints empty strings, not a crash */
     char *out = print_to_string(&c);
     CHECK_CONTAINS(out, "  brokers: \"\"\n");
