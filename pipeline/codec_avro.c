@@ -635,7 +635,11 @@ static int scan_value(scan *s, avro_schema_t sc, int depth)
     case AVRO_BOOLEAN:
         return scan_skip(s, 1, "boolean");
     case AVRO_INT32:
-        return scan_varint(s, &v, 5);
+        if (scan_varint(s, &v, 5) != 0)
+            return -1;
+        if (v < INT32_MIN || v > INT32_MAX)
+            return scan_fail(s, FD_REJ_AVRO, "int %lld out of range", (long long)v);
+        return 0;
     case AVRO_INT64:
         return scan_varint(s, &v, 10);
     case AVRO_FLOAT:
