@@ -439,6 +439,8 @@ static int load_props(struct loader *ld, const struct cf_key *k)
             return -1;
         if (!(kv[*n - 1].value = strdup(scalar(&ld->ev))))
             return oom(ld, ld->ev.start_mark, path);
+        kv[*n - 1].line = (int)ld->ev.start_mark.line + 1;
+        kv[*n - 1].col = (int)ld->ev.start_mark.column + 1;
     }
 }
 

@@ -23,6 +23,7 @@
 typedef struct fd_kv {
     char *key;
     char *value;
+    int line, col; /* position of the value in the file (1-based), for errors */
 } fd_kv;
 
 typedef struct fd_config_schema_id {

@@ -66,7 +66,7 @@ const struct cf_key cf_keys[] = {
      "confluent-avro: map of writer schema id -> .avsc path"},
     {"input.max_message_bytes", CF_SIZE, OFF(input_max_message_bytes), 0, NULL, MIB, 64, 100 * MIB,
      0, NULL, NULL, "larger messages go to the dead-letter topic"},
-    {"input.max_future_skew_ms", CF_DURATION, OFF(input_max_future_skew_ms), 0, NULL, MS_HOUR, 0,
+    {"input.max_future_skew", CF_DURATION, OFF(input_max_future_skew_ms), 0, NULL, MS_HOUR, 0,
      30 * MS_DAY, 0, NULL, NULL,
      "events stamped further ahead of the watermark than this are rejected"},
 

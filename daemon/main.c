@@ -13,6 +13,7 @@
 #include "daemon/config.h"
 #include "daemon/log.h"
 #include "pipeline/engine.h"
+#include "pipeline/kafka.h"
 
 #define DEFAULT_CONFIG "/etc/funneld/funneld.yaml"
 
@@ -82,6 +83,11 @@ int main(int argc, char **argv)
     char err[1024];
     fd_config_defaults(&cfg);
     if (fd_config_load(&cfg, path, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        fd_config_free(&cfg);
+        return 1;
+    }
+    if (fd_kafka_check_properties(&cfg, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
         fd_config_free(&cfg);
         return 1;

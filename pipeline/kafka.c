@@ -42,15 +42,41 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
     fd_warn("kafka", "%s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name(err), reason);
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, int from_user,
-                    char *errstr, size_t errstr_size)
+static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                    size_t errstr_size)
 {
     char err[512];
     if (rd_kafka_conf_set(conf, name, value, err, sizeof err) != RD_KAFKA_CONF_OK) {
-        snprintf(errstr, errstr_size, "%s%s: %s", from_user ? "kafka.properties." : "", name, err);
+        snprintf(errstr, errstr_size, "%s: %s", name, err);
         return -1;
     }
     return 0;
+}
+
+/* A user property rejected by librdkafka, reported at its place in the
+ * config file: "FILE:LINE:COL: kafka.properties.NAME: librdkafka's text". */
+static int user_prop_set(rd_kafka_conf_t *conf, const fd_config *cfg, const fd_kv *kv,
+                         char *errstr, size_t errstr_size)
+{
+    char err[512];
+    if (rd_kafka_conf_set(conf, kv->key, kv->value, err, sizeof err) == RD_KAFKA_CONF_OK)
+        return 0;
+    if (cfg->source_path && *cfg->source_path && kv->line > 0)
+        snprintf(errstr, errstr_size, "%s:%d:%d: kafka.properties.%s: %s", cfg->source_path,
+                 kv->line, kv->col, kv->key, err);
+    else
+        snprintf(errstr, errstr_size, "kafka.properties.%s: %s", kv->key, err);
+    return -1;
+}
+
+int fd_kafka_check_properties(const fd_config *cfg, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    int rc = 0;
+    for (int i = 0; i < cfg->kafka_n_props && rc == 0; i++)
+        rc = user_prop_set(conf, cfg, &cfg->kafka_props[i], errstr, errstr_size);
+    rd_kafka_conf_destroy(conf);
+    return rc;
 }
 
 /* Common settings, then the user's kafka.properties (which win). */
@@ -58,14 +84,13 @@ static rd_kafka_conf_t *base_conf(const fd_config *cfg, const char *bootstraps,
                                   const char *const *defaults, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (conf_set(conf, "bootstrap.servers", bootstraps, 0, errstr, errstr_size) != 0)
+    if (conf_set(conf, "bootstrap.servers", bootstraps, errstr, errstr_size) != 0)
         goto fail;
     for (size_t i = 0; defaults[i]; i += 2)
-        if (conf_set(conf, defaults[i], defaults[i + 1], 0, errstr, errstr_size) != 0)
+        if (conf_set(conf, defaults[i], defaults[i + 1], errstr, errstr_size) != 0)
             goto fail;
     for (int i = 0; i < cfg->kafka_n_props; i++)
-        if (conf_set(conf, cfg->kafka_props[i].key, cfg->kafka_props[i].value, 1, errstr,
-                     errstr_size) != 0)
+        if (user_prop_set(conf, cfg, &cfg->kafka_props[i], errstr, errstr_size) != 0)
             goto fail;
     rd_kafka_conf_set_log_cb(conf, kafka_log_cb);
     rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
@@ -91,7 +116,7 @@ rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
     rd_kafka_conf_t *conf = base_conf(cfg, bootstraps, defaults, errstr, errstr_size);
     if (!conf)
         return NULL;
-    if (conf_set(conf, "group.id", cfg->kafka_group_id, 0, errstr, errstr_size) != 0) {
+    if (conf_set(conf, "group.id", cfg->kafka_group_id, errstr, errstr_size) != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

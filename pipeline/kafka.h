@@ -13,6 +13,11 @@
 #include "daemon/config.h"
 #include "features/event.h"
 
+/* Check every kafka.properties entry with librdkafka (names and values)
+ * without creating a client. 0, or -1 with "FILE:LINE:COL:
+ * kafka.properties.NAME: librdkafka's message" in errstr. */
+int fd_kafka_check_properties(const fd_config *cfg, char *errstr, size_t errstr_size);
+
 /* A consumer in group cfg->kafka_group_id on `bootstraps`, offsets managed
  * by funneld (no auto commit, no auto store), with rebalance_cb and opaque.
  * kafka.properties apply on top; a rejected property gives librdkafka's

@@ -197,7 +197,7 @@ static void test_values(void)
                       "input:\n"
                       "  format: confluent-avro\n"
                       "  max_message_bytes: 64KiB\n"
-                      "  max_future_skew_ms: 7d\n"
+                      "  max_future_skew: 7d\n"
                       "log: {level: debug}\n");
     CHECK(rc == 0);
     if (rc)
@@ -220,7 +220,7 @@ static void test_values(void)
     CHECK_STR(c.input_schema, "conf/schemas/event.avsc");
     fd_config_free(&c);
 
-    CHECK(load(&c, "input:\n  max_message_bytes: 100MiB\n  max_future_skew_ms: 0\n") == 0);
+    CHECK(load(&c, "input:\n  max_message_bytes: 100MiB\n  max_future_skew: 0\n") == 0);
     CHECK(c.input_max_message_bytes == 100LL * 1024 * 1024);
     CHECK(c.input_max_future_skew_ms == 0);
     fd_config_free(&c);
@@ -293,10 +293,10 @@ static void test_errors(void)
                NAME ":2:23: redis.connect_timeout_ms: out of range: 0ms (must be 1ms..10m)");
     expect_err("redis:\n  connect_timeout_ms: 11m\n",
                NAME ":2:23: redis.connect_timeout_ms: out of range: 11m (must be 1ms..10m)");
-    expect_err("input:\n  max_future_skew_ms: 31d\n",
-               NAME ":2:23: input.max_future_skew_ms: out of range: 31d (must be 0ms..30d)");
-    expect_err("input:\n  max_future_skew_ms: 9999999999999999d\n",
-               NAME ":2:23: input.max_future_skew_ms: out of range: 9999999999999999d (must be "
+    expect_err("input:\n  max_future_skew: 31d\n",
+               NAME ":2:20: input.max_future_skew: out of range: 31d (must be 0ms..30d)");
+    expect_err("input:\n  max_future_skew: 9999999999999999d\n",
+               NAME ":2:20: input.max_future_skew: out of range: 9999999999999999d (must be "
                     "0ms..30d)");
     expect_err("input:\n  max_message_bytes: 63\n",
                NAME ":2:22: input.max_message_bytes: out of range: 63B (must be 64B..100MiB)");

@@ -1,13 +1,13 @@
 /*
  * test_gen.c - the synthetic clickstream generator (tools/gen.c).
  *
- * The generator lives in tools/ (it is part of funnelctl, not of fdcore), so
- * this test compiles it in directly. Every check recounts what the generator
+ *  The generator lives in tools/ (in the fdtools library behind funnelctl),
+ * this test links it through the fdtools library. Every check recounts what the generator
  * handed out and compares it with the truth it claims, or with a property a
  * broken generator would violate (determinism, funnel order, bounded
  * disorder, skew, churners going quiet).
  */
-#include "tools/gen.c"
+#include "tools/gen.h"
 
 #include "tests/unit/check.h"
 
@@ -92,7 +92,7 @@ static void test_truth_recount(int64_t disorder_ms)
     size_t nmin = 20000;
     fd_gen_minute_truth *mt = calloc(nmin, sizeof *mt);
     uint8_t *seen = calloc(events * 4 + 1, 1);
-    int64_t m0 = g->o.start_ms - g->o.start_ms % 60000;
+    int64_t m0 = fd_gen_get_opts(g)->start_ms - fd_gen_get_opts(g)->start_ms % 60000;
     uint64_t n = 0, dup = 0, bad_id = 0, bad_price = 0, bad_min = 0;
     fd_event e;
     while (fd_gen_next(g, &e)) {
@@ -296,7 +296,7 @@ static void test_skew_churn_span(void)
     CHECK(after_churn == 0);
     uint64_t *tot = calloc(users, sizeof *tot);
     uint32_t churners = 0, churners_active = 0, churned_early = 0;
-    int64_t span = g->o.span_ms, start = g->o.start_ms;
+    int64_t span = fd_gen_get_opts(g)->span_ms, start = fd_gen_get_opts(g)->start_ms;
     for (uint32_t u = 0; u < users; u++) {
         const fd_gen_user_truth *t = fd_gen_user(g, u);
         tot[u] = t->n[0] + t->n[1] + t->n[2];

@@ -1,0 +1,136 @@
+"""test_cli.py - funneld's command line and start-up, from outside:
+--version/--help, --check-config with positioned errors (YAML and
+librdkafka properties), --print-config redaction, the embedded Kafka
+cluster (kcat produces to the address funneld logs; redis-cli reads the
+result), and the Redis password from a file and from the environment.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import fdtest  # noqa: E402
+import harness  # noqa: E402
+from harness import Daemon, RedisServer, build_dir, source_dir  # noqa: E402
+
+FUNNELD = str(build_dir() / "funneld")
+
+
+def run(*args, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([FUNNELD, *args], capture_output=True, text=True, timeout=60, env=e)
+
+
+class Cli(unittest.TestCase):
+    def setUp(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="fd-cli-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def write(self, name, text):
+        p = self.tmp / name
+        p.write_text(text)
+        return str(p)
+
+    def test_version_and_help(self):
+        v = run("--version")
+        self.assertEqual(v.returncode, 0)
+        self.assertRegex(v.stdout, r"^funneld \d+\.\d+\.\d+")
+        h = run("--help")
+        self.assertEqual(h.returncode, 0)
+        for opt in ("--check-config", "--print-config", "--config"):
+            self.assertIn(opt, h.stdout)
+        bad = run("--no-such-option")
+        self.assertEqual(bad.returncode, 2)
+
+    def test_check_config_shipped_file(self):
+        r = run("--check-config", "-c", str(source_dir() / "conf" / "funneld.yaml"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("OK", r.stdout)
+
+    def test_check_config_errors_name_file_line_column(self):
+        cases = [
+            ("redis:\n  url: redis://127.0.0.1:6379/0\n  flush_intervl_ms: 100\n",
+             r":3:3: redis\.flush_intervl_ms: "),
+            ("kafka:\n  partitions: 0\n", r":2:15: kafka\.partitions: .*range"),
+            ("input:\n  format: xml\n", r":2:11: input\.format: "),
+            ("kafka:\n  brokers: a\n  brokers: b\n", r":3:3: kafka\.brokers: .*duplicate"),
+            ("kafka:\n  properties:\n    fetch.wait.max.ms: banana\n",
+             r":3:24: kafka\.properties\.fetch\.wait\.max\.ms: Invalid value"),
+            ("kafka:\n  properties:\n    no.such.property: 1\n",
+             r":3:23: kafka\.properties\.no\.such\.property: No such configuration property"),
+        ]
+        for i, (text, pattern) in enumerate(cases):
+            path = self.write(f"bad{i}.yaml", text)
+            r = run("--check-config", "-c", path)
+            self.assertEqual(r.returncode, 1, text)
+            self.assertRegex(r.stderr, re.escape(path) + pattern, text)
+        missing = run("--check-config", "-c", str(self.tmp / "nope.yaml"))
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("nope.yaml", missing.stderr)
+
+    def test_print_config_redacts_secrets(self):
+        path = self.write("p.yaml", "kafka:\n  properties:\n    sasl.password: hunter2\n"
+                                    "    sasl.username: alice\n    security.protocol: SASL_PLAINTEXT\n"
+                                    "    sasl.mechanisms: PLAIN\n")
+        r = run("--print-config", "-c", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("hunter2", r.stdout)
+        self.assertIn("<redacted>", r.stdout)
+        self.assertIn("alice", r.stdout)
+        # What it prints is a config that loads again.
+        again = self.write("again.yaml", r.stdout)
+        self.assertEqual(run("--check-config", "-c", again).returncode, 0)
+
+    def test_embedded_broker_with_kcat_and_redis_cli(self):
+        with RedisServer() as redis:
+            cfg = harness.write_config(self.tmp / "emb.yaml", {
+                "kafka.brokers": "embedded", "kafka.partitions": 2, "redis.url": redis.url,
+                "input.format": "json", "input.schema": fdtest.schema_path()})
+            with Daemon(cfg) as d:
+                m = d.wait_for_log(r"embedded Kafka mock cluster listening at (\S+)")
+                bootstrap = m.group(1)
+                lines = "".join(
+                    f'u{i % 3}:{{"event_id":"k{i}","user_id":"u{i % 3}","ts":{1767225600000 + i},'
+                    f'"type":"{["click", "cart", "purchase"][i % 3]}","price":2.5}}\n'
+                    for i in range(30))
+                p = subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", "events", "-K:"],
+                                   input=lines.encode(), capture_output=True, timeout=60)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                port = str(redis.port)
+
+                def cli(*a):
+                    return subprocess.run(["redis-cli", "-p", port, *a], capture_output=True,
+                                          text=True, timeout=10).stdout.strip()
+                harness.wait_until(lambda: cli("HGET", "fd:v1:stats", "events") == "30", 30,
+                                   what="30 events counted (redis-cli)")
+                self.assertEqual(cli("HGET", "fd:v1:user:u1", "cart"), "10")
+                self.assertEqual(cli("HGET", "fd:v1:user:u2", "purchase"), "10")
+                self.assertEqual(cli("HGET", "fd:v1:funnel:1m:1767225600000", "revenue_cents"),
+                                 "2500")
+                self.assertEqual(d.terminate(), 0)
+
+    def test_redis_password_from_file_and_env(self):
+        with RedisServer(password="s3cret-pw") as redis:
+            pwfile = self.write("pw", "s3cret-pw\n")
+            for how, extra, env in (
+                    ("file", {"redis.password_file": pwfile}, None),
+                    ("env", {}, {"FUNNELD_REDIS_PASSWORD": "s3cret-pw"})):
+                cfg = harness.write_config(self.tmp / f"pw-{how}.yaml", {
+                    "kafka.brokers": "embedded", "redis.url": redis.url,
+                    "input.schema": fdtest.schema_path(), **extra})
+                with Daemon(cfg, env=env) as d:
+                    d.wait_for_log(r"partition=\d+ assigned, starting at offset", timeout=30)
+                    self.assertNotIn("s3cret-pw", d.log_text())
+                    self.assertEqual(d.terminate(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
