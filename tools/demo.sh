@@ -10,7 +10,9 @@
 #
 # Nothing outside the temp dir is touched: no other Redis, no fixed ports.
 # Everything started here is stopped by the EXIT trap, also on failure or
-# Ctrl-C. Exit status: 0 when the demo ran and Redis matches the truth.
+# Ctrl-C. The servers run in their own sessions (setsid) so that Ctrl-C
+# reaches only this script, which then stops them in order: the generator,
+# funneld (SIGTERM: drain and flush while Redis is still up), redis-server. Exit status: 0 when the demo ran and Redis matches the truth.
 #
 # Usage: tools/demo.sh            (make demo builds first, then runs this)
 # Env:   FD_BUILD_DIR  build directory holding funneld and funnelctl (build)
@@ -41,10 +43,20 @@ if [ $TTY = 1 ]; then B=$'\e[1m' G=$'\e[32m' R=$'\e[31m' N=$'\e[0m'; else B='' G
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/funneld-demo.XXXXXX")
 SOCK=$tmp/redis.sock
 LOG=$tmp/funneld.log
-redis_pid='' funneld_pid='' gen_pid='' failed=1 keep_log=0
+redis_pid='' funneld_pid='' gen_pid='' failed=1 keep_log=0 interrupted=0
 
 rcli() { redis-cli -s "$SOCK" --no-raw "$@" 2>/dev/null; }
 rraw() { redis-cli -s "$SOCK" --raw "$@" 2>/dev/null; }
+
+# SIGTERM a child of ours, SIGKILL it if it is not gone within $2 seconds.
+stop_pid() {
+    local pid=$1 secs=$2
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq $((secs * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
 
 # Stop whatever is still running, in reverse order of start, then remove
 # the temp dir. On failure, show where funneld's log was and its tail.
@@ -52,21 +64,12 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     [ $TTY = 1 ] && printf '\n' >&2 || true
-    if [ -n "$gen_pid" ] && kill -0 "$gen_pid" 2>/dev/null; then
-        kill -TERM "$gen_pid" 2>/dev/null || true
-        wait "$gen_pid" 2>/dev/null || true
-    fi
-    if [ -n "$funneld_pid" ] && kill -0 "$funneld_pid" 2>/dev/null; then
-        kill -TERM "$funneld_pid" 2>/dev/null || true
-        for _ in $(seq 150); do kill -0 "$funneld_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$funneld_pid" 2>/dev/null || true
-        wait "$funneld_pid" 2>/dev/null || true
-    fi
-    if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
-        kill -TERM "$redis_pid" 2>/dev/null || true
-        wait "$redis_pid" 2>/dev/null || true
-    fi
-    if [ "$failed" = 1 ] || [ $rc -ne 0 ]; then
+    stop_pid "$gen_pid" 5
+    stop_pid "$funneld_pid" 15
+    stop_pid "$redis_pid" 5
+    if [ "$interrupted" = 1 ]; then
+        echo "demo interrupted; everything it started is stopped" >&2
+    elif [ "$failed" = 1 ] || [ $rc -ne 0 ]; then
         [ $rc -eq 0 ] && rc=1
         if [ -s "$LOG" ]; then
             echo "${R}demo failed${N}; last lines of funneld's log ($LOG):" >&2
@@ -78,19 +81,31 @@ cleanup() {
         if [ -n "${FD_DEMO_KEEP:-}" ]; then
             keep_log=1
             echo "kept $tmp (FD_DEMO_KEEP is set)" >&2
+        else
+            echo "(removed; run with FD_DEMO_KEEP=1 to keep $tmp)" >&2
         fi
     fi
     [ $keep_log = 1 ] || rm -rf "$tmp"
     exit $rc
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'interrupted=1; exit 130' INT
+trap 'interrupted=1; exit 143' TERM
 
 die() { echo "${R}demo: $*${N}" >&2; exit 1; }
 
+# funneld is gone while it should run: say how it ended (exit 0 means it was
+# told to stop from outside, e.g. Ctrl-C reaching the whole process group).
+funneld_gone() {
+    local st=0
+    wait "$funneld_pid" || st=$?
+    funneld_pid=''
+    if [ $st -eq 0 ]; then die "funneld stopped $1 (exit 0: interrupted?)"; fi
+    die "funneld exited with status $st $1"
+}
+
 # ---- Redis: private, unix socket only, no persistence ----------------------
-redis-server --port 0 --unixsocket "$SOCK" --unixsocketperm 700 --save "" \
+setsid redis-server --port 0 --unixsocket "$SOCK" --unixsocketperm 700 --save "" \
     --appendonly no --dir "$tmp" --logfile "$tmp/redis.log" --daemonize no &
 redis_pid=$!
 for _ in $(seq 50); do
@@ -119,13 +134,13 @@ log:
 EOF
 "$FUNNELD" --check-config -c "$tmp/funneld.yaml" >/dev/null || die "the demo config was refused"
 
-"$FUNNELD" -c "$tmp/funneld.yaml" >"$LOG" 2>&1 &
+setsid "$FUNNELD" -c "$tmp/funneld.yaml" >"$LOG" 2>&1 &
 funneld_pid=$!
 BOOT=''
 for _ in $(seq 100); do
     BOOT=$(sed -n 's/.*embedded Kafka mock cluster listening at \([^ ]*\) .*/\1/p' "$LOG" | head -n 1)
     [ -n "$BOOT" ] && break
-    kill -0 "$funneld_pid" 2>/dev/null || die "funneld exited during start-up"
+    kill -0 "$funneld_pid" 2>/dev/null || funneld_gone "during start-up"
     sleep 0.1
 done
 [ -n "$BOOT" ] || die "funneld did not report its embedded Kafka cluster within 10 s"
@@ -138,9 +153,9 @@ echo "  generator     $EVENTS Avro events from $USERS users at $RATE events/s (s
 echo
 
 # ---- the stream ------------------------------------------------------------
-"$FUNNELCTL" gen --brokers "$BOOT" --topic events --rate "$RATE" --events "$EVENTS" \
+setsid "$FUNNELCTL" gen --brokers "$BOOT" --topic events --rate "$RATE" --events "$EVENTS" \
     --users "$USERS" --seed "$SEED" --truth "$tmp/truth.json" --schema "$SCHEMA" \
-    >"$tmp/gen.log" 2>&1 &
+    -X message.timeout.ms=15000 >"$tmp/gen.log" 2>&1 &
 gen_pid=$!
 
 # Deliberately bad input, each message one file (kcat sends a file as one
@@ -151,12 +166,12 @@ printf '\x0ae-bad\x04u1\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80' >"$tmp/bad-
 head -c 100000 /dev/zero | tr '\0' 'x' >"$tmp/bad-huge"
 BAD=4
 sleep 1
-kcat -P -b "$BOOT" -t events -k demo-bad "$tmp/bad-json" "$tmp/bad-bytes" "$tmp/bad-truncated" \
+timeout 30 kcat -P -b "$BOOT" -t events -k demo-bad "$tmp/bad-json" "$tmp/bad-bytes" "$tmp/bad-truncated" \
     "$tmp/bad-huge" 2>"$tmp/kcat.log" || die "kcat could not produce the bad messages: $(cat "$tmp/kcat.log")"
 # One well-formed event stamped a day ahead of now: rejected as future_ts.
 FUTURE=$(( ($(date +%s) + 86400) * 1000 ))
-"$FUNNELCTL" gen --brokers "$BOOT" --topic events --events 1 --users 1 --seed 7 \
-    --start "$FUTURE" --schema "$SCHEMA" >>"$tmp/kcat.log" 2>&1 || die "could not produce the future event"
+timeout 30 "$FUNNELCTL" gen --brokers "$BOOT" --topic events --events 1 --users 1 --seed 7 \
+    --start "$FUTURE" --schema "$SCHEMA" -X message.timeout.ms=15000 >>"$tmp/kcat.log" 2>&1 || die "could not produce the future event"
 BAD=$((BAD + 1))
 
 stat_of() { local v; v=$(rraw HGET "${PREFIX}stats" "$1"); echo "${v:-0}"; }
@@ -176,7 +191,7 @@ SECONDS=0
 last_ev=0
 while kill -0 "$gen_pid" 2>/dev/null; do
     sleep 1
-    kill -0 "$funneld_pid" 2>/dev/null || die "funneld died while consuming"
+    kill -0 "$funneld_pid" 2>/dev/null || funneld_gone "while consuming"
     live
 done
 gen_rc=0
@@ -189,7 +204,7 @@ SENT=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"])'
 # Let funneld catch up: bounded wait until every event and dead letter is in Redis.
 for _ in $(seq 200); do
     [ "$(stat_of events)" = "$SENT" ] && [ "$(stat_of dlq)" -ge "$BAD" ] && break
-    kill -0 "$funneld_pid" 2>/dev/null || die "funneld died while catching up"
+    kill -0 "$funneld_pid" 2>/dev/null || funneld_gone "while catching up"
     sleep 0.1
 done
 live
