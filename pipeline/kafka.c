@@ -27,6 +27,11 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
 {
     int lvl = level <= 3 ? FD_LOG_ERROR : level <= 4 ? FD_LOG_WARN : level <= 6 ? FD_LOG_INFO
                                                                                  : FD_LOG_DEBUG;
+    /* kafka.properties go to the consumer and the producer alike, so each
+     * warns about the other's properties: that is expected, not a problem. */
+    if (!strcmp(fac, "CONFWARN") && (strstr(buf, "is a consumer property and will be ignored") ||
+                                     strstr(buf, "is a producer property and will be ignored")))
+        lvl = FD_LOG_DEBUG;
     fd_log(lvl, "kafka", "%s: %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
