@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define FD_CONFIG_MAX_PROPS 64
+#define FD_CONFIG_MAX_PROPS      64
 #define FD_CONFIG_MAX_SCHEMA_IDS 32
 
 typedef struct fd_kv {
@@ -46,10 +46,11 @@ typedef struct fd_config {
     int kafka_n_props;
 
     /* redis.* */
-    char *redis_url;                /* redis://host:port/db or unix:///path[?db=N]; default redis://127.0.0.1:6379/0 */
-    char *redis_password_file;      /* "" = none */
-    char *redis_password_env;       /* env var holding the password; default FUNNELD_REDIS_PASSWORD */
-    char *redis_key_prefix;         /* default "fd:v1:" */
+    char *redis_url;           /* redis://host:port/db or unix:///path[?db=N]; default
+                                  redis://127.0.0.1:6379/0 */
+    char *redis_password_file; /* "" = none */
+    char *redis_password_env;  /* env var holding the password; default FUNNELD_REDIS_PASSWORD */
+    char *redis_key_prefix;    /* default "fd:v1:" */
     int64_t redis_connect_timeout_ms; /* 1..600000, default 2000 */
     int64_t redis_command_timeout_ms; /* 1..600000, default 5000 */
     int64_t redis_backoff_min_ms;     /* 1..600000, default 100 */
@@ -57,9 +58,11 @@ typedef struct fd_config {
     int64_t redis_flush_interval_ms;  /* 1..60000, default 200 */
 
     /* input.* */
-    char *input_format;              /* avro | confluent-avro | json; default avro */
-    char *input_schema;              /* reader schema; default conf/schemas/event.avsc (relative to config dir) */
-    fd_config_schema_id input_schema_ids[FD_CONFIG_MAX_SCHEMA_IDS]; /* input.schema_ids: {id: path} */
+    char *input_format; /* avro | confluent-avro | json; default avro */
+    char
+        *input_schema; /* reader schema; default conf/schemas/event.avsc (relative to config dir) */
+    fd_config_schema_id
+        input_schema_ids[FD_CONFIG_MAX_SCHEMA_IDS]; /* input.schema_ids: {id: path} */
     int input_n_schema_ids;
     int64_t input_max_message_bytes;  /* 64..100MiB, default 1MiB */
     int64_t input_max_future_skew_ms; /* 0..30d, default 1h */

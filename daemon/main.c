@@ -27,28 +27,25 @@ static void on_stop(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: funneld [-c FILE] [--check-config] [--print-config] [--version] [--help]\n"
-            "\n"
-            "Streaming funnel analytics: consumes click/cart/purchase events from Kafka,\n"
-            "keeps per-user and per-minute counters in Redis, sends bad input to a\n"
-            "dead-letter topic.\n"
-            "\n"
-            "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
-            "      --check-config validate the configuration and exit 0 (valid) or 1\n"
-            "      --print-config print the effective configuration (secrets redacted)\n"
-            "  -V, --version      print the version\n"
-            "  -h, --help         this help\n");
+    fprintf(out, "usage: funneld [-c FILE] [--check-config] [--print-config] [--version] [--help]\n"
+                 "\n"
+                 "Streaming funnel analytics: consumes click/cart/purchase events from Kafka,\n"
+                 "keeps per-user and per-minute counters in Redis, sends bad input to a\n"
+                 "dead-letter topic.\n"
+                 "\n"
+                 "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
+                 "      --check-config validate the configuration and exit 0 (valid) or 1\n"
+                 "      --print-config print the effective configuration (secrets redacted)\n"
+                 "  -V, --version      print the version\n"
+                 "  -h, --help         this help\n");
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
-                                         {"check-config", no_argument, 0, 'k'},
-                                         {"print-config", no_argument, 0, 'p'},
-                                         {"version", no_argument, 0, 'V'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"check-config", no_argument, 0, 'k'},
+        {"print-config", no_argument, 0, 'p'}, {"version", no_argument, 0, 'V'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     const char *path = DEFAULT_CONFIG;
     int check = 0, print = 0, c;
     while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {

@@ -16,15 +16,15 @@
 #include "features/event.h"
 
 typedef struct fd_user {
-    char *id;            /* owned by the table */
+    char *id; /* owned by the table */
     uint32_t id_len;
     uint32_t hash;
-    int32_t partition;   /* Kafka partition the user's events come from */
-    bool dirty;          /* changed since the last successful flush */
-    bool loaded;         /* state read from the store (or known absent) */
+    int32_t partition;           /* Kafka partition the user's events come from */
+    bool dirty;                  /* changed since the last successful flush */
+    bool loaded;                 /* state read from the store (or known absent) */
     int64_t count[FD_EV__COUNT]; /* events by type */
-    int64_t first_ts;    /* earliest event time seen, ms (0 = none) */
-    int64_t last_ts;     /* latest event time seen, ms (0 = none) */
+    int64_t first_ts;            /* earliest event time seen, ms (0 = none) */
+    int64_t last_ts;             /* latest event time seen, ms (0 = none) */
 } fd_user;
 
 typedef struct fd_user_table fd_user_table;

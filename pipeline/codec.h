@@ -42,11 +42,11 @@ typedef struct fd_schema_ref {
 
 typedef struct fd_codec_opts {
     fd_format format;
-    const char *schema_path;        /* reader schema (.avsc) for avro formats */
+    const char *schema_path;         /* reader schema (.avsc) for avro formats */
     const fd_schema_ref *schema_ids; /* confluent-avro: known writer schemas */
     size_t n_schema_ids;
-    int32_t encode_schema_id;       /* confluent-avro: id written by encode */
-    size_t max_message_bytes;       /* decode rejects larger (0 = no limit) */
+    int32_t encode_schema_id; /* confluent-avro: id written by encode */
+    size_t max_message_bytes; /* decode rejects larger (0 = no limit) */
 } fd_codec_opts;
 
 typedef struct fd_codec fd_codec;

@@ -41,8 +41,8 @@
 #include "pipeline/kafka_mock.h"
 #include "pipeline/redis.h"
 
-#define MAX_BATCH 10000          /* messages taken per poll round */
-#define FLUSH_DIRTY_USERS 50000  /* flush early past this many dirty users */
+#define MAX_BATCH           10000 /* messages taken per poll round */
+#define FLUSH_DIRTY_USERS   50000 /* flush early past this many dirty users */
 #define MAX_USERS_IN_MEMORY 1000000
 #define SHUTDOWN_TIMEOUT_MS 10000
 
@@ -261,8 +261,10 @@ static int load_users(fd_engine *e)
     if (n_need && fd_redis_ensure(e->redis, err, sizeof err) != 0)
         rc = -1;
     for (size_t k = 0; rc == 0 && k < n_need; k++) {
-        const char *argv[] = {"HMGET", user_key(e, e->pend[need[k]].ev.user_id), "click", "cart",
-                              "purchase", "first_ts", "last_ts"};
+        const char *argv[] = {"HMGET",    user_key(e, e->pend[need[k]].ev.user_id),
+                              "click",    "cart",
+                              "purchase", "first_ts",
+                              "last_ts"};
         if (fd_redis_appendv(e->redis, 7, argv, NULL) != 0)
             rc = -1;
     }
@@ -433,7 +435,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_pause_partitions(rk, parts); /* until offsets are read from Redis */
         for (int i = 0; i < parts->cnt; i++)
             e->parts[parts->elems[i].partition].paused = true;
-        fd_info("engine", "assigned %d partition(s) (%s)", parts->cnt, coop ? "cooperative" : "eager");
+        fd_info("engine", "assigned %d partition(s) (%s)", parts->cnt,
+                coop ? "cooperative" : "eager");
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -631,8 +634,9 @@ static int flush(fd_engine *e)
         snprintf(nb[2], 24, "%" PRId64, u->count[FD_EV_PURCHASE]);
         snprintf(nb[3], 24, "%" PRId64, u->first_ts);
         snprintf(nb[4], 24, "%" PRId64, u->last_ts);
-        const char *argv[] = {"HSET",     user_key(e, u->id), "click",    nb[0], "cart", nb[1],
-                              "purchase", nb[2],              "first_ts", nb[3], "last_ts", nb[4]};
+        const char *argv[] = {
+            "HSET", user_key(e, u->id), "click", nb[0],     "cart", nb[1], "purchase",
+            nb[2],  "first_ts",         nb[3],   "last_ts", nb[4]};
         cmd(e, 12, argv);
         n_cmds++;
     }
@@ -735,8 +739,8 @@ static void handle_message(fd_engine *e, rd_kafka_message_t *m)
     if (pt->next_offset >= 0 && m->offset < pt->next_offset)
         return; /* already processed (refetched after a seek) */
     if (pt->next_offset >= 0 && m->offset > pt->next_offset)
-        fd_debug("engine", "partition=%" PRId32 " offset gap %" PRId64 " -> %" PRId64,
-                 m->partition, pt->next_offset, m->offset);
+        fd_debug("engine", "partition=%" PRId32 " offset gap %" PRId64 " -> %" PRId64, m->partition,
+                 pt->next_offset, m->offset);
     char msg[512];
     pending *pd = &e->pend[e->n_pend];
     fd_reject why = fd_codec_decode(e->codec, m->payload, m->len, &pd->ev, msg, sizeof msg);
@@ -831,8 +835,8 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     }
     if (!(e->producer = fd_kafka_producer_new(cfg, e->bootstraps, errstr, errstr_size)))
         goto fail;
-    if (!(e->consumer = fd_kafka_consumer_new(cfg, e->bootstraps, rebalance_cb, e, errstr,
-                                              errstr_size)))
+    if (!(e->consumer =
+              fd_kafka_consumer_new(cfg, e->bootstraps, rebalance_cb, e, errstr, errstr_size)))
         goto fail;
     return e;
 fail:

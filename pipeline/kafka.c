@@ -25,8 +25,10 @@ typedef struct producer_state {
 
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    int lvl = level <= 3 ? FD_LOG_ERROR : level <= 4 ? FD_LOG_WARN : level <= 6 ? FD_LOG_INFO
-                                                                                 : FD_LOG_DEBUG;
+    int lvl = level <= 3   ? FD_LOG_ERROR
+              : level <= 4 ? FD_LOG_WARN
+              : level <= 6 ? FD_LOG_INFO
+                           : FD_LOG_DEBUG;
     /* kafka.properties go to the consumer and the producer alike, so each
      * warns about the other's properties: that is expected, not a problem. */
     if (!strcmp(fac, "CONFWARN") && (strstr(buf, "is a consumer property and will be ignored") ||
@@ -60,8 +62,8 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
 
 /* A user property rejected by librdkafka, reported at its place in the
  * config file: "FILE:LINE:COL: kafka.properties.NAME: librdkafka's text". */
-static int user_prop_set(rd_kafka_conf_t *conf, const fd_config *cfg, const fd_kv *kv,
-                         char *errstr, size_t errstr_size)
+static int user_prop_set(rd_kafka_conf_t *conf, const fd_config *cfg, const fd_kv *kv, char *errstr,
+                         size_t errstr_size)
 {
     char err[512];
     if (rd_kafka_conf_set(conf, kv->key, kv->value, err, sizeof err) == RD_KAFKA_CONF_OK)
@@ -110,13 +112,20 @@ rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
                                                        rd_kafka_topic_partition_list_t *, void *),
                                   void *opaque, char *errstr, size_t errstr_size)
 {
-    static const char *const defaults[] = {"client.id", "funneld",
-                                           "enable.auto.commit", "false",
-                                           "enable.auto.offset.store", "false",
-                                           "auto.offset.reset", "earliest",
-                                           "enable.partition.eof", "false",
-                                           "session.timeout.ms", "10000",
-                                           "heartbeat.interval.ms", "1000",
+    static const char *const defaults[] = {"client.id",
+                                           "funneld",
+                                           "enable.auto.commit",
+                                           "false",
+                                           "enable.auto.offset.store",
+                                           "false",
+                                           "auto.offset.reset",
+                                           "earliest",
+                                           "enable.partition.eof",
+                                           "false",
+                                           "session.timeout.ms",
+                                           "10000",
+                                           "heartbeat.interval.ms",
+                                           "1000",
                                            NULL};
     rd_kafka_conf_t *conf = base_conf(cfg, bootstraps, defaults, errstr, errstr_size);
     if (!conf)
@@ -152,11 +161,16 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 rd_kafka_t *fd_kafka_producer_new(const fd_config *cfg, const char *bootstraps, char *errstr,
                                   size_t errstr_size)
 {
-    static const char *const defaults[] = {"client.id", "funneld-producer",
-                                           "enable.idempotence", "true",
-                                           "message.timeout.ms", "0",
-                                           "linger.ms", "5",
-                                           "compression.codec", "lz4",
+    static const char *const defaults[] = {"client.id",
+                                           "funneld-producer",
+                                           "enable.idempotence",
+                                           "true",
+                                           "message.timeout.ms",
+                                           "0",
+                                           "linger.ms",
+                                           "5",
+                                           "compression.codec",
+                                           "lz4",
                                            NULL};
     rd_kafka_conf_t *conf = base_conf(cfg, bootstraps, defaults, errstr, errstr_size);
     if (!conf)
@@ -199,8 +213,8 @@ void fd_kafka_producer_destroy(rd_kafka_t *producer)
  * refuse as too large; header fd.truncated then holds the original length. */
 #define DLQ_TRUNCATE_BYTES (64 * 1024)
 
-int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic,
-                         const rd_kafka_message_t *src, fd_reject reason, const char *error)
+int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_kafka_message_t *src,
+                         fd_reject reason, const char *error)
 {
     char part[16], off[24], orig_len[24];
     snprintf(part, sizeof part, "%" PRId32, src->partition);

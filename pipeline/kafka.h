@@ -45,8 +45,8 @@ int64_t fd_kafka_delivery_failures(rd_kafka_t *producer);
  * fd.source.topic, fd.source.partition, fd.source.offset. Waits out a full
  * queue (polling the producer). 0, or -1 on a non-retriable error. Called by
  * the consumer thread. */
-int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic,
-                         const rd_kafka_message_t *src, fd_reject reason, const char *error);
+int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_kafka_message_t *src,
+                         fd_reject reason, const char *error);
 
 /* Wait until every produced message is delivered, at most timeout_ms.
  * 0 when the queue is empty, -1 otherwise. */

@@ -19,8 +19,10 @@ struct fd_mock {
 
 static void mock_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    fd_log(level <= 3 ? FD_LOG_ERROR : level <= 4 ? FD_LOG_WARN : FD_LOG_DEBUG, "kafka-mock",
-           "%s: %s", fac, buf);
+    fd_log(level <= 3   ? FD_LOG_ERROR
+           : level <= 4 ? FD_LOG_WARN
+                        : FD_LOG_DEBUG,
+           "kafka-mock", "%s: %s", fac, buf);
 }
 
 fd_mock *fd_mock_new(int n_brokers, const char *const *topics, int n_topics, int partitions,
@@ -77,8 +79,8 @@ void fd_mock_push_errors(fd_mock *m, int16_t api_key, int count, int err)
 
 int fd_mock_broker_set_up(fd_mock *m, int32_t id, int up)
 {
-    rd_kafka_resp_err_t err = up ? rd_kafka_mock_broker_set_up(m->mc, id)
-                                 : rd_kafka_mock_broker_set_down(m->mc, id);
+    rd_kafka_resp_err_t err =
+        up ? rd_kafka_mock_broker_set_up(m->mc, id) : rd_kafka_mock_broker_set_down(m->mc, id);
     return err ? -1 : 0;
 }
 

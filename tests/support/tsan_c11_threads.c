@@ -31,8 +31,10 @@ static void *tramp_run(void *p)
 
 static int map(int e)
 {
-    return e == 0 ? thrd_success : e == ETIMEDOUT ? thrd_timedout : e == EBUSY ? thrd_busy
-                                                                              : thrd_error;
+    return e == 0           ? thrd_success
+           : e == ETIMEDOUT ? thrd_timedout
+           : e == EBUSY     ? thrd_busy
+                            : thrd_error;
 }
 
 int thrd_create(thrd_t *thr, thrd_start_t fn, void *arg)

@@ -27,7 +27,7 @@ static int check_passed, check_failed;
             check_passed++;                                                                        \
         } else {                                                                                   \
             check_failed++;                                                                        \
-            fprintf(stderr, "%s:%d: CHECK_STR failed: %s == \"%s\", expected \"%s\"\n", __FILE__,   \
+            fprintf(stderr, "%s:%d: CHECK_STR failed: %s == \"%s\", expected \"%s\"\n", __FILE__,  \
                     __LINE__, #a, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                         \
         }                                                                                          \
     } while (0)
