@@ -17,12 +17,42 @@
 
 #define DEFAULT_CONFIG "/etc/funneld/funneld.yaml"
 
-static volatile sig_atomic_t stop_flag;
+static volatile sig_atomic_t stop_flag, reload_flag;
 
 static void on_stop(int sig)
 {
     (void)sig;
     stop_flag = 1;
+}
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    reload_flag = 1;
+}
+
+/* SIGHUP: re-read and validate the config file. Only log.level applies to
+ * the running process; any other change is reported and waits for a
+ * restart. A file that does not validate changes nothing. */
+static void reload_config(void *arg)
+{
+    const char *path = arg;
+    fd_config next;
+    char err[1024];
+    fd_config_defaults(&next);
+    if (fd_config_load(&next, path, err, sizeof err) != 0 ||
+        fd_kafka_check_properties(&next, err, sizeof err) != 0) {
+        fd_err("main", "SIGHUP: %s: keeping the running configuration", err);
+        fd_config_free(&next);
+        return;
+    }
+    int lvl = fd_log_level_parse(next.log_level);
+    if (lvl >= 0)
+        fd_log_set_level(lvl);
+    fd_info("main",
+            "SIGHUP: %s is valid; log.level=%s applied, other changes take effect on restart", path,
+            next.log_level);
+    fd_config_free(&next);
 }
 
 static void usage(FILE *out)
@@ -108,6 +138,8 @@ int main(int argc, char **argv)
     sa.sa_handler = on_stop;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     fd_info("main", "funneld %s starting with %s", FD_VERSION, path);
@@ -117,7 +149,11 @@ int main(int argc, char **argv)
         fd_config_free(&cfg);
         return 1;
     }
-    int rc = fd_engine_run(e, &stop_flag);
+    fd_engine_signals sig = {.stop = &stop_flag,
+                             .reload = &reload_flag,
+                             .on_reload = reload_config,
+                             .arg = (void *)path};
+    int rc = fd_engine_run(e, &sig);
     fd_engine_destroy(e);
     fd_config_free(&cfg);
     fd_info("main", "exit %d", rc == 0 ? 0 : 1);

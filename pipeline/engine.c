@@ -849,7 +849,7 @@ const char *fd_engine_embedded_bootstraps(const fd_engine *e)
     return e->mock ? e->bootstraps : NULL;
 }
 
-int fd_engine_run(fd_engine *e, volatile sig_atomic_t *stop)
+int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
 {
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, e->cfg->kafka_topic_events, RD_KAFKA_PARTITION_UA);
@@ -863,7 +863,12 @@ int fd_engine_run(fd_engine *e, volatile sig_atomic_t *stop)
     fd_info("engine", "consuming %s as group %s from %s", e->cfg->kafka_topic_events,
             e->cfg->kafka_group_id, e->bootstraps);
     e->last_flush_ms = now_ms();
-    while (!*stop && !e->fatal) {
+    while (!*sig->stop && !e->fatal) {
+        if (sig->reload && *sig->reload) {
+            *sig->reload = 0;
+            if (sig->on_reload)
+                sig->on_reload(sig->arg);
+        }
         resolve_partitions(e);
         if (e->n_pend && load_users(e) == 0)
             apply_pending(e);

@@ -22,10 +22,20 @@ typedef struct fd_engine fd_engine;
  * NULL with errstr on failure. Caller destroys. cfg must outlive it. */
 fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size);
 
-/* Run until *stop becomes non-zero, then drain, flush, close the consumer.
- * Returns 0 on a clean stop, -1 on a fatal error (logged). Calling thread
- * only. */
-int fd_engine_run(fd_engine *e, volatile sig_atomic_t *stop);
+/* What the engine polls between batches: *stop ends the run; when *reload
+ * becomes non-zero it is reset and on_reload(arg) is called on the engine's
+ * thread (may be NULL). Signal handlers only set these flags. */
+typedef struct fd_engine_signals {
+    volatile sig_atomic_t *stop;
+    volatile sig_atomic_t *reload;
+    void (*on_reload)(void *arg);
+    void *arg;
+} fd_engine_signals;
+
+/* Run until *sig->stop becomes non-zero, then drain, flush, close the
+ * consumer. Returns 0 on a clean stop, -1 on a fatal error (logged).
+ * Calling thread only. */
+int fd_engine_run(fd_engine *e, const fd_engine_signals *sig);
 
 /* Bootstrap address of the embedded cluster, or NULL. */
 const char *fd_engine_embedded_bootstraps(const fd_engine *e);

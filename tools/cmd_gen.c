@@ -69,9 +69,13 @@ typedef struct sink {
 /* Set by SIGINT/SIGTERM; the loop stops, flushes and writes the truth. */
 static volatile sig_atomic_t stop_flag;
 
+/* The first SIGINT/SIGTERM stops generating and waits for what is in
+ * flight; a second one exits at once (status 130, no truth written). */
 static void on_signal(int sig)
 {
     (void)sig;
+    if (stop_flag)
+        _exit(130);
     stop_flag = 1;
 }
 
@@ -437,8 +441,14 @@ static int sink_open(sink *s, const gen_args *a)
     }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *kv[][2] = {
-        {"bootstrap.servers", a->brokers}, {"compression.codec", "lz4"},   {"linger.ms", "5"},
-        {"enable.idempotence", "true"},    {"client.id", "funnelctl-gen"},
+        {"bootstrap.servers", a->brokers},
+        {"compression.codec", "lz4"},
+        {"linger.ms", "5"},
+        {"enable.idempotence", "true"},
+        {"client.id", "funnelctl-gen"},
+        /* A broker gone for a minute fails the run (exit 1, no truth)
+         * instead of hanging; -X message.timeout.ms=0 waits forever. */
+        {"message.timeout.ms", "60000"},
     };
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
         if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof err) != RD_KAFKA_CONF_OK) {

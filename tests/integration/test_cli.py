@@ -8,6 +8,7 @@ result), and the Redis password from a file and from the environment.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,25 @@ class Cli(unittest.TestCase):
                 self.assertEqual(cli("HGET", "fd:v1:user:u2", "purchase"), "10")
                 self.assertEqual(cli("HGET", "fd:v1:funnel:1m:1767225600000", "revenue_cents"),
                                  "2500")
+                self.assertEqual(d.terminate(), 0)
+
+    def test_sighup_reloads_log_level_and_survives_a_bad_file(self):
+        with RedisServer() as redis:
+            path = self.tmp / "hup.yaml"
+            base = {"kafka.brokers": "embedded", "redis.url": redis.url,
+                    "input.schema": fdtest.schema_path(), "log.level": "info"}
+            harness.write_config(path, base)
+            with Daemon(path) as d:
+                d.wait_for_log(r"partition=\d+ assigned, starting at offset", timeout=30)
+                path.write_text(path.read_text() + "bogus: 1\n")
+                mark = len(d.log_text())
+                d.proc.send_signal(signal.SIGHUP)
+                d.wait_for_log(r"SIGHUP: .*hup\.yaml:\d+:\d+: bogus: .*keeping the running",
+                               start=mark)
+                harness.write_config(path, {**base, "log.level": "debug"})
+                d.proc.send_signal(signal.SIGHUP)
+                d.wait_for_log(r"log\.level=debug applied", start=mark)
+                self.assertTrue(d.running)
                 self.assertEqual(d.terminate(), 0)
 
     def test_redis_password_from_file_and_env(self):
