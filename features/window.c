@@ -6,6 +6,8 @@
 #include "features/window.h"
 
 #include <math.h>
+
+#include "features/user.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,6 +107,13 @@ int fd_window_add(fd_window_table *t, int32_t partition, const fd_event *ev)
     d->c[ev->type]++; /* FD_EV_* and FD_WC_* share the first three indices */
     d->c[FD_WC_REVENUE_CENTS] += fd_event_revenue_cents(ev);
     return 0;
+}
+
+int fd_core_apply(struct fd_user *u, fd_window_table *w, int32_t partition, const fd_event *ev)
+{
+    fd_user_apply(u, ev);
+    u->partition = partition;
+    return fd_window_add(w, partition, ev);
 }
 
 const fd_window_delta *fd_window_next(const fd_window_table *t, size_t *cursor)

@@ -47,6 +47,13 @@ const fd_window_delta *fd_window_next(const fd_window_table *t, size_t *cursor);
 
 size_t fd_window_count(const fd_window_table *t);
 
+/* The whole per-event state update of the functional core: the user's
+ * counters and the per-minute window counters of `partition`. The user must
+ * be loaded (or known new). 0 or -1 (out of memory). Used by the engine's
+ * shards and by `funnelctl bench --no-io`, so both measure the same work. */
+struct fd_user;
+int fd_core_apply(struct fd_user *u, fd_window_table *w, int32_t partition, const fd_event *ev);
+
 /* Forget the deltas of one partition (partition >= 0) or all (-1). */
 void fd_window_clear(fd_window_table *t, int32_t partition);
 

@@ -309,9 +309,7 @@ static void apply_pending(fd_engine *e)
         fd_user *u = fd_user_table_find(e->users, pd->ev.user_id, strlen(pd->ev.user_id));
         if (!u->dirty)
             e->dirty_users++;
-        fd_user_apply(u, &pd->ev);
-        u->partition = pd->partition;
-        if (fd_window_add(e->windows, pd->partition, &pd->ev) != 0) {
+        if (fd_core_apply(u, e->windows, pd->partition, &pd->ev) != 0) {
             fd_err("engine", "out of memory counting windows");
             e->fatal = 1;
         }
