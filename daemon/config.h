@@ -67,6 +67,12 @@ typedef struct fd_config {
     int64_t input_max_message_bytes;  /* 64..100MiB, default 1MiB */
     int64_t input_max_future_skew_ms; /* 0..30d, default 1h */
 
+    /* engine.*, state.* */
+    int engine_workers;                 /* 0 = number of cores; 0..256 */
+    int engine_queue_messages;          /* per shard; 64..1M, default 16384 */
+    int64_t engine_shutdown_timeout_ms; /* default 10s */
+    int state_max_users_in_memory;      /* default 2,000,000 */
+
     /* log.* */
     char *log_level; /* error|warn|info|debug; default info */
 } fd_config;

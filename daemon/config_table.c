@@ -70,6 +70,18 @@ const struct cf_key cf_keys[] = {
      30 * MS_DAY, 0, NULL, NULL,
      "events stamped further ahead of the watermark than this are rejected"},
 
+    {"engine.workers", CF_INT, OFF(engine_workers), 0, NULL, 0, 0, 256, 0, NULL, NULL,
+     "shard threads that own the users (hash of user id); 0 = one per CPU core"},
+    {"engine.queue_messages", CF_INT, OFF(engine_queue_messages), 0, NULL, 16384, 64, 1048576, 0,
+     NULL, NULL,
+     "messages each shard's queue holds; when a queue is full the consumer pauses (backpressure)"},
+    {"engine.shutdown_timeout_ms", CF_DURATION, OFF(engine_shutdown_timeout_ms), 0, NULL, 10000,
+     100, 10 * MS_MIN, 0, NULL, NULL,
+     "on SIGTERM, on revocation: how long to keep trying to write state before giving up"},
+    {"state.max_users_in_memory", CF_INT, OFF(state_max_users_in_memory), 0, NULL, 2000000, 1000,
+     1000000000, 0, NULL, NULL,
+     "users cached in memory (all shards); beyond it clean users are evicted, reloaded on sight"},
+
     {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
      "least severe level that is logged"},
 };
