@@ -15,6 +15,7 @@
 struct fd_mock {
     rd_kafka_t *rk;
     rd_kafka_mock_cluster_t *mc;
+    int n_brokers;
 };
 
 static void mock_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -40,6 +41,7 @@ fd_mock *fd_mock_new(int n_brokers, const char *const *topics, int n_topics, int
         goto fail; /* conf is destroyed by rd_kafka_new only on success */
     conf = NULL;
     m->mc = rd_kafka_mock_cluster_new(m->rk, n_brokers);
+    m->n_brokers = n_brokers;
     if (!m->mc) {
         snprintf(errstr, errstr_size, "could not start the Kafka mock cluster");
         goto fail;
@@ -82,6 +84,16 @@ int fd_mock_broker_set_up(fd_mock *m, int32_t id, int up)
     rd_kafka_resp_err_t err =
         up ? rd_kafka_mock_broker_set_up(m->mc, id) : rd_kafka_mock_broker_set_down(m->mc, id);
     return err ? -1 : 0;
+}
+
+int fd_mock_broker_set_rtt(fd_mock *m, int32_t id, int rtt_ms)
+{
+    return rd_kafka_mock_broker_set_rtt(m->mc, id, rtt_ms) ? -1 : 0;
+}
+
+int fd_mock_broker_count(const fd_mock *m)
+{
+    return m->n_brokers;
 }
 
 void fd_mock_destroy(fd_mock *m)

@@ -33,6 +33,13 @@ void fd_mock_push_errors(fd_mock *m, int16_t api_key, int count, int err);
 /* Take broker `id` (1-based) down or up. 0 or -1. */
 int fd_mock_broker_set_up(fd_mock *m, int32_t id, int up);
 
+/* Give broker `id` (1-based) a round-trip time of rtt_ms (0 = none) on every
+ * request it answers. 0 or -1. */
+int fd_mock_broker_set_rtt(fd_mock *m, int32_t id, int rtt_ms);
+
+/* Number of brokers of the cluster (ids are 1..n). */
+int fd_mock_broker_count(const fd_mock *m);
+
 /* NULL accepted. */
 void fd_mock_destroy(fd_mock *m);
 

@@ -264,35 +264,50 @@ class RedisServer:
 class Broker:
     """`funnelctl broker`: a Kafka-protocol mock cluster on loopback.
 
-    Broker(partitions=4, topics=(), extra_args=(), timeout=10)
+    Broker(partitions=4, topics=(), extra_args=(), timeout=10, control=False)
       .bootstrap   "127.0.0.1:PORT" (the first line funnelctl prints)
+      .control(cmd, timeout=10) -> str
+                   (control=True only: `funnelctl broker --control`) send one
+                   command line ("errors API_KEY COUNT ERR_CODE", "down ID",
+                   "up ID", "rtt ID MS", "quit") and return the broker's
+                   one-line answer, "ok" or "error: <why>"
       .stop()      SIGTERM and wait; returns the exit code
       .log_path    its stderr (and stdout after the first line)
     Context manager: started by the constructor, stopped on exit.
     """
 
-    def __init__(self, partitions=4, topics=(), extra_args=(), timeout=10, binary=None):
+    def __init__(self, partitions=4, topics=(), extra_args=(), timeout=10, binary=None,
+                 control=False):
         self.dir = _mkdtemp("fd-broker-")
         self.log_path = self.dir / "broker.log"
         self.bootstrap = None
+        import queue  # only the Broker uses it
+
+        self._control = control
+        self._answers = queue.Queue()
+        self._control_lock = threading.Lock()
         exe = Path(binary) if binary else build_dir() / "funnelctl"
         if not exe.exists():
             raise AssertionError(f"{exe} not found (set FD_BUILD_DIR or build first)")
         args = [str(exe), "broker", "--partitions", str(partitions)]
         for t in topics:
             args += ["--topic", t]
+        if control:
+            args.append("--control")
         args += list(extra_args)
         self._log = open(self.log_path, "ab")
         _LIVE.add(self)
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self._log, cwd=self.dir)
+        self.proc = subprocess.Popen(args,
+                                     stdin=subprocess.PIPE if control else subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self._log, cwd=self.dir)
         first = self._read_first_line(timeout * SLOW)
         if not re.fullmatch(r"\S+:\d+(,\S+:\d+)*", first):
             self._force_cleanup(keep_log=True)
             raise AssertionError(f"funnelctl broker printed {first!r}, not host:port\n"
                                  + _tail(self.log_path))
         self.bootstrap = first
-        # Keep draining stdout so the broker never blocks on a full pipe.
+        # Keep draining stdout so the broker never blocks on a full pipe;
+        # with control, each line is also the answer to a command.
         self._drain = threading.Thread(target=self._drain_stdout, daemon=True)
         self._drain.start()
 
@@ -316,11 +331,41 @@ class Broker:
     def _drain_stdout(self):
         try:
             for line in self.proc.stdout:
-                if self._log:
-                    self._log.write(line)
-                    self._log.flush()
+                if self._control:
+                    self._answers.put(line.decode(errors="replace").rstrip("\n"))
+                log = self._log
+                if log:
+                    log.write(line)
+                    log.flush()
         except (ValueError, OSError):
             pass
+
+    def control(self, cmd, timeout=10):
+        """Send one control command and return the broker's answer line.
+
+        Raises AssertionError if the broker was not started with control=True,
+        has exited, or gives no answer within timeout*SLOW seconds.
+        """
+        import queue
+
+        if not self._control:
+            raise AssertionError("Broker(control=True) is needed for .control()")
+        if "\n" in cmd:
+            raise ValueError(f"one command per call, got {cmd!r}")
+        with self._control_lock:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"funnelctl broker exited with {self.proc.returncode}:\n"
+                                     + _tail(self.log_path))
+            try:
+                self.proc.stdin.write(cmd.encode() + b"\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError) as e:
+                raise AssertionError(f"funnelctl broker control channel closed: {e}") from e
+            try:
+                return self._answers.get(timeout=timeout * SLOW)
+            except queue.Empty:
+                raise AssertionError(f"funnelctl broker gave no answer to {cmd!r} within "
+                                     f"{timeout * SLOW:.0f} s:\n" + _tail(self.log_path)) from None
 
     def stop(self, timeout=10):
         code = _stop_process(self.proc, timeout * SLOW)
@@ -328,6 +373,11 @@ class Broker:
         return code
 
     def _finish(self):
+        if self.proc.stdin:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
         if self.proc.stdout:
             self.proc.stdout.close()
         if self._log:
