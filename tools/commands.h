@@ -3,4 +3,5 @@
 #define FD_COMMANDS_H
 int fd_cmd_gen(int argc, char **argv);    /* tools/cmd_gen.c */
 int fd_cmd_broker(int argc, char **argv); /* tools/cmd_broker.c */
+int fd_cmd_bench(int argc, char **argv);  /* tools/cmd_bench.c */
 #endif

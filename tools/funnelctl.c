@@ -14,6 +14,7 @@ static void usage(FILE *out)
                  "commands:\n"
                  "  gen      write a synthetic clickstream to Kafka or a file, with ground truth\n"
                  "  broker   run a standalone Kafka mock cluster on loopback until SIGTERM\n"
+                 "  bench    funneld end to end vs a plain consumer and kcat, and the core alone\n"
                  "\n"
                  "funnelctl COMMAND --help shows a command's options.\n");
 }
@@ -29,6 +30,8 @@ int main(int argc, char **argv)
         return fd_cmd_gen(argc - 1, argv + 1);
     if (!strcmp(cmd, "broker"))
         return fd_cmd_broker(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench"))
+        return fd_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

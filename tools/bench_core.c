@@ -1,0 +1,186 @@
+/*
+ * bench_core.c - `funnelctl bench --no-io`: throughput of the functional
+ * core on one thread. See bench.h for the contract.
+ *
+ * What is timed is one call of core_apply_chunk() per chunk: for every
+ * event, fd_user_table_upsert (a new user is marked loaded, as the engine
+ * does once Redis said the user is absent) and fd_core_apply (user counters
+ * and per-partition minute windows). That is the whole per-event state work
+ * of a shard; decoding, queues and Redis are measured end to end instead.
+ * core_apply_chunk is never inlined so that callgrind can count exactly its
+ * instructions (--toggle-collect=core_apply_chunk, see docs/BENCHMARKS.md).
+ */
+#include "tools/bench.h"
+
+#include <malloc.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "features/event.h"
+#include "features/user.h"
+#include "features/window.h"
+
+#define CHUNK 16384 /* events generated at a time: 21 MB of fd_event */
+
+static double mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Heap bytes in use: arena chunks plus mmapped blocks (large tables). */
+static double heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (double)mi.uordblks + (double)mi.hblkhd;
+}
+
+/* The timed loop. 0, or -1 when out of memory. */
+__attribute__((noinline)) int core_apply_chunk(fd_user_table *ut, fd_window_table *wt,
+                                               const fd_event *ev, const int32_t *part, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool created;
+        fd_user *u = fd_user_table_upsert(ut, ev[i].user_id, strlen(ev[i].user_id), &created);
+        if (!u)
+            return -1;
+        if (created)
+            u->loaded = true;
+        if (fd_core_apply(u, wt, part[i], &ev[i]) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Generate up to max events into ev/part. Returns how many. */
+static size_t fill_chunk(fd_gen *g, fd_event *ev, int32_t *part, size_t max, int partitions)
+{
+    size_t n = 0;
+    while (n < max && fd_gen_next(g, &ev[n])) {
+        const char *id = ev[n].user_id;
+        part[n] = (int32_t)(fd_user_hash(id, strlen(id)) % (uint32_t)partitions);
+        n++;
+    }
+    return n;
+}
+
+/* One pass over `limit` events (0 = all). *ns receives the time spent in
+ * core_apply_chunk. With mem != NULL, the user table's heap is measured.
+ * 0, -1 (errstr), 1 (stopped). */
+static int one_pass(const fd_bench_core_opts *o, uint64_t limit, fd_event *ev, int32_t *part,
+                    volatile sig_atomic_t *stop, double *ns, uint64_t *count, uint64_t *users,
+                    double *mem, char *errstr, size_t errstr_size)
+{
+    int rc = -1;
+    fd_gen_opts go = o->gen;
+    if (limit)
+        go.events = limit < go.events ? limit : go.events;
+    fd_gen *g = fd_gen_new(&go, errstr, errstr_size);
+    fd_user_table *ut = NULL;
+    fd_window_table *wt = NULL;
+    if (!g)
+        goto out;
+    double before = heap_in_use();
+    ut = fd_user_table_new(1024); /* as the engine */
+    wt = fd_window_table_new();
+    if (!ut || !wt) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    *ns = 0;
+    *count = 0;
+    size_t n;
+    while ((n = fill_chunk(g, ev, part, CHUNK, o->partitions)) > 0) {
+        if (stop && *stop) {
+            rc = 1;
+            goto out;
+        }
+        double t0 = mono_ns();
+        int r = core_apply_chunk(ut, wt, ev, part, n);
+        *ns += mono_ns() - t0;
+        *count += n;
+        if (r != 0) {
+            snprintf(errstr, errstr_size, "out of memory in the core");
+            goto out;
+        }
+    }
+    *users = fd_user_table_count(ut);
+    if (mem) {
+        fd_window_table_free(wt); /* only the user table stays in use */
+        wt = NULL;
+        double after = heap_in_use();
+        *mem = after > before ? after - before : -1;
+    }
+    rc = 0;
+out:
+    fd_window_table_free(wt);
+    fd_user_table_free(ut);
+    fd_gen_destroy(g);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *stop,
+                      fd_bench_core_result *out, char *errstr, size_t errstr_size)
+{
+    int rc = -1;
+    memset(out, 0, sizeof *out);
+    out->user_table_bytes = out->bytes_per_user = -1;
+    double *per = NULL;
+    fd_event *ev = malloc(CHUNK * sizeof *ev);
+    int32_t *part = malloc(CHUNK * sizeof *part);
+    if (opts->reps < 1 || opts->partitions < 1 || opts->gen.events == 0) {
+        snprintf(errstr, errstr_size, "need reps >= 1, partitions >= 1 and events >= 1");
+        goto out;
+    }
+    per = calloc((size_t)opts->reps, sizeof *per);
+    if (!ev || !part || !per) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    double ns;
+    uint64_t count, users;
+    rc = one_pass(opts, CHUNK, ev, part, stop, &ns, &count, &users, NULL, errstr, errstr_size);
+    if (rc != 0)
+        goto out;
+    for (int r = 0; r < opts->reps; r++) {
+        double mem = -1;
+        rc = one_pass(opts, 0, ev, part, stop, &ns, &count, &users, r == 0 ? &mem : NULL, errstr,
+                      errstr_size);
+        if (rc != 0)
+            goto out;
+        if (count == 0) {
+            snprintf(errstr, errstr_size, "the generator produced no events");
+            rc = -1;
+            goto out;
+        }
+        per[r] = ns / (double)count;
+        out->events = count;
+        if (r == 0 && mem > 0 && users > 0) {
+            out->user_table_bytes = mem;
+            out->bytes_per_user = mem / (double)users;
+        }
+        out->users = users;
+    }
+    qsort(per, (size_t)opts->reps, sizeof *per, cmp_double);
+    out->reps = opts->reps;
+    out->best_ns_per_event = per[0];
+    out->median_ns_per_event =
+        opts->reps % 2 ? per[opts->reps / 2] : (per[opts->reps / 2 - 1] + per[opts->reps / 2]) / 2;
+    out->median_events_per_s = out->median_ns_per_event > 0 ? 1e9 / out->median_ns_per_event : 0;
+    rc = 0;
+out:
+    free(per);
+    free(part);
+    free(ev);
+    return rc;
+}
