@@ -1048,9 +1048,12 @@ static void print_table(const bench_args *a, const bench_run *run, const bench_r
     printf("funneld peak RSS (VmHWM)   %8.1f MiB\n", r->peak_rss / 1048576.0);
     printf("funneld CPU time           %8.2f s  (%.0f events per CPU-second)\n", r->funneld_cpu_s,
            r->funneld_cpu_s > 0 ? (double)run->total / r->funneld_cpu_s : 0.0);
-    printf("bytes per user             %8.1f  (user table heap / %" PRIu64
-           " users; k=32 factors: n/a, no matrix factorization yet)\n",
-           c->bytes_per_user, c->users);
+    if (c->bytes_per_user > 0)
+        printf("bytes per user             %8.1f  (user table heap / %" PRIu64
+               " users; k=32 factors: n/a, no matrix factorization yet)\n",
+               c->bytes_per_user, c->users);
+    else
+        printf("bytes per user                  n/a  (mallinfo2 unavailable, e.g. under ASan)\n");
     printf("events counted by funneld  %" PRId64 " of %" PRIu64 "\n\n", r->funneld_events,
            run->total);
     printf("targets (issue 3):\n");
@@ -1060,7 +1063,7 @@ static void print_table(const bench_args *a, const bench_run *run, const bench_r
     printf("  redis commands per event <= 0.3     %6.3f  %s\n", cpe, met(cpe >= 0 && cpe <= 0.3));
     printf("  bytes per user <= 512 (k = 32)      %6.0f  %s without factors; with k = 32: n/a "
            "(no matrix factorization yet)\n",
-           c->bytes_per_user, met(c->bytes_per_user > 0 && c->bytes_per_user <= 512));
+           c->bytes_per_user, c->bytes_per_user > 0 ? met(c->bytes_per_user <= 512) : "unknown");
 }
 
 /* ---- arguments and main ------------------------------------------------------ */

@@ -1,0 +1,124 @@
+"""test_bench.py - `funnelctl bench` runs end to end at a tiny size and its
+JSON is one well-formed object with positive figures that agree with each
+other. Speed is measured, never asserted here.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import SLOW, build_dir  # noqa: E402
+
+FUNNELCTL = str(build_dir() / "funnelctl")
+POSITIVE = ["seconds", "events_per_s", "raw_consume_events_per_s", "ratio",
+            "core_events_per_s_per_core", "redis_commands_per_event", "peak_rss_bytes",
+            "bytes_per_user", "workers", "users", "partitions"]
+
+
+class Bench(unittest.TestCase):
+    def test_tiny_run_json(self):
+        r = subprocess.run([FUNNELCTL, "bench", "--json", "--events", "20000", "--users", "2000",
+                            "--partitions", "4"],
+                           capture_output=True, text=True, timeout=300 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+        self.assertEqual(len(lines), 1, "one JSON object on stdout: " + r.stdout)
+        j = json.loads(lines[0])
+        self.assertIsInstance(j, dict)
+        self.assertEqual(j["events"], 20000)
+        self.assertEqual(j["users"], 2000)
+        self.assertEqual(j["partitions"], 4)
+        self.assertEqual(j["format"], "avro")
+        for k in POSITIVE:
+            if k == "bytes_per_user" and os.environ.get("FD_SANITIZE"):
+                continue  # mallinfo2 means nothing under ASan's allocator
+            self.assertIn(k, j)
+            v = j[k]
+            self.assertTrue(isinstance(v, (int, float)) and not isinstance(v, bool), (k, v))
+            self.assertTrue(math.isfinite(v) and v > 0, (k, v))
+        self.assertIn("kcat_events_per_s", j)
+        kc = j["kcat_events_per_s"]
+        self.assertTrue(kc is None or kc > 0, kc)
+        self.assertAlmostEqual(j["ratio"], j["events_per_s"] / j["raw_consume_events_per_s"],
+                               delta=1e-3 * max(1.0, j["ratio"]))
+        self.assertAlmostEqual(j["events_per_s"], j["events"] / j["seconds"],
+                               delta=0.01 * j["events_per_s"])
+        self.assertEqual(j["funneld_events_counted"], 20000)
+        self.assertIsInstance(j["workers"], int)
+
+    def test_core_only(self):
+        r = subprocess.run([FUNNELCTL, "bench", "--core-only", "--json", "--events", "5000",
+                            "--users", "500", "--reps", "1"],
+                           capture_output=True, text=True, timeout=60 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["events"], 5000)
+        self.assertGreater(j["core_ns_per_event"], 0)
+        self.assertGreater(j["core_events_per_s_per_core"], 0)
+        self.assertNotIn("ratio", j)
+
+    def test_usage_errors(self):
+        for args in (["--events", "0"], ["--partitions", "x"], ["--format", "xml"], ["--nope"]):
+            r = subprocess.run([FUNNELCTL, "bench", *args], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn("funnelctl bench", r.stderr)
+
+    def test_sigint_stops_everything(self):
+        """Interrupted mid-run: exit 130, no redis-server or funneld left behind."""
+        p = subprocess.Popen([FUNNELCTL, "bench", "--events", "400000", "--users", "20000",
+                              "--partitions", "8", "--no-kcat"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60 * SLOW
+        err = ""
+        while time.monotonic() < deadline:  # wait until funneld runs
+            kids = _children(p.pid)
+            if any("funneld" in c for c in kids.values()):
+                break
+            time.sleep(0.1)
+        kids = _children(p.pid)
+        self.assertTrue(any("funneld" in c for c in kids.values()), kids)
+        self.assertTrue(any("redis-server" in c for c in kids.values()), kids)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60 * SLOW)
+        self.assertEqual(p.returncode, 130, err)
+        for pid in kids:
+            self.assertFalse(os.path.exists(f"/proc/{pid}") and _state(pid) != "Z",
+                             f"child {pid} {kids[pid]} still running")
+
+
+def _children(pid):
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            ppid = int(st[st.rindex(")") + 2:].split()[1])
+            if ppid == pid:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    out[int(d)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+        return st[st.rindex(")") + 2]
+    except OSError:
+        return "gone"
+
+
+if __name__ == "__main__":
+    unittest.main()
