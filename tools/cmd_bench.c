@@ -149,7 +149,7 @@ static void usage(FILE *out)
             "  --reps N          timed passes of the core; the median is reported (default 3)\n"
             "  --no-kcat         skip the kcat measurement\n"
             "  --timeout SEC     limit of each measured phase (default 600)\n"
-            "  --json            print one JSON object instead of the table\n"
+            "  --json            print one JSON object on stdout (the table goes to stderr)\n"
             "  -h, --help        this help\n"
             "\n"
             "Progress goes to stderr. Exit status: 0 ok, 1 failure, 2 usage, 130 interrupted.\n");
@@ -1008,62 +1008,71 @@ static const char *met(bool ok)
     return ok ? "met" : "NOT met";
 }
 
-static void print_table(const bench_args *a, const bench_run *run, const bench_result *r)
+/* The human table, naming each figure and the peer it compares with. */
+static void print_table(FILE *out, const bench_args *a, const bench_run *run, const bench_result *r)
 {
     const fd_bench_core_result *c = &r->core;
     if (a->core_only) {
-        printf("core (--no-io, 1 thread): %" PRIu64 " events, %" PRIu64
-               " users, median of %d passes\n"
-               "  %.1f ns/event (best %.1f), %.0f events/s/core\n"
-               "  user table: %.0f bytes for %" PRIu64 " users = %.1f bytes/user\n",
-               c->events, c->users, c->reps, c->median_ns_per_event, c->best_ns_per_event,
-               c->median_events_per_s, c->user_table_bytes, c->users, c->bytes_per_user);
+        fprintf(out,
+                "core (--no-io, 1 thread): %" PRIu64 " events, %" PRIu64
+                " users, median of %d passes\n"
+                "  %.1f ns/event (best %.1f), %.0f events/s/core\n"
+                "  user table: %.0f bytes for %" PRIu64 " users = %.1f bytes/user\n",
+                c->events, c->users, c->reps, c->median_ns_per_event, c->best_ns_per_event,
+                c->median_events_per_s, c->user_table_bytes, c->users, c->bytes_per_user);
         return;
     }
     double ratio = r->e2e_eps / r->raw_eps, cpe = r->redis_cmds / (double)run->total;
-    printf("funnelctl bench: %" PRIu64 " events, %" PRIu32 " users, %d partitions, %s, %s broker\n",
-           run->total, a->gen.users, a->partitions, fd_format_name((fd_format)a->format),
-           a->brokers ? "given" : "embedded mock");
-    printf("funneld workers: %d%s\n\n", r->workers,
-           r->workers_supported ? "" : " (this funneld has no engine.workers key)");
-    printf("%-44s %10s %8s %7s %7s\n", "reader of the same topic", "events/s", "seconds", "first",
-           "vs raw");
-    printf("%-44s %10.0f %8.2f %7.2f %7.2f\n", "librdkafka consumer, counts only (the limit)",
-           r->raw_eps, r->raw_s, r->raw_first_s, 1.0);
+    fprintf(out,
+            "funnelctl bench: %" PRIu64 " events, %" PRIu32
+            " users, %d partitions, %s, %s broker\n",
+            run->total, a->gen.users, a->partitions, fd_format_name((fd_format)a->format),
+            a->brokers ? "given" : "embedded mock");
+    fprintf(out, "funneld workers: %d%s\n\n", r->workers,
+            r->workers_supported ? "" : " (this funneld has no engine.workers key)");
+    fprintf(out, "%-44s %10s %8s %7s %7s\n", "reader of the same topic", "events/s", "seconds",
+            "first", "vs raw");
+    fprintf(out, "%-44s %10.0f %8.2f %7.2f %7.2f\n", "librdkafka consumer, counts only (the limit)",
+            r->raw_eps, r->raw_s, r->raw_first_s, 1.0);
     if (r->have_kcat)
-        printf("%-44s %10.0f %8.2f %7s %7.2f\n", "kcat -C (independent peer, no group)",
-               r->kcat_eps, r->kcat_s, "", r->kcat_eps / r->raw_eps);
+        fprintf(out, "%-44s %10.0f %8.2f %7s %7.2f\n", "kcat -C (independent peer, no group)",
+                r->kcat_eps, r->kcat_s, "", r->kcat_eps / r->raw_eps);
     else
-        printf("%-44s %10s %8s %7s %7s\n", "kcat -C (independent peer, no group)", "n/a", "n/a", "",
-               "");
-    printf("%-44s %10.0f %8.2f %7.2f %7.2f  <- ratio\n", "funneld end to end (offsets in Redis)",
-           r->e2e_eps, r->e2e_s, r->e2e_first_s, ratio);
-    printf("(seconds: from start to the last event; first: to the first message, or to the\n"
-           " first offset in Redis for funneld - group join and start-up)\n\n");
-    printf("core --no-io, 1 thread     %8.0f events/s/core  (%.1f ns/event, median of %d passes; "
-           "best %.1f)\n",
-           c->median_events_per_s, c->median_ns_per_event, c->reps, c->best_ns_per_event);
-    printf("redis commands per event   %8.4f  (%.0f commands; %.0f polls of ours excluded)\n", cpe,
-           r->redis_cmds, r->redis_polls);
-    printf("funneld peak RSS (VmHWM)   %8.1f MiB\n", r->peak_rss / 1048576.0);
-    printf("funneld CPU time           %8.2f s  (%.0f events per CPU-second)\n", r->funneld_cpu_s,
-           r->funneld_cpu_s > 0 ? (double)run->total / r->funneld_cpu_s : 0.0);
+        fprintf(out, "%-44s %10s %8s %7s %7s\n", "kcat -C (independent peer, no group)", "n/a",
+                "n/a", "", "");
+    fprintf(out, "%-44s %10.0f %8.2f %7.2f %7.2f  <- ratio\n",
+            "funneld end to end (offsets in Redis)", r->e2e_eps, r->e2e_s, r->e2e_first_s, ratio);
+    fprintf(out, "(seconds: from start to the last event; first: to the first message, or to the\n"
+                 " first offset in Redis for funneld - group join and start-up)\n\n");
+    fprintf(out,
+            "core --no-io, 1 thread     %8.0f events/s/core  (%.1f ns/event, median of %d passes; "
+            "best %.1f)\n",
+            c->median_events_per_s, c->median_ns_per_event, c->reps, c->best_ns_per_event);
+    fprintf(out, "redis commands per event   %8.4f  (%.0f commands; %.0f polls of ours excluded)\n",
+            cpe, r->redis_cmds, r->redis_polls);
+    fprintf(out, "funneld peak RSS (VmHWM)   %8.1f MiB\n", r->peak_rss / 1048576.0);
+    fprintf(out, "funneld CPU time           %8.2f s  (%.0f events per CPU-second)\n",
+            r->funneld_cpu_s, r->funneld_cpu_s > 0 ? (double)run->total / r->funneld_cpu_s : 0.0);
     if (c->bytes_per_user > 0)
-        printf("bytes per user             %8.1f  (user table heap / %" PRIu64
-               " users; k=32 factors: n/a, no matrix factorization yet)\n",
-               c->bytes_per_user, c->users);
+        fprintf(out,
+                "bytes per user             %8.1f  (user table heap / %" PRIu64
+                " users; k=32 factors: n/a, no matrix factorization yet)\n",
+                c->bytes_per_user, c->users);
     else
-        printf("bytes per user                  n/a  (mallinfo2 unavailable, e.g. under ASan)\n");
-    printf("events counted by funneld  %" PRId64 " of %" PRIu64 "\n\n", r->funneld_events,
-           run->total);
-    printf("targets (issue 3):\n");
-    printf("  ratio >= 0.8                        %6.3f  %s\n", ratio, met(ratio >= 0.8));
-    printf("  core >= 1,000,000 events/s/core     %6.2fM %s\n", c->median_events_per_s / 1e6,
-           met(c->median_events_per_s >= 1e6));
-    printf("  redis commands per event <= 0.3     %6.3f  %s\n", cpe, met(cpe >= 0 && cpe <= 0.3));
-    printf("  bytes per user <= 512 (k = 32)      %6.0f  %s without factors; with k = 32: n/a "
-           "(no matrix factorization yet)\n",
-           c->bytes_per_user, c->bytes_per_user > 0 ? met(c->bytes_per_user <= 512) : "unknown");
+        fprintf(out,
+                "bytes per user                  n/a  (mallinfo2 unavailable, e.g. under ASan)\n");
+    fprintf(out, "events counted by funneld  %" PRId64 " of %" PRIu64 "\n\n", r->funneld_events,
+            run->total);
+    fprintf(out, "targets (issue 3):\n");
+    fprintf(out, "  ratio >= 0.8                        %6.3f  %s\n", ratio, met(ratio >= 0.8));
+    fprintf(out, "  core >= 1,000,000 events/s/core     %6.2fM %s\n", c->median_events_per_s / 1e6,
+            met(c->median_events_per_s >= 1e6));
+    fprintf(out, "  redis commands per event <= 0.3     %6.3f  %s\n", cpe,
+            met(cpe >= 0 && cpe <= 0.3));
+    fprintf(out,
+            "  bytes per user <= 512 (k = 32)      %6.0f  %s without factors; with k = 32: n/a "
+            "(no matrix factorization yet)\n",
+            c->bytes_per_user, c->bytes_per_user > 0 ? met(c->bytes_per_user <= 512) : "unknown");
 }
 
 /* ---- arguments and main ------------------------------------------------------ */
@@ -1357,10 +1366,12 @@ int fd_cmd_bench(int argc, char **argv)
             fprintf(stderr, PROG ": core: %s\n", err);
         goto out;
     }
-    if (a.json)
+    if (a.json) {
         print_json(&a, run, res);
-    else
-        print_table(&a, run, res);
+        print_table(stderr, &a, run, res); /* for the log of the run */
+    } else {
+        print_table(stdout, &a, run, res);
+    }
     fflush(stdout);
     rc = 0;
 out:
