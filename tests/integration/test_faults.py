@@ -41,6 +41,9 @@ PARTITIONS = 8
 EVENTS = 200000
 USERS = 20000
 RATE = 10000  # events/s: the stream lasts ~20 s, so faults land mid-run
+# Each restart after a kill -9 waits ~3 s for the group's join delay plus the
+# dead member's session timeout: five of them need a stream of ~40 s.
+KILL_RATE = 5000
 
 # Kafka request types and error codes used with the control channel.
 PRODUCE, FETCH, OFFSET_COMMIT, HEARTBEAT = 0, 1, 8, 12
@@ -120,7 +123,7 @@ class Faults(unittest.TestCase):
         rng = random.Random(self.seed)
         # Five moments, as shares of the stream stored in Redis, plus a random
         # delay after reaching it so the kill lands anywhere in a flush cycle.
-        moments = sorted(rng.uniform(0.05, 0.8) for _ in range(5))
+        moments = sorted(rng.uniform(0.05, 0.75) for _ in range(5))
         delays = [rng.uniform(0, 0.25) for _ in moments]
         print(f"test_faults: kill -9 at stored shares {[round(m, 3) for m in moments]}",
               file=sys.stderr)
@@ -132,7 +135,7 @@ class Faults(unittest.TestCase):
                                                       "session.timeout.ms": 3000,
                                                       "heartbeat.interval.ms": 500}})
             r = redis.client()
-            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed, rate=RATE)
+            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed, rate=KILL_RATE)
             producer.start()
             try:
                 for i, (share, delay) in enumerate(zip(moments, delays)):
