@@ -36,6 +36,7 @@ static const char *const reject_names[] = {
     [FD_REJ_FUTURE_TS] = "future_ts",
     [FD_REJ_BAD_PRICE] = "bad_price",
     [FD_REJ_BAD_QUANTITY] = "bad_quantity",
+    [FD_REJ_KEY_MISMATCH] = "key_mismatch",
 };
 _Static_assert(sizeof reject_names / sizeof reject_names[0] == FD_REJ__COUNT,
                "every fd_reject needs a stable name");

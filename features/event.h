@@ -56,6 +56,7 @@ typedef enum fd_reject {
     FD_REJ_FUTURE_TS,      /* "future_ts": beyond input.max_future_skew */
     FD_REJ_BAD_PRICE,      /* "bad_price": NaN, infinite or negative */
     FD_REJ_BAD_QUANTITY,   /* "bad_quantity": outside 1..1000000 */
+    FD_REJ_KEY_MISMATCH,   /* "key_mismatch": Kafka key is not the user_id */
     FD_REJ__COUNT
 } fd_reject;
 

@@ -20,7 +20,8 @@ typedef struct fd_user {
     uint32_t id_len;
     uint32_t hash;
     int32_t partition;           /* Kafka partition the user's events come from */
-    bool dirty;                  /* changed since the last successful flush */
+    uint32_t epoch;              /* flush epoch that last carried this user's state */
+    bool dirty;                  /* changed since the last snapshot */
     bool loaded;                 /* state read from the store (or known absent) */
     int64_t count[FD_EV__COUNT]; /* events by type */
     int64_t first_ts;            /* earliest event time seen, ms (0 = none) */

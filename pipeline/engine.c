@@ -1,27 +1,36 @@
 /*
- * engine.c - see engine.h.
+ * engine.c - see engine.h. The consumer thread: polls Kafka, routes each
+ * message by its key to the shard that owns the user, and writes what the
+ * shards prepared to Redis (the writer).
  *
  * Exactly-once state, the way this file keeps it:
  *
- *  - Every effect of a message lives in memory until a flush writes it, in
- *    one MULTI/EXEC, together with the next offset of its partition (key
- *    PREFIX part:TOPIC:P, fields offset and max_ts). On (re)assignment the
- *    partition is sought to that offset, so Redis never holds an effect
- *    without the offset that covers it, nor the reverse.
- *  - Users' counters are written as absolute values (they were loaded from
- *    Redis on first sight); per-minute and stats counters are HINCRBY
- *    deltas. Deltas are not idempotent, so a flush whose EXEC reply was lost
- *    is not blindly retried: the next attempt WATCHes the partition keys and
- *    reads the offsets first. Offsets equal to what we wrote mean the lost
- *    EXEC did apply; equal to the previous ones mean it did not; anything
- *    else means another instance owns the partition now (we drop what we
- *    hold for it and seek to what is stored).
- *  - A flush happens only between batches (no half-applied batch), and only
- *    after every dead letter produced so far was delivered, so an offset past
- *    a rejected message is never stored before its dead letter exists.
- *  - When Redis or the producer is not available, every assigned partition
- *    is paused (backpressure, nothing dropped), the consumer keeps polling so
- *    the group membership stays alive, and work resumes when they are back.
+ *  - Every effect of a message lives in a shard's memory until an epoch
+ *    writes it. To start epoch E the consumer records, for each partition,
+ *    the next offset after the last message it handed to a shard, then puts
+ *    a marker in every shard's queue. A shard reaches the marker only after
+ *    applying every message queued before it, and answers with a snapshot
+ *    of what changed, filed by partition. The writer sends all snapshots of
+ *    E and the recorded offsets (key PREFIX part:TOPIC:P, fields offset and
+ *    max_ts) in one MULTI/EXEC. So Redis never holds an effect without the
+ *    offset that covers it, nor the reverse; on (re)assignment a partition
+ *    is sought to its stored offset.
+ *  - Messages are handed to shards strictly in poll order: when one shard's
+ *    queue is full, routing stops (later messages wait, partitions pause),
+ *    so a recorded offset never skips a message still waiting.
+ *  - Users are written as absolute values (loaded on first sight); minute
+ *    windows and stats as HINCRBY deltas. Deltas are not idempotent, so a
+ *    write whose EXEC reply was lost is not blindly repeated: the next try
+ *    WATCHes the partition keys and reads the stored offsets first. Equal to
+ *    what we wrote: the lost EXEC applied. Equal to the previous ones: it did
+ *    not. Anything else: another instance owns the partition now; we drop
+ *    what we hold for it and seek to what is stored.
+ *  - Every dead letter produced so far must be delivered before an epoch is
+ *    written, so an offset past a rejected message is never stored before
+ *    its dead letter exists.
+ *  - When Redis, the producer or a shard falls behind, every assigned
+ *    partition is paused (backpressure, nothing dropped); the consumer keeps
+ *    polling so the group membership stays alive.
  */
 #include "pipeline/engine.h"
 
@@ -32,56 +41,74 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon/log.h"
 #include "features/user.h"
-#include "features/window.h"
-#include "pipeline/codec.h"
 #include "pipeline/kafka.h"
 #include "pipeline/kafka_mock.h"
 #include "pipeline/redis.h"
+#include "pipeline/shard.h"
 
-#define MAX_BATCH           10000 /* messages taken per poll round */
-#define FLUSH_DIRTY_USERS   50000 /* flush early past this many dirty users */
-#define MAX_USERS_IN_MEMORY 1000000
-#define SHUTDOWN_TIMEOUT_MS 10000
-
-/* Per-partition counters written to PREFIX stats by HINCRBY. */
-enum { ST_EVENTS = 0, ST_DLQ, ST_DATA_LOSS, ST_DLQ_REASON0 };
-#define ST__COUNT (ST_DLQ_REASON0 + FD_REJ__COUNT)
+#define ROUTE_CHUNK 512 /* messages routed per round */
+#define MAX_EPOCHS  4   /* pending epochs (normally one) */
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
-    int64_t next_offset;   /* next offset to consume; -1 = not known yet */
-    int64_t stored_offset; /* offset in Redis; -1 = none */
-    int64_t max_ts;        /* latest accepted event time (future check) */
-    int64_t stats[ST__COUNT];
+    int64_t next_offset;   /* after the last message handed to a shard; -1 unknown */
+    int64_t polled_offset; /* after the last message polled (handed on or waiting) */
+    int64_t stored_offset; /* in Redis (confirmed); -1 = none */
+    int64_t max_ts;        /* max event time reported by shards */
+    int64_t data_loss;     /* offsets lost to retention, not yet written */
 } part;
 
-typedef struct pending {
-    fd_event ev;
-    int32_t partition;
-} pending;
+/* One flush: the offsets recorded at its marker and the shards' snapshots. */
+typedef struct epoch {
+    uint64_t id;
+    int n_parts;         /* size of the arrays below */
+    int64_t *offset;     /* per partition; -1 = not in this epoch */
+    int64_t *data_loss;  /* per partition */
+    bool *valid;         /* per partition: still ours (false once revoked) */
+    fd_snapshot **snaps; /* per shard; NULL until it answered */
+    int missing;         /* shards yet to answer */
+    int64_t started_ms;
+} epoch;
 
 struct fd_engine {
     const fd_config *cfg;
     fd_mock *mock;
     char *bootstraps;
     rd_kafka_t *consumer, *producer;
-    fd_codec *codec;
-    fd_redis *redis;
-    fd_user_table *users;
-    fd_window_table *windows;
+    fd_redis *redis; /* the writer's connection */
+    fd_shard **shards;
+    int n_shards;
+    fd_shard_env env;
+    atomic_uint_fast64_t confirmed_epoch;
+    atomic_int abort;
+    atomic_int stalled;
+    bool stall_blocked; /* blocked because shards wait for Redis */
+
     part *parts;
     int n_parts;
-    pending *pend;
-    size_t n_pend;
-    size_t dirty_users;
-    bool blocked;         /* Redis or producer unavailable: partitions paused */
-    bool flush_ambiguous; /* last EXEC's outcome unknown */
+
+    /* messages polled but not yet handed to a shard, in poll order */
+    rd_kafka_message_t **wait;
+    size_t wait_head, wait_len, wait_cap;
+    fd_item *route_buf; /* per shard ROUTE_CHUNK items */
+    size_t *route_n;
+
+    epoch *epochs[MAX_EPOCHS]; /* pending, oldest first */
+    int n_epochs;
+    uint64_t next_epoch;
+    bool write_ambiguous;    /* the last EXEC's outcome is unknown */
+    int64_t *attempt_offset; /* per partition, offsets of that EXEC */
+
+    bool blocked;    /* Redis or the producer unavailable */
+    bool queue_full; /* a shard's queue is full */
+    int64_t queue_full_since;
     int fatal;
     int64_t last_flush_ms;
-    char key[FD_ID_MAX + 512];
+    char key[512];
 };
 
 static int64_t now_ms(void)
@@ -91,34 +118,36 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static const char *stat_name(int i, char *buf, size_t n)
+static void nap(int ms)
 {
-    if (i == ST_EVENTS)
-        return "events";
-    if (i == ST_DLQ)
-        return "dlq";
-    if (i == ST_DATA_LOSS)
-        return "data_loss_offsets";
-    snprintf(buf, n, "dlq.%s", fd_reject_name((fd_reject)(i - ST_DLQ_REASON0)));
-    return buf;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }
 
 static part *get_part(fd_engine *e, int32_t p)
 {
-    if (p < 0 || p > 1000000)
+    if (p < 0 || p > 65535)
         return NULL;
     if (p >= e->n_parts) {
         int n = e->n_parts ? e->n_parts : 16;
         while (n <= p)
             n *= 2;
         part *np = realloc(e->parts, (size_t)n * sizeof *np);
-        if (!np)
+        int64_t *na = realloc(e->attempt_offset, (size_t)n * sizeof *na);
+        if (!np || !na) {
+            if (np)
+                e->parts = np;
+            if (na)
+                e->attempt_offset = na;
             return NULL;
+        }
         for (int i = e->n_parts; i < n; i++) {
             memset(&np[i], 0, sizeof np[i]);
-            np[i].next_offset = np[i].stored_offset = -1;
+            np[i].next_offset = np[i].stored_offset = np[i].polled_offset = -1;
+            na[i] = -1;
         }
         e->parts = np;
+        e->attempt_offset = na;
         e->n_parts = n;
     }
     return &e->parts[p];
@@ -131,18 +160,33 @@ static const char *part_key(fd_engine *e, int32_t p)
     return e->key;
 }
 
-static const char *user_key(fd_engine *e, const char *id)
+/* Queue a control item on every shard (they have reserved room for them). */
+static void broadcast(fd_engine *e, fd_item it)
 {
-    snprintf(e->key, sizeof e->key, "%suser:%s", e->cfg->redis_key_prefix, id);
-    return e->key;
+    for (int i = 0; i < e->n_shards; i++)
+        while (fd_shard_push(e->shards[i], &it, 1) != 1)
+            nap(1); /* only if >1024 control items are queued: shard is stuck */
 }
 
-/* ---- pausing --------------------------------------------------------- */
+/* ---- pausing ----------------------------------------------------------- */
 
+/* Pause or resume one partition. A resumed partition is sought to just
+ * after the last message polled from it, so what librdkafka purged while
+ * it was paused is fetched again and nothing is skipped (duplicates are
+ * dropped by offset). */
 static void set_paused(fd_engine *e, int32_t p, bool paused)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, e->cfg->kafka_topic_events, p);
+    if (!paused && e->parts[p].polled_offset >= 0 && !e->parts[p].need_resolve) {
+        l->elems[0].offset = e->parts[p].polled_offset;
+        rd_kafka_error_t *serr = rd_kafka_seek_partitions(e->consumer, l, 5000);
+        if (serr) {
+            fd_warn("engine", "partition=%" PRId32 ": seek to %" PRId64 " on resume: %s", p,
+                    e->parts[p].polled_offset, rd_kafka_error_string(serr));
+            rd_kafka_error_destroy(serr);
+        }
+    }
     rd_kafka_resp_err_t err = paused ? rd_kafka_pause_partitions(e->consumer, l)
                                      : rd_kafka_resume_partitions(e->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
@@ -153,14 +197,20 @@ static void set_paused(fd_engine *e, int32_t p, bool paused)
         e->parts[p].paused = paused;
 }
 
-/* Make every assigned partition's paused state match what it should be. */
+/* Partitions pause while their offset is unknown, while Redis or the
+ * producer is unavailable, and when the shards' queues stayed full for a
+ * while (a short full queue is waited out without pausing: pausing makes
+ * librdkafka drop and refetch what it had prefetched). */
+#define QUEUE_FULL_PAUSE_MS 2000
+
 static void sync_pause(fd_engine *e)
 {
+    bool stalled = e->queue_full && now_ms() - e->queue_full_since >= QUEUE_FULL_PAUSE_MS;
     for (int32_t p = 0; p < e->n_parts; p++) {
         part *pt = &e->parts[p];
         if (!pt->assigned)
             continue;
-        bool want = e->blocked || pt->need_resolve;
+        bool want = e->blocked || stalled || pt->need_resolve;
         if (want != pt->paused)
             set_paused(e, p, want);
     }
@@ -175,153 +225,372 @@ static void set_blocked(fd_engine *e, bool blocked, const char *why)
     e->blocked = blocked;
 }
 
-/* ---- dropping a partition's unwritten state --------------------------- */
+/* ---- epochs ---------------------------------------------------------- */
 
-typedef struct drop_set {
-    const bool *drop; /* indexed by partition */
-    int n;
-} drop_set;
-
-static bool keep_user(const fd_user *u, void *arg)
+static void epoch_destroy(fd_engine *e, epoch *ep)
 {
-    const drop_set *d = arg;
-    return !(u->partition >= 0 && u->partition < d->n && d->drop[u->partition]);
+    if (!ep)
+        return;
+    if (ep->snaps) {
+        for (int i = 0; i < e->n_shards; i++)
+            fd_snapshot_free(ep->snaps[i]);
+        free(ep->snaps);
+    }
+    free(ep->offset);
+    free(ep->data_loss);
+    free(ep->valid);
+    free(ep);
 }
 
-/* Forget everything held for the partitions flagged in drop[]: users,
- * window deltas, stats, pending events. Redis still has their last
- * consistent state and offset. */
-static void drop_partitions(fd_engine *e, const bool *drop)
+/* Start an epoch when something changed: record offsets, send markers. */
+static int start_epoch(fd_engine *e)
 {
-    drop_set d = {drop, e->n_parts};
-    if (fd_user_table_filter(e->users, keep_user, &d) != 0) {
-        /* Out of memory while rebuilding: drop every clean and dirty user of
-         * all partitions is not possible either; stop rather than corrupt. */
-        fd_err("engine", "out of memory dropping partition state");
-        e->fatal = 1;
+    bool any = false;
+    for (int32_t p = 0; p < e->n_parts; p++)
+        any |= e->parts[p].assigned && e->parts[p].dirty && !e->parts[p].need_resolve;
+    if (!any)
+        return 0;
+    if (e->n_epochs == MAX_EPOCHS)
+        return -1;
+    epoch *ep = calloc(1, sizeof *ep);
+    if (!ep)
+        return -1;
+    ep->id = ++e->next_epoch;
+    ep->n_parts = e->n_parts;
+    ep->offset = malloc((size_t)e->n_parts * sizeof *ep->offset);
+    ep->data_loss = calloc((size_t)e->n_parts, sizeof *ep->data_loss);
+    ep->valid = calloc((size_t)e->n_parts, sizeof *ep->valid);
+    ep->snaps = calloc((size_t)e->n_shards, sizeof *ep->snaps);
+    if (!ep->offset || !ep->data_loss || !ep->valid || !ep->snaps) {
+        epoch_destroy(e, ep);
+        return -1;
     }
-    size_t w = 0;
-    for (size_t i = 0; i < e->n_pend; i++)
-        if (!drop[e->pend[i].partition])
-            e->pend[w++] = e->pend[i];
-    e->n_pend = w;
-    e->dirty_users = 0;
-    size_t cur = 0;
-    fd_user *u;
-    while ((u = fd_user_table_next(e->users, &cur)))
-        e->dirty_users += u->dirty;
     for (int32_t p = 0; p < e->n_parts; p++) {
-        if (!drop[p])
-            continue;
-        fd_window_clear(e->windows, p);
         part *pt = &e->parts[p];
-        memset(pt->stats, 0, sizeof pt->stats);
-        pt->dirty = false;
-        pt->next_offset = pt->stored_offset;
+        ep->offset[p] = -1;
+        if (pt->assigned && pt->dirty && !pt->need_resolve) {
+            ep->offset[p] = pt->next_offset;
+            ep->data_loss[p] = pt->data_loss;
+            ep->valid[p] = true;
+            pt->data_loss = 0;
+            pt->dirty = false;
+        }
+    }
+    ep->missing = e->n_shards;
+    ep->started_ms = now_ms();
+    e->epochs[e->n_epochs++] = ep;
+    fd_item it = {.kind = FD_ITEM_MARKER, .value = (int64_t)ep->id};
+    broadcast(e, it);
+    return 0;
+}
+
+/* Collect the shards' answers. Returns true when every pending epoch is
+ * complete. */
+static bool collect(fd_engine *e)
+{
+    bool all = true;
+    for (int k = 0; k < e->n_epochs; k++) {
+        epoch *ep = e->epochs[k];
+        for (int i = 0; i < e->n_shards && ep->missing; i++) {
+            if (ep->snaps[i])
+                continue;
+            fd_snapshot *sn = fd_shard_take(e->shards[i], ep->id);
+            if (sn) {
+                if (sn->error) {
+                    fd_err("engine",
+                           "shard=%d could not prepare epoch %" PRIu64
+                           " (out of memory); stopping without writing it",
+                           i, ep->id);
+                    e->fatal = 1;
+                }
+                ep->snaps[i] = sn;
+                ep->missing--;
+            }
+        }
+        all &= ep->missing == 0;
+    }
+    return all;
+}
+
+/* Forget a partition in every pending epoch (revoked, or fenced). */
+static void invalidate_partition(fd_engine *e, int32_t p)
+{
+    for (int k = 0; k < e->n_epochs; k++)
+        if (p < e->epochs[k]->n_parts)
+            e->epochs[k]->valid[p] = false;
+    e->attempt_offset[p] = -1;
+}
+
+static void drop_waiting(fd_engine *e, const bool *drop, int n_drop);
+
+/* Drop everything held for partition p and make it re-read its offset. */
+static void drop_partition(fd_engine *e, int32_t p, bool resolve_again)
+{
+    invalidate_partition(e, p);
+    fd_item it = {.kind = FD_ITEM_DROP, .partition = p};
+    broadcast(e, it);
+    part *pt = &e->parts[p];
+    pt->dirty = false;
+    pt->data_loss = 0;
+    if (resolve_again) {
+        bool *drop = calloc((size_t)e->n_parts, sizeof *drop);
+        if (drop) {
+            drop[p] = true;
+            drop_waiting(e, drop, e->n_parts);
+            free(drop);
+        }
+        pt->need_resolve = true;
+        sync_pause(e);
     }
 }
 
-/* ---- reading state from Redis ----------------------------------------- */
+static void confirm(fd_engine *e, int upto)
+{
+    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(8);
+    uint64_t last = 0;
+    for (int k = 0; k < upto; k++) {
+        epoch *ep = e->epochs[k];
+        for (int32_t p = 0; p < ep->n_parts && p < e->n_parts; p++) {
+            if (!ep->valid[p] || ep->offset[p] < 0)
+                continue;
+            e->parts[p].stored_offset = ep->offset[p];
+        }
+        last = ep->id;
+        epoch_destroy(e, ep);
+    }
+    memmove(e->epochs, e->epochs + upto, (size_t)(e->n_epochs - upto) * sizeof e->epochs[0]);
+    e->n_epochs -= upto;
+    for (int32_t p = 0; p < e->n_parts; p++) {
+        if (e->parts[p].assigned && e->parts[p].stored_offset >= 0 && e->attempt_offset[p] >= 0)
+            rd_kafka_topic_partition_list_add(commit, e->cfg->kafka_topic_events, p)->offset =
+                e->parts[p].stored_offset;
+        e->attempt_offset[p] = -1;
+    }
+    e->write_ambiguous = false;
+    atomic_store(&e->confirmed_epoch, last);
+    /* Kafka's committed offsets follow Redis, for lag tools only. */
+    if (commit->cnt)
+        rd_kafka_commit(e->consumer, commit, 1);
+    rd_kafka_topic_partition_list_destroy(commit);
+}
 
 static int64_t reply_int(const redisReply *r, int64_t dflt)
 {
-    if (!r || r->type != REDIS_REPLY_STRING)
-        return r && r->type == REDIS_REPLY_INTEGER ? r->integer : dflt;
+    if (!r)
+        return dflt;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type != REDIS_REPLY_STRING)
+        return dflt;
     char *end;
     errno = 0;
     long long v = strtoll(r->str, &end, 10);
     return (errno || *end) ? dflt : v;
 }
 
-/* Load every user of the pending batch that is not in memory yet, in one
- * pipelined round trip. 0, or -1 when Redis failed (retry later). */
-static int load_users(fd_engine *e)
+/* Write every complete pending epoch in one MULTI/EXEC. 0 when written (or
+ * nothing to write), -1 to retry later. */
+static int write_epochs(fd_engine *e)
 {
-    size_t *need = malloc((e->n_pend ? e->n_pend : 1) * sizeof *need);
-    if (!need)
-        return -1;
-    size_t n_need = 0;
-    for (size_t i = 0; i < e->n_pend; i++) {
-        const fd_event *ev = &e->pend[i].ev;
-        bool created;
-        fd_user *u = fd_user_table_upsert(e->users, ev->user_id, strlen(ev->user_id), &created);
-        if (!u) {
-            free(need);
-            fd_err("engine", "out of memory adding user=%s", ev->user_id);
-            e->fatal = 1;
-            return -1;
-        }
-        if (!u->loaded && u->partition != -2) {
-            u->partition = -2; /* marks "queued for loading" until loaded */
-            need[n_need++] = i;
-        }
-    }
-    int rc = 0;
+    if (e->n_epochs == 0 || !collect(e) || e->fatal)
+        return e->n_epochs == 0 ? 0 : -1;
+    int rc = -1;
     char err[256];
-    if (n_need && fd_redis_ensure(e->redis, err, sizeof err) != 0)
-        rc = -1;
-    for (size_t k = 0; rc == 0 && k < n_need; k++) {
-        const char *argv[] = {"HMGET",    user_key(e, e->pend[need[k]].ev.user_id),
-                              "click",    "cart",
-                              "purchase", "first_ts",
-                              "last_ts"};
-        if (fd_redis_appendv(e->redis, 7, argv, NULL) != 0)
-            rc = -1;
-    }
     redisReply **rep = NULL;
-    if (rc == 0 && n_need) {
-        rep = calloc(n_need, sizeof *rep);
-        if (!rep || fd_redis_read_replies(e->redis, rep, n_need, err, sizeof err) != 0)
-            rc = -1;
+    int32_t *parts = NULL;
+    int64_t *offset = NULL, *max_ts = NULL;
+    int n = 0;
+
+    /* The union of the epochs' partitions: the latest offset of each. */
+    parts = malloc((size_t)e->n_parts * sizeof *parts);
+    offset = malloc((size_t)e->n_parts * sizeof *offset);
+    max_ts = malloc((size_t)e->n_parts * sizeof *max_ts);
+    if (!parts || !offset || !max_ts)
+        goto out;
+    for (int32_t p = 0; p < e->n_parts; p++) {
+        offset[p] = -1;
+        max_ts[p] = e->parts[p].max_ts;
     }
-    for (size_t k = 0; k < n_need; k++) {
-        const char *id = e->pend[need[k]].ev.user_id;
-        fd_user *u = fd_user_table_find(e->users, id, strlen(id));
-        u->partition = -1;
-        if (rc != 0)
+    for (int k = 0; k < e->n_epochs; k++) {
+        epoch *ep = e->epochs[k];
+        for (int32_t p = 0; p < ep->n_parts && p < e->n_parts; p++)
+            if (ep->valid[p] && ep->offset[p] >= 0)
+                offset[p] = ep->offset[p];
+        for (int i = 0; i < e->n_shards; i++)
+            for (int c = 0; c < ep->snaps[i]->n_chunks; c++) {
+                fd_chunk *ch = &ep->snaps[i]->chunks[c];
+                if (ch->partition < e->n_parts && ch->max_ts > max_ts[ch->partition])
+                    max_ts[ch->partition] = ch->max_ts;
+            }
+    }
+    for (int32_t p = 0; p < e->n_parts; p++)
+        if (offset[p] >= 0)
+            parts[n++] = p;
+    if (n == 0) { /* everything in them was revoked */
+        confirm(e, e->n_epochs);
+        rc = 0;
+        goto out;
+    }
+    if (fd_kafka_delivery_failures(e->producer) > 0) {
+        fd_err("engine", "a dead letter could not be delivered; stopping without storing the "
+                         "offsets past it (they will be reprocessed)");
+        e->fatal = 1;
+        goto out;
+    }
+    if (fd_kafka_drain(e->producer, 100) != 0) {
+        set_blocked(e, true, "waiting for dead letters to be delivered");
+        goto out;
+    }
+    if (fd_redis_ensure(e->redis, err, sizeof err) != 0) {
+        set_blocked(e, true, "Redis unavailable");
+        goto out;
+    }
+
+    /* Round trip 1: WATCH the partition keys and read what is stored. */
+    rep = calloc((size_t)n + 1, sizeof *rep);
+    if (!rep)
+        goto out;
+    for (int i = 0; i < n; i++)
+        fd_redis_appendf(e->redis, "WATCH %s", part_key(e, parts[i]));
+    for (int i = 0; i < n; i++)
+        fd_redis_appendf(e->redis, "HGET %s offset", part_key(e, parts[i]));
+    if (fd_redis_read_replies(e->redis, NULL, (size_t)n, err, sizeof err) != 0 ||
+        fd_redis_read_replies(e->redis, rep, (size_t)n, err, sizeof err) != 0) {
+        set_blocked(e, true, "Redis unavailable");
+        goto out;
+    }
+    int applied = 0, fenced = 0;
+    for (int i = 0; i < n; i++) {
+        int32_t p = parts[i];
+        int64_t s = reply_int(rep[i], -1);
+        freeReplyObject(rep[i]);
+        rep[i] = NULL;
+        if (s == e->parts[p].stored_offset)
             continue;
-        const redisReply *r = rep[k];
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
-            fd_err("engine", "unexpected reply loading user=%s (type %d)", id, r->type);
-            rc = -1;
+        if (e->write_ambiguous && s == e->attempt_offset[p]) {
+            applied++;
             continue;
         }
-        for (int t = 0; t < FD_EV__COUNT; t++)
-            u->count[t] = reply_int(r->element[t], 0);
-        u->first_ts = reply_int(r->element[3], 0);
-        u->last_ts = reply_int(r->element[4], 0);
-        u->loaded = true;
+        fd_err("engine",
+               "partition=%" PRId32 " stored offset moved to %" PRId64 " (expected %" PRId64
+               "): another instance wrote it; dropping this instance's state for it",
+               p, s, e->parts[p].stored_offset);
+        drop_partition(e, p, true);
+        fenced++;
     }
-    if (rep)
-        for (size_t k = 0; k < n_need; k++)
-            freeReplyObject(rep[k]);
-    free(rep);
-    free(need);
-    if (rc != 0)
-        set_blocked(e, true, "Redis unavailable while loading users");
+    if (applied && applied == n) {
+        fd_info("engine", "the previous write did apply (its reply was lost)");
+        fd_redis_appendf(e->redis, "UNWATCH");
+        fd_redis_read_replies(e->redis, NULL, 1, err, sizeof err);
+        confirm(e, e->n_epochs);
+        rc = 0;
+        goto out;
+    }
+    if (fenced || applied) {
+        fd_redis_appendf(e->redis, "UNWATCH");
+        fd_redis_read_replies(e->redis, NULL, 1, err, sizeof err);
+        goto out; /* retry with what is left */
+    }
+
+    /* Round trip 2: MULTI, the snapshots, the offsets, EXEC. */
+    size_t n_cmds = 0;
+    fd_redis_appendf(e->redis, "MULTI");
+    n_cmds++;
+    for (int k = 0; k < e->n_epochs; k++) {
+        epoch *ep = e->epochs[k];
+        for (int i = 0; i < e->n_shards; i++)
+            for (int c = 0; c < ep->snaps[i]->n_chunks; c++) {
+                fd_chunk *ch = &ep->snaps[i]->chunks[c];
+                int32_t p = ch->partition;
+                if (p >= ep->n_parts || !ep->valid[p] || !e->parts[p].assigned)
+                    continue;
+                fd_redis_append_raw(e->redis, ch->cmds.p, ch->cmds.len, ch->cmds.n_cmds);
+                n_cmds += ch->cmds.n_cmds;
+            }
+        char skey[160];
+        snprintf(skey, sizeof skey, "%sstats", e->cfg->redis_key_prefix);
+        for (int32_t p = 0; p < ep->n_parts; p++)
+            if (ep->valid[p] && ep->data_loss[p]) {
+                fd_redis_appendf(e->redis, "HINCRBY %s data_loss_offsets %lld", skey,
+                                 (long long)ep->data_loss[p]);
+                n_cmds++;
+            }
+    }
+    for (int i = 0; i < n; i++) {
+        int32_t p = parts[i];
+        fd_redis_appendf(e->redis, "HSET %s offset %lld max_ts %lld", part_key(e, p),
+                         (long long)offset[p], (long long)max_ts[p]);
+        n_cmds++;
+        e->attempt_offset[p] = offset[p];
+    }
+    fd_redis_appendf(e->redis, "EXEC");
+    n_cmds++;
+    if (fd_redis_read_replies(e->redis, NULL, n_cmds - 1, err, sizeof err) != 0 ||
+        fd_redis_read_replies(e->redis, rep, 1, err, sizeof err) != 0) {
+        e->write_ambiguous = true;
+        set_blocked(e, true, "Redis failed during a write");
+        goto out;
+    }
+    redisReply *x = rep[0];
+    if (x->type == REDIS_REPLY_NIL) {
+        fd_info("engine", "write raced with another writer (WATCH); retrying");
+    } else if (x->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < x->elements; i++)
+            if (x->element[i]->type == REDIS_REPLY_ERROR)
+                fd_err("engine", "command %zu of a write failed inside EXEC: %s", i + 1,
+                       x->element[i]->str);
+        for (int i = 0; i < n; i++)
+            e->parts[parts[i]].max_ts = max_ts[parts[i]];
+        confirm(e, e->n_epochs);
+        set_blocked(e, false, NULL);
+        rc = 0;
+    } else {
+        fd_err("engine", "EXEC: unexpected reply: %s",
+               x->type == REDIS_REPLY_ERROR ? x->str : "(not an array)");
+        set_blocked(e, true, "Redis refused the write");
+    }
+    freeReplyObject(x);
+    rep[0] = NULL;
+out:
+    if (rep) {
+        for (int i = 0; i <= n; i++)
+            if (rep[i])
+                freeReplyObject(rep[i]);
+        free(rep);
+    }
+    free(parts);
+    free(offset);
+    free(max_ts);
     return rc;
 }
 
-static void apply_pending(fd_engine *e)
+/* Start an epoch if none is pending, then write until done or the
+ * deadline passes. Used at revocation and shutdown. */
+static int flush_now(fd_engine *e, int64_t deadline)
 {
-    for (size_t i = 0; i < e->n_pend; i++) {
-        const pending *pd = &e->pend[i];
-        fd_user *u = fd_user_table_find(e->users, pd->ev.user_id, strlen(pd->ev.user_id));
-        if (!u->dirty)
-            e->dirty_users++;
-        if (fd_core_apply(u, e->windows, pd->partition, &pd->ev) != 0) {
-            fd_err("engine", "out of memory counting windows");
-            e->fatal = 1;
-        }
-        e->parts[pd->partition].stats[ST_EVENTS]++;
+    if (e->n_epochs == 0 && start_epoch(e) != 0)
+        return -1;
+    while (e->n_epochs && !e->fatal) {
+        if (write_epochs(e) == 0 && e->n_epochs == 0)
+            break;
+        if (now_ms() >= deadline)
+            return -1;
+        nap(5);
     }
-    e->n_pend = 0;
+    /* Anything that changed while the pending epochs were written. */
+    if (!e->fatal && start_epoch(e) == 0)
+        while (e->n_epochs && !e->fatal && now_ms() < deadline) {
+            if (write_epochs(e) == 0 && e->n_epochs == 0)
+                break;
+            nap(5);
+        }
+    return e->n_epochs ? -1 : 0;
 }
 
-/* ---- assignment -------------------------------------------------------- */
+/* ---- assignment ----------------------------------------------------- */
 
 /* Read stored offsets of newly assigned partitions, check them against the
- * log's start (data loss is never silent), seek, and let them resume. */
+ * log's start (data loss is never silent), tell the shards, seek, resume. */
 static void resolve_partitions(fd_engine *e)
 {
     int32_t todo[1024];
@@ -331,6 +600,7 @@ static void resolve_partitions(fd_engine *e)
             todo[n++] = p;
     if (!n)
         return;
+    /* A partition taken back must not overlap a pending epoch's view of it. */
     char err[256];
     if (fd_redis_ensure(e->redis, err, sizeof err) != 0) {
         set_blocked(e, true, "Redis unavailable while reading partition offsets");
@@ -361,14 +631,14 @@ static void resolve_partitions(fd_engine *e)
             continue;
         }
         int64_t start = stored >= 0 ? stored : lo;
+        int64_t lost = 0;
         if (stored >= 0 && stored < lo) {
+            lost = lo - stored;
             fd_err("engine",
                    "DATA LOSS partition=%" PRId32 " stored offset %" PRId64
                    " is below the log start %" PRId64 ": %" PRId64
                    " offsets were deleted by the broker before they were consumed",
-                   p, stored, lo, lo - stored);
-            pt->stats[ST_DATA_LOSS] += lo - stored;
-            pt->dirty = true;
+                   p, stored, lo, lost);
             start = lo;
         } else if (stored > hi) {
             fd_err("engine",
@@ -377,17 +647,9 @@ static void resolve_partitions(fd_engine *e)
                    p, stored, hi, lo);
             start = lo;
         }
-        pt->stored_offset = stored;
-        pt->next_offset = start;
-        pt->max_ts = max_ts;
-        if (start != stored)
-            pt->dirty = true; /* the new position must be stored */
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, e->cfg->kafka_topic_events, p)->offset = start;
         rd_kafka_error_t *serr = rd_kafka_seek_partitions(e->consumer, l, 5000);
-        if (!serr && l->elems[0].err)
-            fd_warn("engine", "partition=%" PRId32 ": seek: %s", p,
-                    rd_kafka_err2str(l->elems[0].err));
         rd_kafka_topic_partition_list_destroy(l);
         if (serr) {
             fd_warn("engine", "partition=%" PRId32 ": seek to %" PRId64 ": %s (will retry)", p,
@@ -395,13 +657,33 @@ static void resolve_partitions(fd_engine *e)
             rd_kafka_error_destroy(serr);
             continue;
         }
+        pt->stored_offset = stored;
+        pt->next_offset = pt->polled_offset = start;
+        pt->max_ts = max_ts;
+        pt->data_loss = lost;
+        pt->dirty = start != stored; /* the new position must be stored */
         pt->need_resolve = false;
+        e->attempt_offset[p] = -1;
+        fd_item it = {.kind = FD_ITEM_PARTINIT, .partition = p, .value = max_ts};
+        broadcast(e, it);
         fd_info("engine", "partition=%" PRId32 " assigned, starting at offset %" PRId64 "%s", p,
                 start, stored < 0 ? " (no stored offset: log start)" : "");
     }
 }
 
-static int flush(fd_engine *e);
+/* Destroy waiting (unrouted) messages of the flagged partitions. */
+static void drop_waiting(fd_engine *e, const bool *drop, int n_drop)
+{
+    size_t w = e->wait_head;
+    for (size_t i = e->wait_head; i < e->wait_head + e->wait_len; i++) {
+        rd_kafka_message_t *m = e->wait[i];
+        if (m->partition >= 0 && m->partition < n_drop && drop[m->partition])
+            rd_kafka_message_destroy(m);
+        else
+            e->wait[w++] = m;
+    }
+    e->wait_len = w - e->wait_head;
+}
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -417,8 +699,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 continue;
             }
             memset(pt, 0, sizeof *pt);
-            pt->next_offset = pt->stored_offset = -1;
-            pt->assigned = pt->need_resolve = true;
+            pt->next_offset = pt->stored_offset = pt->polled_offset = -1;
+            pt->assigned = pt->need_resolve = pt->paused = true;
             parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
         }
         if (coop) {
@@ -431,42 +713,35 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, parts);
         }
         rd_kafka_pause_partitions(rk, parts); /* until offsets are read from Redis */
-        for (int i = 0; i < parts->cnt; i++)
-            e->parts[parts->elems[i].partition].paused = true;
         fd_info("engine", "assigned %d partition(s) (%s)", parts->cnt,
                 coop ? "cooperative" : "eager");
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        /* Write what we hold first (bounded), then forget the partitions. */
-        int64_t deadline = now_ms() + SHUTDOWN_TIMEOUT_MS;
-        while (e->n_pend == 0 && flush(e) != 0 && now_ms() < deadline && !e->fatal) {
-            struct timespec ts = {0, 50 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
         bool *drop = calloc((size_t)e->n_parts + 1, sizeof *drop);
-        if (drop) {
+        if (drop)
             for (int i = 0; i < parts->cnt; i++) {
                 int32_t p = parts->elems[i].partition;
-                if (p >= 0 && p < e->n_parts) {
+                if (p >= 0 && p < e->n_parts)
                     drop[p] = true;
-                    if (e->parts[p].dirty)
-                        fd_warn("engine",
-                                "partition=%" PRId32 " revoked with unwritten state: it will be "
-                                "reprocessed by its next owner from offset %" PRId64,
-                                p, e->parts[p].stored_offset);
-                }
             }
-            drop_partitions(e, drop);
-            for (int i = 0; i < parts->cnt; i++) {
-                int32_t p = parts->elems[i].partition;
-                if (p >= 0 && p < e->n_parts) {
-                    memset(&e->parts[p], 0, sizeof e->parts[p]);
-                    e->parts[p].next_offset = e->parts[p].stored_offset = -1;
-                }
-            }
-            free(drop);
+        /* Messages not yet handed to a shard: their offsets were not
+         * recorded, so the next owner reads them again. */
+        if (drop)
+            drop_waiting(e, drop, e->n_parts);
+        /* Write what we hold first (bounded), then forget the partitions. */
+        if (flush_now(e, now_ms() + e->cfg->engine_shutdown_timeout_ms) != 0)
+            fd_warn("engine", "could not write state before revocation: the next owner of "
+                              "the revoked partitions reprocesses from their stored offsets");
+        for (int i = 0; i < parts->cnt; i++) {
+            int32_t p = parts->elems[i].partition;
+            if (p < 0 || p >= e->n_parts)
+                continue;
+            drop_partition(e, p, false);
+            memset(&e->parts[p], 0, sizeof e->parts[p]);
+            e->parts[p].next_offset = e->parts[p].stored_offset = -1;
         }
+        free(drop);
         if (coop) {
             rd_kafka_error_t *ue = rd_kafka_incremental_unassign(rk, parts);
             if (ue)
@@ -481,301 +756,111 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_assign(rk, NULL);
 }
 
-/* ---- flushing ------------------------------------------------------------ */
+/* ---- routing -------------------------------------------------------------- */
 
-static void finish_flush(fd_engine *e, const int32_t *dirty, int n_dirty)
+/* Hand waiting messages to shards in poll order until one shard is full. */
+static void route(fd_engine *e)
 {
-    size_t cur = 0;
-    fd_user *u;
-    while ((u = fd_user_table_next(e->users, &cur)))
-        u->dirty = false;
-    e->dirty_users = 0;
-    fd_window_clear(e->windows, -1);
-    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(n_dirty);
-    for (int i = 0; i < n_dirty; i++) {
-        part *pt = &e->parts[dirty[i]];
-        memset(pt->stats, 0, sizeof pt->stats);
-        pt->stored_offset = pt->next_offset;
-        pt->dirty = false;
-        if (pt->next_offset >= 0)
-            rd_kafka_topic_partition_list_add(commit, e->cfg->kafka_topic_events, dirty[i])
-                ->offset = pt->next_offset;
-    }
-    e->flush_ambiguous = false;
-    /* Kafka's committed offsets follow Redis, for lag tools only. */
-    if (commit->cnt)
-        rd_kafka_commit(e->consumer, commit, 1);
-    rd_kafka_topic_partition_list_destroy(commit);
-    if (fd_user_table_count(e->users) > MAX_USERS_IN_MEMORY) {
-        fd_user_table_free(e->users); /* all clean now: reload on next sight */
-        e->users = fd_user_table_new(1024);
-        if (!e->users)
-            e->fatal = 1;
-    }
-}
-
-/* Append one command built from up to 16 string arguments. */
-static int cmd(fd_engine *e, int argc, const char **argv)
-{
-    return fd_redis_appendv(e->redis, argc, argv, NULL);
-}
-
-/* Write every dirty partition's state and offset in one MULTI/EXEC.
- * 0 when written (or nothing to write); -1 to retry later. */
-static int flush(fd_engine *e)
-{
-    int32_t *dirty = malloc((size_t)(e->n_parts ? e->n_parts : 1) * sizeof *dirty);
-    if (!dirty)
-        return -1;
-    int n_dirty = 0;
-    for (int32_t p = 0; p < e->n_parts; p++)
-        if (e->parts[p].assigned && e->parts[p].dirty && !e->parts[p].need_resolve)
-            dirty[n_dirty++] = p;
-    int rc = -1;
-    char err[256];
-    redisReply **rep = NULL;
-    if (n_dirty == 0) {
-        rc = 0;
-        goto out;
-    }
-    if (fd_kafka_delivery_failures(e->producer) > 0) {
-        fd_err("engine", "a dead letter could not be delivered; stopping without storing the "
-                         "offsets past it (they will be reprocessed)");
-        e->fatal = 1;
-        goto out;
-    }
-    if (fd_kafka_drain(e->producer, 100) != 0) {
-        set_blocked(e, true, "waiting for dead letters to be delivered");
-        goto out;
-    }
-    if (fd_redis_ensure(e->redis, err, sizeof err) != 0) {
-        set_blocked(e, true, "Redis unavailable");
-        goto out;
-    }
-
-    /* Round trip 1: WATCH the partition keys and read what is stored. */
-    rep = calloc((size_t)n_dirty + 2, sizeof *rep);
-    if (!rep)
-        goto out;
-    for (int i = 0; i < n_dirty; i++) {
-        const char *argv[] = {"WATCH", part_key(e, dirty[i])};
-        cmd(e, 2, argv);
-    }
-    for (int i = 0; i < n_dirty; i++) {
-        const char *argv[] = {"HGET", part_key(e, dirty[i]), "offset"};
-        cmd(e, 3, argv);
-    }
-    if (fd_redis_read_replies(e->redis, NULL, (size_t)n_dirty, err, sizeof err) != 0 ||
-        fd_redis_read_replies(e->redis, rep, (size_t)n_dirty, err, sizeof err) != 0) {
-        set_blocked(e, true, "Redis unavailable");
-        goto out;
-    }
-    int applied = 0, fenced = 0;
-    bool *drop = calloc((size_t)e->n_parts, sizeof *drop);
-    if (!drop)
-        goto out;
-    for (int i = 0; i < n_dirty; i++) {
-        part *pt = &e->parts[dirty[i]];
-        int64_t s = reply_int(rep[i], -1);
-        freeReplyObject(rep[i]);
-        rep[i] = NULL;
-        if (s == pt->stored_offset)
-            continue;
-        if (e->flush_ambiguous && s == pt->next_offset) {
-            applied++;
-            continue;
+    bool was_full = e->queue_full;
+    e->queue_full = false;
+    while (e->wait_len) {
+        size_t n = e->wait_len < ROUTE_CHUNK ? e->wait_len : ROUTE_CHUNK;
+        for (int i = 0; i < e->n_shards; i++)
+            e->route_n[i] = 0;
+        size_t take = 0;
+        for (; take < n; take++) {
+            rd_kafka_message_t *m = e->wait[e->wait_head + take];
+            const char *key = m->key ? (const char *)m->key : "";
+            int s = fd_shard_of(key, m->key ? m->key_len : 0, e->n_shards);
+            if (e->route_n[s] == ROUTE_CHUNK)
+                break;
+            fd_item *it = &e->route_buf[(size_t)s * ROUTE_CHUNK + e->route_n[s]++];
+            it->kind = FD_ITEM_MSG;
+            it->msg = m;
         }
-        fd_err("engine",
-               "partition=%" PRId32 " stored offset moved to %" PRId64 " (expected %" PRId64
-               "): another instance wrote it; dropping this instance's state for it",
-               dirty[i], s, pt->stored_offset);
-        drop[dirty[i]] = true;
-        fenced++;
+        /* All or nothing: a prefix that does not fit waits for room. */
+        bool fits = true;
+        for (int i = 0; i < e->n_shards && fits; i++)
+            fits = e->route_n[i] == 0 || fd_shard_room(e->shards[i]) >= e->route_n[i];
+        if (!fits) {
+            e->queue_full = true;
+            if (!was_full)
+                e->queue_full_since = now_ms();
+            return;
+        }
+        /* Offsets first: once pushed, a shard may destroy the message. */
+        for (size_t k = 0; k < take; k++) {
+            rd_kafka_message_t *m = e->wait[e->wait_head + k];
+            part *pt = &e->parts[m->partition];
+            pt->next_offset = m->offset + 1;
+            pt->dirty = true;
+        }
+        for (int i = 0; i < e->n_shards; i++)
+            if (e->route_n[i])
+                fd_shard_push(e->shards[i], &e->route_buf[(size_t)i * ROUTE_CHUNK],
+                              e->route_n[i]); /* room was checked: only we push */
+        e->wait_head += take;
+        e->wait_len -= take;
     }
-    if (applied == n_dirty) {
-        fd_info("engine", "the previous flush did apply (its reply was lost)");
-        const char *argv[] = {"UNWATCH"};
-        cmd(e, 1, argv);
-        fd_redis_read_replies(e->redis, NULL, 1, err, sizeof err);
-        finish_flush(e, dirty, n_dirty);
-        free(drop);
-        rc = 0;
-        goto out;
-    }
-    if (fenced) {
-        drop_partitions(e, drop);
-        for (int32_t p = 0; p < e->n_parts; p++)
-            if (drop[p])
-                e->parts[p].need_resolve = true; /* re-read and seek */
-        free(drop);
-        const char *argv[] = {"UNWATCH"};
-        cmd(e, 1, argv);
-        fd_redis_read_replies(e->redis, NULL, 1, err, sizeof err);
-        sync_pause(e);
-        goto out;
-    }
-    free(drop);
+    e->wait_head = 0;
+}
 
-    /* Round trip 2: MULTI, the state, the offsets, EXEC. */
-    size_t n_cmds = 0;
-    const char *multi[] = {"MULTI"};
-    cmd(e, 1, multi);
-    n_cmds++;
-    size_t cur = 0;
-    fd_user *u;
-    char nb[5][24];
-    while ((u = fd_user_table_next(e->users, &cur))) {
-        if (!u->dirty)
-            continue;
-        snprintf(nb[0], 24, "%" PRId64, u->count[FD_EV_CLICK]);
-        snprintf(nb[1], 24, "%" PRId64, u->count[FD_EV_CART]);
-        snprintf(nb[2], 24, "%" PRId64, u->count[FD_EV_PURCHASE]);
-        snprintf(nb[3], 24, "%" PRId64, u->first_ts);
-        snprintf(nb[4], 24, "%" PRId64, u->last_ts);
-        const char *argv[] = {
-            "HSET", user_key(e, u->id), "click", nb[0],     "cart", nb[1], "purchase",
-            nb[2],  "first_ts",         nb[3],   "last_ts", nb[4]};
-        cmd(e, 12, argv);
-        n_cmds++;
-    }
-    cur = 0;
-    const fd_window_delta *d;
-    while ((d = fd_window_next(e->windows, &cur))) {
-        char wkey[128];
-        snprintf(wkey, sizeof wkey, "%sfunnel:1m:%" PRId64, e->cfg->redis_key_prefix, d->start_ms);
-        for (int f = 0; f < FD_WC__COUNT; f++) {
-            if (!d->c[f])
-                continue;
-            snprintf(nb[0], 24, "%" PRId64, d->c[f]);
-            const char *argv[] = {"HINCRBY", wkey, fd_window_field_names[f], nb[0]};
-            cmd(e, 4, argv);
-            n_cmds++;
+static int wait_push(fd_engine *e, rd_kafka_message_t *m)
+{
+    if (e->wait_head + e->wait_len == e->wait_cap) {
+        if (e->wait_head) {
+            memmove(e->wait, e->wait + e->wait_head, e->wait_len * sizeof *e->wait);
+            e->wait_head = 0;
+        } else {
+            size_t cap = e->wait_cap ? e->wait_cap * 2 : 4096;
+            rd_kafka_message_t **nw = realloc(e->wait, cap * sizeof *nw);
+            if (!nw)
+                return -1;
+            e->wait = nw;
+            e->wait_cap = cap;
         }
     }
-    char skey[128], sname[64];
-    snprintf(skey, sizeof skey, "%sstats", e->cfg->redis_key_prefix);
-    for (int i = 0; i < n_dirty; i++) {
-        part *pt = &e->parts[dirty[i]];
-        for (int s = 0; s < ST__COUNT; s++) {
-            if (!pt->stats[s])
-                continue;
-            snprintf(nb[0], 24, "%" PRId64, pt->stats[s]);
-            const char *argv[] = {"HINCRBY", skey, stat_name(s, sname, sizeof sname), nb[0]};
-            cmd(e, 4, argv);
-            n_cmds++;
-        }
-        snprintf(nb[0], 24, "%" PRId64, pt->next_offset);
-        snprintf(nb[1], 24, "%" PRId64, pt->max_ts);
-        const char *argv[] = {"HSET", part_key(e, dirty[i]), "offset", nb[0], "max_ts", nb[1]};
-        cmd(e, 6, argv);
-        n_cmds++;
-    }
-    const char *exec[] = {"EXEC"};
-    cmd(e, 1, exec);
-    n_cmds++;
-    /* Replies: +OK, QUEUED * (n_cmds - 2), then EXEC's. Only EXEC's matters. */
-    if (fd_redis_read_replies(e->redis, NULL, n_cmds - 1, err, sizeof err) != 0 ||
-        fd_redis_read_replies(e->redis, rep, 1, err, sizeof err) != 0) {
-        e->flush_ambiguous = true;
-        set_blocked(e, true, "Redis failed during a flush");
-        goto out;
-    }
-    redisReply *x = rep[0];
-    if (x->type == REDIS_REPLY_NIL) {
-        fd_info("engine", "flush raced with another writer (WATCH); retrying");
-    } else if (x->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < x->elements; i++)
-            if (x->element[i]->type == REDIS_REPLY_ERROR)
-                fd_err("engine", "flush command %zu failed inside EXEC: %s", i + 1,
-                       x->element[i]->str);
-        finish_flush(e, dirty, n_dirty);
-        set_blocked(e, false, NULL);
-        rc = 0;
-    } else {
-        fd_err("engine", "EXEC: unexpected reply: %s",
-               x->type == REDIS_REPLY_ERROR ? x->str : "(not an array)");
-        set_blocked(e, true, "Redis refused the flush");
-    }
-    freeReplyObject(x);
-    rep[0] = NULL;
-out:
-    if (rep) {
-        for (int i = 0; i < n_dirty + 2; i++)
-            if (rep[i])
-                freeReplyObject(rep[i]);
-        free(rep);
-    }
-    free(dirty);
-    return rc;
-}
-
-/* ---- messages ------------------------------------------------------------ */
-
-static void dead_letter(fd_engine *e, const rd_kafka_message_t *m, part *pt, fd_reject why,
-                        const char *msg)
-{
-    fd_debug("engine", "dead letter partition=%" PRId32 " offset=%" PRId64 " reason=%s: %s",
-             m->partition, m->offset, fd_reject_name(why), msg);
-    if (fd_kafka_produce_dlq(e->producer, e->cfg->kafka_topic_dlq, m, why, msg) != 0) {
-        e->fatal = 1; /* offset not advanced: reprocessed after restart */
-        return;
-    }
-    pt->stats[ST_DLQ]++;
-    pt->stats[ST_DLQ_REASON0 + why]++;
-}
-
-static void handle_message(fd_engine *e, rd_kafka_message_t *m)
-{
-    if (m->err) {
-        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            fd_warn("engine", "consumer: %s", rd_kafka_message_errstr(m));
-        return;
-    }
-    part *pt = get_part(e, m->partition);
-    if (!pt || !pt->assigned || pt->need_resolve)
-        return; /* stale: fetched before a rebalance or a seek */
-    if (pt->next_offset >= 0 && m->offset < pt->next_offset)
-        return; /* already processed (refetched after a seek) */
-    if (pt->next_offset >= 0 && m->offset > pt->next_offset)
-        fd_debug("engine", "partition=%" PRId32 " offset gap %" PRId64 " -> %" PRId64, m->partition,
-                 pt->next_offset, m->offset);
-    char msg[512];
-    pending *pd = &e->pend[e->n_pend];
-    fd_reject why = fd_codec_decode(e->codec, m->payload, m->len, &pd->ev, msg, sizeof msg);
-    if (why == FD_OK) {
-        rd_kafka_timestamp_type_t tst;
-        int64_t ref = rd_kafka_message_timestamp(m, &tst);
-        if (pt->max_ts > ref)
-            ref = pt->max_ts;
-        why = fd_event_validate(&pd->ev, ref, e->cfg->input_max_future_skew_ms, msg, sizeof msg);
-    }
-    if (why != FD_OK) {
-        dead_letter(e, m, pt, why, msg);
-    } else {
-        pd->partition = m->partition;
-        if (pd->ev.ts_ms > pt->max_ts)
-            pt->max_ts = pd->ev.ts_ms;
-        e->n_pend++;
-    }
-    if (!e->fatal) {
-        pt->next_offset = m->offset + 1;
-        pt->dirty = true;
-    }
+    e->wait[e->wait_head + e->wait_len++] = m;
+    return 0;
 }
 
 static void poll_batch(fd_engine *e, int timeout_ms)
 {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(e->consumer, timeout_ms);
-    while (m) {
-        handle_message(e, m);
-        rd_kafka_message_destroy(m);
-        if (e->n_pend >= MAX_BATCH || e->fatal)
+    for (int n = 0; m; n++) {
+        bool keep = false;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                fd_warn("engine", "consumer: %s", rd_kafka_message_errstr(m));
+        } else {
+            part *pt = get_part(e, m->partition);
+            /* stale (before a rebalance or seek) or already handed on */
+            keep = pt && pt->assigned && !pt->need_resolve &&
+                   (pt->polled_offset < 0 || m->offset >= pt->polled_offset);
+        }
+        if (keep && wait_push(e, m) == 0) {
+            e->parts[m->partition].polled_offset = m->offset + 1;
+            m = NULL;
+        } else if (keep) {
+            fd_err("engine", "out of memory queueing a message");
+            e->fatal = 1;
+        }
+        if (m)
+            rd_kafka_message_destroy(m);
+        if (n >= ROUTE_CHUNK * 4 || e->fatal)
             break;
         m = rd_kafka_consumer_poll(e->consumer, 0);
     }
+    route(e);
 }
 
-/* ---- life cycle ---------------------------------------------------------- */
+/* ---- life cycle ------------------------------------------------------- */
+
+static int default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
 
 fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
 {
@@ -785,6 +870,9 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         return NULL;
     }
     e->cfg = cfg;
+    atomic_init(&e->confirmed_epoch, 0);
+    atomic_init(&e->abort, 0);
+    atomic_init(&e->stalled, 0);
     if (!strcmp(cfg->kafka_brokers, "embedded")) {
         const char *topics[] = {cfg->kafka_topic_events, cfg->kafka_topic_dlq,
                                 cfg->kafka_topic_alerts, cfg->kafka_topic_metrics};
@@ -797,22 +885,7 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     } else {
         e->bootstraps = strdup(cfg->kafka_brokers);
     }
-    fd_schema_ref refs[FD_CONFIG_MAX_SCHEMA_IDS];
-    for (int i = 0; i < cfg->input_n_schema_ids; i++) {
-        refs[i].id = cfg->input_schema_ids[i].id;
-        refs[i].path = cfg->input_schema_ids[i].path;
-    }
-    fd_codec_opts co = {.format = (fd_format)fd_format_parse(cfg->input_format),
-                        .schema_path = cfg->input_schema,
-                        .schema_ids = refs,
-                        .n_schema_ids = (size_t)cfg->input_n_schema_ids,
-                        .encode_schema_id = cfg->input_n_schema_ids ? refs[0].id : 1,
-                        .max_message_bytes = (size_t)cfg->input_max_message_bytes};
     char err[512];
-    if (!(e->codec = fd_codec_new(&co, err, sizeof err))) {
-        snprintf(errstr, errstr_size, "input: %s", err);
-        goto fail;
-    }
     fd_redis_opts ro = {.url = cfg->redis_url,
                         .password_file = cfg->redis_password_file,
                         .password_env = cfg->redis_password_env,
@@ -824,18 +897,32 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "redis: %s", err);
         goto fail;
     }
-    e->users = fd_user_table_new(1024);
-    e->windows = fd_window_table_new();
-    e->pend = malloc(MAX_BATCH * sizeof *e->pend);
-    if (!e->users || !e->windows || !e->pend) {
+    if (!(e->producer = fd_kafka_producer_new(cfg, e->bootstraps, errstr, errstr_size)))
+        goto fail;
+    e->n_shards = cfg->engine_workers > 0 ? cfg->engine_workers : default_workers();
+    e->env = (fd_shard_env){.cfg = cfg,
+                            .producer = e->producer,
+                            .n_shards = e->n_shards,
+                            .max_users =
+                                (size_t)cfg->state_max_users_in_memory / (size_t)e->n_shards + 1,
+                            .confirmed_epoch = &e->confirmed_epoch,
+                            .abort = &e->abort,
+                            .stalled = &e->stalled};
+    e->shards = calloc((size_t)e->n_shards, sizeof *e->shards);
+    e->route_buf = malloc((size_t)e->n_shards * ROUTE_CHUNK * sizeof *e->route_buf);
+    e->route_n = calloc((size_t)e->n_shards, sizeof *e->route_n);
+    if (!e->shards || !e->route_buf || !e->route_n || !get_part(e, 0)) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
-    if (!(e->producer = fd_kafka_producer_new(cfg, e->bootstraps, errstr, errstr_size)))
-        goto fail;
+    for (int i = 0; i < e->n_shards; i++)
+        if (!(e->shards[i] = fd_shard_new(&e->env, i, errstr, errstr_size)))
+            goto fail;
     if (!(e->consumer =
               fd_kafka_consumer_new(cfg, e->bootstraps, rebalance_cb, e, errstr, errstr_size)))
         goto fail;
+    fd_info("engine", "%d worker shard(s), %d queued messages each, %d users in memory at most",
+            e->n_shards, cfg->engine_queue_messages, cfg->state_max_users_in_memory);
     return e;
 fail:
     fd_engine_destroy(e);
@@ -868,34 +955,46 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
                 sig->on_reload(sig->arg);
         }
         resolve_partitions(e);
-        if (e->n_pend && load_users(e) == 0)
-            apply_pending(e);
         int64_t now = now_ms();
-        bool due = now - e->last_flush_ms >= e->cfg->redis_flush_interval_ms ||
-                   e->dirty_users >= FLUSH_DIRTY_USERS || e->blocked;
-        if (e->n_pend == 0 && due) {
-            if (flush(e) == 0) {
-                e->last_flush_ms = now;
-                set_blocked(e, false, NULL);
-            }
+        if (e->n_epochs == 0 && now - e->last_flush_ms >= e->cfg->redis_flush_interval_ms) {
+            start_epoch(e);
+            e->last_flush_ms = now;
         }
+        if (e->n_epochs && write_epochs(e) == 0 && e->n_epochs == 0)
+            set_blocked(e, false, NULL);
+        if (atomic_load(&e->stalled) > 0 && !e->blocked) {
+            set_blocked(e, true, "Redis unavailable (shards cannot load users)");
+            e->stall_blocked = true;
+        } else if (e->stall_blocked && atomic_load(&e->stalled) == 0 && e->n_epochs == 0) {
+            set_blocked(e, false, NULL);
+        }
+        if (!e->blocked)
+            e->stall_blocked = false;
         sync_pause(e);
-        int timeout = e->blocked ? 100 : 20;
-        if (e->n_pend < MAX_BATCH)
-            poll_batch(e, timeout);
+        rd_kafka_poll(e->producer, 0);
+        if (e->wait_len)
+            route(e);
+        /* While messages wait for room, poll only once the partitions are
+         * paused (it serves rebalances and keeps the group membership);
+         * what it returns joins the waiting line, never dropped. */
+        if (e->wait_len && e->queue_full && now_ms() - e->queue_full_since < QUEUE_FULL_PAUSE_MS)
+            nap(1);
         else
-            rd_kafka_consumer_poll(e->consumer, 0); /* keep membership alive */
+            poll_batch(e, e->wait_len || e->n_epochs || e->blocked ? 5 : 20);
     }
-    /* Drain: finish the batch, write everything, then leave the group. */
-    int64_t deadline = now_ms() + SHUTDOWN_TIMEOUT_MS;
-    while (!e->fatal && now_ms() < deadline) {
-        if (e->n_pend && load_users(e) == 0)
-            apply_pending(e);
-        if (e->n_pend == 0 && flush(e) == 0)
-            break;
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
+    /* Drain: hand over what was polled, write everything, leave the group. */
+    int64_t deadline = now_ms() + e->cfg->engine_shutdown_timeout_ms;
+    while (e->wait_len && !e->fatal && now_ms() < deadline) {
+        route(e);
+        if (e->wait_len)
+            nap(5);
     }
+    if (!e->fatal && flush_now(e, deadline) != 0)
+        fd_warn("engine",
+                "shutdown: could not write all state within %" PRId64
+                " ms; it will be reprocessed from the stored offsets",
+                e->cfg->engine_shutdown_timeout_ms);
+    atomic_store(&e->abort, 1);
     rd_kafka_consumer_close(e->consumer);
     fd_kafka_drain(e->producer, 5000);
     fd_info("engine", "stopped");
@@ -906,16 +1005,25 @@ void fd_engine_destroy(fd_engine *e)
 {
     if (!e)
         return;
+    atomic_store(&e->abort, 1);
+    if (e->shards)
+        for (int i = 0; i < e->n_shards; i++)
+            fd_shard_destroy(e->shards[i]);
+    for (size_t i = e->wait_head; i < e->wait_head + e->wait_len; i++)
+        rd_kafka_message_destroy(e->wait[i]);
+    for (int k = 0; k < e->n_epochs; k++)
+        epoch_destroy(e, e->epochs[k]);
     if (e->consumer)
         rd_kafka_destroy(e->consumer);
     fd_kafka_producer_destroy(e->producer);
     fd_mock_destroy(e->mock);
-    fd_codec_destroy(e->codec);
     fd_redis_destroy(e->redis);
-    fd_user_table_free(e->users);
-    fd_window_table_free(e->windows);
-    free(e->pend);
+    free(e->shards);
+    free(e->route_buf);
+    free(e->route_n);
+    free(e->wait);
     free(e->parts);
+    free(e->attempt_offset);
     free(e->bootstraps);
     free(e);
 }

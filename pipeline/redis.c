@@ -569,6 +569,18 @@ int fd_redis_appendv(fd_redis *r, int argc, const char **argv, const size_t *arg
     return 0;
 }
 
+int fd_redis_append_raw(fd_redis *r, const char *buf, size_t len, size_t n_cmds)
+{
+    if (!r->c)
+        return -1;
+    if (len && redisAppendFormattedCommand(r->c, buf, len) != REDIS_OK) {
+        drop(r, r->c->errstr[0] ? r->c->errstr : "cannot append commands");
+        return -1;
+    }
+    r->pending += n_cmds;
+    return 0;
+}
+
 int fd_redis_appendf(fd_redis *r, const char *fmt, ...)
 {
     if (!r->c)

@@ -44,6 +44,7 @@ int main(void)
     CHECK_STR(fd_reject_name(FD_REJ_FUTURE_TS), "future_ts");
     CHECK_STR(fd_reject_name(FD_REJ_BAD_PRICE), "bad_price");
     CHECK_STR(fd_reject_name(FD_REJ_BAD_QUANTITY), "bad_quantity");
+    CHECK_STR(fd_reject_name(FD_REJ_KEY_MISMATCH), "key_mismatch");
     CHECK_STR(fd_reject_name(FD_REJ__COUNT), "unknown");
     CHECK_STR(fd_reject_name((fd_reject)-1), "unknown");
     CHECK_STR(fd_event_type_name(FD_EV_CLICK), "click");

@@ -1,0 +1,642 @@
+/*
+ * shard.c - see shard.h.
+ *
+ * Why the shard decodes: decoding costs more than consuming (about 1.5 us
+ * an Avro event against about 3 us a message for librdkafka), so doing it
+ * on the consumer thread would cap funneld well below what the broker
+ * delivers. The consumer routes by the Kafka key, which the event contract
+ * makes the user id; the shard checks that the decoded user_id equals the
+ * key (key_mismatch otherwise), so a user's events always meet in one shard
+ * whatever the worker count.
+ *
+ * Why snapshots are per partition: the writer must be able to drop exactly
+ * one partition's unwritten effects (revoked, or taken over by another
+ * instance) and keep the rest, so every Redis command a shard prepares is
+ * filed under the partition whose offset covers it.
+ *
+ * Eviction keeps a user in memory until the epoch that carried its last
+ * state is confirmed written: reloading it earlier could read an older
+ * state from Redis.
+ */
+#include "pipeline/shard.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/log.h"
+#include "features/user.h"
+#include "features/window.h"
+#include "pipeline/codec.h"
+#include "pipeline/kafka.h"
+#include "pipeline/redis.h"
+
+#define POP_MAX      256
+#define CONTROL_ROOM 1024
+
+_Static_assert(FD_ST_DLQ_REASON0 + FD_REJ__COUNT <= FD_ST__COUNT, "raise FD_ST__COUNT");
+
+typedef struct pstate {
+    int64_t max_ts;
+    int64_t stats[FD_ST__COUNT];
+    bool touched;
+} pstate;
+
+struct fd_shard {
+    const fd_shard_env *env;
+    int id;
+    pthread_t thread;
+    bool started;
+
+    /* queue and mailbox: guarded by mu */
+    pthread_mutex_t mu;
+    pthread_cond_t nonempty;
+    fd_item *ring;
+    size_t cap, head, count, msgs, msg_cap;
+    bool stop;
+    fd_snapshot *snap;
+    atomic_size_t n_users;
+
+    /* the shard thread's own */
+    fd_codec *codec;
+    fd_redis *redis;
+    fd_user_table *users;
+    fd_window_table *windows;
+    pstate *parts;
+    int n_parts;
+    fd_event *batch;
+    int32_t *batch_part;
+    size_t n_batch;
+    char key[FD_ID_MAX + 512];
+};
+
+const char *fd_stat_name(int i, char *buf, size_t n)
+{
+    if (i == FD_ST_EVENTS)
+        return "events";
+    if (i == FD_ST_DLQ)
+        return "dlq";
+    if (i == FD_ST_DATA_LOSS)
+        return "data_loss_offsets";
+    snprintf(buf, n, "dlq.%s", fd_reject_name((fd_reject)(i - FD_ST_DLQ_REASON0)));
+    return buf;
+}
+
+int fd_shard_of(const char *id, size_t len, int n_shards)
+{
+    return n_shards <= 1 ? 0 : (int)(fd_user_hash(id, len) % (uint32_t)n_shards);
+}
+
+void fd_snapshot_free(fd_snapshot *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n_chunks; i++)
+        fd_resp_free(&s->chunks[i].cmds);
+    free(s->chunks);
+    free(s);
+}
+
+static pstate *part_of(fd_shard *s, int32_t p)
+{
+    if (p < 0 || p > 1000000)
+        return NULL;
+    if (p >= s->n_parts) {
+        int n = s->n_parts ? s->n_parts : 16;
+        while (n <= p)
+            n *= 2;
+        pstate *np = realloc(s->parts, (size_t)n * sizeof *np);
+        if (!np)
+            return NULL;
+        memset(np + s->n_parts, 0, (size_t)(n - s->n_parts) * sizeof *np);
+        s->parts = np;
+        s->n_parts = n;
+    }
+    return &s->parts[p];
+}
+
+static void nap(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static const char *user_key(fd_shard *s, const char *id)
+{
+    snprintf(s->key, sizeof s->key, "%suser:%s", s->env->cfg->redis_key_prefix, id);
+    return s->key;
+}
+
+/* ---- loading users ------------------------------------------------------ */
+
+static int64_t reply_int(const redisReply *r, int64_t dflt)
+{
+    if (!r)
+        return dflt;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type != REDIS_REPLY_STRING)
+        return dflt;
+    char *end;
+    long long v = strtoll(r->str, &end, 10);
+    return *end ? dflt : v;
+}
+
+/* One pipelined round trip for every user of the batch not in memory.
+ * 0, or -1 when Redis failed (nothing applied; retry). */
+static int load_once(fd_shard *s)
+{
+    size_t *need = malloc((s->n_batch ? s->n_batch : 1) * sizeof *need);
+    if (!need)
+        return -1;
+    size_t n_need = 0;
+    for (size_t i = 0; i < s->n_batch; i++) {
+        const char *id = s->batch[i].user_id;
+        bool created;
+        fd_user *u = fd_user_table_upsert(s->users, id, strlen(id), &created);
+        if (!u) {
+            free(need);
+            return -1;
+        }
+        if (!u->loaded && u->partition != -2) {
+            u->partition = -2; /* queued for loading */
+            need[n_need++] = i;
+        }
+    }
+    int rc = 0;
+    char err[256];
+    redisReply **rep = NULL;
+    if (n_need) {
+        rep = calloc(n_need, sizeof *rep);
+        if (!rep || fd_redis_ensure(s->redis, err, sizeof err) != 0)
+            rc = -1;
+        for (size_t k = 0; rc == 0 && k < n_need; k++) {
+            const char *argv[] = {"HMGET",    user_key(s, s->batch[need[k]].user_id),
+                                  "click",    "cart",
+                                  "purchase", "first_ts",
+                                  "last_ts"};
+            if (fd_redis_appendv(s->redis, 7, argv, NULL) != 0)
+                rc = -1;
+        }
+        if (rc == 0 && fd_redis_read_replies(s->redis, rep, n_need, err, sizeof err) != 0)
+            rc = -1;
+        if (rc != 0 && fd_redis_pending(s->redis))
+            fd_redis_disconnect(s->redis);
+    }
+    for (size_t k = 0; k < n_need; k++) {
+        const char *id = s->batch[need[k]].user_id;
+        fd_user *u = fd_user_table_find(s->users, id, strlen(id));
+        u->partition = -1;
+        if (rc != 0)
+            continue;
+        const redisReply *r = rep[k];
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+            fd_err("shard", "shard=%d user=%s: unexpected reply type %d loading it", s->id, id,
+                   r->type);
+            rc = -1;
+            continue;
+        }
+        for (int t = 0; t < FD_EV__COUNT; t++)
+            u->count[t] = reply_int(r->element[t], 0);
+        u->first_ts = reply_int(r->element[3], 0);
+        u->last_ts = reply_int(r->element[4], 0);
+        u->loaded = true;
+    }
+    if (rep)
+        for (size_t k = 0; k < n_need; k++)
+            if (rep[k])
+                freeReplyObject(rep[k]);
+    free(rep);
+    free(need);
+    return rc;
+}
+
+/* Load (waiting out a Redis outage: the queue fills and the consumer
+ * pauses), then apply the batch. */
+static void process_batch(fd_shard *s)
+{
+    if (!s->n_batch)
+        return;
+    bool warned = false;
+    while (load_once(s) != 0) {
+        if (atomic_load(s->env->abort)) {
+            s->n_batch = 0; /* shutting down without Redis: nothing more is written */
+            if (warned)
+                atomic_fetch_sub(s->env->stalled, 1);
+            return;
+        }
+        if (!warned) {
+            fd_warn("shard", "shard=%d waiting for Redis to load users", s->id);
+            atomic_fetch_add(s->env->stalled, 1);
+        }
+        warned = true;
+        nap(50);
+    }
+    if (warned) {
+        fd_info("shard", "shard=%d loading users again", s->id);
+        atomic_fetch_sub(s->env->stalled, 1);
+    }
+    for (size_t i = 0; i < s->n_batch; i++) {
+        const fd_event *ev = &s->batch[i];
+        fd_user *u = fd_user_table_find(s->users, ev->user_id, strlen(ev->user_id));
+        int32_t p = s->batch_part[i];
+        if (fd_core_apply(u, s->windows, p, ev) != 0)
+            fd_err("shard", "shard=%d out of memory counting windows", s->id);
+        s->parts[p].stats[FD_ST_EVENTS]++;
+        s->parts[p].touched = true;
+    }
+    s->n_batch = 0;
+    atomic_store(&s->n_users, fd_user_table_count(s->users));
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+static void handle_msg(fd_shard *s, rd_kafka_message_t *m)
+{
+    pstate *ps = part_of(s, m->partition);
+    if (!ps) {
+        fd_err("shard", "partition %d out of range", (int)m->partition);
+        rd_kafka_message_destroy(m);
+        return;
+    }
+    char msg[512];
+    fd_event *ev = &s->batch[s->n_batch];
+    fd_reject why = fd_codec_decode(s->codec, m->payload, m->len, ev, msg, sizeof msg);
+    if (why == FD_OK) {
+        rd_kafka_timestamp_type_t tst;
+        int64_t ref = rd_kafka_message_timestamp(m, &tst);
+        if (ps->max_ts > ref)
+            ref = ps->max_ts;
+        why = fd_event_validate(ev, ref, s->env->cfg->input_max_future_skew_ms, msg, sizeof msg);
+    }
+    if (why == FD_OK) {
+        size_t n = strlen(ev->user_id);
+        if (!m->key || m->key_len != n || memcmp(m->key, ev->user_id, n) != 0) {
+            why = FD_REJ_KEY_MISMATCH;
+            snprintf(msg, sizeof msg,
+                     "key: the Kafka key must be the user_id \"%.64s\" (got %zu bytes%s)",
+                     ev->user_id, m->key ? m->key_len : 0, m->key ? "" : ", no key");
+        }
+    }
+    if (why != FD_OK) {
+        fd_debug("shard", "dead letter partition=%d offset=%lld reason=%s: %s", (int)m->partition,
+                 (long long)m->offset, fd_reject_name(why), msg);
+        while (fd_kafka_produce_dlq(s->env->producer, s->env->cfg->kafka_topic_dlq, m, why, msg) !=
+               0) {
+            /* Not retriable by librdkafka (it logged why). The offset past
+             * this message must not be stored without its dead letter, so
+             * keep trying rather than drop it. */
+            if (atomic_load(s->env->abort))
+                break;
+            nap(1000);
+        }
+        ps->stats[FD_ST_DLQ]++;
+        ps->stats[FD_ST_DLQ_REASON0 + why]++;
+        ps->touched = true;
+    } else {
+        if (ev->ts_ms > ps->max_ts)
+            ps->max_ts = ev->ts_ms;
+        s->batch_part[s->n_batch++] = m->partition;
+        if (s->n_batch == POP_MAX)
+            process_batch(s);
+    }
+    rd_kafka_message_destroy(m);
+}
+
+/* ---- control ----------------------------------------------------------- */
+
+static fd_chunk *chunk_for(fd_snapshot *sn, int *idx, int32_t p, pstate *ps)
+{
+    if (idx[p] < 0) {
+        idx[p] = sn->n_chunks++;
+        fd_chunk *c = &sn->chunks[idx[p]];
+        memset(c, 0, sizeof *c);
+        c->partition = p;
+        c->max_ts = ps[p].max_ts;
+    }
+    return &sn->chunks[idx[p]];
+}
+
+typedef struct evict_arg {
+    uint32_t confirmed;
+} evict_arg;
+
+static bool keep_unconfirmed(const fd_user *u, void *arg)
+{
+    const evict_arg *a = arg;
+    return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0;
+}
+
+static void make_snapshot(fd_shard *s, uint64_t epoch)
+{
+    fd_snapshot *sn = calloc(1, sizeof *sn);
+    int *idx = malloc((size_t)(s->n_parts ? s->n_parts : 1) * sizeof *idx);
+    if (sn)
+        sn->chunks = calloc((size_t)(s->n_parts ? s->n_parts : 1), sizeof *sn->chunks);
+    if (!sn || !idx || !sn->chunks) {
+        fd_err("shard", "shard=%d out of memory making a snapshot", s->id);
+        if (sn)
+            sn->error = 1;
+        goto publish;
+    }
+    sn->epoch = epoch;
+    for (int p = 0; p < s->n_parts; p++)
+        idx[p] = -1;
+    const char *prefix = s->env->cfg->redis_key_prefix;
+    size_t cur = 0;
+    fd_user *u;
+    while ((u = fd_user_table_next(s->users, &cur))) {
+        if (!u->dirty || u->partition < 0)
+            continue;
+        fd_chunk *c = chunk_for(sn, idx, u->partition, s->parts);
+        fd_resp_cmd(&c->cmds, 12);
+        fd_resp_str(&c->cmds, "HSET");
+        fd_resp_str(&c->cmds, user_key(s, u->id));
+        fd_resp_str(&c->cmds, "click");
+        fd_resp_int(&c->cmds, u->count[FD_EV_CLICK]);
+        fd_resp_str(&c->cmds, "cart");
+        fd_resp_int(&c->cmds, u->count[FD_EV_CART]);
+        fd_resp_str(&c->cmds, "purchase");
+        fd_resp_int(&c->cmds, u->count[FD_EV_PURCHASE]);
+        fd_resp_str(&c->cmds, "first_ts");
+        fd_resp_int(&c->cmds, u->first_ts);
+        fd_resp_str(&c->cmds, "last_ts");
+        fd_resp_int(&c->cmds, u->last_ts);
+        u->dirty = false;
+        u->epoch = (uint32_t)epoch;
+    }
+    cur = 0;
+    const fd_window_delta *d;
+    char wkey[160];
+    while ((d = fd_window_next(s->windows, &cur))) {
+        fd_chunk *c = chunk_for(sn, idx, d->partition, s->parts);
+        snprintf(wkey, sizeof wkey, "%sfunnel:1m:%lld", prefix, (long long)d->start_ms);
+        for (int f = 0; f < FD_WC__COUNT; f++) {
+            if (!d->c[f])
+                continue;
+            fd_resp_cmd(&c->cmds, 4);
+            fd_resp_str(&c->cmds, "HINCRBY");
+            fd_resp_str(&c->cmds, wkey);
+            fd_resp_str(&c->cmds, fd_window_field_names[f]);
+            fd_resp_int(&c->cmds, d->c[f]);
+        }
+    }
+    fd_window_clear(s->windows, -1);
+    char skey[160], sname[64];
+    snprintf(skey, sizeof skey, "%sstats", prefix);
+    for (int p = 0; p < s->n_parts; p++) {
+        pstate *ps = &s->parts[p];
+        if (!ps->touched)
+            continue;
+        fd_chunk *c = chunk_for(sn, idx, p, s->parts);
+        for (int i = 0; i < FD_ST__COUNT; i++) {
+            if (!ps->stats[i])
+                continue;
+            fd_resp_cmd(&c->cmds, 4);
+            fd_resp_str(&c->cmds, "HINCRBY");
+            fd_resp_str(&c->cmds, skey);
+            fd_resp_str(&c->cmds, fd_stat_name(i, sname, sizeof sname));
+            fd_resp_int(&c->cmds, ps->stats[i]);
+        }
+        memset(ps->stats, 0, sizeof ps->stats);
+        ps->touched = false;
+    }
+    for (int i = 0; i < sn->n_chunks; i++)
+        if (sn->chunks[i].cmds.oom)
+            sn->error = 1;
+publish:
+    free(idx);
+    if (!sn)
+        return; /* the writer times out waiting and stops without writing */
+    pthread_mutex_lock(&s->mu);
+    fd_snapshot *old = s->snap;
+    s->snap = sn;
+    pthread_mutex_unlock(&s->mu);
+    fd_snapshot_free(old); /* an abandoned epoch's */
+
+    if (fd_user_table_count(s->users) > s->env->max_users) {
+        evict_arg a = {(uint32_t)atomic_load(s->env->confirmed_epoch)};
+        size_t before = fd_user_table_count(s->users);
+        if (fd_user_table_filter(s->users, keep_unconfirmed, &a) == 0)
+            fd_debug("shard", "shard=%d evicted %zu users", s->id,
+                     before - fd_user_table_count(s->users));
+        atomic_store(&s->n_users, fd_user_table_count(s->users));
+    }
+}
+
+typedef struct drop_arg {
+    int32_t partition;
+} drop_arg;
+
+static bool keep_other_partitions(const fd_user *u, void *arg)
+{
+    return u->partition != ((const drop_arg *)arg)->partition;
+}
+
+static void drop_partition(fd_shard *s, int32_t p)
+{
+    drop_arg a = {p};
+    if (fd_user_table_filter(s->users, keep_other_partitions, &a) != 0) {
+        /* Out of memory rebuilding: forget everything instead; users reload. */
+        fd_user_table_free(s->users);
+        s->users = fd_user_table_new(1024);
+    }
+    fd_window_clear(s->windows, p);
+    pstate *ps = part_of(s, p);
+    if (ps)
+        memset(ps, 0, sizeof *ps);
+    atomic_store(&s->n_users, s->users ? fd_user_table_count(s->users) : 0);
+}
+
+static void handle_control(fd_shard *s, const fd_item *it)
+{
+    process_batch(s);
+    pstate *ps;
+    switch (it->kind) {
+    case FD_ITEM_PARTINIT:
+        if ((ps = part_of(s, it->partition)))
+            ps->max_ts = it->value;
+        break;
+    case FD_ITEM_MARKER:
+        make_snapshot(s, (uint64_t)it->value);
+        break;
+    case FD_ITEM_DROP:
+        drop_partition(s, it->partition);
+        break;
+    default:
+        break;
+    }
+}
+
+static void *shard_main(void *arg)
+{
+    fd_shard *s = arg;
+    fd_item items[POP_MAX];
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (s->count == 0 && !s->stop)
+            pthread_cond_wait(&s->nonempty, &s->mu);
+        if (s->stop) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        size_t n = s->count < POP_MAX ? s->count : POP_MAX, msgs = 0;
+        for (size_t i = 0; i < n; i++) {
+            items[i] = s->ring[(s->head + i) % s->cap];
+            msgs += items[i].kind == FD_ITEM_MSG;
+        }
+        s->head = (s->head + n) % s->cap;
+        s->count -= n;
+        s->msgs -= msgs;
+        pthread_mutex_unlock(&s->mu);
+        for (size_t i = 0; i < n; i++) {
+            if (items[i].kind == FD_ITEM_MSG)
+                handle_msg(s, items[i].msg);
+            else
+                handle_control(s, &items[i]);
+        }
+        process_batch(s);
+    }
+    return NULL;
+}
+
+/* ---- consumer side --------------------------------------------------- */
+
+fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t errstr_size)
+{
+    const fd_config *cfg = env->cfg;
+    fd_shard *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    s->env = env;
+    s->id = id;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->nonempty, NULL);
+    s->msg_cap = (size_t)cfg->engine_queue_messages;
+    s->cap = s->msg_cap + CONTROL_ROOM;
+    s->ring = malloc(s->cap * sizeof *s->ring);
+    s->batch = malloc(POP_MAX * sizeof *s->batch);
+    s->batch_part = malloc(POP_MAX * sizeof *s->batch_part);
+    s->users = fd_user_table_new(1024);
+    s->windows = fd_window_table_new();
+    if (!s->ring || !s->batch || !s->batch_part || !s->users || !s->windows) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
+    fd_schema_ref refs[FD_CONFIG_MAX_SCHEMA_IDS];
+    for (int i = 0; i < cfg->input_n_schema_ids; i++) {
+        refs[i].id = cfg->input_schema_ids[i].id;
+        refs[i].path = cfg->input_schema_ids[i].path;
+    }
+    fd_codec_opts co = {.format = (fd_format)fd_format_parse(cfg->input_format),
+                        .schema_path = cfg->input_schema,
+                        .schema_ids = refs,
+                        .n_schema_ids = (size_t)cfg->input_n_schema_ids,
+                        .encode_schema_id = cfg->input_n_schema_ids ? refs[0].id : 1,
+                        .max_message_bytes = (size_t)cfg->input_max_message_bytes};
+    char err[512];
+    if (!(s->codec = fd_codec_new(&co, err, sizeof err))) {
+        snprintf(errstr, errstr_size, "input: %s", err);
+        goto fail;
+    }
+    fd_redis_opts ro = {.url = cfg->redis_url,
+                        .password_file = cfg->redis_password_file,
+                        .password_env = cfg->redis_password_env,
+                        .connect_timeout_ms = cfg->redis_connect_timeout_ms,
+                        .command_timeout_ms = cfg->redis_command_timeout_ms,
+                        .backoff_min_ms = cfg->redis_backoff_min_ms,
+                        .backoff_max_ms = cfg->redis_backoff_max_ms};
+    if (!(s->redis = fd_redis_new(&ro, err, sizeof err))) {
+        snprintf(errstr, errstr_size, "redis: %s", err);
+        goto fail;
+    }
+    if (pthread_create(&s->thread, NULL, shard_main, s) != 0) {
+        snprintf(errstr, errstr_size, "cannot start shard thread %d", id);
+        goto fail;
+    }
+    s->started = true;
+    return s;
+fail:
+    fd_shard_destroy(s);
+    return NULL;
+}
+
+void fd_shard_destroy(fd_shard *s)
+{
+    if (!s)
+        return;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = true;
+        pthread_cond_signal(&s->nonempty);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    for (size_t i = 0; i < s->count; i++) {
+        fd_item *it = &s->ring[(s->head + i) % s->cap];
+        if (it->kind == FD_ITEM_MSG && it->msg)
+            rd_kafka_message_destroy(it->msg);
+    }
+    fd_snapshot_free(s->snap);
+    fd_codec_destroy(s->codec);
+    fd_redis_destroy(s->redis);
+    fd_user_table_free(s->users);
+    fd_window_table_free(s->windows);
+    free(s->parts);
+    free(s->batch);
+    free(s->batch_part);
+    free(s->ring);
+    pthread_cond_destroy(&s->nonempty);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+size_t fd_shard_push(fd_shard *s, const fd_item *items, size_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    bool was_empty = s->count == 0;
+    size_t i = 0;
+    for (; i < n; i++) {
+        bool is_msg = items[i].kind == FD_ITEM_MSG;
+        if (s->count == s->cap || (is_msg && s->msgs == s->msg_cap))
+            break;
+        s->ring[(s->head + s->count) % s->cap] = items[i];
+        s->count++;
+        s->msgs += is_msg;
+    }
+    if (i && was_empty)
+        pthread_cond_signal(&s->nonempty);
+    pthread_mutex_unlock(&s->mu);
+    return i;
+}
+
+size_t fd_shard_room(fd_shard *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t r = s->msg_cap - s->msgs;
+    if (s->cap - s->count < r)
+        r = s->cap - s->count;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+fd_snapshot *fd_shard_take(fd_shard *s, uint64_t epoch)
+{
+    pthread_mutex_lock(&s->mu);
+    fd_snapshot *sn = s->snap;
+    if (sn && sn->epoch == epoch)
+        s->snap = NULL;
+    else
+        sn = NULL;
+    pthread_mutex_unlock(&s->mu);
+    return sn;
+}
+
+size_t fd_shard_users(fd_shard *s)
+{
+    return atomic_load(&s->n_users);
+}

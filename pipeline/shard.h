@@ -1,0 +1,101 @@
+/*
+ * shard.h - a worker thread that owns the users whose id hashes to it.
+ *
+ * The consumer thread hands a shard the Kafka messages keyed by its users
+ * (the message itself: no copy) through a bounded queue, plus control
+ * items in the same FIFO: partition start (its stored max event time),
+ * flush markers and partition drops. The shard decodes and validates each
+ * message (rejects go to the dead-letter topic from here), loads unknown
+ * users from Redis with one pipelined round trip per batch, and applies the
+ * functional core. At a flush marker it serialises, per partition, the
+ * users and counters that changed into Redis commands (a snapshot) and
+ * hands them to the writer; it never writes to Redis itself.
+ *
+ * Threads: fd_shard_new/push/take/destroy are called by the consumer thread
+ * only; everything else runs on the shard's own thread.
+ */
+#ifndef FD_SHARD_H
+#define FD_SHARD_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "daemon/config.h"
+#include "pipeline/resp.h"
+
+/* Per-partition counters a shard reports in its snapshot (HINCRBY stats). */
+enum { FD_ST_EVENTS = 0, FD_ST_DLQ, FD_ST_DATA_LOSS, FD_ST_DLQ_REASON0 };
+#define FD_ST__COUNT (FD_ST_DLQ_REASON0 + 32)
+const char *fd_stat_name(int i, char *buf, size_t n);
+
+typedef enum fd_item_kind {
+    FD_ITEM_MSG = 0,  /* msg: consumed message (the shard destroys it) */
+    FD_ITEM_PARTINIT, /* partition starts: max_ts is its stored max event time */
+    FD_ITEM_MARKER,   /* epoch: snapshot what changed since the last marker */
+    FD_ITEM_DROP,     /* partition: forget its users and counters */
+} fd_item_kind;
+
+typedef struct fd_item {
+    rd_kafka_message_t *msg;
+    int64_t value; /* PARTINIT: max_ts; MARKER: epoch */
+    int32_t partition;
+    uint8_t kind;
+} fd_item;
+
+/* What changed in one partition since the previous marker. */
+typedef struct fd_chunk {
+    int32_t partition;
+    int64_t max_ts; /* latest accepted event time seen by this shard */
+    fd_resp cmds;   /* HSET users, HINCRBY windows and stats */
+} fd_chunk;
+
+typedef struct fd_snapshot {
+    uint64_t epoch;
+    fd_chunk *chunks;
+    int n_chunks;
+    int error; /* out of memory while building: the epoch cannot be written */
+} fd_snapshot;
+
+void fd_snapshot_free(fd_snapshot *s); /* NULL accepted */
+
+/* Shared, read-only environment of every shard. */
+typedef struct fd_shard_env {
+    const fd_config *cfg;
+    rd_kafka_t *producer; /* dead letters */
+    int n_shards;
+    size_t max_users;                            /* per shard */
+    const atomic_uint_fast64_t *confirmed_epoch; /* last epoch written to Redis */
+    atomic_int *abort;   /* set at a failed shutdown: stop waiting for Redis */
+    atomic_int *stalled; /* shards now waiting for Redis to load users */
+} fd_shard_env;
+
+typedef struct fd_shard fd_shard;
+
+/* Create and start shard `id`. NULL with errstr on failure. */
+fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t errstr_size);
+
+/* Stop the thread, destroy any queued messages, free. NULL accepted. */
+void fd_shard_destroy(fd_shard *s);
+
+/* Queue items without blocking. Messages use at most engine.queue_messages
+ * slots; control items have reserved room. Returns how many were queued
+ * (a prefix of items). */
+size_t fd_shard_push(fd_shard *s, const fd_item *items, size_t n);
+
+/* Free message slots now. */
+size_t fd_shard_room(fd_shard *s);
+
+/* The snapshot for `epoch` once the shard made it (ownership passes to the
+ * caller), else NULL. */
+fd_snapshot *fd_shard_take(fd_shard *s, uint64_t epoch);
+
+/* Users in memory (approximate; for metrics and tests). */
+size_t fd_shard_users(fd_shard *s);
+
+/* The shard that owns a user id (or Kafka key). */
+int fd_shard_of(const char *id, size_t len, int n_shards);
+
+#endif
