@@ -95,7 +95,7 @@ struct fd_engine {
     rd_kafka_message_t **wait;
     size_t wait_head, wait_len, wait_cap;
     fd_item *route_buf; /* per shard ROUTE_CHUNK items */
-    size_t *route_n;
+    size_t *route_n, *route_room;
 
     epoch *epochs[MAX_EPOCHS]; /* pending, oldest first */
     int n_epochs;
@@ -765,24 +765,25 @@ static void route(fd_engine *e)
     e->queue_full = false;
     while (e->wait_len) {
         size_t n = e->wait_len < ROUTE_CHUNK ? e->wait_len : ROUTE_CHUNK;
-        for (int i = 0; i < e->n_shards; i++)
+        for (int i = 0; i < e->n_shards; i++) {
             e->route_n[i] = 0;
+            e->route_room[i] = fd_shard_room(e->shards[i]); /* only grows until we push */
+            if (e->route_room[i] > ROUTE_CHUNK)
+                e->route_room[i] = ROUTE_CHUNK;
+        }
+        /* The longest prefix of the waiting line that fits: order is kept. */
         size_t take = 0;
         for (; take < n; take++) {
             rd_kafka_message_t *m = e->wait[e->wait_head + take];
             const char *key = m->key ? (const char *)m->key : "";
             int s = fd_shard_of(key, m->key ? m->key_len : 0, e->n_shards);
-            if (e->route_n[s] == ROUTE_CHUNK)
+            if (e->route_n[s] == e->route_room[s])
                 break;
             fd_item *it = &e->route_buf[(size_t)s * ROUTE_CHUNK + e->route_n[s]++];
             it->kind = FD_ITEM_MSG;
             it->msg = m;
         }
-        /* All or nothing: a prefix that does not fit waits for room. */
-        bool fits = true;
-        for (int i = 0; i < e->n_shards && fits; i++)
-            fits = e->route_n[i] == 0 || fd_shard_room(e->shards[i]) >= e->route_n[i];
-        if (!fits) {
+        if (take == 0) {
             e->queue_full = true;
             if (!was_full)
                 e->queue_full_since = now_ms();
@@ -795,10 +796,16 @@ static void route(fd_engine *e)
             pt->next_offset = m->offset + 1;
             pt->dirty = true;
         }
-        for (int i = 0; i < e->n_shards; i++)
-            if (e->route_n[i])
-                fd_shard_push(e->shards[i], &e->route_buf[(size_t)i * ROUTE_CHUNK],
-                              e->route_n[i]); /* room was checked: only we push */
+        for (int i = 0; i < e->n_shards; i++) {
+            if (!e->route_n[i])
+                continue;
+            size_t pushed =
+                fd_shard_push(e->shards[i], &e->route_buf[(size_t)i * ROUTE_CHUNK], e->route_n[i]);
+            if (pushed != e->route_n[i]) { /* cannot happen: room was checked, only we push */
+                fd_err("engine", "shard=%d took %zu of %zu messages", i, pushed, e->route_n[i]);
+                abort();
+            }
+        }
         e->wait_head += take;
         e->wait_len -= take;
     }
@@ -911,7 +918,8 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     e->shards = calloc((size_t)e->n_shards, sizeof *e->shards);
     e->route_buf = malloc((size_t)e->n_shards * ROUTE_CHUNK * sizeof *e->route_buf);
     e->route_n = calloc((size_t)e->n_shards, sizeof *e->route_n);
-    if (!e->shards || !e->route_buf || !e->route_n || !get_part(e, 0)) {
+    e->route_room = calloc((size_t)e->n_shards, sizeof *e->route_room);
+    if (!e->shards || !e->route_buf || !e->route_n || !e->route_room || !get_part(e, 0)) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -1021,6 +1029,7 @@ void fd_engine_destroy(fd_engine *e)
     free(e->shards);
     free(e->route_buf);
     free(e->route_n);
+    free(e->route_room);
     free(e->wait);
     free(e->parts);
     free(e->attempt_offset);

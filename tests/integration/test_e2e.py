@@ -36,7 +36,7 @@ class EndToEnd(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def run_once(self, interrupt=()):
+    def run_once(self, interrupt=(), **config):
         """Produce the stream, run funneld to the end, return Redis state.
         `interrupt` is a list of (fraction stored, signal): the stream is then
         produced at a bounded rate while funneld runs, and funneld is stopped
@@ -44,7 +44,7 @@ class EndToEnd(unittest.TestCase):
         and restarted."""
         with RedisServer() as redis, Broker(partitions=4) as kafka:
             cfg = fdtest.daemon_config(self.tmp / f"fd-{os.getpid()}.yaml", kafka.bootstrap,
-                                       redis.url, **{"redis.flush_interval_ms": 50})
+                                       redis.url, **{"redis.flush_interval_ms": 50, **config})
             r = redis.client()
             total = self.truth["events"]
             if not interrupt:
@@ -85,6 +85,11 @@ class EndToEnd(unittest.TestCase):
         first = self.run_once()
         again = self.run_once()
         self.assertEqual(first, again, "replaying the same input changed Redis contents")
+
+    def test_worker_counts_agree(self):
+        one = self.run_once(**{"engine.workers": 1})
+        three = self.run_once(**{"engine.workers": 3, "engine.queue_messages": 64})
+        self.assertEqual(one, three, "1 and 3 workers (tiny queues) disagree")
 
     def test_restart_mid_stream(self):
         clean = self.run_once()
