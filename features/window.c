@@ -89,6 +89,34 @@ static int grow(fd_window_table *t)
     return 0;
 }
 
+/* The slot of (partition, start), created empty when absent; NULL when out
+ * of memory. */
+static fd_window_delta *slot_get(fd_window_table *t, int32_t partition, int64_t start)
+{
+    size_t i = slot_of(t->slots, t->cap, partition, start);
+    if (t->slots[i].partition == -1) {
+        if ((t->count + 1) * 2 > t->cap) {
+            if (grow(t) != 0)
+                return NULL;
+            i = slot_of(t->slots, t->cap, partition, start);
+        }
+        t->slots[i].partition = partition;
+        t->slots[i].start_ms = start;
+        t->count++;
+    }
+    return &t->slots[i];
+}
+
+int fd_window_merge(fd_window_table *t, int32_t partition, const fd_window_delta *d)
+{
+    fd_window_delta *s = slot_get(t, partition, d->start_ms);
+    if (!s)
+        return -1;
+    for (int f = 0; f < FD_WC__COUNT; f++)
+        s->c[f] += d->c[f];
+    return 0;
+}
+
 int fd_window_add(fd_window_table *t, int32_t partition, const fd_event *ev)
 {
     int64_t start = fd_window_start(ev->ts_ms);

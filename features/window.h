@@ -42,6 +42,9 @@ int64_t fd_event_revenue_cents(const fd_event *ev);
 /* Count one validated event of `partition`. 0 or -1 (out of memory). */
 int fd_window_add(fd_window_table *t, int32_t partition, const fd_event *ev);
 
+/* Add another delta's counters into (partition, d->start_ms). 0 or -1. */
+int fd_window_merge(fd_window_table *t, int32_t partition, const fd_window_delta *d);
+
 /* Iterate non-empty deltas: *cursor starts at 0; NULL at the end. */
 const fd_window_delta *fd_window_next(const fd_window_table *t, size_t *cursor);
 

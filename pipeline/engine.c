@@ -45,6 +45,7 @@
 
 #include "daemon/log.h"
 #include "features/user.h"
+#include "features/window.h"
 #include "pipeline/kafka.h"
 #include "pipeline/kafka_mock.h"
 #include "pipeline/redis.h"
@@ -79,7 +80,8 @@ struct fd_engine {
     fd_mock *mock;
     char *bootstraps;
     rd_kafka_t *consumer, *producer;
-    fd_redis *redis; /* the writer's connection */
+    fd_redis *redis;         /* the writer's connection */
+    fd_window_table *merged; /* the writer's scratch: minutes of one write */
     fd_shard **shards;
     int n_shards;
     fd_shard_env env;
@@ -496,6 +498,10 @@ static int write_epochs(fd_engine *e)
     size_t n_cmds = 0;
     fd_redis_appendf(e->redis, "MULTI");
     n_cmds++;
+    /* Users as the shards wrote them; minutes and stats merged over shards,
+     * partitions and epochs: one HINCRBY per key and field. */
+    int64_t stats[FD_ST__COUNT] = {0};
+    fd_window_clear(e->merged, -1);
     for (int k = 0; k < e->n_epochs; k++) {
         epoch *ep = e->epochs[k];
         for (int i = 0; i < e->n_shards; i++)
@@ -506,15 +512,39 @@ static int write_epochs(fd_engine *e)
                     continue;
                 fd_redis_append_raw(e->redis, ch->cmds.p, ch->cmds.len, ch->cmds.n_cmds);
                 n_cmds += ch->cmds.n_cmds;
+                for (int w = 0; w < ch->n_win; w++)
+                    if (fd_window_merge(e->merged, 0, &ch->win[w]) != 0)
+                        e->fatal = 1;
+                for (int st = 0; st < FD_ST__COUNT; st++)
+                    stats[st] += ch->stats[st];
             }
-        char skey[160];
-        snprintf(skey, sizeof skey, "%sstats", e->cfg->redis_key_prefix);
         for (int32_t p = 0; p < ep->n_parts; p++)
-            if (ep->valid[p] && ep->data_loss[p]) {
-                fd_redis_appendf(e->redis, "HINCRBY %s data_loss_offsets %lld", skey,
-                                 (long long)ep->data_loss[p]);
+            if (ep->valid[p])
+                stats[FD_ST_DATA_LOSS] += ep->data_loss[p];
+    }
+    size_t wcur = 0;
+    const fd_window_delta *d;
+    char wkey[160], sname[64];
+    while ((d = fd_window_next(e->merged, &wcur))) {
+        snprintf(wkey, sizeof wkey, "%sfunnel:1m:%lld", e->cfg->redis_key_prefix,
+                 (long long)d->start_ms);
+        for (int f = 0; f < FD_WC__COUNT; f++)
+            if (d->c[f]) {
+                fd_redis_appendf(e->redis, "HINCRBY %s %s %lld", wkey, fd_window_field_names[f],
+                                 (long long)d->c[f]);
                 n_cmds++;
             }
+    }
+    snprintf(wkey, sizeof wkey, "%sstats", e->cfg->redis_key_prefix);
+    for (int st = 0; st < FD_ST__COUNT; st++)
+        if (stats[st]) {
+            fd_redis_appendf(e->redis, "HINCRBY %s %s %lld", wkey,
+                             fd_stat_name(st, sname, sizeof sname), (long long)stats[st]);
+            n_cmds++;
+        }
+    if (e->fatal) { /* out of memory merging: nothing of this is sent */
+        fd_redis_disconnect(e->redis);
+        goto out;
     }
     for (int i = 0; i < n; i++) {
         int32_t p = parts[i];
@@ -919,7 +949,9 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     e->route_buf = malloc((size_t)e->n_shards * ROUTE_CHUNK * sizeof *e->route_buf);
     e->route_n = calloc((size_t)e->n_shards, sizeof *e->route_n);
     e->route_room = calloc((size_t)e->n_shards, sizeof *e->route_room);
-    if (!e->shards || !e->route_buf || !e->route_n || !e->route_room || !get_part(e, 0)) {
+    e->merged = fd_window_table_new();
+    if (!e->shards || !e->route_buf || !e->route_n || !e->route_room || !e->merged ||
+        !get_part(e, 0)) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -1030,6 +1062,7 @@ void fd_engine_destroy(fd_engine *e)
     free(e->route_buf);
     free(e->route_n);
     free(e->route_room);
+    fd_window_table_free(e->merged);
     free(e->wait);
     free(e->parts);
     free(e->attempt_offset);

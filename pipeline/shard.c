@@ -93,8 +93,10 @@ void fd_snapshot_free(fd_snapshot *s)
 {
     if (!s)
         return;
-    for (int i = 0; i < s->n_chunks; i++)
+    for (int i = 0; i < s->n_chunks; i++) {
         fd_resp_free(&s->chunks[i].cmds);
+        free(s->chunks[i].win);
+    }
     free(s->chunks);
     free(s);
 }
@@ -344,7 +346,6 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
     sn->epoch = epoch;
     for (int p = 0; p < s->n_parts; p++)
         idx[p] = -1;
-    const char *prefix = s->env->cfg->redis_key_prefix;
     size_t cur = 0;
     fd_user *u;
     while ((u = fd_user_table_next(s->users, &cur))) {
@@ -369,37 +370,27 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
     }
     cur = 0;
     const fd_window_delta *d;
-    char wkey[160];
     while ((d = fd_window_next(s->windows, &cur))) {
         fd_chunk *c = chunk_for(sn, idx, d->partition, s->parts);
-        snprintf(wkey, sizeof wkey, "%sfunnel:1m:%lld", prefix, (long long)d->start_ms);
-        for (int f = 0; f < FD_WC__COUNT; f++) {
-            if (!d->c[f])
+        if (c->n_win == c->cap_win) {
+            int cap = c->cap_win ? c->cap_win * 2 : 16;
+            fd_window_delta *nw = realloc(c->win, (size_t)cap * sizeof *nw);
+            if (!nw) {
+                sn->error = 1;
                 continue;
-            fd_resp_cmd(&c->cmds, 4);
-            fd_resp_str(&c->cmds, "HINCRBY");
-            fd_resp_str(&c->cmds, wkey);
-            fd_resp_str(&c->cmds, fd_window_field_names[f]);
-            fd_resp_int(&c->cmds, d->c[f]);
+            }
+            c->win = nw;
+            c->cap_win = cap;
         }
+        c->win[c->n_win++] = *d;
     }
     fd_window_clear(s->windows, -1);
-    char skey[160], sname[64];
-    snprintf(skey, sizeof skey, "%sstats", prefix);
     for (int p = 0; p < s->n_parts; p++) {
         pstate *ps = &s->parts[p];
         if (!ps->touched)
             continue;
         fd_chunk *c = chunk_for(sn, idx, p, s->parts);
-        for (int i = 0; i < FD_ST__COUNT; i++) {
-            if (!ps->stats[i])
-                continue;
-            fd_resp_cmd(&c->cmds, 4);
-            fd_resp_str(&c->cmds, "HINCRBY");
-            fd_resp_str(&c->cmds, skey);
-            fd_resp_str(&c->cmds, fd_stat_name(i, sname, sizeof sname));
-            fd_resp_int(&c->cmds, ps->stats[i]);
-        }
+        memcpy(c->stats, ps->stats, sizeof c->stats);
         memset(ps->stats, 0, sizeof ps->stats);
         ps->touched = false;
     }

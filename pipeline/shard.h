@@ -48,8 +48,11 @@ typedef struct fd_item {
 /* What changed in one partition since the previous marker. */
 typedef struct fd_chunk {
     int32_t partition;
-    int64_t max_ts; /* latest accepted event time seen by this shard */
-    fd_resp cmds;   /* HSET users, HINCRBY windows and stats */
+    int64_t max_ts;              /* latest accepted event time seen by this shard */
+    fd_resp cmds;                /* HSET of the changed users (absolute values) */
+    struct fd_window_delta *win; /* minute deltas (the writer merges them) */
+    int n_win, cap_win;
+    int64_t stats[FD_ST__COUNT]; /* deltas */
 } fd_chunk;
 
 typedef struct fd_snapshot {

@@ -1,0 +1,96 @@
+/*
+ * test_resp.c - the RESP builder the shards prepare writes with, and the
+ * merging of minute deltas the writer does before sending them.
+ */
+#include "features/window.h"
+#include "pipeline/resp.h"
+#include "tests/unit/check.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void test_resp_bytes(void)
+{
+    fd_resp b = {0};
+    fd_resp_cmd(&b, 3);
+    fd_resp_str(&b, "HSET");
+    fd_resp_arg(&b, "k\0y", 3); /* binary safe */
+    fd_resp_int(&b, -42);
+    const char want[] = "*3\r\n$4\r\nHSET\r\n$3\r\nk\0y\r\n$3\r\n-42\r\n";
+    CHECK(b.len == sizeof want - 1);
+    CHECK(b.len == sizeof want - 1 && memcmp(b.p, want, b.len) == 0);
+    CHECK(b.n_cmds == 1);
+    CHECK(!b.oom);
+
+    fd_resp c = {0};
+    fd_resp_cmd(&c, 1);
+    fd_resp_str(&c, "PING");
+    fd_resp_cat(&b, &c);
+    CHECK(b.n_cmds == 2);
+    CHECK(b.len == sizeof want - 1 + strlen("*1\r\n$4\r\nPING\r\n"));
+    CHECK(memcmp(b.p + sizeof want - 1, "*1\r\n$4\r\nPING\r\n", 14) == 0);
+
+    /* Growth past the first allocation keeps every byte. */
+    fd_resp_reset(&c);
+    for (int i = 0; i < 5000; i++) {
+        fd_resp_cmd(&c, 2);
+        fd_resp_str(&c, "GET");
+        fd_resp_int(&c, i);
+    }
+    CHECK(c.n_cmds == 5000);
+    CHECK(c.len > 4096);
+    CHECK(memcmp(c.p + c.len - 23, "*2\r\n$3\r\nGET\r\n$4\r\n4999\r\n", 23) == 0);
+    fd_resp_free(&b);
+    fd_resp_free(&c);
+    fd_resp_free(NULL);
+}
+
+static void test_window_merge(void)
+{
+    fd_window_table *a = fd_window_table_new();
+    fd_window_table *m = fd_window_table_new();
+    fd_event ev;
+    fd_event_init(&ev);
+    ev.ts_ms = 60000 * 10 + 5;
+    ev.type = FD_EV_PURCHASE;
+    ev.has_price = true;
+    ev.price = 2.5;
+    ev.quantity = 3;
+    CHECK(fd_window_add(a, 1, &ev) == 0);
+    CHECK(fd_window_add(a, 2, &ev) == 0);
+    ev.type = FD_EV_CLICK;
+    ev.ts_ms = 60000 * 11;
+    CHECK(fd_window_add(a, 2, &ev) == 0);
+    CHECK(fd_window_count(a) == 3);
+    size_t cur = 0;
+    const fd_window_delta *d;
+    while ((d = fd_window_next(a, &cur)))
+        CHECK(fd_window_merge(m, 0, d) == 0);
+    CHECK(fd_window_count(m) == 2); /* partitions merged, minutes kept apart */
+    cur = 0;
+    int seen = 0;
+    while ((d = fd_window_next(m, &cur))) {
+        if (d->start_ms == 600000) {
+            CHECK(d->c[FD_WC_PURCHASE] == 2);
+            CHECK(d->c[FD_WC_REVENUE_CENTS] == 2 * 750);
+            seen++;
+        } else {
+            CHECK(d->start_ms == 660000);
+            CHECK(d->c[FD_WC_CLICK] == 1);
+            CHECK(d->c[FD_WC_REVENUE_CENTS] == 0);
+            seen++;
+        }
+    }
+    CHECK(seen == 2);
+    fd_window_clear(a, 2);
+    CHECK(fd_window_count(a) == 1);
+    fd_window_table_free(a);
+    fd_window_table_free(m);
+}
+
+int main(void)
+{
+    test_resp_bytes();
+    test_window_merge();
+    return check_report();
+}
