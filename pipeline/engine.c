@@ -53,6 +53,9 @@
 
 #define ROUTE_CHUNK 512 /* messages routed per round */
 #define MAX_EPOCHS  4   /* pending epochs (normally one) */
+/* Flush before the interval when this many users changed (bounds the size
+ * of one MULTI/EXEC and the memory of a snapshot). */
+#define FLUSH_DIRTY_USERS 100000
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
@@ -228,6 +231,14 @@ static void set_blocked(fd_engine *e, bool blocked, const char *why)
 }
 
 /* ---- epochs ---------------------------------------------------------- */
+
+static size_t dirty_users(fd_engine *e)
+{
+    size_t n = 0;
+    for (int i = 0; i < e->n_shards; i++)
+        n += fd_shard_dirty(e->shards[i]);
+    return n;
+}
 
 static void epoch_destroy(fd_engine *e, epoch *ep)
 {
@@ -996,7 +1007,8 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         }
         resolve_partitions(e);
         int64_t now = now_ms();
-        if (e->n_epochs == 0 && now - e->last_flush_ms >= e->cfg->redis_flush_interval_ms) {
+        if (e->n_epochs == 0 && (now - e->last_flush_ms >= e->cfg->redis_flush_interval_ms ||
+                                 dirty_users(e) >= FLUSH_DIRTY_USERS)) {
             start_epoch(e);
             e->last_flush_ms = now;
         }

@@ -58,6 +58,7 @@ struct fd_shard {
     bool stop;
     fd_snapshot *snap;
     atomic_size_t n_users;
+    atomic_size_t n_dirty; /* users changed since the last snapshot */
 
     /* the shard thread's own */
     fd_codec *codec;
@@ -244,6 +245,8 @@ static void process_batch(fd_shard *s)
         const fd_event *ev = &s->batch[i];
         fd_user *u = fd_user_table_find(s->users, ev->user_id, strlen(ev->user_id));
         int32_t p = s->batch_part[i];
+        if (!u->dirty)
+            atomic_fetch_add(&s->n_dirty, 1);
         if (fd_core_apply(u, s->windows, p, ev) != 0)
             fd_err("shard", "shard=%d out of memory counting windows", s->id);
         s->parts[p].stats[FD_ST_EVENTS]++;
@@ -385,6 +388,7 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
         c->win[c->n_win++] = *d;
     }
     fd_window_clear(s->windows, -1);
+    atomic_store(&s->n_dirty, 0);
     for (int p = 0; p < s->n_parts; p++) {
         pstate *ps = &s->parts[p];
         if (!ps->touched)
@@ -625,6 +629,11 @@ fd_snapshot *fd_shard_take(fd_shard *s, uint64_t epoch)
         sn = NULL;
     pthread_mutex_unlock(&s->mu);
     return sn;
+}
+
+size_t fd_shard_dirty(fd_shard *s)
+{
+    return atomic_load(&s->n_dirty);
 }
 
 size_t fd_shard_users(fd_shard *s)

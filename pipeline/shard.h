@@ -95,6 +95,9 @@ size_t fd_shard_room(fd_shard *s);
  * caller), else NULL. */
 fd_snapshot *fd_shard_take(fd_shard *s, uint64_t epoch);
 
+/* Users changed since the last snapshot (approximate; any thread). */
+size_t fd_shard_dirty(fd_shard *s);
+
 /* Users in memory (approximate; for metrics and tests). */
 size_t fd_shard_users(fd_shard *s);
 

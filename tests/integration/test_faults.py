@@ -354,6 +354,41 @@ class Faults(unittest.TestCase):
         self.assertTrue(got == want, "Redis after a killed instance vs the single-instance "
                         "run: " + state_diff(got, want))
 
+    def test_cooperative_rebalance(self):
+        """The cooperative protocol: partitions move incrementally when a
+        second instance joins and again when it leaves (SIGTERM); counts
+        stay exact."""
+        with RedisServer() as redis, Broker(partitions=PARTITIONS) as kafka:
+            cfg = self.config(kafka, redis, "coop", **{"kafka.properties": {
+                "partition.assignment.strategy": "cooperative-sticky",
+                "fetch.wait.max.ms": 50}})
+            r = redis.client()
+            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed, rate=RATE)
+            with Daemon(cfg) as a:
+                a.wait_for_log(r"assigned \d+ partition\(s\) \(cooperative\)", timeout=30)
+                producer.start()
+                try:
+                    self.assertTrue(fdtest.sleep_until(
+                        lambda: stored_total(r) >= EVENTS * 0.15, 60), "no progress")
+                    mark = len(a.log_text())
+                    with Daemon(cfg) as b:
+                        # a gives some partitions up (incrementally), b takes them.
+                        a.wait_for_log(r"revoked \d+ partition", timeout=40, start=mark)
+                        b.wait_for_log(r"assigned \d+ partition\(s\) \(cooperative\)",
+                                       timeout=40)
+                        self.assertTrue(fdtest.sleep_until(
+                            lambda: stored_total(r) >= EVENTS * 0.4, 60), "no progress")
+                        mark = len(a.log_text())
+                        self.assertEqual(b.terminate(), 0)
+                        self.assertIn("revoked", b.log_text())
+                    a.wait_for_log(r"assigned \d+ partition\(s\) \(cooperative\)", timeout=40,
+                                   start=mark)
+                    self.assertLess(stored_total(r), EVENTS, "the stream ended too early")
+                    self.finish(a, r, kafka, producer)
+                finally:
+                    producer.stop()
+            fdtest.compare_with_truth(self, r, self.truth)
+
     @staticmethod
     def last_assigned(d):
         """N of the last "assigned N partition(s)" line, 0 if none or revoked since."""
