@@ -137,6 +137,10 @@ class RateProducer:
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @property
+    def started(self):
+        return self._thread.ident is not None
+
     def start(self):
         self._thread.start()
 

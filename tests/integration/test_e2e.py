@@ -50,12 +50,15 @@ class EndToEnd(unittest.TestCase):
             if not interrupt:
                 self.assertEqual(harness.produce_framed(kafka.bootstrap, TOPIC, self.framed),
                                  total)
-            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed, rate=6000)
-            if interrupt:
-                producer.start()
+            # Slower under sanitizers, so the interruptions still land mid-stream.
+            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed,
+                                           rate=6000 // harness.SLOW)
             try:
                 for frac, sig in interrupt:
                     with Daemon(cfg) as d:
+                        if not producer.started:
+                            d.wait_for_log(r"partition=\d+ assigned, starting at", timeout=30)
+                            producer.start()
                         def progressed():
                             s = fdtest.stored_offsets(r, TOPIC, range(4))
                             return sum(max(v, 0) for v in s.values()) >= frac * total
