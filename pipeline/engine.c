@@ -387,20 +387,6 @@ static void confirm(fd_engine *e, int upto)
     rd_kafka_topic_partition_list_destroy(commit);
 }
 
-static int64_t reply_int(const redisReply *r, int64_t dflt)
-{
-    if (!r)
-        return dflt;
-    if (r->type == REDIS_REPLY_INTEGER)
-        return r->integer;
-    if (r->type != REDIS_REPLY_STRING)
-        return dflt;
-    char *end;
-    errno = 0;
-    long long v = strtoll(r->str, &end, 10);
-    return (errno || *end) ? dflt : v;
-}
-
 /* Write every complete pending epoch in one MULTI/EXEC. 0 when written (or
  * nothing to write), -1 to retry later. */
 static int write_epochs(fd_engine *e)
@@ -475,7 +461,7 @@ static int write_epochs(fd_engine *e)
     int applied = 0, fenced = 0;
     for (int i = 0; i < n; i++) {
         int32_t p = parts[i];
-        int64_t s = reply_int(rep[i], -1);
+        int64_t s = fd_redis_reply_int(rep[i], -1);
         freeReplyObject(rep[i]);
         rep[i] = NULL;
         if (s == e->parts[p].stored_offset)
@@ -659,8 +645,8 @@ static void resolve_partitions(fd_engine *e)
         part *pt = &e->parts[p];
         int64_t stored = -1, max_ts = 0;
         if (rep[i]->type == REDIS_REPLY_ARRAY && rep[i]->elements == 2) {
-            stored = reply_int(rep[i]->element[0], -1);
-            max_ts = reply_int(rep[i]->element[1], 0);
+            stored = fd_redis_reply_int(rep[i]->element[0], -1);
+            max_ts = fd_redis_reply_int(rep[i]->element[1], 0);
         }
         freeReplyObject(rep[i]);
         int64_t lo = 0, hi = 0;
@@ -934,13 +920,7 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         e->bootstraps = strdup(cfg->kafka_brokers);
     }
     char err[512];
-    fd_redis_opts ro = {.url = cfg->redis_url,
-                        .password_file = cfg->redis_password_file,
-                        .password_env = cfg->redis_password_env,
-                        .connect_timeout_ms = cfg->redis_connect_timeout_ms,
-                        .command_timeout_ms = cfg->redis_command_timeout_ms,
-                        .backoff_min_ms = cfg->redis_backoff_min_ms,
-                        .backoff_max_ms = cfg->redis_backoff_max_ms};
+    fd_redis_opts ro = fd_redis_opts_from_config(cfg);
     if (!(e->redis = fd_redis_new(&ro, err, sizeof err))) {
         snprintf(errstr, errstr_size, "redis: %s", err);
         goto fail;

@@ -42,6 +42,8 @@
  */
 #include "pipeline/redis.h"
 
+#include "daemon/config.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -669,4 +671,30 @@ redisReply *fd_redis_command(fd_redis *r, char *errstr, size_t errstr_size, cons
     if (fd_redis_read_replies(r, &rep, 1, errstr, errstr_size) < 0)
         return NULL;
     return rep;
+}
+
+fd_redis_opts fd_redis_opts_from_config(const fd_config *cfg)
+{
+    fd_redis_opts o = {.url = cfg->redis_url,
+                       .password_file = cfg->redis_password_file,
+                       .password_env = cfg->redis_password_env,
+                       .connect_timeout_ms = cfg->redis_connect_timeout_ms,
+                       .command_timeout_ms = cfg->redis_command_timeout_ms,
+                       .backoff_min_ms = cfg->redis_backoff_min_ms,
+                       .backoff_max_ms = cfg->redis_backoff_max_ms};
+    return o;
+}
+
+int64_t fd_redis_reply_int(const redisReply *r, int64_t dflt)
+{
+    if (!r)
+        return dflt;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type != REDIS_REPLY_STRING)
+        return dflt;
+    char *end;
+    errno = 0;
+    long long v = strtoll(r->str, &end, 10);
+    return (errno || end == r->str || *end) ? dflt : v;
 }

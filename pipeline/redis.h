@@ -29,6 +29,14 @@ typedef struct fd_redis_opts {
 
 typedef struct fd_redis fd_redis;
 
+struct fd_config;
+/* The options funneld's config gives (redis.* keys); pointers into cfg. */
+fd_redis_opts fd_redis_opts_from_config(const struct fd_config *cfg);
+
+/* An integer reply, or a string reply holding a decimal integer; dflt for
+ * anything else (nil, error, junk). */
+int64_t fd_redis_reply_int(const redisReply *r, int64_t dflt);
+
 /* Create a handle (does not connect yet). Copies what it needs from opts.
  * NULL with errstr on a bad URL or unreadable password file. */
 fd_redis *fd_redis_new(const fd_redis_opts *opts, char *errstr, size_t errstr_size);

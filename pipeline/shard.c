@@ -134,19 +134,6 @@ static const char *user_key(fd_shard *s, const char *id)
 
 /* ---- loading users ------------------------------------------------------ */
 
-static int64_t reply_int(const redisReply *r, int64_t dflt)
-{
-    if (!r)
-        return dflt;
-    if (r->type == REDIS_REPLY_INTEGER)
-        return r->integer;
-    if (r->type != REDIS_REPLY_STRING)
-        return dflt;
-    char *end;
-    long long v = strtoll(r->str, &end, 10);
-    return *end ? dflt : v;
-}
-
 /* One pipelined round trip for every user of the batch not in memory.
  * 0, or -1 when Redis failed (nothing applied; retry). */
 static int load_once(fd_shard *s)
@@ -202,9 +189,9 @@ static int load_once(fd_shard *s)
             continue;
         }
         for (int t = 0; t < FD_EV__COUNT; t++)
-            u->count[t] = reply_int(r->element[t], 0);
-        u->first_ts = reply_int(r->element[3], 0);
-        u->last_ts = reply_int(r->element[4], 0);
+            u->count[t] = fd_redis_reply_int(r->element[t], 0);
+        u->first_ts = fd_redis_reply_int(r->element[3], 0);
+        u->last_ts = fd_redis_reply_int(r->element[4], 0);
         u->loaded = true;
     }
     if (rep)
@@ -538,13 +525,7 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
         snprintf(errstr, errstr_size, "input: %s", err);
         goto fail;
     }
-    fd_redis_opts ro = {.url = cfg->redis_url,
-                        .password_file = cfg->redis_password_file,
-                        .password_env = cfg->redis_password_env,
-                        .connect_timeout_ms = cfg->redis_connect_timeout_ms,
-                        .command_timeout_ms = cfg->redis_command_timeout_ms,
-                        .backoff_min_ms = cfg->redis_backoff_min_ms,
-                        .backoff_max_ms = cfg->redis_backoff_max_ms};
+    fd_redis_opts ro = fd_redis_opts_from_config(cfg);
     if (!(s->redis = fd_redis_new(&ro, err, sizeof err))) {
         snprintf(errstr, errstr_size, "redis: %s", err);
         goto fail;
