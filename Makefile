@@ -7,19 +7,23 @@ all: build
 build:
 	tools/setup.sh
 
+# Integration tests use private ports and directories, so they run side by
+# side (they mostly wait on brokers, group joins and timers).
+TEST_JOBS ?= 3
+
 # The whole suite three times: plain (-Werror), ASan+UBSan (LeakSanitizer on),
 # and ThreadSanitizer. Each build has its own directory.
 test: build
-	cd build && ctest --output-on-failure -j2
+	cd build && ctest --output-on-failure -j$(TEST_JOBS)
 	FD_BUILD_DIR=build-asan FD_SANITIZE=address,undefined tools/setup.sh
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(TEST_JOBS)
 	FD_BUILD_DIR=build-tsan FD_SANITIZE=thread tools/setup.sh
-	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" ctest --output-on-failure -j2
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" ctest --output-on-failure -j$(TEST_JOBS)
 	@echo "make test: all suites passed (plain, asan+ubsan, tsan)"
 
 # Just the plain build's suite.
 test-fast: build
-	cd build && ctest --output-on-failure -j2
+	cd build && ctest --output-on-failure -j$(TEST_JOBS)
 
 demo: build
 	tools/demo.sh
