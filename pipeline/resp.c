@@ -29,6 +29,37 @@ static int reserve(fd_resp *b, size_t more)
     return 0;
 }
 
+/* Decimal digits of v into the end of buf[24]; returns the first char.
+ * (snprintf was a visible share of a shard's time in perf.) */
+static char *fmt_i64(char *end, int64_t v)
+{
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char *p = end;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return p;
+}
+
+/* "<c><n>\r\n" */
+static void put_header(fd_resp *b, char c, uint64_t n)
+{
+    char buf[32];
+    char *end = buf + sizeof buf - 2;
+    char *p = fmt_i64(end, (int64_t)n);
+    *--p = c;
+    end[0] = '\r';
+    end[1] = '\n';
+    size_t len = (size_t)(end + 2 - p);
+    if (reserve(b, len) == 0) {
+        memcpy(b->p + b->len, p, len);
+        b->len += len;
+    }
+}
+
 static void put(fd_resp *b, const char *s, size_t n)
 {
     if (reserve(b, n) == 0) {
@@ -39,20 +70,15 @@ static void put(fd_resp *b, const char *s, size_t n)
 
 void fd_resp_cmd(fd_resp *b, int argc)
 {
-    char h[24];
-    int n = snprintf(h, sizeof h, "*%d\r\n", argc);
-    put(b, h, (size_t)n);
+    put_header(b, '*', (uint64_t)argc);
     b->n_cmds++;
 }
 
 void fd_resp_arg(fd_resp *b, const char *s, size_t len)
 {
-    char h[32];
-    int n = snprintf(h, sizeof h, "$%zu\r\n", len);
-    if (reserve(b, (size_t)n + len + 2) != 0)
+    put_header(b, '$', len);
+    if (reserve(b, len + 2) != 0)
         return;
-    memcpy(b->p + b->len, h, (size_t)n);
-    b->len += (size_t)n;
     memcpy(b->p + b->len, s, len);
     b->len += len;
     b->p[b->len++] = '\r';
@@ -67,8 +93,8 @@ void fd_resp_str(fd_resp *b, const char *s)
 void fd_resp_int(fd_resp *b, int64_t v)
 {
     char d[24];
-    int n = snprintf(d, sizeof d, "%" PRId64, v);
-    fd_resp_arg(b, d, (size_t)n);
+    char *p = fmt_i64(d + sizeof d, v);
+    fd_resp_arg(b, p, (size_t)(d + sizeof d - p));
 }
 
 void fd_resp_cat(fd_resp *b, const fd_resp *other)

@@ -33,7 +33,7 @@
 #include "pipeline/kafka.h"
 #include "pipeline/redis.h"
 
-#define POP_MAX      256
+#define POP_MAX      1024
 #define CONTROL_ROOM 1024
 
 _Static_assert(FD_ST_DLQ_REASON0 + FD_REJ__COUNT <= FD_ST__COUNT, "raise FD_ST__COUNT");
@@ -126,9 +126,19 @@ static void nap(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* PREFIX "user:" id, in the shard's buffer (no snprintf: this runs for
+ * every user loaded and every user written). */
 static const char *user_key(fd_shard *s, const char *id)
 {
-    snprintf(s->key, sizeof s->key, "%suser:%s", s->env->cfg->redis_key_prefix, id);
+    const char *prefix = s->env->cfg->redis_key_prefix;
+    size_t lp = strlen(prefix), li = strlen(id);
+    if (lp + 5 + li + 1 > sizeof s->key) { /* a prefix longer than 255 bytes */
+        snprintf(s->key, sizeof s->key, "%suser:%s", prefix, id);
+        return s->key;
+    }
+    memcpy(s->key, prefix, lp);
+    memcpy(s->key + lp, "user:", 5);
+    memcpy(s->key + lp + 5, id, li + 1);
     return s->key;
 }
 
