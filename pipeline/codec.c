@@ -96,6 +96,7 @@ fd_codec *fd_codec_new(const fd_codec_opts *opts, char *errstr, size_t errstr_si
     c->format = opts->format;
     c->max_message_bytes = opts->max_message_bytes;
     c->encode_schema_id = opts->encode_schema_id;
+    c->fast_path = 1;
     if (c->format != FD_FMT_JSON && fd_avro_init(c, opts, errstr, errstr_size) != 0) {
         fd_codec_destroy(c);
         return NULL;
@@ -155,4 +156,9 @@ void fd_codec_destroy(fd_codec *c)
     fd_avro_free(c->avro);
     free(c->out);
     free(c);
+}
+
+void fd_codec_set_fast_path(fd_codec *c, int on)
+{
+    c->fast_path = on;
 }

@@ -71,4 +71,8 @@ int fd_codec_encode(fd_codec *c, const fd_event *ev, const void **out, size_t *o
 /* NULL is accepted. */
 void fd_codec_destroy(fd_codec *c);
 
+/* Tests: turn the direct decoder of the canonical Avro layout off (0) or on
+ * (1, the default), to compare it with Avro-C's generic path. */
+void fd_codec_set_fast_path(fd_codec *c, int on);
+
 #endif

@@ -75,6 +75,7 @@ typedef struct avro_dec {
     avro_value_t *view;           /* &wvalue or &rvalue */
     int idx[F__COUNT];            /* field index in the view, -1 = use tmpl */
     bool projected;               /* some reader fields missing: start from tmpl */
+    bool fast;                    /* canonical layout: decode bytes directly */
     fd_event tmpl;                /* fd_event_init + reader defaults */
 } avro_dec;
 
@@ -332,6 +333,41 @@ static void dec_free(avro_dec *d)
 
 /* Build the decoder for writer schema w (reference taken) read as the
  * codec's reader schema. wpath names the writer file in errors. */
+/* Is s the canonical Event record (conf/schemas/event.avsc): exactly the
+ * fields of field_names, in that order, with their types? Then messages in
+ * it are decoded straight from the bytes (fast_decode) after the prescan,
+ * without Avro-C's generic value (which allocates for every string: perf
+ * showed it as the largest share of a shard's time). Any other writer
+ * schema, and any resolution, goes through Avro-C. */
+static bool canonical_layout(avro_schema_t s)
+{
+    /* >= 0: that type; -1: ["null","string"]; -2: ["null","double"] */
+    static const int want[F__COUNT] = {AVRO_STRING, AVRO_STRING, AVRO_INT64, AVRO_ENUM, -1,
+                                       -1,          -2,          AVRO_INT32, -1};
+    s = deref(s);
+    if (!s || !is_avro_record(s) || avro_schema_record_size(s) != F__COUNT)
+        return false;
+    for (int f = 0; f < F__COUNT; f++) {
+        const char *name = avro_schema_record_field_name(s, f);
+        avro_schema_t t = deref(avro_schema_record_field_get_by_index(s, f));
+        if (!name || !t || strcmp(name, field_names[f]) != 0)
+            return false;
+        if (want[f] >= 0) {
+            if ((int)avro_typeof(t) != want[f])
+                return false;
+            continue;
+        }
+        if (!is_avro_union(t) || avro_schema_union_size(t) != 2)
+            return false;
+        avro_schema_t b0 = deref(avro_schema_union_branch(t, 0));
+        avro_schema_t b1 = deref(avro_schema_union_branch(t, 1));
+        if (!b0 || !b1 || !is_avro_null(b0) ||
+            (int)avro_typeof(b1) != (want[f] == -1 ? AVRO_STRING : AVRO_DOUBLE))
+            return false;
+    }
+    return true;
+}
+
 static int dec_init(fd_avro_state *a, avro_dec *d, avro_schema_t w, const char *wpath,
                     const char *rpath, char *errstr, size_t errstr_size)
 {
@@ -425,6 +461,7 @@ static int dec_init(fd_avro_state *a, avro_dec *d, avro_schema_t w, const char *
     }
     for (int f = 0; f < F__COUNT; f++)
         d->idx[f] = avro_schema_record_field_get_index(view_schema, field_names[f]);
+    d->fast = !d->resolver && canonical_layout(w);
     rc = 0;
 out:
     if (view_schema)
@@ -856,6 +893,92 @@ static fd_reject get_number(avro_dec *d, int f, double *dv, int64_t *lv, bool *p
     return FD_OK;
 }
 
+/* The prescan accepted the bytes for the canonical layout: every length is
+ * within the message, every union index valid, every int in range. Read
+ * them in field order; the checks after decoding are those of decode_body. */
+static int64_t fast_varint(const uint8_t *p, size_t n, size_t *pos)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 10 && *pos < n; i++) {
+        uint8_t b = p[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80))
+            break;
+    }
+    return (int64_t)((v >> 1) ^ (~(v & 1) + 1));
+}
+
+static fd_reject fast_string(const uint8_t *p, size_t n, size_t *pos, int f, char *dst,
+                             char *errstr, size_t errstr_size)
+{
+    int64_t len = fast_varint(p, n, pos);
+    if (len < 0 || (uint64_t)len > n - *pos) /* cannot pass the prescan; kept for safety */
+        return fd_codec_fail(errstr, errstr_size, FD_REJ_AVRO, "avro: %s: bad length",
+                             field_names[f]);
+    fd_reject r = fd_codec_copy_id(dst, field_names[f], (const char *)p + *pos, (size_t)len, errstr,
+                                   errstr_size);
+    *pos += (size_t)len;
+    return r;
+}
+
+static fd_reject fast_opt_string(const uint8_t *p, size_t n, size_t *pos, int f, char *dst,
+                                 bool *present, char *errstr, size_t errstr_size)
+{
+    if (fast_varint(p, n, pos) == 0) {
+        *present = false;
+        dst[0] = '\0';
+        return FD_OK;
+    }
+    fd_reject r = fast_string(p, n, pos, f, dst, errstr, errstr_size);
+    *present = r == FD_OK;
+    return r;
+}
+
+static fd_reject fast_decode(fd_avro_state *a, const uint8_t *p, size_t n, fd_event *ev,
+                             char *errstr, size_t errstr_size)
+{
+    size_t pos = 0;
+    fd_reject r;
+    if ((r = fast_string(p, n, &pos, F_EVENT_ID, ev->event_id, errstr, errstr_size)) ||
+        (r = fast_string(p, n, &pos, F_USER_ID, ev->user_id, errstr, errstr_size)))
+        return r;
+    ev->ts_ms = fast_varint(p, n, &pos);
+    int64_t sym = fast_varint(p, n, &pos);
+    if (sym < 0 || sym >= a->n_symbols || a->type_map[sym] < 0)
+        return fd_codec_fail(errstr, errstr_size, FD_REJ_UNKNOWN_TYPE,
+                             "type: enum index %d is not click, cart or purchase", (int)sym);
+    ev->type = (uint8_t)a->type_map[sym];
+    if ((r = fast_opt_string(p, n, &pos, F_ITEM_ID, ev->item_id, &ev->has_item, errstr,
+                             errstr_size)) ||
+        (r = fast_opt_string(p, n, &pos, F_SESSION_ID, ev->session_id, &ev->has_session, errstr,
+                             errstr_size)))
+        return r;
+    if (fast_varint(p, n, &pos) == 1) {
+        if (n - pos < 8)
+            return fd_codec_fail(errstr, errstr_size, FD_REJ_AVRO, "avro: price: truncated");
+        uint64_t bits = 0;
+        for (int i = 7; i >= 0; i--)
+            bits = bits << 8 | p[pos + (size_t)i];
+        pos += 8;
+        memcpy(&ev->price, &bits, sizeof ev->price);
+        ev->has_price = true;
+    } else {
+        ev->has_price = false;
+        ev->price = 0;
+    }
+    int64_t q = fast_varint(p, n, &pos);
+    /* category before the quantity check: the same order as decode_body */
+    if ((r = fast_opt_string(p, n, &pos, F_CATEGORY, ev->category, &ev->has_category, errstr,
+                             errstr_size)))
+        return r;
+    if (q < 1 || q > 1000000)
+        return fd_codec_fail(errstr, errstr_size, FD_REJ_BAD_QUANTITY,
+                             "quantity: %lld is not a valid quantity (must be 1..1000000)",
+                             (long long)q);
+    ev->quantity = (int32_t)q;
+    return FD_OK;
+}
+
 static fd_reject decode_body(fd_codec *c, avro_dec *d, const uint8_t *p, size_t n, size_t base,
                              fd_event *ev, char *errstr, size_t errstr_size)
 {
@@ -868,6 +991,8 @@ static fd_reject decode_body(fd_codec *c, avro_dec *d, const uint8_t *p, size_t 
                              "avro: %zu trailing bytes after the record (record ends at byte "
                              "%zu of %zu)",
                              n - s.pos, base + s.pos, base + n);
+    if (d->fast && c->fast_path)
+        return fast_decode(a, p, n, ev, errstr, errstr_size);
     avro_reader_memory_set_source(a->reader, (const char *)p, (int64_t)n);
     if (avro_value_read(a->reader, &d->wvalue) != 0)
         return fd_codec_fail(errstr, errstr_size, FD_REJ_AVRO, "avro: %s", avro_strerror());

@@ -18,6 +18,7 @@ struct fd_codec {
     size_t max_message_bytes;
     int32_t encode_schema_id;
     fd_avro_state *avro; /* avro and confluent-avro only */
+    int fast_path;       /* canonical Avro layout decoded without Avro-C (default 1) */
     /* encode output, reused across calls (json; avro grows its own) */
     char *out;
     size_t out_cap;

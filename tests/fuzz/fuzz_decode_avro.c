@@ -56,6 +56,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fd_event ev;
     char err[512];
     fd_reject r = fd_codec_decode(codec(), data, size, &ev, err, sizeof err);
+    /* Differential: the direct decoder of the canonical layout and Avro-C's
+     * generic path agree on every input, byte for byte. */
+    fd_event slow;
+    char err2[512];
+    fd_codec_set_fast_path(codec(), 0);
+    fd_reject r2 = fd_codec_decode(codec(), data, size, &slow, err2, sizeof err2);
+    fd_codec_set_fast_path(codec(), 1);
+    if (r != r2 || (r == FD_OK && memcmp(&ev, &slow, sizeof ev) != 0)) {
+        fprintf(stderr, "fast path: %s (%s), Avro-C: %s (%s)\n", fd_reject_name(r), err,
+                fd_reject_name(r2), err2);
+        abort();
+    }
     if (r == FD_OK) {
         if (fd_event_validate(&ev, 0, 0, err, sizeof err) != FD_OK)
             abort(); /* decode accepted what validation rejects */
