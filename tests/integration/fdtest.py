@@ -6,6 +6,7 @@ comparing Redis with the generator's ground truth.
 
 import json
 import subprocess
+import threading
 import time
 
 import harness
@@ -129,13 +130,21 @@ class RateProducer:
     a test can interrupt funneld while the stream is still arriving."""
 
     def __init__(self, bootstrap, topic, path, rate=5000):
-        import threading
         self.records = list(harness.read_framed(path))
         self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
         self.errors = []
         self.sent = 0
         self._stop = False
+        self._go = threading.Event()  # cleared: production waits
+        self._go.set()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def pause(self):
+        """Hold production (e.g. while no funneld runs) until resume()."""
+        self._go.clear()
+
+    def resume(self):
+        self._go.set()
 
     @property
     def started(self):
@@ -155,6 +164,11 @@ class RateProducer:
         chunk = max(1, self.rate // 20)
         t0 = time.monotonic()
         for i in range(0, len(self.records), chunk):
+            if not self._go.is_set():
+                paused = time.monotonic()
+                while not self._go.wait(0.05) and not self._stop:
+                    p.poll(0)
+                t0 += time.monotonic() - paused  # the pause does not count
             if self._stop:
                 break
             for key, value in self.records[i:i + chunk]:
@@ -182,5 +196,6 @@ class RateProducer:
 
     def stop(self):
         self._stop = True
+        self._go.set()
         if self._thread.is_alive():
             self._thread.join(30)
