@@ -23,6 +23,7 @@ typedef struct fd_user {
     uint32_t epoch;              /* flush epoch that last carried this user's state */
     bool dirty;                  /* changed since the last snapshot */
     bool loaded;                 /* state read from the store (or known absent) */
+    bool queued;                 /* in the load request being built (shard only) */
     int64_t count[FD_EV__COUNT]; /* events by type */
     int64_t first_ts;            /* earliest event time seen, ms (0 = none) */
     int64_t last_ts;             /* latest event time seen, ms (0 = none) */

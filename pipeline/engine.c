@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/clock.h"
 #include "daemon/log.h"
 #include "features/user.h"
 #include "features/window.h"
@@ -75,7 +76,6 @@ typedef struct epoch {
     bool *valid;         /* per partition: still ours (false once revoked) */
     fd_snapshot **snaps; /* per shard; NULL until it answered */
     int missing;         /* shards yet to answer */
-    int64_t started_ms;
 } epoch;
 
 struct fd_engine {
@@ -115,19 +115,6 @@ struct fd_engine {
     int64_t last_flush_ms;
     char key[512];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 static part *get_part(fd_engine *e, int32_t p)
 {
@@ -170,7 +157,7 @@ static void broadcast(fd_engine *e, fd_item it)
 {
     for (int i = 0; i < e->n_shards; i++)
         while (fd_shard_push(e->shards[i], &it, 1) != 1)
-            nap(1); /* only if >1024 control items are queued: shard is stuck */
+            fd_sleep_ms(1); /* only if >1024 control items are queued: shard is stuck */
 }
 
 /* ---- pausing ----------------------------------------------------------- */
@@ -210,7 +197,7 @@ static void set_paused(fd_engine *e, int32_t p, bool paused)
 
 static void sync_pause(fd_engine *e)
 {
-    bool stalled = e->queue_full && now_ms() - e->queue_full_since >= QUEUE_FULL_PAUSE_MS;
+    bool stalled = e->queue_full && fd_mono_ms() - e->queue_full_since >= QUEUE_FULL_PAUSE_MS;
     for (int32_t p = 0; p < e->n_parts; p++) {
         part *pt = &e->parts[p];
         if (!pt->assigned)
@@ -290,7 +277,6 @@ static int start_epoch(fd_engine *e)
         }
     }
     ep->missing = e->n_shards;
-    ep->started_ms = now_ms();
     e->epochs[e->n_epochs++] = ep;
     fd_item it = {.kind = FD_ITEM_MARKER, .value = (int64_t)ep->id};
     broadcast(e, it);
@@ -600,16 +586,16 @@ static int flush_now(fd_engine *e, int64_t deadline)
     while (e->n_epochs && !e->fatal) {
         if (write_epochs(e) == 0 && e->n_epochs == 0)
             break;
-        if (now_ms() >= deadline)
+        if (fd_mono_ms() >= deadline)
             return -1;
-        nap(5);
+        fd_sleep_ms(5);
     }
     /* Anything that changed while the pending epochs were written. */
     if (!e->fatal && start_epoch(e) == 0)
-        while (e->n_epochs && !e->fatal && now_ms() < deadline) {
+        while (e->n_epochs && !e->fatal && fd_mono_ms() < deadline) {
             if (write_epochs(e) == 0 && e->n_epochs == 0)
                 break;
-            nap(5);
+            fd_sleep_ms(5);
         }
     return e->n_epochs ? -1 : 0;
 }
@@ -757,7 +743,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (drop)
             drop_waiting(e, drop, e->n_parts);
         /* Write what we hold first (bounded), then forget the partitions. */
-        if (flush_now(e, now_ms() + e->cfg->engine_shutdown_timeout_ms) != 0)
+        if (flush_now(e, fd_mono_ms() + e->cfg->engine_shutdown_timeout_ms) != 0)
             fd_warn("engine", "could not write state before revocation: the next owner of "
                               "the revoked partitions reprocesses from their stored offsets");
         for (int i = 0; i < parts->cnt; i++) {
@@ -813,7 +799,7 @@ static void route(fd_engine *e)
         if (take == 0) {
             e->queue_full = true;
             if (!was_full)
-                e->queue_full_since = now_ms();
+                e->queue_full_since = fd_mono_ms();
             return;
         }
         /* Offsets first: once pushed, a shard may destroy the message. */
@@ -978,7 +964,7 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
     }
     fd_info("engine", "consuming %s as group %s from %s", e->cfg->kafka_topic_events,
             e->cfg->kafka_group_id, e->bootstraps);
-    e->last_flush_ms = now_ms();
+    e->last_flush_ms = fd_mono_ms();
     while (!*sig->stop && !e->fatal) {
         if (sig->reload && *sig->reload) {
             *sig->reload = 0;
@@ -986,7 +972,7 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
                 sig->on_reload(sig->arg);
         }
         resolve_partitions(e);
-        int64_t now = now_ms();
+        int64_t now = fd_mono_ms();
         if (e->n_epochs == 0 && (now - e->last_flush_ms >= e->cfg->redis_flush_interval_ms ||
                                  dirty_users(e) >= FLUSH_DIRTY_USERS)) {
             start_epoch(e);
@@ -1009,17 +995,18 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         /* While messages wait for room, poll only once the partitions are
          * paused (it serves rebalances and keeps the group membership);
          * what it returns joins the waiting line, never dropped. */
-        if (e->wait_len && e->queue_full && now_ms() - e->queue_full_since < QUEUE_FULL_PAUSE_MS)
-            nap(1);
+        if (e->wait_len && e->queue_full &&
+            fd_mono_ms() - e->queue_full_since < QUEUE_FULL_PAUSE_MS)
+            fd_sleep_ms(1);
         else
             poll_batch(e, e->wait_len || e->n_epochs || e->blocked ? 5 : 20);
     }
     /* Drain: hand over what was polled, write everything, leave the group. */
-    int64_t deadline = now_ms() + e->cfg->engine_shutdown_timeout_ms;
-    while (e->wait_len && !e->fatal && now_ms() < deadline) {
+    int64_t deadline = fd_mono_ms() + e->cfg->engine_shutdown_timeout_ms;
+    while (e->wait_len && !e->fatal && fd_mono_ms() < deadline) {
         route(e);
         if (e->wait_len)
-            nap(5);
+            fd_sleep_ms(5);
     }
     if (!e->fatal && flush_now(e, deadline) != 0)
         fd_warn("engine",

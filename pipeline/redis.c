@@ -53,6 +53,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "daemon/clock.h"
 #include "daemon/log.h"
 
 #define SUBSYS "redis"
@@ -80,13 +81,6 @@ struct fd_redis {
     uint64_t rng;
     char last_err[512];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct timeval ms_to_tv(int64_t ms)
 {
@@ -335,7 +329,7 @@ fd_redis *fd_redis_new(const fd_redis_opts *opts, char *errstr, size_t errstr_si
     if (r->backoff_max_ms < r->backoff_min_ms)
         r->backoff_max_ms = r->backoff_min_ms;
     r->backoff_ms = r->backoff_min_ms;
-    r->rng = (uint64_t)now_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)r;
+    r->rng = (uint64_t)fd_mono_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)r;
     if (r->rng == 0)
         r->rng = 1;
     return r;
@@ -374,7 +368,7 @@ static void note_failure(fd_redis *r, const char *what)
     if (delay > r->backoff_max_ms)
         delay = r->backoff_max_ms;
     r->last_delay_ms = delay;
-    r->next_attempt_ms = now_ms() + delay;
+    r->next_attempt_ms = fd_mono_ms() + delay;
     r->backoff_ms = base * 2 > r->backoff_max_ms ? r->backoff_max_ms : base * 2;
     if (!r->in_outage) {
         r->in_outage = 1;
@@ -469,7 +463,7 @@ int fd_redis_ensure(fd_redis *r, char *errstr, size_t errstr_size)
 {
     if (r->c)
         return 0;
-    int64_t now = now_ms();
+    int64_t now = fd_mono_ms();
     if (now < r->next_attempt_ms) {
         set_err(errstr, errstr_size, "redis %s: not connected (%s); next attempt in %lld ms",
                 r->url, r->last_err[0] ? r->last_err : "disconnected",
@@ -498,7 +492,7 @@ int fd_redis_ensure(fd_redis *r, char *errstr, size_t errstr_size)
 int fd_redis_connect_wait(fd_redis *r, int64_t timeout_ms, volatile int *stop, char *errstr,
                           size_t errstr_size)
 {
-    int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = fd_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         if (stop && *stop) {
             set_err(errstr, errstr_size, "redis %s: stopped while connecting", r->url);
@@ -506,7 +500,7 @@ int fd_redis_connect_wait(fd_redis *r, int64_t timeout_ms, volatile int *stop, c
         }
         if (fd_redis_ensure(r, errstr, errstr_size) == 0)
             return 0;
-        int64_t now = now_ms();
+        int64_t now = fd_mono_ms();
         if (now >= deadline) {
             set_err(errstr, errstr_size, "redis %s: not connected after %lld ms: %s", r->url,
                     (long long)timeout_ms, r->last_err[0] ? r->last_err : "unknown error");
@@ -543,7 +537,7 @@ int64_t fd_redis_retry_in_ms(const fd_redis *r)
 {
     if (r->c)
         return 0;
-    int64_t d = r->next_attempt_ms - now_ms();
+    int64_t d = r->next_attempt_ms - fd_mono_ms();
     return d > 0 ? d : 0;
 }
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "daemon/clock.h"
 #include "daemon/log.h"
 #include "features/user.h"
 #include "features/window.h"
@@ -70,6 +71,8 @@ struct fd_shard {
     fd_event *batch;
     int32_t *batch_part;
     size_t n_batch;
+    size_t *need;     /* batch indices of users to load (POP_MAX) */
+    redisReply **rep; /* their replies (POP_MAX) */
     char key[FD_ID_MAX + 512];
 };
 
@@ -120,12 +123,6 @@ static pstate *part_of(fd_shard *s, int32_t p)
     return &s->parts[p];
 }
 
-static void nap(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* PREFIX "user:" id, in the shard's buffer (no snprintf: this runs for
  * every user loaded and every user written). */
 static const char *user_key(fd_shard *s, const char *id)
@@ -148,68 +145,62 @@ static const char *user_key(fd_shard *s, const char *id)
  * 0, or -1 when Redis failed (nothing applied; retry). */
 static int load_once(fd_shard *s)
 {
-    size_t *need = malloc((s->n_batch ? s->n_batch : 1) * sizeof *need);
-    if (!need)
-        return -1;
     size_t n_need = 0;
     for (size_t i = 0; i < s->n_batch; i++) {
         const char *id = s->batch[i].user_id;
         bool created;
         fd_user *u = fd_user_table_upsert(s->users, id, strlen(id), &created);
-        if (!u) {
-            free(need);
+        if (!u) { /* out of memory: unmark what was queued, retry later */
+            for (size_t k = 0; k < n_need; k++) {
+                const char *qid = s->batch[s->need[k]].user_id;
+                fd_user_table_find(s->users, qid, strlen(qid))->queued = false;
+            }
             return -1;
         }
-        if (!u->loaded && u->partition != -2) {
-            u->partition = -2; /* queued for loading */
-            need[n_need++] = i;
+        if (!u->loaded && !u->queued) {
+            u->queued = true;
+            s->need[n_need++] = i;
         }
     }
+    if (!n_need)
+        return 0;
     int rc = 0;
     char err[256];
-    redisReply **rep = NULL;
-    if (n_need) {
-        rep = calloc(n_need, sizeof *rep);
-        if (!rep || fd_redis_ensure(s->redis, err, sizeof err) != 0)
+    if (fd_redis_ensure(s->redis, err, sizeof err) != 0)
+        rc = -1;
+    for (size_t k = 0; rc == 0 && k < n_need; k++) {
+        const char *argv[] = {"HMGET",    user_key(s, s->batch[s->need[k]].user_id),
+                              "click",    "cart",
+                              "purchase", "first_ts",
+                              "last_ts"};
+        if (fd_redis_appendv(s->redis, 7, argv, NULL) != 0)
             rc = -1;
-        for (size_t k = 0; rc == 0 && k < n_need; k++) {
-            const char *argv[] = {"HMGET",    user_key(s, s->batch[need[k]].user_id),
-                                  "click",    "cart",
-                                  "purchase", "first_ts",
-                                  "last_ts"};
-            if (fd_redis_appendv(s->redis, 7, argv, NULL) != 0)
-                rc = -1;
-        }
-        if (rc == 0 && fd_redis_read_replies(s->redis, rep, n_need, err, sizeof err) != 0)
-            rc = -1;
-        if (rc != 0 && fd_redis_pending(s->redis))
-            fd_redis_disconnect(s->redis);
     }
+    if (rc == 0 && fd_redis_read_replies(s->redis, s->rep, n_need, err, sizeof err) != 0)
+        rc = -1;
+    if (rc != 0 && fd_redis_pending(s->redis))
+        fd_redis_disconnect(s->redis);
     for (size_t k = 0; k < n_need; k++) {
-        const char *id = s->batch[need[k]].user_id;
+        const char *id = s->batch[s->need[k]].user_id;
         fd_user *u = fd_user_table_find(s->users, id, strlen(id));
-        u->partition = -1;
+        u->queued = false;
         if (rc != 0)
             continue;
-        const redisReply *r = rep[k];
+        const redisReply *r = s->rep[k];
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
             fd_err("shard", "shard=%d user=%s: unexpected reply type %d loading it", s->id, id,
                    r->type);
             rc = -1;
-            continue;
+        } else {
+            for (int t = 0; t < FD_EV__COUNT; t++)
+                u->count[t] = fd_redis_reply_int(r->element[t], 0);
+            u->first_ts = fd_redis_reply_int(r->element[3], 0);
+            u->last_ts = fd_redis_reply_int(r->element[4], 0);
+            u->loaded = true;
         }
-        for (int t = 0; t < FD_EV__COUNT; t++)
-            u->count[t] = fd_redis_reply_int(r->element[t], 0);
-        u->first_ts = fd_redis_reply_int(r->element[3], 0);
-        u->last_ts = fd_redis_reply_int(r->element[4], 0);
-        u->loaded = true;
+        freeReplyObject(s->rep[k]);
+        s->rep[k] = NULL;
     }
-    if (rep)
-        for (size_t k = 0; k < n_need; k++)
-            if (rep[k])
-                freeReplyObject(rep[k]);
-    free(rep);
-    free(need);
     return rc;
 }
 
@@ -232,7 +223,7 @@ static void process_batch(fd_shard *s)
             atomic_fetch_add(s->env->stalled, 1);
         }
         warned = true;
-        nap(50);
+        fd_sleep_ms(50);
     }
     if (warned) {
         fd_info("shard", "shard=%d loading users again", s->id);
@@ -292,7 +283,7 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m)
              * keep trying rather than drop it. */
             if (atomic_load(s->env->abort))
                 break;
-            nap(1000);
+            fd_sleep_ms(1000);
         }
         ps->stats[FD_ST_DLQ]++;
         ps->stats[FD_ST_DLQ_REASON0 + why]++;
@@ -513,9 +504,12 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
     s->ring = malloc(s->cap * sizeof *s->ring);
     s->batch = malloc(POP_MAX * sizeof *s->batch);
     s->batch_part = malloc(POP_MAX * sizeof *s->batch_part);
+    s->need = malloc(POP_MAX * sizeof *s->need);
+    s->rep = calloc(POP_MAX, sizeof *s->rep);
     s->users = fd_user_table_new(1024);
     s->windows = fd_window_table_new();
-    if (!s->ring || !s->batch || !s->batch_part || !s->users || !s->windows) {
+    if (!s->ring || !s->batch || !s->batch_part || !s->need || !s->rep || !s->users ||
+        !s->windows) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -575,6 +569,8 @@ void fd_shard_destroy(fd_shard *s)
     free(s->parts);
     free(s->batch);
     free(s->batch_part);
+    free(s->need);
+    free(s->rep);
     free(s->ring);
     pthread_cond_destroy(&s->nonempty);
     pthread_mutex_destroy(&s->mu);
