@@ -64,6 +64,8 @@
 #include "pipeline/kafka_mock.h"
 #include "pipeline/redis.h"
 #include "tools/bench.h"
+#include "daemon/clock.h"
+#include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/gen.h"
 
@@ -103,18 +105,6 @@ typedef struct bench_result {
     int64_t funneld_events;
     fd_bench_core_result core;
 } bench_result;
-
-static volatile sig_atomic_t stop_flag;
-
-/* First SIGINT/SIGTERM: stop and clean up. Second: leave at once (children
- * die with us through PR_SET_PDEATHSIG). */
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (stop_flag)
-        _exit(130);
-    stop_flag = 1;
-}
 
 static void usage(FILE *out)
 {
@@ -157,32 +147,9 @@ static void usage(FILE *out)
 
 /* ---- small helpers --------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static int parse_num(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = (*s >= '0' && *s <= '9') ? strtoull(s, &end, 10) : 0;
-    if (!(*s >= '0' && *s <= '9') || errno || *end || v < min || v > max) {
-        fprintf(stderr,
-                PROG ": %s: invalid value '%s' (expected an integer in %" PRIu64 "..%" PRIu64 ")\n",
-                opt, s, min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return fd_cli_parse_u64(PROG, opt, s, min, max, out);
 }
 
 /* Absolute path of an executable named `name` on PATH into buf. 0 / -1. */
@@ -267,7 +234,7 @@ static pid_t spawn(char *const argv[], int out_fd, int err_fd)
  * still running. *pid becomes 0 once reaped. */
 static int wait_child(pid_t *pid, double timeout_s)
 {
-    double end = now_s() + timeout_s;
+    double end = fd_cli_now_s() + timeout_s;
     for (;;) {
         int st;
         pid_t r = waitpid(*pid, &st, WNOHANG);
@@ -275,9 +242,9 @@ static int wait_child(pid_t *pid, double timeout_s)
             *pid = 0;
             return r < 0 ? 0 : st;
         }
-        if (now_s() >= end)
+        if (fd_cli_now_s() >= end)
             return -1;
-        sleep_ms(10);
+        fd_sleep_ms(10);
     }
 }
 
@@ -443,10 +410,10 @@ static int load_topic(bench_run *run, const bench_args *a)
             "bench: producing %" PRIu64 " events (%" PRIu32 " users, %s) to %s [%d partitions]\n",
             a->gen.events, a->gen.users, fd_format_name((fd_format)a->format), run->topic,
             run->nparts);
-    double t0 = now_s();
+    double t0 = fd_cli_now_s();
     fd_event ev;
     uint64_t n = 0;
-    while (!stop_flag && !d.failed && fd_gen_next(g, &ev)) {
+    while (!fd_cli_stop && !d.failed && fd_gen_next(g, &ev)) {
         const void *buf;
         size_t len;
         if (fd_codec_encode(codec, &ev, &buf, &len) != 0) {
@@ -467,16 +434,16 @@ static int load_topic(bench_run *run, const bench_args *a)
         rd_kafka_poll(rk, 0);
         n++;
     }
-    while (rd_kafka_outq_len(rk) > 0 && !stop_flag)
+    while (rd_kafka_outq_len(rk) > 0 && !fd_cli_stop)
         rd_kafka_flush(rk, 500);
-    if (stop_flag)
+    if (fd_cli_stop)
         goto out;
     if (d.failed || d.ok != n) {
         fprintf(stderr, PROG ": %" PRIu64 " of %" PRIu64 " deliveries failed: %s\n", n - d.ok, n,
                 d.failed ? d.first_error : "missing delivery reports");
         goto out;
     }
-    fprintf(stderr, "bench: produced %" PRIu64 " events in %.1f s\n", n, now_s() - t0);
+    fprintf(stderr, "bench: produced %" PRIu64 " events in %.1f s\n", n, fd_cli_now_s() - t0);
 
     run->total = 0;
     for (int p = 0; p < run->nparts; p++) {
@@ -533,7 +500,7 @@ static int raw_consume(const bench_run *run, double timeout_s, double *secs, dou
         rd_kafka_conf_destroy(conf);
         return -1;
     }
-    double t0 = now_s();
+    double t0 = fd_cli_now_s();
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) {
         fprintf(stderr, PROG ": raw consumer: %s\n", err);
@@ -550,17 +517,17 @@ static int raw_consume(const bench_run *run, double timeout_s, double *secs, dou
     }
     uint64_t n = 0;
     double last = t0;
-    while (n < run->total && !stop_flag) {
+    while (n < run->total && !fd_cli_stop) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (m) {
             if (!m->err) {
                 if (!n++)
-                    *first_s = now_s() - t0;
-                last = now_s();
+                    *first_s = fd_cli_now_s() - t0;
+                last = fd_cli_now_s();
             }
             rd_kafka_message_destroy(m);
         }
-        if (now_s() - t0 > timeout_s) {
+        if (fd_cli_now_s() - t0 > timeout_s) {
             fprintf(stderr,
                     PROG ": raw consumer: only %" PRIu64 " of %" PRIu64 " messages after %.0f s\n",
                     n, run->total, timeout_s);
@@ -592,7 +559,7 @@ static int kcat_consume(const bench_run *run, const char *kcat, double timeout_s
     char *argv[] = {(char *)kcat, "-C", "-b", (char *)run->brokers, "-t", (char *)run->topic,
                     "-e",         "-q", "-o", "beginning",          "-f", "\\n",
                     NULL};
-    double t0 = now_s();
+    double t0 = fd_cli_now_s();
     pid_t pid = spawn(argv, pfd[1], efd);
     close(pfd[1]);
     if (efd >= 0)
@@ -606,11 +573,11 @@ static int kcat_consume(const bench_run *run, const char *kcat, double timeout_s
     int rc = 1;
     for (;;) {
         struct pollfd p = {pfd[0], POLLIN, 0};
-        if (stop_flag) {
+        if (fd_cli_stop) {
             rc = -1;
             break;
         }
-        if (now_s() - t0 > timeout_s) {
+        if (fd_cli_now_s() - t0 > timeout_s) {
             fprintf(stderr, PROG ": warning: kcat did not finish within %.0f s\n", timeout_s);
             break;
         }
@@ -628,7 +595,7 @@ static int kcat_consume(const bench_run *run, const char *kcat, double timeout_s
     }
     close(pfd[0]);
     int st = rc == 0 ? wait_child(&pid, 10) : -1;
-    *secs = now_s() - t0;
+    *secs = fd_cli_now_s() - t0;
     stop_child(&pid, SIGKILL, 5);
     if (rc != 0)
         return rc;
@@ -673,8 +640,9 @@ static int redis_open(bench_run *run, const bench_args *a)
         }
         snprintf(url, sizeof url, "unix://%s", sock);
         snprintf(run->prefix, sizeof run->prefix, "fd:v1:");
-        for (double end = now_s() + 10; access(sock, F_OK) != 0 && now_s() < end && !stop_flag;)
-            sleep_ms(10); /* until redis-server listens: no retry noise */
+        for (double end = fd_cli_now_s() + 10;
+             access(sock, F_OK) != 0 && fd_cli_now_s() < end && !fd_cli_stop;)
+            fd_sleep_ms(10); /* until redis-server listens: no retry noise */
     }
     fd_redis_opts ro = {
         .url = url,
@@ -887,7 +855,7 @@ static int run_funneld(bench_run *run, const bench_args *a, bench_result *res)
     char *argv[] = {run->funneld, "-c", cfg, NULL};
     fprintf(stderr, "bench: funneld end to end (%d worker%s%s)\n", res->workers,
             res->workers == 1 ? "" : "s", res->workers_supported ? "" : ", engine.workers unknown");
-    double t0 = now_s();
+    double t0 = fd_cli_now_s();
     run->funneld_pid = spawn(argv, lfd, lfd);
     close(lfd);
     if (run->funneld_pid < 0) {
@@ -917,24 +885,24 @@ static int run_funneld(bench_run *run, const bench_args *a, bench_result *res)
         int done = 0;
         for (int p = 0; p < run->nparts; p++) {
             if (rep[p]->type == REDIS_REPLY_STRING && !res->e2e_first_s)
-                res->e2e_first_s = now_s() - t0;
+                res->e2e_first_s = fd_cli_now_s() - t0;
             if (rep[p]->type == REDIS_REPLY_STRING && strtoll(rep[p]->str, NULL, 10) >= run->hi[p])
                 done++;
             freeReplyObject(rep[p]);
         }
         if (done == run->nparts) {
-            t_end = now_s();
+            t_end = fd_cli_now_s();
             break;
         }
-        if (stop_flag)
+        if (fd_cli_stop)
             return -1;
-        if (now_s() - t0 > a->timeout_s) {
+        if (fd_cli_now_s() - t0 > a->timeout_s) {
             fprintf(stderr, PROG ": funneld reached the end of %d of %d partitions in %.0f s\n",
                     done, run->nparts, a->timeout_s);
             show_tail("funneld", run->funneld_log);
             return -1;
         }
-        sleep_ms(POLL_MS);
+        fd_sleep_ms(POLL_MS);
     }
     double c1 = redis_total_commands(run);
     proc_stats(run->funneld_pid, &res->peak_rss, &res->funneld_cpu_s);
@@ -1294,11 +1262,7 @@ int fd_cmd_bench(int argc, char **argv)
         fprintf(stderr, PROG ": out of memory\n");
         goto out;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    fd_cli_catch_stop();
     signal(SIGPIPE, SIG_IGN);
     if (locate_files(run, &a) != 0)
         goto out;
@@ -1354,13 +1318,13 @@ int fd_cmd_bench(int argc, char **argv)
         if (redis_open(run, &a) != 0 || run_funneld(run, &a, res) != 0)
             goto out;
     }
-    if (stop_flag)
+    if (fd_cli_stop)
         goto out;
 
     fprintf(stderr, "bench: core --no-io (%d passes of %" PRIu64 " events)\n", a.reps,
             a.gen.events);
     fd_bench_core_opts co = {.gen = a.gen, .partitions = a.partitions, .reps = a.reps};
-    int cr = fd_bench_core_run(&co, &stop_flag, &res->core, err, sizeof err);
+    int cr = fd_bench_core_run(&co, &fd_cli_stop, &res->core, err, sizeof err);
     if (cr != 0) {
         if (cr < 0)
             fprintf(stderr, PROG ": core: %s\n", err);
@@ -1377,7 +1341,7 @@ int fd_cmd_bench(int argc, char **argv)
 out:
     if (run)
         run_cleanup(run);
-    if (stop_flag) {
+    if (fd_cli_stop) {
         fprintf(stderr, PROG ": interrupted; everything started was stopped\n");
         rc = 130;
     }

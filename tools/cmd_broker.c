@@ -29,15 +29,8 @@
 
 #include "daemon/log.h"
 #include "pipeline/kafka_mock.h"
+#include "tools/cli.h"
 #include "tools/commands.h"
-
-static volatile sig_atomic_t broker_stop;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    broker_stop = 1;
-}
 
 static void broker_usage(FILE *out)
 {
@@ -153,7 +146,7 @@ static void broker_control_loop(fd_mock *m)
     char buf[CTL_MAX_LINE + 1], ans[256];
     size_t len = 0;
     bool overlong = false, eof = false;
-    while (!broker_stop && !eof) {
+    while (!fd_cli_stop && !eof) {
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
         int n = poll(&pfd, 1, 100);
         if (n < 0 && errno != EINTR) {
@@ -269,16 +262,12 @@ int fd_cmd_broker(int argc, char **argv)
     fd_info("broker", "mock cluster up at %s (%d broker(s), %d partition(s) per topic)",
             fd_mock_bootstraps(m), brokers, partitions);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    fd_cli_catch_stop();
     if (control) {
         signal(SIGPIPE, SIG_IGN); /* a reader that went away is not a reason to die */
         broker_control_loop(m);
     } else {
-        while (!broker_stop)
+        while (!fd_cli_stop)
             usleep(100 * 1000);
     }
     fd_info("broker", "stopping");

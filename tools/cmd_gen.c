@@ -41,6 +41,7 @@
 
 #include "daemon/log.h"
 #include "pipeline/codec.h"
+#include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/gen.h"
 
@@ -65,19 +66,6 @@ typedef struct sink {
     uint64_t delivered, failed;
     char first_error[256];
 } sink;
-
-/* Set by SIGINT/SIGTERM; the loop stops, flushes and writes the truth. */
-static volatile sig_atomic_t stop_flag;
-
-/* The first SIGINT/SIGTERM stops generating and waits for what is in
- * flight; a second one exits at once (status 130, no truth written). */
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (stop_flag)
-        _exit(130);
-    stop_flag = 1;
-}
 
 static void usage(FILE *out)
 {
@@ -124,17 +112,7 @@ static int bad_value(const char *opt, const char *val, const char *expect)
 
 static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    char expect[96];
-    snprintf(expect, sizeof expect, "an integer in %" PRIu64 "..%" PRIu64, min, max);
-    if (!*s || *s == '-' || *s == '+' || *s == ' ')
-        return bad_value(opt, s, expect);
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return bad_value(opt, s, expect);
-    *out = v;
-    return 0;
+    return fd_cli_parse_u64("funnelctl gen", opt, s, min, max, out);
 }
 
 /* "N" (ms) or "N<unit>" with unit ms|s|m|h|d. */
@@ -390,13 +368,6 @@ static int parse_args(int argc, char **argv, gen_args *a)
 }
 
 /* ---- sinks ---------------------------------------------------------------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* librdkafka thread or the polling thread (this one). */
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -695,8 +666,8 @@ static void progress(uint64_t n, uint64_t total, double elapsed)
 static void pace(sink *s, double t0, double rate, uint64_t n)
 {
     for (;;) {
-        double ahead = t0 + (double)n / rate - now_s();
-        if (ahead <= 0 || stop_flag)
+        double ahead = t0 + (double)n / rate - fd_cli_now_s();
+        if (ahead <= 0 || fd_cli_stop)
             return;
         if (s->rk) {
             rd_kafka_poll(s->rk, ahead > 0.1 ? 100 : (int)(ahead * 1000) + 1);
@@ -750,18 +721,14 @@ int fd_cmd_gen(int argc, char **argv)
     if (sink_open(&s, &a) < 0)
         goto out;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    fd_cli_catch_stop();
 
     bool tty = isatty(STDERR_FILENO);
-    double t0 = now_s(), next_bar = t0;
+    double t0 = fd_cli_now_s(), next_bar = t0;
     fd_event ev;
     uint64_t n = 0;
     int werr = 0;
-    while (!stop_flag && fd_gen_next(g, &ev)) {
+    while (!fd_cli_stop && fd_gen_next(g, &ev)) {
         if (a.rate > 0)
             pace(&s, t0, a.rate, n);
         const void *buf;
@@ -777,7 +744,7 @@ int fd_cmd_gen(int argc, char **argv)
         }
         n++;
         if (tty && (n & 4095) == 0) {
-            double t = now_s();
+            double t = fd_cli_now_s();
             if (t >= next_bar) {
                 progress(n, a.g.events, t - t0);
                 next_bar = t + 0.2;
@@ -785,7 +752,7 @@ int fd_cmd_gen(int argc, char **argv)
         }
     }
     int cerr = sink_close(&s);
-    double elapsed = now_s() - t0;
+    double elapsed = fd_cli_now_s() - t0;
     if (tty) {
         progress(n, a.g.events, elapsed);
         fputc('\n', stderr);
@@ -800,7 +767,7 @@ int fd_cmd_gen(int argc, char **argv)
         goto out;
     fprintf(stderr, "gen: %" PRIu64 " events, %" PRIu32 " users, %.1f s, %.0f ev/s\n", n, a.g.users,
             elapsed, elapsed > 0 ? (double)n / elapsed : 0.0);
-    if (stop_flag) {
+    if (fd_cli_stop) {
         fprintf(stderr,
                 "funnelctl gen: interrupted; the truth covers the %" PRIu64 " events written\n", n);
         goto out;

@@ -1,0 +1,52 @@
+/* cli.c - see cli.h. */
+#include "tools/cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+volatile sig_atomic_t fd_cli_stop;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    if (fd_cli_stop)
+        _exit(130);
+    fd_cli_stop = 1;
+}
+
+void fd_cli_catch_stop(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+double fd_cli_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int fd_cli_parse_u64(const char *prog, const char *opt, const char *s, uint64_t min, uint64_t max,
+                     uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = (*s >= '0' && *s <= '9') ? strtoull(s, &end, 10) : 0;
+    if (!(*s >= '0' && *s <= '9') || errno || *end || v < min || v > max) {
+        fprintf(stderr,
+                "%s: %s: invalid value '%s' (expected an integer in %" PRIu64 "..%" PRIu64 ")\n",
+                prog, opt, s, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
