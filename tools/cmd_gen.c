@@ -24,6 +24,11 @@
  *   line) into a temporary file that is renamed into place only when every
  *   event was delivered: a truth file that exists always matches the
  *   output. 200k users take a few hundred milliseconds this way.
+ *
+ * - The session and funnel part of the truth (tools/gen_truth.c) sees every
+ *   event written, in the order written, which is each partition's offset
+ *   order: the order funneld applies them in. Its options mirror the
+ *   daemon's configuration keys so a test can set both the same way.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -44,6 +49,7 @@
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/gen.h"
+#include "tools/gen_truth.h"
 
 #define MAX_PROPS 32
 
@@ -56,6 +62,9 @@ typedef struct gen_args {
     const char *brokers, *topic, *out, *truth, *latent;
     const char *props[MAX_PROPS]; /* "key=value" for librdkafka */
     int n_props;
+    fd_truth_opts t;                                 /* sessions and funnel truth */
+    char cat_buf[FD_TRUTH_MAX_CATEGORIES * 64 + 64]; /* --categories, split in place */
+    const char *cats[FD_TRUTH_MAX_CATEGORIES];
 } gen_args;
 
 typedef struct sink {
@@ -97,7 +106,15 @@ static void usage(FILE *out)
             "  -X, --producer-prop K=V  extra librdkafka producer property (repeatable)\n"
             "  --rate N              events per second, 0 = as fast as possible (default 0)\n"
             "truth:\n"
-            "  --truth FILE          ground truth JSON (users, minutes, churn, totals)\n"
+            "  --truth FILE          ground truth JSON (users, minutes, churn, totals,\n"
+            "                        sessions and funnel windows as funneld computes them)\n"
+            "  --truth-partitions N  partitions of the topic funneld reads, for the\n"
+            "                        per-partition watermark (default 4)\n"
+            "  --session-gap D       session.gap of funneld (default 30m)\n"
+            "  --window D            funnel.window, must divide 1h (default 1m)\n"
+            "  --allowed-lateness D  funnel.allowed_lateness (default 2m)\n"
+            "  --categories LIST     funnel.categories: up to 32 names, comma-separated\n"
+            "                        (default none: no category breakdown)\n"
             "  --truth-latent FILE   latent user/item vectors, JSON lines\n"
             "  -h, --help            this help\n"
             "\n"
@@ -197,6 +214,33 @@ static int parse_time(const char *opt, const char *s, int64_t *out)
     return 0;
 }
 
+/* "c1,c2,..." into a->cats (empty string: none). */
+static int parse_categories(gen_args *a, const char *opt, const char *s)
+{
+    const char *expect = "up to 32 distinct non-empty names but \"other\", comma-separated";
+    if (strlen(s) >= sizeof a->cat_buf)
+        return bad_value(opt, s, expect);
+    memcpy(a->cat_buf, s, strlen(s) + 1);
+    a->t.n_categories = 0;
+    a->t.categories = a->cats;
+    if (!*s)
+        return 0;
+    for (char *p = a->cat_buf;;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        if (!*p || a->t.n_categories == FD_TRUTH_MAX_CATEGORIES || !strcmp(p, "other"))
+            return bad_value(opt, s, expect);
+        for (size_t i = 0; i < a->t.n_categories; i++)
+            if (!strcmp(a->cats[i], p))
+                return bad_value(opt, s, expect);
+        a->cats[a->t.n_categories++] = p;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
 enum {
     O_SEED = 1000,
     O_USERS,
@@ -215,6 +259,11 @@ enum {
     O_OUT,
     O_TRUTH,
     O_LATENT,
+    O_T_PARTS,
+    O_T_GAP,
+    O_T_WINDOW,
+    O_T_LATE,
+    O_T_CATS,
 };
 
 /* Returns 0, 1 for --help, or -1 after printing the error. */
@@ -238,6 +287,11 @@ static int parse_args(int argc, char **argv, gen_args *a)
         {"out", required_argument, 0, O_OUT},
         {"truth", required_argument, 0, O_TRUTH},
         {"truth-latent", required_argument, 0, O_LATENT},
+        {"truth-partitions", required_argument, 0, O_T_PARTS},
+        {"session-gap", required_argument, 0, O_T_GAP},
+        {"window", required_argument, 0, O_T_WINDOW},
+        {"allowed-lateness", required_argument, 0, O_T_LATE},
+        {"categories", required_argument, 0, O_T_CATS},
         {"producer-prop", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -247,6 +301,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
     a->format = FD_FMT_AVRO;
     a->schema = "conf/schemas/event.avsc";
     a->schema_id = 1;
+    fd_truth_opts_default(&a->t);
     optind = 1;
     opterr = 0;
     int c;
@@ -331,6 +386,30 @@ static int parse_args(int argc, char **argv, gen_args *a)
             break;
         case O_LATENT:
             a->latent = optarg;
+            break;
+        case O_T_PARTS:
+            if (parse_u64(opt, optarg, 1, 1u << 20, &v) < 0)
+                return -1;
+            a->t.partitions = (uint32_t)v;
+            break;
+        case O_T_GAP:
+        case O_T_WINDOW:
+        case O_T_LATE: {
+            int64_t d;
+            if (parse_duration(opt, optarg, &d) < 0)
+                return -1;
+            if (c == O_T_GAP && d <= 0)
+                return bad_value(opt, optarg, "a positive duration");
+            if (c == O_T_WINDOW && (d <= 0 || 3600000 % d != 0))
+                return bad_value(opt, optarg, "a duration that divides 1h, like 1m or 5m");
+            *(c == O_T_GAP      ? &a->t.session_gap_ms
+              : c == O_T_WINDOW ? &a->t.window_ms
+                                : &a->t.allowed_lateness_ms) = d;
+            break;
+        }
+        case O_T_CATS:
+            if (parse_categories(a, opt, optarg) < 0)
+                return -1;
             break;
         case 'X':
             if (!strchr(optarg, '=') || optarg[0] == '=')
@@ -546,9 +625,90 @@ static void json_counts(FILE *f, const uint64_t *n)
             n[2]);
 }
 
-/* Write the truth JSON to path + ".tmp"; the caller renames it. */
-static int write_truth(const fd_gen *g, const char *path)
+/* A JSON string (category names come from the command line). */
+static void json_str(FILE *f, const char *s)
 {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void json_counters(FILE *f, const int64_t *c)
+{
+    for (int i = 0; i < FD_TRUTH__COUNTERS; i++)
+        fprintf(f, "%s\"%s\":%" PRId64, i ? "," : "", fd_truth_counter_name(i), c[i]);
+}
+
+/* "windows" or "hours": start -> counters and distinct users per stage. */
+static void json_windows(FILE *f, const fd_truth *tr, bool hours)
+{
+    static const char *const stage[4] = {"visit", "click", "cart", "purchase"};
+    size_t n = hours ? fd_truth_n_hours(tr) : fd_truth_n_windows(tr);
+    const char *sep = "\n";
+    for (size_t i = 0; i < n; i++) {
+        const fd_truth_window *w = hours ? fd_truth_hour_at(tr, i) : fd_truth_window_at(tr, i);
+        fprintf(f, "%s\"%" PRId64 "\":{", sep, w->start_ms);
+        json_counters(f, w->c);
+        for (int s = 0; s < 4; s++)
+            fprintf(f, ",\"users_%s\":%" PRIu64, stage[s], w->users[s]);
+        fputc('}', f);
+        sep = ",\n";
+    }
+}
+
+/* The "funnel" object (see docs/man/funnelctl.1). */
+static void json_funnel(FILE *f, const fd_truth *tr)
+{
+    const fd_truth_opts *o = fd_truth_get_opts(tr);
+    fprintf(f,
+            "\"funnel\":{\"window_ms\":%" PRId64 ",\"late_events\":%" PRIu64
+            ",\"partitions\":%" PRIu32 ",\"session_gap_ms\":%" PRId64
+            ",\"allowed_lateness_ms\":%" PRId64 ",\n\"windows\":{",
+            o->window_ms, fd_truth_late_events(tr), o->partitions, o->session_gap_ms,
+            o->allowed_lateness_ms);
+    json_windows(f, tr, false);
+    fputs("},\n\"hours\":{", f);
+    json_windows(f, tr, true);
+    fputs("},\n\"categories\":{", f);
+    const char *sep = "\n";
+    for (size_t i = 0; o->n_categories && i < fd_truth_n_windows(tr); i++) {
+        fprintf(f, "%s\"%" PRId64 "\":{", sep, fd_truth_window_at(tr, i)->start_ms);
+        const char *csep = "";
+        for (size_t c = 0; c <= o->n_categories; c++) {
+            const int64_t *v = fd_truth_window_cat(tr, i, c);
+            bool any = false;
+            for (int k = 0; k < FD_TRUTH__COUNTERS; k++)
+                any |= v[k] != 0;
+            if (!any)
+                continue;
+            fputs(csep, f);
+            json_str(f, fd_truth_category_name(tr, c));
+            fputs(":{", f);
+            json_counters(f, v);
+            fputc('}', f);
+            csep = ",";
+        }
+        fputc('}', f);
+        sep = ",\n";
+    }
+    fputs("}}", f);
+}
+
+/* Write the truth JSON to path + ".tmp"; the caller renames it. */
+static int write_truth(const fd_gen *g, fd_truth *tr, const char *path)
+{
+    if (fd_truth_finish(tr) < 0) {
+        fprintf(stderr, "funnelctl gen: --truth: out of memory\n");
+        return -1;
+    }
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
@@ -567,7 +727,16 @@ static int write_truth(const fd_gen *g, const char *path)
             continue;
         fprintf(f, "%s\"u%" PRIu32 "\":{", sep, u + 1);
         json_counts(f, t->n);
-        fprintf(f, ",\"first_ts\":%" PRId64 ",\"last_ts\":%" PRId64 "}", t->first_ts, t->last_ts);
+        fprintf(f, ",\"first_ts\":%" PRId64 ",\"last_ts\":%" PRId64, t->first_ts, t->last_ts);
+        char id[16];
+        snprintf(id, sizeof id, "u%" PRIu32, u + 1);
+        const fd_truth_user *tu = fd_truth_user_find(tr, id);
+        if (tu)
+            fprintf(f,
+                    ",\"sessions\":%" PRIu64 ",\"revenue_cents\":%" PRId64
+                    ",\"last_cart_ts\":%" PRId64 ",\"last_purchase_ts\":%" PRId64,
+                    tu->sessions, tu->revenue_cents, tu->last_cart_ts, tu->last_purchase_ts);
+        fputc('}', f);
         sep = ",\n";
     }
     fputs("},\n\"minutes\":{", f);
@@ -597,7 +766,9 @@ static int write_truth(const fd_gen *g, const char *path)
     fd_gen_totals(g, &tot);
     fputs("},\n\"totals\":{", f);
     json_counts(f, tot.n);
-    fprintf(f, ",\"revenue_cents\":%" PRId64 "}}\n", tot.revenue_cents);
+    fprintf(f, ",\"revenue_cents\":%" PRId64 "},\n", tot.revenue_cents);
+    json_funnel(f, tr);
+    fputs("}\n", f);
     return close_checked(f, tmp);
 }
 
@@ -695,6 +866,7 @@ int fd_cmd_gen(int argc, char **argv)
     int rc = 1;
     char err[512] = "";
     fd_gen *g = NULL;
+    fd_truth *tr = NULL;
     fd_codec *codec = NULL;
     sink s;
     memset(&s, 0, sizeof s);
@@ -702,6 +874,13 @@ int fd_cmd_gen(int argc, char **argv)
     g = fd_gen_new(&a.g, err, sizeof err);
     if (!g) {
         fprintf(stderr, "funnelctl gen: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    a.t.users_hint = a.g.users;
+    tr = fd_truth_new(&a.t, err, sizeof err);
+    if (!tr) {
+        fprintf(stderr, "funnelctl gen: truth: %s\n", err);
         rc = 2;
         goto out;
     }
@@ -743,6 +922,11 @@ int fd_cmd_gen(int argc, char **argv)
             break;
         }
         n++;
+        if (a.truth && fd_truth_add(tr, &ev) < 0) {
+            fprintf(stderr, "funnelctl gen: truth: out of memory\n");
+            werr = -1;
+            break;
+        }
         if (tty && (n & 4095) == 0) {
             double t = fd_cli_now_s();
             if (t >= next_bar) {
@@ -761,7 +945,7 @@ int fd_cmd_gen(int argc, char **argv)
         fprintf(stderr, "funnelctl gen: stopped after %" PRIu64 " events; no truth written\n", n);
         goto out;
     }
-    if (a.truth && (write_truth(g, a.truth) < 0 || publish(a.truth) < 0))
+    if (a.truth && (write_truth(g, tr, a.truth) < 0 || publish(a.truth) < 0))
         goto out;
     if (a.latent && (write_latent(g, a.latent) < 0 || publish(a.latent) < 0))
         goto out;
@@ -778,6 +962,7 @@ int fd_cmd_gen(int argc, char **argv)
 out:
     sink_close(&s);
     fd_codec_destroy(codec);
+    fd_truth_free(tr);
     fd_gen_destroy(g);
     return rc;
 }

@@ -108,6 +108,125 @@ def compare_with_truth(test, r, truth):
     test.assertEqual(int(r.hget(PREFIX + "stats", "events") or 0), truth["events"])
 
 
+FUNNEL_COUNTERS = ("sessions_visit", "sessions_click", "sessions_cart", "sessions_purchase",
+                   "click", "cart", "purchase", "revenue_cents")
+FUNNEL_STAGES = ("visit", "click", "cart", "purchase")
+USER_SESSION_FIELDS = ("sessions", "revenue_cents", "last_cart_ts", "last_purchase_ts")
+
+
+def window_name(ms):
+    """The config spelling of a duration in key names: 60000 -> "1m",
+    300000 -> "5m", 3600000 -> "1h", 30000 -> "30s"."""
+    for unit, n in (("d", 86400000), ("h", 3600000), ("m", 60000), ("s", 1000)):
+        if ms % n == 0:
+            return f"{ms // n}{unit}"
+    return f"{ms}ms"
+
+
+def _num(v):
+    """A Redis hash value as an int (absent = 0); a non-integer comes back as
+    the raw string so that it shows up as a difference."""
+    if v is None:
+        return 0
+    if isinstance(v, bytes):
+        v = v.decode()
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            f = float(v)
+            return int(f) if f.is_integer() else v
+        except ValueError:
+            return v
+
+
+def _hashes(r, keys, fields):
+    pipe = r.pipeline(transaction=False)
+    for k in keys:
+        pipe.hmget(k, fields)
+    return [dict(zip(fields, map(_num, vals))) for vals in pipe.execute()]
+
+
+def _keys(r, pattern):
+    return {k.decode() if isinstance(k, bytes) else k
+            for k in r.scan_iter(match=pattern, count=1000)}
+
+
+def compare_funnel_with_truth(test, r, truth, prefix=PREFIX, hll_tolerance=0.02):
+    """Redis funnel windows, hours and categories equal truth["funnel"] of
+    `funnelctl gen --truth`: counters exactly (an absent field is 0), the
+    same set of window and hour hashes, the distinct users per stage
+    (HyperLogLog) within hll_tolerance relative, exactly below 100 users,
+    and the stats field late_events. Extra hash fields (rates, closed) are
+    ignored."""
+    f = truth["funnel"]
+    wname = window_name(f["window_ms"])
+    ucount_bad = []
+
+    def check_level(name, level, entries):
+        base = f"{prefix}funnel:{level}:"
+        starts = list(entries)
+        bad = []
+        for st, got in zip(starts, _hashes(r, [base + st for st in starts], FUNNEL_COUNTERS)):
+            want = {c: entries[st][c] for c in FUNNEL_COUNTERS}
+            if got != want:
+                bad.append((st, got, want))
+        test.assertEqual(bad[:5], [], f"{len(bad)} of {len(starts)} {name} differ from the truth")
+        # users per stage
+        pipe = r.pipeline(transaction=False)
+        for st in starts:
+            for stage in FUNNEL_STAGES:
+                pipe.pfcount(f"{base}{st}:users:{stage}")
+        counts = iter(pipe.execute())
+        for st in starts:
+            for stage in FUNNEL_STAGES:
+                got, want = next(counts), entries[st]["users_" + stage]
+                ok = got == want if want < 100 else abs(got - want) <= hll_tolerance * want
+                if not ok:
+                    ucount_bad.append((name, st, stage, got, want))
+        # the same set of hashes: funnel:<level>:<digits>, nothing more
+        present = {k[len(base):] for k in _keys(r, base + "*")
+                   if k[len(base):].isdigit()}
+        test.assertEqual(sorted(present - set(starts))[:5], [],
+                         f"{name} in Redis that the truth does not have")
+        test.assertEqual(len(present), len(starts), f"{name} hashes in Redis vs the truth")
+
+    check_level("windows", wname, f["windows"])
+    check_level("hours", "1h", f["hours"])
+    test.assertEqual(ucount_bad[:5], [],
+                     f"{len(ucount_bad)} distinct-user counts off by more than {hll_tolerance:.0%}")
+
+    cats = f.get("categories", {})
+    keys, wants = [], []
+    for st, per_cat in cats.items():
+        for cat, want in per_cat.items():
+            keys.append(f"{prefix}funnel:{wname}:{st}:cat:{cat}")
+            wants.append(want)
+    bad = [(k, got, want) for k, got, want in zip(keys, _hashes(r, keys, FUNNEL_COUNTERS), wants)
+           if got != {c: want[c] for c in FUNNEL_COUNTERS}]
+    test.assertEqual(bad[:5], [], f"{len(bad)} of {len(keys)} category breakdowns differ")
+    present = _keys(r, f"{prefix}funnel:{wname}:*:cat:*")
+    test.assertEqual(sorted(present - set(keys))[:5], [],
+                     "category hashes in Redis that the truth does not have")
+
+    test.assertEqual(_num(r.hget(prefix + "stats", "late_events")), f["late_events"],
+                     "stats late_events vs the truth")
+
+
+def compare_user_sessions(test, r, truth, prefix=PREFIX):
+    """Per user hash fields sessions, revenue_cents, last_cart_ts and
+    last_purchase_ts equal the truth (an absent field is 0)."""
+    users = truth["users"]
+    names = list(users)
+    bad = []
+    got_all = _hashes(r, [f"{prefix}user:{uid}" for uid in names], USER_SESSION_FIELDS)
+    for uid, got in zip(names, got_all):
+        want = {k: users[uid][k] for k in USER_SESSION_FIELDS}
+        if got != want:
+            bad.append((uid, got, want))
+    test.assertEqual(bad[:5], [], f"{len(bad)} of {len(names)} users' sessions differ from the truth")
+
+
 def daemon_config(path, bootstrap, redis_url, **extra):
     overrides = {"kafka.brokers": bootstrap, "redis.url": redis_url,
                  "input.schema": schema_path(),
