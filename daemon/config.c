@@ -590,9 +590,17 @@ static int load_stream(struct loader *ld)
 }
 
 /* Cross-key checks, after every key has been read. */
+#define FD_HOUR_MS_ 3600000LL
 static int check_cross(struct loader *ld)
 {
     const fd_config *cfg = ld->cfg;
+    if (FD_HOUR_MS_ % cfg->funnel_window_ms != 0) {
+        const struct cf_key *k = find_key("funnel.window");
+        char a[32];
+        cf_format_num(a, sizeof a, k, cfg->funnel_window_ms);
+        return fail(ld, ld->mark[(size_t)(k - cf_keys)], k->name,
+                    "%s does not divide one hour (the hourly roll-up sums whole windows)", a);
+    }
     if (cfg->redis_backoff_min_ms > cfg->redis_backoff_max_ms) {
         const struct cf_key *kmax = find_key("redis.backoff_max_ms");
         const struct cf_key *kmin = find_key("redis.backoff_min_ms");

@@ -35,13 +35,16 @@ typedef struct fd_config {
     char *source_path; /* file it was loaded from ("" for defaults) */
 
     /* kafka.* */
-    char *kafka_brokers;       /* "embedded" or bootstrap list; default "embedded" */
-    int kafka_partitions;      /* embedded: partitions of each topic; 1..1024, default 4 */
-    char *kafka_group_id;      /* default "funneld" */
-    char *kafka_topic_events;  /* default "events" */
-    char *kafka_topic_dlq;     /* default "events.dlq" */
-    char *kafka_topic_alerts;  /* default "churn-alerts" */
-    char *kafka_topic_metrics; /* default "funnel-metrics" */
+    char *kafka_brokers;        /* "embedded" or bootstrap list; default "embedded" */
+    int kafka_partitions;       /* embedded: partitions of each topic; 1..1024, default 4 */
+    char *kafka_group_id;       /* default "funneld" */
+    char *kafka_topic_events;   /* default "events" */
+    char *kafka_topic_dlq;      /* default "events.dlq" */
+    char *kafka_topic_alerts;   /* default "churn-alerts" */
+    char *kafka_topic_metrics;  /* default "funnel-metrics" */
+    char *kafka_metrics_format; /* avro | json; default avro */
+    char *kafka_metrics_schema; /* default conf/schemas/funnel_metrics.avsc (relative to config dir)
+                                 */
     fd_kv kafka_props[FD_CONFIG_MAX_PROPS]; /* kafka.properties: passed to librdkafka */
     int kafka_n_props;
 
@@ -74,6 +77,13 @@ typedef struct fd_config {
     int state_max_users_in_memory;      /* default 2,000,000 */
 
     /* log.* */
+    char *features_half_lives;          /* comma-separated durations; default "1h,1d,7d,30d" */
+    int64_t session_gap_ms;             /* default 30m */
+    int64_t funnel_window_ms;           /* divides 1h; default 1m */
+    int64_t funnel_allowed_lateness_ms; /* default 2m */
+    char *funnel_categories;            /* comma-separated names; default "" (no breakdown) */
+    int64_t funnel_retention_ms;        /* TTL of window keys; default 7d */
+
     char *log_level; /* error|warn|info|debug; default info */
 } fd_config;
 
@@ -106,6 +116,15 @@ void fd_config_free(fd_config *cfg);
  * description) generated from the key table. docs/CONFIG.md embeds it;
  * `test_config --print-docs` prints it. */
 void fd_config_print_docs(FILE *out);
+
+/* features.half_lives as milliseconds: the count (1..4), or -1 with a
+ * message when malformed (the loader has already rejected that). */
+int fd_config_half_lives(const fd_config *cfg, int64_t out[4], char *why, size_t why_size);
+
+/* funnel.categories split at commas (surrounding blanks removed) into
+ * out[max][len]: the count, or -1 with a message. */
+int fd_config_categories(const fd_config *cfg, char (*out)[257], int max, char *why,
+                         size_t why_size);
 
 /* Dotted name of the i-th key ("kafka.brokers"), NULL past the last one. */
 const char *fd_config_key_name(size_t i);

@@ -14,6 +14,8 @@
 #include <strings.h>
 
 static int check_redis_url(const char *val, char *why, size_t why_size);
+static int check_half_lives(const char *val, char *why, size_t why_size);
+static int check_categories(const char *val, char *why, size_t why_size);
 
 #define OFF(f) offsetof(fd_config, f)
 
@@ -33,6 +35,12 @@ const struct cf_key cf_keys[] = {
      NULL, NULL, "output topic for churn alerts"},
     {"kafka.topic_metrics", CF_STR, OFF(kafka_topic_metrics), 0, "funnel-metrics", 0, 0, 0,
      CF_NONEMPTY, NULL, NULL, "output topic for per-window funnel metrics"},
+    {"kafka.metrics_format", CF_ENUM, OFF(kafka_metrics_format), 0, "avro", 0, 0, 0, 0, "avro|json",
+     NULL, "encoding of the funnel-metrics messages"},
+    {"kafka.metrics_schema", CF_PATH, OFF(kafka_metrics_schema), 0,
+     "conf/schemas/funnel_metrics.avsc", 0, 0, 0, CF_NONEMPTY, NULL, NULL,
+     "Avro schema of the funnel-metrics messages; a value set in the file is relative to the "
+     "file's directory"},
     {"kafka.properties", CF_PROPS, OFF(kafka_props), OFF(kafka_n_props), NULL, 0, 0,
      FD_CONFIG_MAX_PROPS, 0, NULL, NULL,
      "map of librdkafka properties passed through as-is (numbers and booleans as text)"},
@@ -81,6 +89,23 @@ const struct cf_key cf_keys[] = {
     {"state.max_users_in_memory", CF_INT, OFF(state_max_users_in_memory), 0, NULL, 2000000, 1000,
      1000000000, 0, NULL, NULL,
      "users cached in memory (all shards); beyond it clean users are evicted, reloaded on sight"},
+
+    {"features.half_lives", CF_STR, OFF(features_half_lives), 0, "1h,1d,7d,30d", 0, 0, 0,
+     CF_NONEMPTY, NULL, check_half_lives,
+     "half-lives of the decayed per-user values: 1 to 4 distinct durations, comma-separated"},
+    {"session.gap", CF_DURATION, OFF(session_gap_ms), 0, NULL, 30 * MS_MIN, MS_SEC, 7 * MS_DAY, 0,
+     NULL, NULL, "event-time silence that ends a user's session"},
+    {"funnel.window", CF_DURATION, OFF(funnel_window_ms), 0, NULL, MS_MIN, MS_SEC, MS_HOUR, 0, NULL,
+     NULL, "tumbling funnel window (must divide one hour); an hourly roll-up is kept too"},
+    {"funnel.allowed_lateness", CF_DURATION, OFF(funnel_allowed_lateness_ms), 0, NULL, 2 * MS_MIN,
+     0, 7 * MS_DAY, 0, NULL, NULL,
+     "events this far behind their partition's newest event time still count in their window"},
+    {"funnel.categories", CF_STR, OFF(funnel_categories), 0, "", 0, 0, 0, 0, NULL, check_categories,
+     "categories with their own funnel breakdown (comma-separated, at most 32; others count as "
+     "'other'); empty = no breakdown"},
+    {"funnel.retention", CF_DURATION, OFF(funnel_retention_ms), 0, NULL, 7 * MS_DAY, MS_MIN,
+     3650 * MS_DAY, 0, NULL, NULL,
+     "TTL of the window keys in Redis; the hourly keys keep 30 times as long"},
 
     {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
      "least severe level that is logged"},
@@ -473,4 +498,136 @@ void fd_config_print_docs(FILE *out)
 const char *fd_config_key_name(size_t i)
 {
     return i < cf_nkeys ? cf_keys[i].name : NULL;
+}
+
+/* ---------------------------------------------------------------- lists */
+
+/* Split s at commas; calls fn(item, len, arg) for each item with blanks
+ * trimmed. Returns the count or -1 when fn fails or an item is empty. */
+static int split_list(const char *s, int (*fn)(const char *item, size_t len, int i, void *arg),
+                      void *arg, char *why, size_t why_size)
+{
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        const char *a = p;
+        while (len && (*a == ' ' || *a == '\t')) {
+            a++;
+            len--;
+        }
+        while (len && (a[len - 1] == ' ' || a[len - 1] == '\t'))
+            len--;
+        if (!len) {
+            snprintf(why, why_size, "item %d is empty", n + 1);
+            return -1;
+        }
+        if (fn(a, len, n, arg) < 0)
+            return -1;
+        n++;
+        if (!e)
+            return n;
+        p = e + 1;
+    }
+}
+
+struct hl_acc {
+    int64_t *out;
+    char *why;
+    size_t why_size;
+};
+
+static int hl_item(const char *item, size_t len, int i, void *arg)
+{
+    struct hl_acc *a = arg;
+    char buf[32];
+    if (i >= 4) {
+        snprintf(a->why, a->why_size, "at most 4 half-lives");
+        return -1;
+    }
+    int64_t v;
+    if (len >= sizeof buf ||
+        (memcpy(buf, item, len), buf[len] = '\0', cf_parse_with_unit(buf, cf_dur_units, &v) != 0) ||
+        v <= 0) {
+        snprintf(a->why, a->why_size, "half-life %d is not a positive duration (e.g. 1h, 7d)",
+                 i + 1);
+        return -1;
+    }
+    for (int j = 0; j < i; j++)
+        if (a->out[j] == v) {
+            snprintf(a->why, a->why_size, "half-life %d repeats half-life %d", i + 1, j + 1);
+            return -1;
+        }
+    a->out[i] = v;
+    return 0;
+}
+
+int fd_config_half_lives(const fd_config *cfg, int64_t out[4], char *why, size_t why_size)
+{
+    struct hl_acc a = {out, why, why_size};
+    return split_list(cfg->features_half_lives, hl_item, &a, why, why_size);
+}
+
+static int check_half_lives(const char *val, char *why, size_t why_size)
+{
+    int64_t out[4];
+    struct hl_acc a = {out, why, why_size};
+    return split_list(val, hl_item, &a, why, why_size) < 0 ? -1 : 0;
+}
+
+struct cat_acc {
+    char (*out)[257];
+    int max;
+    char *why;
+    size_t why_size;
+};
+
+static int cat_item(const char *item, size_t len, int i, void *arg)
+{
+    struct cat_acc *a = arg;
+    if (i >= a->max) {
+        snprintf(a->why, a->why_size, "at most %d categories", a->max);
+        return -1;
+    }
+    if (len > 256) {
+        snprintf(a->why, a->why_size, "category %d is longer than 256 bytes", i + 1);
+        return -1;
+    }
+    memcpy(a->out[i], item, len);
+    a->out[i][len] = '\0';
+    if (strcmp(a->out[i], "other") == 0) {
+        snprintf(a->why, a->why_size, "category 'other' is reserved for the rest");
+        return -1;
+    }
+    for (int j = 0; j < i; j++)
+        if (strcmp(a->out[j], a->out[i]) == 0) {
+            snprintf(a->why, a->why_size, "category %d repeats category %d", i + 1, j + 1);
+            return -1;
+        }
+    return 0;
+}
+
+int fd_config_categories(const fd_config *cfg, char (*out)[257], int max, char *why,
+                         size_t why_size)
+{
+    if (!cfg->funnel_categories || !*cfg->funnel_categories)
+        return 0;
+    struct cat_acc a = {out, max, why, why_size};
+    return split_list(cfg->funnel_categories, cat_item, &a, why, why_size);
+}
+
+static int check_categories(const char *val, char *why, size_t why_size)
+{
+    if (!*val)
+        return 0;
+    char(*scratch)[257] = malloc(32 * sizeof *scratch);
+    if (!scratch) {
+        snprintf(why, why_size, "out of memory");
+        return -1;
+    }
+    struct cat_acc a = {scratch, 32, why, why_size};
+    int rc = split_list(val, cat_item, &a, why, why_size) < 0 ? -1 : 0;
+    free(scratch);
+    return rc;
 }

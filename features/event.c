@@ -152,3 +152,10 @@ fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_f
                     (long)ev->quantity);
     return FD_OK;
 }
+
+int64_t fd_event_revenue_cents(const fd_event *ev)
+{
+    if (ev->type != FD_EV_PURCHASE || !ev->has_price)
+        return 0;
+    return (int64_t)llround(ev->price * 100.0) * ev->quantity;
+}

@@ -66,6 +66,10 @@ const char *fd_reject_name(fd_reject r);
 /* "click", "cart", "purchase"; "unknown" otherwise. */
 const char *fd_event_type_name(int type);
 
+/* Revenue of an event in cents: llround(price * 100) * quantity for a
+ * PURCHASE with a price, else 0. Integer so sums are exact in any order. */
+int64_t fd_event_revenue_cents(const fd_event *ev);
+
 /* Reset an event to defaults (all absent, quantity 1). */
 void fd_event_init(fd_event *ev);
 

@@ -160,13 +160,3 @@ int fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *
     t->count = kept;
     return 0;
 }
-
-void fd_user_apply(fd_user *u, const fd_event *ev)
-{
-    u->count[ev->type]++;
-    if (u->first_ts == 0 || ev->ts_ms < u->first_ts)
-        u->first_ts = ev->ts_ms;
-    if (ev->ts_ms > u->last_ts)
-        u->last_ts = ev->ts_ms;
-    u->dirty = true;
-}

@@ -14,19 +14,18 @@
 #include <stdint.h>
 
 #include "features/event.h"
+#include "features/features.h"
 
 typedef struct fd_user {
     char *id; /* owned by the table */
     uint32_t id_len;
     uint32_t hash;
-    int32_t partition;           /* Kafka partition the user's events come from */
-    uint32_t epoch;              /* flush epoch that last carried this user's state */
-    bool dirty;                  /* changed since the last snapshot */
-    bool loaded;                 /* state read from the store (or known absent) */
-    bool queued;                 /* in the load request being built (shard only) */
-    int64_t count[FD_EV__COUNT]; /* events by type */
-    int64_t first_ts;            /* earliest event time seen, ms (0 = none) */
-    int64_t last_ts;             /* latest event time seen, ms (0 = none) */
+    int32_t partition; /* Kafka partition the user's events come from */
+    uint32_t epoch;    /* flush epoch that last carried this user's state */
+    bool dirty;        /* changed since the last snapshot */
+    bool loaded;       /* state read from the store (or known absent) */
+    bool queued;       /* in the load request being built (shard only) */
+    fd_feat f;         /* the persistent state: features and session */
 } fd_user;
 
 typedef struct fd_user_table fd_user_table;
@@ -54,8 +53,5 @@ fd_user *fd_user_table_next(fd_user_table *t, size_t *cursor);
 /* Remove every user for which keep(u, arg) returns false. 0, or -1 when
  * out of memory (table unchanged). */
 int fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *arg), void *arg);
-
-/* Apply one validated event to a user's counters (pure). */
-void fd_user_apply(fd_user *u, const fd_event *ev);
 
 #endif

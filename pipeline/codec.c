@@ -104,6 +104,23 @@ fd_codec *fd_codec_new(const fd_codec_opts *opts, char *errstr, size_t errstr_si
     return c;
 }
 
+int fd_codec_peek_ts(fd_codec *c, const void *buf, size_t len, int64_t *ts)
+{
+    if (!buf || (c->max_message_bytes && len > c->max_message_bytes))
+        return -1;
+    if (c->format != FD_FMT_JSON) {
+        int r = fd_avro_peek_ts(c, buf, len, ts);
+        if (r <= 0)
+            return r == 0 && *ts > 0 ? 0 : -1;
+    }
+    if (!c->scratch && !(c->scratch = malloc(sizeof *c->scratch)))
+        return -1;
+    if (fd_codec_decode(c, buf, len, c->scratch, NULL, 0) != FD_OK)
+        return -1;
+    *ts = c->scratch->ts_ms;
+    return 0;
+}
+
 /* See codec.h. The thread that owns the codec. */
 fd_reject fd_codec_decode(fd_codec *c, const void *buf, size_t len, fd_event *out, char *errstr,
                           size_t errstr_size)
@@ -155,6 +172,7 @@ void fd_codec_destroy(fd_codec *c)
         return;
     fd_avro_free(c->avro);
     free(c->out);
+    free(c->scratch);
     free(c);
 }
 

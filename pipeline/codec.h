@@ -64,6 +64,12 @@ fd_codec *fd_codec_new(const fd_codec_opts *opts, char *errstr, size_t errstr_si
 fd_reject fd_codec_decode(fd_codec *c, const void *buf, size_t len, fd_event *out, char *errstr,
                           size_t errstr_size);
 
+/* The event time of a message, for the partition watermark: read directly
+ * for the canonical Avro layout (no validation of the other fields), else by
+ * a full decode. 0 and *ts, or -1 when it cannot be read (the message will
+ * be rejected by fd_codec_decode, or its ts is invalid). */
+int fd_codec_peek_ts(fd_codec *c, const void *buf, size_t len, int64_t *ts);
+
 /* Encode an event in the codec's format into a buffer owned by the codec,
  * valid until the next call. Returns 0 and sets *out and *out_len, or -1. */
 int fd_codec_encode(fd_codec *c, const fd_event *ev, const void **out, size_t *out_len);

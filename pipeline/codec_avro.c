@@ -1052,6 +1052,43 @@ static fd_reject decode_body(fd_codec *c, avro_dec *d, const uint8_t *p, size_t 
     return FD_OK;
 }
 
+/* The event time of a canonical-layout body without decoding the rest:
+ * skip event_id and user_id, read ts. 0 ok, 1 not the canonical layout (or
+ * the direct decoder is off), -1 malformed. */
+static int peek_body(const fd_codec *c, const avro_dec *d, const uint8_t *p, size_t n, int64_t *ts)
+{
+    if (!d->fast || !c->fast_path)
+        return 1;
+    size_t pos = 0;
+    for (int f = 0; f < 2; f++) {
+        if (pos >= n)
+            return -1;
+        int64_t len = fast_varint(p, n, &pos);
+        if (len < 0 || (uint64_t)len > n - pos)
+            return -1;
+        pos += (size_t)len;
+    }
+    if (pos >= n)
+        return -1;
+    *ts = fast_varint(p, n, &pos);
+    return 0;
+}
+
+int fd_avro_peek_ts(const fd_codec *c, const uint8_t *p, size_t n, int64_t *ts)
+{
+    const fd_avro_state *a = c->avro;
+    if (c->format == FD_FMT_AVRO)
+        return peek_body(c, &a->plain, p, n, ts);
+    if (n < 5 || p[0] != 0x00)
+        return -1;
+    int32_t id = (int32_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 |
+                           (uint32_t)p[4]);
+    for (size_t i = 0; i < a->n_ids; i++)
+        if (a->ids[i].id == id)
+            return peek_body(c, &a->ids[i], p + 5, n - 5, ts);
+    return -1;
+}
+
 fd_reject fd_avro_decode(fd_codec *c, const uint8_t *p, size_t n, fd_event *ev, char *errstr,
                          size_t errstr_size)
 {

@@ -22,6 +22,7 @@ struct fd_codec {
     /* encode output, reused across calls (json; avro grows its own) */
     char *out;
     size_t out_cap;
+    fd_event *scratch; /* fd_codec_peek_ts's full decode */
 };
 
 /* printf into errstr (NULL / 0 accepted) and return r. */
@@ -41,6 +42,7 @@ fd_reject fd_avro_decode(fd_codec *c, const uint8_t *p, size_t n, fd_event *ev, 
                          size_t errstr_size);
 fd_reject fd_avro_decode_confluent(fd_codec *c, const uint8_t *p, size_t n, fd_event *ev,
                                    char *errstr, size_t errstr_size);
+int fd_avro_peek_ts(const fd_codec *c, const uint8_t *p, size_t n, int64_t *ts);
 int fd_avro_encode(fd_codec *c, const fd_event *ev, int framed, const void **out, size_t *out_len);
 
 /* codec_json.c */

@@ -46,7 +46,9 @@
 #include "daemon/clock.h"
 #include "daemon/log.h"
 #include "features/user.h"
-#include "features/window.h"
+#include "features/funnel.h"
+#include "pipeline/codec.h"
+#include "pipeline/metrics.h"
 #include "pipeline/kafka.h"
 #include "pipeline/kafka_mock.h"
 #include "pipeline/redis.h"
@@ -60,11 +62,13 @@
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
-    int64_t next_offset;   /* after the last message handed to a shard; -1 unknown */
-    int64_t polled_offset; /* after the last message polled (handed on or waiting) */
-    int64_t stored_offset; /* in Redis (confirmed); -1 = none */
-    int64_t max_ts;        /* max event time reported by shards */
-    int64_t data_loss;     /* offsets lost to retention, not yet written */
+    bool empty;               /* had nothing to read and no event time when assigned */
+    int64_t next_offset;      /* after the last message handed to a shard; -1 unknown */
+    int64_t polled_offset;    /* after the last message polled (handed on or waiting) */
+    int64_t stored_offset;    /* in Redis (confirmed); -1 = none */
+    int64_t max_ts;           /* max event time routed (readable ts, not in the future) */
+    int64_t confirmed_max_ts; /* max_ts stored in Redis with stored_offset */
+    int64_t data_loss;        /* offsets lost to retention, not yet written */
 } part;
 
 /* One flush: the offsets recorded at its marker and the shards' snapshots. */
@@ -72,6 +76,7 @@ typedef struct epoch {
     uint64_t id;
     int n_parts;         /* size of the arrays below */
     int64_t *offset;     /* per partition; -1 = not in this epoch */
+    int64_t *max_ts;     /* per partition: its max_ts at the marker */
     int64_t *data_loss;  /* per partition */
     bool *valid;         /* per partition: still ours (false once revoked) */
     fd_snapshot **snaps; /* per shard; NULL until it answered */
@@ -84,7 +89,11 @@ struct fd_engine {
     char *bootstraps;
     rd_kafka_t *consumer, *producer;
     fd_redis *redis;         /* the writer's connection */
-    fd_window_table *merged; /* the writer's scratch: minutes of one write */
+    fd_funnel_table *merged; /* the writer's scratch: windows of one write */
+    fd_core_params core;     /* features and funnel parameters (shards share them) */
+    fd_codec *codec;         /* the consumer thread's: event times for the watermark */
+    fd_metrics_enc *menc;    /* funnel-metrics messages */
+    int64_t closed_wm;       /* windows ending at or before this were sent */
     fd_shard **shards;
     int n_shards;
     fd_shard_env env;
@@ -237,6 +246,7 @@ static void epoch_destroy(fd_engine *e, epoch *ep)
         free(ep->snaps);
     }
     free(ep->offset);
+    free(ep->max_ts);
     free(ep->data_loss);
     free(ep->valid);
     free(ep);
@@ -258,10 +268,11 @@ static int start_epoch(fd_engine *e)
     ep->id = ++e->next_epoch;
     ep->n_parts = e->n_parts;
     ep->offset = malloc((size_t)e->n_parts * sizeof *ep->offset);
+    ep->max_ts = calloc((size_t)e->n_parts, sizeof *ep->max_ts);
     ep->data_loss = calloc((size_t)e->n_parts, sizeof *ep->data_loss);
     ep->valid = calloc((size_t)e->n_parts, sizeof *ep->valid);
     ep->snaps = calloc((size_t)e->n_shards, sizeof *ep->snaps);
-    if (!ep->offset || !ep->data_loss || !ep->valid || !ep->snaps) {
+    if (!ep->offset || !ep->max_ts || !ep->data_loss || !ep->valid || !ep->snaps) {
         epoch_destroy(e, ep);
         return -1;
     }
@@ -270,6 +281,7 @@ static int start_epoch(fd_engine *e)
         ep->offset[p] = -1;
         if (pt->assigned && pt->dirty && !pt->need_resolve) {
             ep->offset[p] = pt->next_offset;
+            ep->max_ts[p] = pt->max_ts;
             ep->data_loss[p] = pt->data_loss;
             ep->valid[p] = true;
             pt->data_loss = 0;
@@ -373,6 +385,237 @@ static void confirm(fd_engine *e, int upto)
     rd_kafka_topic_partition_list_destroy(commit);
 }
 
+/* ---- funnel windows ------------------------------------------------- */
+
+/* PREFIX funnel:SPAN:START[:cat:NAME] into buf. */
+static const char *window_key(fd_engine *e, char *buf, size_t n, const char *span, int64_t start,
+                              int32_t cat)
+{
+    if (cat == FD_CAT_TOTAL)
+        snprintf(buf, n, "%sfunnel:%s:%lld", e->cfg->redis_key_prefix, span, (long long)start);
+    else
+        snprintf(buf, n, "%sfunnel:%s:%lld:cat:%s", e->cfg->redis_key_prefix, span,
+                 (long long)start, fd_funnel_cat_name(&e->core.funnel, cat));
+    return buf;
+}
+
+static bool hourly(const fd_engine *e)
+{
+    return e->core.funnel.window_ms != FD_HOUR_MS;
+}
+
+/* A shard's window delta into the writer's table: partition 0 holds the
+ * windows, partition 1 the hourly roll-up. */
+static int merge_window(fd_engine *e, const fd_funnel_delta *d)
+{
+    if (fd_funnel_merge(e->merged, 0, d->cat, d->start_ms, d->c) != 0)
+        return -1;
+    if (hourly(e) &&
+        fd_funnel_merge(e->merged, 1, d->cat, d->start_ms - d->start_ms % FD_HOUR_MS, d->c) != 0)
+        return -1;
+    return 0;
+}
+
+/* HINCRBY every changed counter, EXPIRE every touched key, and remember
+ * the touched windows in the open-window set. Returns the commands queued. */
+static size_t append_windows(fd_engine *e)
+{
+    size_t n_cmds = 0, cur = 0, n_open = 0;
+    const fd_funnel_delta *d;
+    char key[600], member[64];
+    int64_t ttl = e->cfg->funnel_retention_ms / 1000;
+    size_t cap = fd_funnel_count(e->merged);
+    char **argv = calloc(2 + 2 * cap, sizeof *argv);
+    while ((d = fd_funnel_next(e->merged, &cur))) {
+        const char *span = d->partition == 0 ? e->core.funnel.window_name : "1h";
+        window_key(e, key, sizeof key, span, d->start_ms, d->cat);
+        for (int f = 0; f < FD_FC__COUNT; f++)
+            if (d->c[f]) {
+                fd_redis_appendf(e->redis, "HINCRBY %s %s %lld", key, fd_funnel_field_names[f],
+                                 (long long)d->c[f]);
+                n_cmds++;
+            }
+        fd_redis_appendf(e->redis, "EXPIRE %s %lld", key,
+                         (long long)(d->partition == 0 ? ttl : ttl * 30));
+        n_cmds++;
+        if (d->cat == FD_CAT_TOTAL && argv) {
+            snprintf(member, sizeof member, "%s:%lld", span, (long long)d->start_ms);
+            argv[2 + 2 * n_open] = malloc(24);
+            argv[3 + 2 * n_open] = strdup(member);
+            if (argv[2 + 2 * n_open])
+                snprintf(argv[2 + 2 * n_open], 24, "%lld", (long long)d->start_ms);
+            n_open++;
+        }
+    }
+    if (argv && n_open) {
+        char okey[512];
+        snprintf(okey, sizeof okey, "%sfunnel:open", e->cfg->redis_key_prefix);
+        argv[0] = strdup("ZADD");
+        argv[1] = strdup(okey);
+        bool ok = true;
+        for (size_t i = 0; i < 2 + 2 * n_open; i++)
+            ok &= argv[i] != NULL;
+        if (ok) {
+            fd_redis_appendv(e->redis, (int)(2 + 2 * n_open), (const char **)argv, NULL);
+            n_cmds++;
+        } else {
+            e->fatal = 1; /* out of memory: this write is abandoned */
+        }
+    } else if (!argv && cap) {
+        e->fatal = 1;
+    }
+    if (argv)
+        for (size_t i = 0; i < 2 + 2 * cap; i++)
+            free(argv[i]);
+    free(argv);
+    return n_cmds;
+}
+
+/* The watermark of this instance: the least over owned partitions of
+ * (stored max_ts - allowed lateness); INT64_MIN while a partition's is not
+ * known yet. A partition that was empty when assigned and has had no event
+ * since does not count (it would hold every window open). */
+static int64_t instance_watermark(const fd_engine *e)
+{
+    int64_t wm = INT64_MAX;
+    bool any = false;
+    for (int32_t p = 0; p < e->n_parts; p++) {
+        const part *pt = &e->parts[p];
+        if (!pt->assigned || (pt->confirmed_max_ts <= 0 && pt->empty && !pt->need_resolve))
+            continue; /* an empty partition does not hold windows open */
+        if (pt->need_resolve || pt->confirmed_max_ts <= 0)
+            return INT64_MIN; /* not yet known: nothing closes */
+        int64_t v = pt->confirmed_max_ts - e->core.funnel.lateness_ms;
+        if (v < wm)
+            wm = v;
+        any = true;
+    }
+    return any ? wm : INT64_MIN;
+}
+
+/* Read one closed window back from Redis into a report. 0, or -1 when
+ * Redis failed. */
+static int read_report(fd_engine *e, const char *span, int64_t span_ms, int64_t start,
+                       fd_window_report *r)
+{
+    char key[600], err[256];
+    fd_window_report_init(r, span, span_ms, start);
+    int ncat = e->core.funnel.n_cats ? e->core.funnel.n_cats + 1 : 0;
+    window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL);
+    fd_redis_appendf(e->redis, "HGETALL %s", key);
+    for (int s = FD_STAGE_VISIT; s <= FD_STAGE_PURCHASE; s++)
+        fd_redis_appendf(e->redis, "PFCOUNT %s:users:%s", key, fd_stage_name(s));
+    for (int c = 0; c < ncat; c++)
+        fd_redis_appendf(e->redis, "HGETALL %s", window_key(e, key, sizeof key, span, start, c));
+    size_t n = (size_t)(5 + ncat);
+    redisReply *rep[5 + FD_FUNNEL_MAX_CATS + 1];
+    if (fd_redis_read_replies(e->redis, rep, n, err, sizeof err) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *x = rep[i];
+        if (i >= 1 && i <= 4) {
+            r->users[i - 1] = fd_redis_reply_int(x, 0);
+        } else {
+            int64_t *c = NULL;
+            if (i == 0) {
+                c = r->c;
+            } else if (x->type == REDIS_REPLY_ARRAY && x->elements) {
+                fd_window_cat *wc = &r->cats[r->n_cats++];
+                snprintf(wc->name, sizeof wc->name, "%s",
+                         fd_funnel_cat_name(&e->core.funnel, (int)i - 5));
+                c = wc->c;
+            }
+            for (size_t j = 0; c && x->type == REDIS_REPLY_ARRAY && j + 1 < x->elements; j += 2)
+                for (int f = 0; f < FD_FC__COUNT; f++)
+                    if (!strcmp(x->element[j]->str, fd_funnel_field_names[f]))
+                        c[f] = fd_redis_reply_int(x->element[j + 1], 0);
+        }
+        freeReplyObject(x);
+    }
+    fd_window_report_rates(r);
+    return 0;
+}
+
+/* Send the funnel-metrics message of every window that closed (its end is
+ * at or before this instance's watermark), then record the rates in the
+ * window's hash and take it out of the open set. At-least-once: a crash in
+ * between sends it again after the restart, with the same id. */
+static void close_windows(fd_engine *e)
+{
+    int64_t wm = instance_watermark(e);
+    if (wm == INT64_MIN || wm <= e->closed_wm || e->blocked)
+        return;
+    char okey[512], err[256];
+    snprintf(okey, sizeof okey, "%sfunnel:open", e->cfg->redis_key_prefix);
+    int64_t w = e->core.funnel.window_ms;
+    fd_redis_appendf(e->redis, "ZRANGEBYSCORE %s -inf %lld", okey, (long long)(wm - w));
+    redisReply *list = NULL;
+    if (fd_redis_read_replies(e->redis, &list, 1, err, sizeof err) != 0)
+        return;
+    bool done = list->type == REDIS_REPLY_ARRAY;
+    size_t n = done ? list->elements : 0, sent = 0;
+    fd_window_report *r = malloc(sizeof *r);
+    double(*rates)[4] = calloc(n ? n : 1, sizeof *rates);
+    size_t *which = calloc(n ? n : 1, sizeof *which);
+    if (!r || !rates || !which)
+        done = false;
+    /* Read and send every closed window; then, once delivered, mark them. */
+    for (size_t i = 0; done && i < n; i++) {
+        const char *m = list->element[i]->str;
+        const char *colon = strchr(m, ':');
+        if (!colon)
+            continue;
+        char span[16];
+        snprintf(span, sizeof span, "%.*s", (int)(colon - m), m);
+        int64_t start = strtoll(colon + 1, NULL, 10);
+        int64_t span_ms = !strcmp(span, e->core.funnel.window_name) ? w
+                          : !strcmp(span, "1h")                     ? FD_HOUR_MS
+                                                                    : 0;
+        if (!span_ms || start + span_ms > wm)
+            continue;
+        const void *out;
+        size_t len;
+        if (read_report(e, span, span_ms, start, r) != 0) {
+            done = false;
+            break;
+        }
+        if (fd_metrics_encode(e->menc, r, &out, &len) != 0 ||
+            fd_kafka_produce(e->producer, e->cfg->kafka_topic_metrics, r->id, strlen(r->id), out,
+                             len) != 0) {
+            fd_err("engine", "funnel metrics for window %s could not be sent", r->id);
+            done = false;
+            break;
+        }
+        memcpy(rates[sent], r->rates, sizeof rates[sent]);
+        which[sent++] = i;
+    }
+    if (sent && fd_kafka_drain(e->producer, 10000) != 0)
+        done = false;
+    else if (sent) {
+        for (size_t k = 0; k < sent; k++) {
+            const char *m = list->element[which[k]]->str;
+            const char *colon = strchr(m, ':');
+            char span[16], key[600];
+            snprintf(span, sizeof span, "%.*s", (int)(colon - m), m);
+            window_key(e, key, sizeof key, span, strtoll(colon + 1, NULL, 10), FD_CAT_TOTAL);
+            const double *rt = rates[k];
+            fd_redis_appendf(e->redis, "HSET %s %s %.17g %s %.17g %s %.17g %s %.17g closed 1", key,
+                             fd_rate_names[0], rt[0], fd_rate_names[1], rt[1], fd_rate_names[2],
+                             rt[2], fd_rate_names[3], rt[3]);
+            fd_redis_appendf(e->redis, "ZREM %s %s", okey, m);
+        }
+        if (fd_redis_read_replies(e->redis, NULL, 2 * sent, err, sizeof err) != 0)
+            done = false;
+        fd_debug("engine", "sent funnel metrics of %zu closed window(s)", sent);
+    }
+    free(r);
+    free(rates);
+    free(which);
+    freeReplyObject(list);
+    if (done)
+        e->closed_wm = wm;
+}
+
 /* Write every complete pending epoch in one MULTI/EXEC. 0 when written (or
  * nothing to write), -1 to retry later. */
 static int write_epochs(fd_engine *e)
@@ -394,18 +637,14 @@ static int write_epochs(fd_engine *e)
         goto out;
     for (int32_t p = 0; p < e->n_parts; p++) {
         offset[p] = -1;
-        max_ts[p] = e->parts[p].max_ts;
+        max_ts[p] = e->parts[p].confirmed_max_ts;
     }
     for (int k = 0; k < e->n_epochs; k++) {
         epoch *ep = e->epochs[k];
         for (int32_t p = 0; p < ep->n_parts && p < e->n_parts; p++)
-            if (ep->valid[p] && ep->offset[p] >= 0)
+            if (ep->valid[p] && ep->offset[p] >= 0) {
                 offset[p] = ep->offset[p];
-        for (int i = 0; i < e->n_shards; i++)
-            for (int c = 0; c < ep->snaps[i]->n_chunks; c++) {
-                fd_chunk *ch = &ep->snaps[i]->chunks[c];
-                if (ch->partition < e->n_parts && ch->max_ts > max_ts[ch->partition])
-                    max_ts[ch->partition] = ch->max_ts;
+                max_ts[p] = ep->max_ts[p];
             }
     }
     for (int32_t p = 0; p < e->n_parts; p++)
@@ -484,7 +723,7 @@ static int write_epochs(fd_engine *e)
     /* Users as the shards wrote them; minutes and stats merged over shards,
      * partitions and epochs: one HINCRBY per key and field. */
     int64_t stats[FD_ST__COUNT] = {0};
-    fd_window_clear(e->merged, -1);
+    fd_funnel_clear(e->merged, -1);
     for (int k = 0; k < e->n_epochs; k++) {
         epoch *ep = e->epochs[k];
         for (int i = 0; i < e->n_shards; i++)
@@ -496,7 +735,7 @@ static int write_epochs(fd_engine *e)
                 fd_redis_append_raw(e->redis, ch->cmds.p, ch->cmds.len, ch->cmds.n_cmds);
                 n_cmds += ch->cmds.n_cmds;
                 for (int w = 0; w < ch->n_win; w++)
-                    if (fd_window_merge(e->merged, 0, &ch->win[w]) != 0)
+                    if (merge_window(e, &ch->win[w]) != 0)
                         e->fatal = 1;
                 for (int st = 0; st < FD_ST__COUNT; st++)
                     stats[st] += ch->stats[st];
@@ -505,19 +744,8 @@ static int write_epochs(fd_engine *e)
             if (ep->valid[p])
                 stats[FD_ST_DATA_LOSS] += ep->data_loss[p];
     }
-    size_t wcur = 0;
-    const fd_window_delta *d;
-    char wkey[160], sname[64];
-    while ((d = fd_window_next(e->merged, &wcur))) {
-        snprintf(wkey, sizeof wkey, "%sfunnel:1m:%lld", e->cfg->redis_key_prefix,
-                 (long long)d->start_ms);
-        for (int f = 0; f < FD_WC__COUNT; f++)
-            if (d->c[f]) {
-                fd_redis_appendf(e->redis, "HINCRBY %s %s %lld", wkey, fd_window_field_names[f],
-                                 (long long)d->c[f]);
-                n_cmds++;
-            }
-    }
+    char wkey[600], sname[64];
+    n_cmds += append_windows(e);
     snprintf(wkey, sizeof wkey, "%sstats", e->cfg->redis_key_prefix);
     for (int st = 0; st < FD_ST__COUNT; st++)
         if (stats[st]) {
@@ -553,7 +781,7 @@ static int write_epochs(fd_engine *e)
                 fd_err("engine", "command %zu of a write failed inside EXEC: %s", i + 1,
                        x->element[i]->str);
         for (int i = 0; i < n; i++)
-            e->parts[parts[i]].max_ts = max_ts[parts[i]];
+            e->parts[parts[i]].confirmed_max_ts = max_ts[parts[i]];
         confirm(e, e->n_epochs);
         set_blocked(e, false, NULL);
         rc = 0;
@@ -672,12 +900,13 @@ static void resolve_partitions(fd_engine *e)
         }
         pt->stored_offset = stored;
         pt->next_offset = pt->polled_offset = start;
-        pt->max_ts = max_ts;
+        pt->max_ts = pt->confirmed_max_ts = max_ts;
+        pt->empty = max_ts <= 0 && start >= hi;
         pt->data_loss = lost;
         pt->dirty = start != stored; /* the new position must be stored */
         pt->need_resolve = false;
         e->attempt_offset[p] = -1;
-        fd_item it = {.kind = FD_ITEM_PARTINIT, .partition = p, .value = max_ts};
+        fd_item it = {.kind = FD_ITEM_PARTINIT, .partition = p};
         broadcast(e, it);
         fd_info("engine", "partition=%" PRId32 " assigned, starting at offset %" PRId64 "%s", p,
                 start, stored < 0 ? " (no stored offset: log start)" : "");
@@ -795,6 +1024,19 @@ static void route(fd_engine *e)
             fd_item *it = &e->route_buf[(size_t)s * ROUTE_CHUNK + e->route_n[s]++];
             it->kind = FD_ITEM_MSG;
             it->msg = m;
+            /* The partition's watermark input, in offset order: the shard
+             * gets the max before this event (lateness, future check). */
+            part *pt = &e->parts[m->partition];
+            it->value = pt->max_ts;
+            int64_t ts;
+            if (fd_codec_peek_ts(e->codec, m->payload, m->len, &ts) == 0 && ts > pt->max_ts) {
+                rd_kafka_timestamp_type_t tst;
+                int64_t ref = rd_kafka_message_timestamp(m, &tst);
+                if (pt->max_ts > ref)
+                    ref = pt->max_ts;
+                if (ref <= 0 || ts <= ref + e->cfg->input_max_future_skew_ms)
+                    pt->max_ts = ts;
+            }
         }
         if (take == 0) {
             e->queue_full = true;
@@ -876,6 +1118,33 @@ static void poll_batch(fd_engine *e, int timeout_ms)
 
 /* ---- life cycle ------------------------------------------------------- */
 
+/* Features and funnel parameters from the config (already validated). */
+static int core_params(const fd_config *cfg, fd_core_params *cp, char *errstr, size_t n)
+{
+    int64_t hl[4];
+    char why[256];
+    char(*cats)[257] = malloc(FD_FUNNEL_MAX_CATS * sizeof *cats);
+    const char *names[FD_FUNNEL_MAX_CATS];
+    if (!cats) {
+        snprintf(errstr, n, "out of memory");
+        return -1;
+    }
+    int nh = fd_config_half_lives(cfg, hl, why, sizeof why);
+    int nc = nh < 0 ? -1 : fd_config_categories(cfg, cats, FD_FUNNEL_MAX_CATS, why, sizeof why);
+    for (int i = 0; i < nc; i++)
+        names[i] = cats[i];
+    if (nh < 0 || nc < 0 ||
+        fd_feat_params_init(&cp->feat, hl, nh, cfg->session_gap_ms, why, sizeof why) != 0 ||
+        fd_funnel_params_init(&cp->funnel, cfg->funnel_window_ms, cfg->funnel_allowed_lateness_ms,
+                              names, nc, why, sizeof why) != 0) {
+        snprintf(errstr, n, "features/funnel: %s", why);
+        free(cats);
+        return -1;
+    }
+    free(cats); /* the params keep copies */
+    return 0;
+}
+
 static int default_workers(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -913,8 +1182,20 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     }
     if (!(e->producer = fd_kafka_producer_new(cfg, e->bootstraps, errstr, errstr_size)))
         goto fail;
+    if (core_params(cfg, &e->core, errstr, errstr_size) != 0)
+        goto fail;
+    if (!(e->codec = fd_input_codec_new(cfg, errstr, errstr_size)))
+        goto fail;
+    if (!(e->menc = fd_metrics_enc_new(!strcmp(cfg->kafka_metrics_format, "json"),
+                                       cfg->kafka_metrics_schema, "funneld " FD_VERSION, err,
+                                       sizeof err))) {
+        snprintf(errstr, errstr_size, "kafka.metrics_schema: %s", err);
+        goto fail;
+    }
+    e->closed_wm = INT64_MIN;
     e->n_shards = cfg->engine_workers > 0 ? cfg->engine_workers : default_workers();
     e->env = (fd_shard_env){.cfg = cfg,
+                            .core = &e->core,
                             .producer = e->producer,
                             .n_shards = e->n_shards,
                             .max_users =
@@ -926,7 +1207,7 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     e->route_buf = malloc((size_t)e->n_shards * ROUTE_CHUNK * sizeof *e->route_buf);
     e->route_n = calloc((size_t)e->n_shards, sizeof *e->route_n);
     e->route_room = calloc((size_t)e->n_shards, sizeof *e->route_room);
-    e->merged = fd_window_table_new();
+    e->merged = fd_funnel_table_new();
     if (!e->shards || !e->route_buf || !e->route_n || !e->route_room || !e->merged ||
         !get_part(e, 0)) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -978,8 +1259,10 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
             start_epoch(e);
             e->last_flush_ms = now;
         }
-        if (e->n_epochs && write_epochs(e) == 0 && e->n_epochs == 0)
+        if (e->n_epochs && write_epochs(e) == 0 && e->n_epochs == 0) {
             set_blocked(e, false, NULL);
+            close_windows(e);
+        }
         if (atomic_load(&e->stalled) > 0 && !e->blocked) {
             set_blocked(e, true, "Redis unavailable (shards cannot load users)");
             e->stall_blocked = true;
@@ -1013,6 +1296,8 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
                 "shutdown: could not write all state within %" PRId64
                 " ms; it will be reprocessed from the stored offsets",
                 e->cfg->engine_shutdown_timeout_ms);
+    else if (!e->fatal)
+        close_windows(e);
     atomic_store(&e->abort, 1);
     rd_kafka_consumer_close(e->consumer);
     fd_kafka_drain(e->producer, 5000);
@@ -1041,7 +1326,9 @@ void fd_engine_destroy(fd_engine *e)
     free(e->route_buf);
     free(e->route_n);
     free(e->route_room);
-    fd_window_table_free(e->merged);
+    fd_funnel_table_free(e->merged);
+    fd_codec_destroy(e->codec);
+    fd_metrics_enc_free(e->menc);
     free(e->wait);
     free(e->parts);
     free(e->attempt_offset);

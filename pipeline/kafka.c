@@ -257,6 +257,26 @@ int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_k
     }
 }
 
+int fd_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, size_t key_len,
+                     const void *value, size_t value_len)
+{
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+            RD_KAFKA_V_END);
+        if (!err) {
+            rd_kafka_poll(producer, 0);
+            return 0;
+        }
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            fd_err("kafka", "producing to %s: %s", topic, rd_kafka_err2str(err));
+            return -1;
+        }
+        rd_kafka_poll(producer, 100); /* wait out a full queue; never drop */
+    }
+}
+
 int fd_kafka_drain(rd_kafka_t *producer, int timeout_ms)
 {
     if (rd_kafka_outq_len(producer) == 0)

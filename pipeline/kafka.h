@@ -50,6 +50,11 @@ int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_k
 
 /* Wait until every produced message is delivered, at most timeout_ms.
  * 0 when the queue is empty, -1 otherwise. */
+/* Produce a copy of key/value to topic, waiting out a full queue. 0, or -1
+ * on an error that is not retriable (logged). */
+int fd_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, size_t key_len,
+                     const void *value, size_t value_len);
+
 int fd_kafka_drain(rd_kafka_t *producer, int timeout_ms);
 
 #endif

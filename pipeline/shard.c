@@ -29,7 +29,7 @@
 #include "daemon/clock.h"
 #include "daemon/log.h"
 #include "features/user.h"
-#include "features/window.h"
+#include "features/funnel.h"
 #include "pipeline/codec.h"
 #include "pipeline/kafka.h"
 #include "pipeline/redis.h"
@@ -40,7 +40,6 @@
 _Static_assert(FD_ST_DLQ_REASON0 + FD_REJ__COUNT <= FD_ST__COUNT, "raise FD_ST__COUNT");
 
 typedef struct pstate {
-    int64_t max_ts;
     int64_t stats[FD_ST__COUNT];
     bool touched;
 } pstate;
@@ -65,11 +64,15 @@ struct fd_shard {
     fd_codec *codec;
     fd_redis *redis;
     fd_user_table *users;
-    fd_window_table *windows;
+    fd_funnel_table *funnel;
     pstate *parts;
     int n_parts;
     fd_event *batch;
     int32_t *batch_part;
+    int64_t *batch_ref; /* partition max event time before each event */
+    int n_fields;       /* stored user fields */
+    const char *hmget_argv[2 + FD_FEAT_FIELDS_MAX];
+    char field_buf[FD_FEAT_FIELDS_MAX][32];
     size_t n_batch;
     size_t *need;     /* batch indices of users to load (POP_MAX) */
     redisReply **rep; /* their replies (POP_MAX) */
@@ -84,6 +87,8 @@ const char *fd_stat_name(int i, char *buf, size_t n)
         return "dlq";
     if (i == FD_ST_DATA_LOSS)
         return "data_loss_offsets";
+    if (i == FD_ST_LATE)
+        return "late_events";
     snprintf(buf, n, "dlq.%s", fd_reject_name((fd_reject)(i - FD_ST_DLQ_REASON0)));
     return buf;
 }
@@ -169,11 +174,8 @@ static int load_once(fd_shard *s)
     if (fd_redis_ensure(s->redis, err, sizeof err) != 0)
         rc = -1;
     for (size_t k = 0; rc == 0 && k < n_need; k++) {
-        const char *argv[] = {"HMGET",    user_key(s, s->batch[s->need[k]].user_id),
-                              "click",    "cart",
-                              "purchase", "first_ts",
-                              "last_ts"};
-        if (fd_redis_appendv(s->redis, 7, argv, NULL) != 0)
+        s->hmget_argv[1] = user_key(s, s->batch[s->need[k]].user_id);
+        if (fd_redis_appendv(s->redis, 2 + s->n_fields, s->hmget_argv, NULL) != 0)
             rc = -1;
     }
     if (rc == 0 && fd_redis_read_replies(s->redis, s->rep, n_need, err, sizeof err) != 0)
@@ -187,15 +189,18 @@ static int load_once(fd_shard *s)
         if (rc != 0)
             continue;
         const redisReply *r = s->rep[k];
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 5) {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)s->n_fields) {
             fd_err("shard", "shard=%d user=%s: unexpected reply type %d loading it", s->id, id,
                    r->type);
             rc = -1;
         } else {
-            for (int t = 0; t < FD_EV__COUNT; t++)
-                u->count[t] = fd_redis_reply_int(r->element[t], 0);
-            u->first_ts = fd_redis_reply_int(r->element[3], 0);
-            u->last_ts = fd_redis_reply_int(r->element[4], 0);
+            const fd_feat_params *fp = &s->env->core->feat;
+            memset(&u->f, 0, sizeof u->f);
+            for (int f = 0; f < s->n_fields; f++) {
+                const redisReply *e = r->element[f];
+                if (e->type == REDIS_REPLY_STRING)
+                    fd_feat_field_parse(fp, &u->f, f, e->str, e->len);
+            }
             u->loaded = true;
         }
         freeReplyObject(s->rep[k]);
@@ -235,8 +240,11 @@ static void process_batch(fd_shard *s)
         int32_t p = s->batch_part[i];
         if (!u->dirty)
             atomic_fetch_add(&s->n_dirty, 1);
-        if (fd_core_apply(u, s->windows, p, ev) != 0)
+        int rc = fd_core_apply(s->env->core, u, s->funnel, p, ev, s->batch_ref[i]);
+        if (rc < 0)
             fd_err("shard", "shard=%d out of memory counting windows", s->id);
+        else if (rc == 1)
+            s->parts[p].stats[FD_ST_LATE]++;
         s->parts[p].stats[FD_ST_EVENTS]++;
         s->parts[p].touched = true;
     }
@@ -246,7 +254,7 @@ static void process_batch(fd_shard *s)
 
 /* ---- messages ------------------------------------------------------------ */
 
-static void handle_msg(fd_shard *s, rd_kafka_message_t *m)
+static void handle_msg(fd_shard *s, rd_kafka_message_t *m, int64_t part_max_ts)
 {
     pstate *ps = part_of(s, m->partition);
     if (!ps) {
@@ -260,8 +268,8 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m)
     if (why == FD_OK) {
         rd_kafka_timestamp_type_t tst;
         int64_t ref = rd_kafka_message_timestamp(m, &tst);
-        if (ps->max_ts > ref)
-            ref = ps->max_ts;
+        if (part_max_ts > ref)
+            ref = part_max_ts;
         why = fd_event_validate(ev, ref, s->env->cfg->input_max_future_skew_ms, msg, sizeof msg);
     }
     if (why == FD_OK) {
@@ -289,8 +297,7 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m)
         ps->stats[FD_ST_DLQ_REASON0 + why]++;
         ps->touched = true;
     } else {
-        if (ev->ts_ms > ps->max_ts)
-            ps->max_ts = ev->ts_ms;
+        s->batch_ref[s->n_batch] = part_max_ts;
         s->batch_part[s->n_batch++] = m->partition;
         if (s->n_batch == POP_MAX)
             process_batch(s);
@@ -300,14 +307,13 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m)
 
 /* ---- control ----------------------------------------------------------- */
 
-static fd_chunk *chunk_for(fd_snapshot *sn, int *idx, int32_t p, pstate *ps)
+static fd_chunk *chunk_for(fd_snapshot *sn, int *idx, int32_t p)
 {
     if (idx[p] < 0) {
         idx[p] = sn->n_chunks++;
         fd_chunk *c = &sn->chunks[idx[p]];
         memset(c, 0, sizeof *c);
         c->partition = p;
-        c->max_ts = ps[p].max_ts;
     }
     return &sn->chunks[idx[p]];
 }
@@ -320,6 +326,65 @@ static bool keep_unconfirmed(const fd_user *u, void *arg)
 {
     const evict_arg *a = arg;
     return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0;
+}
+
+static int reach_cmp(const void *a, const void *b)
+{
+    const fd_funnel_reach *x = a, *y = b;
+    if (x->partition != y->partition)
+        return x->partition < y->partition ? -1 : 1;
+    if (x->start_ms != y->start_ms)
+        return x->start_ms < y->start_ms ? -1 : 1;
+    return x->stage - y->stage;
+}
+
+/* PFADD the users that reached a stage into the window's (and the hour's)
+ * HyperLogLog of that stage, one command per key, and set the keys' TTL. */
+static void pfadd_group(fd_shard *s, fd_chunk *c, const fd_funnel_reach *r, size_t n,
+                        const char *span, int64_t start, int64_t ttl_s)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%sfunnel:%s:%lld:users:%s", s->env->cfg->redis_key_prefix, span,
+             (long long)start, fd_stage_name(r[0].stage));
+    fd_resp_cmd(&c->cmds, 2 + (int)n);
+    fd_resp_str(&c->cmds, "PFADD");
+    fd_resp_str(&c->cmds, key);
+    for (size_t i = 0; i < n; i++)
+        fd_resp_arg(&c->cmds, r[i].user, r[i].user_len);
+    fd_resp_cmd(&c->cmds, 3);
+    fd_resp_str(&c->cmds, "EXPIRE");
+    fd_resp_str(&c->cmds, key);
+    fd_resp_int(&c->cmds, ttl_s);
+}
+
+static int add_reaches(fd_shard *s, fd_snapshot *sn, int *idx)
+{
+    size_t n;
+    const fd_funnel_reach *r0 = fd_funnel_reaches(s->funnel, &n);
+    if (!n)
+        return 0;
+    fd_funnel_reach *r = malloc(n * sizeof *r);
+    if (!r)
+        return -1;
+    memcpy(r, r0, n * sizeof *r);
+    qsort(r, n, sizeof *r, reach_cmp);
+    const fd_core_params *cp = s->env->core;
+    int64_t ttl = s->env->cfg->funnel_retention_ms / 1000;
+    bool hourly = cp->funnel.window_ms != FD_HOUR_MS;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && r[j].partition == r[i].partition && r[j].start_ms == r[i].start_ms &&
+               r[j].stage == r[i].stage)
+            j++;
+        fd_chunk *c = chunk_for(sn, idx, r[i].partition);
+        pfadd_group(s, c, r + i, j - i, cp->funnel.window_name, r[i].start_ms, ttl);
+        if (hourly)
+            pfadd_group(s, c, r + i, j - i, "1h", r[i].start_ms - r[i].start_ms % FD_HOUR_MS,
+                        ttl * 30);
+        i = j;
+    }
+    free(r);
+    return 0;
 }
 
 static void make_snapshot(fd_shard *s, uint64_t epoch)
@@ -342,30 +407,26 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
     while ((u = fd_user_table_next(s->users, &cur))) {
         if (!u->dirty || u->partition < 0)
             continue;
-        fd_chunk *c = chunk_for(sn, idx, u->partition, s->parts);
-        fd_resp_cmd(&c->cmds, 12);
+        fd_chunk *c = chunk_for(sn, idx, u->partition);
+        fd_resp_cmd(&c->cmds, 2 + 2 * s->n_fields);
         fd_resp_str(&c->cmds, "HSET");
         fd_resp_str(&c->cmds, user_key(s, u->id));
-        fd_resp_str(&c->cmds, "click");
-        fd_resp_int(&c->cmds, u->count[FD_EV_CLICK]);
-        fd_resp_str(&c->cmds, "cart");
-        fd_resp_int(&c->cmds, u->count[FD_EV_CART]);
-        fd_resp_str(&c->cmds, "purchase");
-        fd_resp_int(&c->cmds, u->count[FD_EV_PURCHASE]);
-        fd_resp_str(&c->cmds, "first_ts");
-        fd_resp_int(&c->cmds, u->first_ts);
-        fd_resp_str(&c->cmds, "last_ts");
-        fd_resp_int(&c->cmds, u->last_ts);
+        char val[FD_FEAT_FIELD_BUF];
+        for (int f = 0; f < s->n_fields; f++) {
+            fd_resp_str(&c->cmds, s->hmget_argv[2 + f]);
+            size_t n = fd_feat_field_format(&s->env->core->feat, &u->f, f, val);
+            fd_resp_arg(&c->cmds, val, n);
+        }
         u->dirty = false;
         u->epoch = (uint32_t)epoch;
     }
     cur = 0;
-    const fd_window_delta *d;
-    while ((d = fd_window_next(s->windows, &cur))) {
-        fd_chunk *c = chunk_for(sn, idx, d->partition, s->parts);
+    const fd_funnel_delta *d;
+    while ((d = fd_funnel_next(s->funnel, &cur))) {
+        fd_chunk *c = chunk_for(sn, idx, d->partition);
         if (c->n_win == c->cap_win) {
             int cap = c->cap_win ? c->cap_win * 2 : 16;
-            fd_window_delta *nw = realloc(c->win, (size_t)cap * sizeof *nw);
+            fd_funnel_delta *nw = realloc(c->win, (size_t)cap * sizeof *nw);
             if (!nw) {
                 sn->error = 1;
                 continue;
@@ -375,13 +436,15 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
         }
         c->win[c->n_win++] = *d;
     }
-    fd_window_clear(s->windows, -1);
+    if (add_reaches(s, sn, idx) != 0)
+        sn->error = 1;
+    fd_funnel_clear(s->funnel, -1);
     atomic_store(&s->n_dirty, 0);
     for (int p = 0; p < s->n_parts; p++) {
         pstate *ps = &s->parts[p];
         if (!ps->touched)
             continue;
-        fd_chunk *c = chunk_for(sn, idx, p, s->parts);
+        fd_chunk *c = chunk_for(sn, idx, p);
         memcpy(c->stats, ps->stats, sizeof c->stats);
         memset(ps->stats, 0, sizeof ps->stats);
         ps->touched = false;
@@ -420,13 +483,13 @@ static bool keep_other_partitions(const fd_user *u, void *arg)
 
 static void drop_partition(fd_shard *s, int32_t p)
 {
+    fd_funnel_clear(s->funnel, p); /* first: its reaches borrow the users' ids */
     drop_arg a = {p};
     if (fd_user_table_filter(s->users, keep_other_partitions, &a) != 0) {
         /* Out of memory rebuilding: forget everything instead; users reload. */
         fd_user_table_free(s->users);
         s->users = fd_user_table_new(1024);
     }
-    fd_window_clear(s->windows, p);
     pstate *ps = part_of(s, p);
     if (ps)
         memset(ps, 0, sizeof *ps);
@@ -436,11 +499,9 @@ static void drop_partition(fd_shard *s, int32_t p)
 static void handle_control(fd_shard *s, const fd_item *it)
 {
     process_batch(s);
-    pstate *ps;
     switch (it->kind) {
     case FD_ITEM_PARTINIT:
-        if ((ps = part_of(s, it->partition)))
-            ps->max_ts = it->value;
+        part_of(s, it->partition);
         break;
     case FD_ITEM_MARKER:
         make_snapshot(s, (uint64_t)it->value);
@@ -476,7 +537,7 @@ static void *shard_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         for (size_t i = 0; i < n; i++) {
             if (items[i].kind == FD_ITEM_MSG)
-                handle_msg(s, items[i].msg);
+                handle_msg(s, items[i].msg, items[i].value);
             else
                 handle_control(s, &items[i]);
         }
@@ -486,6 +547,26 @@ static void *shard_main(void *arg)
 }
 
 /* ---- consumer side --------------------------------------------------- */
+
+fd_codec *fd_input_codec_new(const fd_config *cfg, char *errstr, size_t errstr_size)
+{
+    fd_schema_ref refs[FD_CONFIG_MAX_SCHEMA_IDS];
+    for (int i = 0; i < cfg->input_n_schema_ids; i++) {
+        refs[i].id = cfg->input_schema_ids[i].id;
+        refs[i].path = cfg->input_schema_ids[i].path;
+    }
+    fd_codec_opts co = {.format = (fd_format)fd_format_parse(cfg->input_format),
+                        .schema_path = cfg->input_schema,
+                        .schema_ids = refs,
+                        .n_schema_ids = (size_t)cfg->input_n_schema_ids,
+                        .encode_schema_id = cfg->input_n_schema_ids ? refs[0].id : 1,
+                        .max_message_bytes = (size_t)cfg->input_max_message_bytes};
+    char err[512];
+    fd_codec *c = fd_codec_new(&co, err, sizeof err);
+    if (!c)
+        snprintf(errstr, errstr_size, "input: %s", err);
+    return c;
+}
 
 fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t errstr_size)
 {
@@ -504,31 +585,24 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
     s->ring = malloc(s->cap * sizeof *s->ring);
     s->batch = malloc(POP_MAX * sizeof *s->batch);
     s->batch_part = malloc(POP_MAX * sizeof *s->batch_part);
+    s->batch_ref = malloc(POP_MAX * sizeof *s->batch_ref);
+    s->n_fields = fd_feat_field_count(&env->core->feat);
+    s->hmget_argv[0] = "HMGET";
+    for (int f = 0; f < s->n_fields; f++)
+        s->hmget_argv[2 + f] =
+            fd_feat_field_name(&env->core->feat, f, s->field_buf[f], sizeof s->field_buf[f]);
     s->need = malloc(POP_MAX * sizeof *s->need);
     s->rep = calloc(POP_MAX, sizeof *s->rep);
     s->users = fd_user_table_new(1024);
-    s->windows = fd_window_table_new();
-    if (!s->ring || !s->batch || !s->batch_part || !s->need || !s->rep || !s->users ||
-        !s->windows) {
+    s->funnel = fd_funnel_table_new();
+    if (!s->ring || !s->batch || !s->batch_part || !s->batch_ref || !s->need || !s->rep ||
+        !s->users || !s->funnel) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
-    fd_schema_ref refs[FD_CONFIG_MAX_SCHEMA_IDS];
-    for (int i = 0; i < cfg->input_n_schema_ids; i++) {
-        refs[i].id = cfg->input_schema_ids[i].id;
-        refs[i].path = cfg->input_schema_ids[i].path;
-    }
-    fd_codec_opts co = {.format = (fd_format)fd_format_parse(cfg->input_format),
-                        .schema_path = cfg->input_schema,
-                        .schema_ids = refs,
-                        .n_schema_ids = (size_t)cfg->input_n_schema_ids,
-                        .encode_schema_id = cfg->input_n_schema_ids ? refs[0].id : 1,
-                        .max_message_bytes = (size_t)cfg->input_max_message_bytes};
     char err[512];
-    if (!(s->codec = fd_codec_new(&co, err, sizeof err))) {
-        snprintf(errstr, errstr_size, "input: %s", err);
+    if (!(s->codec = fd_input_codec_new(cfg, errstr, errstr_size)))
         goto fail;
-    }
     fd_redis_opts ro = fd_redis_opts_from_config(cfg);
     if (!(s->redis = fd_redis_new(&ro, err, sizeof err))) {
         snprintf(errstr, errstr_size, "redis: %s", err);
@@ -565,7 +639,8 @@ void fd_shard_destroy(fd_shard *s)
     fd_codec_destroy(s->codec);
     fd_redis_destroy(s->redis);
     fd_user_table_free(s->users);
-    fd_window_table_free(s->windows);
+    fd_funnel_table_free(s->funnel);
+    free(s->batch_ref);
     free(s->parts);
     free(s->batch);
     free(s->batch_part);

@@ -27,20 +27,21 @@
 #include "pipeline/resp.h"
 
 /* Per-partition counters a shard reports in its snapshot (HINCRBY stats). */
-enum { FD_ST_EVENTS = 0, FD_ST_DLQ, FD_ST_DATA_LOSS, FD_ST_DLQ_REASON0 };
+enum { FD_ST_EVENTS = 0, FD_ST_DLQ, FD_ST_DATA_LOSS, FD_ST_LATE, FD_ST_DLQ_REASON0 };
 #define FD_ST__COUNT (FD_ST_DLQ_REASON0 + 32)
 const char *fd_stat_name(int i, char *buf, size_t n);
 
 typedef enum fd_item_kind {
-    FD_ITEM_MSG = 0,  /* msg: consumed message (the shard destroys it) */
-    FD_ITEM_PARTINIT, /* partition starts: max_ts is its stored max event time */
+    FD_ITEM_MSG = 0,  /* msg: consumed message (the shard destroys it); value: the
+                         partition's max event time before it (watermark input) */
+    FD_ITEM_PARTINIT, /* partition starts (value unused) */
     FD_ITEM_MARKER,   /* epoch: snapshot what changed since the last marker */
     FD_ITEM_DROP,     /* partition: forget its users and counters */
 } fd_item_kind;
 
 typedef struct fd_item {
     rd_kafka_message_t *msg;
-    int64_t value; /* PARTINIT: max_ts; MARKER: epoch */
+    int64_t value; /* MSG: partition max event time before it; MARKER: epoch */
     int32_t partition;
     uint8_t kind;
 } fd_item;
@@ -48,9 +49,8 @@ typedef struct fd_item {
 /* What changed in one partition since the previous marker. */
 typedef struct fd_chunk {
     int32_t partition;
-    int64_t max_ts;              /* latest accepted event time seen by this shard */
-    fd_resp cmds;                /* HSET of the changed users (absolute values) */
-    struct fd_window_delta *win; /* minute deltas (the writer merges them) */
+    fd_resp cmds;                /* HSET of the changed users (absolute values), PFADD */
+    struct fd_funnel_delta *win; /* window deltas (the writer merges them) */
     int n_win, cap_win;
     int64_t stats[FD_ST__COUNT]; /* deltas */
 } fd_chunk;
@@ -65,9 +65,12 @@ typedef struct fd_snapshot {
 void fd_snapshot_free(fd_snapshot *s); /* NULL accepted */
 
 /* Shared, read-only environment of every shard. */
+struct fd_core_params;
+
 typedef struct fd_shard_env {
     const fd_config *cfg;
-    rd_kafka_t *producer; /* dead letters */
+    const struct fd_core_params *core; /* features and funnel parameters */
+    rd_kafka_t *producer;              /* dead letters */
     int n_shards;
     size_t max_users;                            /* per shard */
     const atomic_uint_fast64_t *confirmed_epoch; /* last epoch written to Redis */
@@ -100,6 +103,10 @@ size_t fd_shard_dirty(fd_shard *s);
 
 /* Users in memory (approximate; for metrics and tests). */
 size_t fd_shard_users(fd_shard *s);
+
+struct fd_codec;
+/* A codec for the events topic as configured (input.*). NULL with errstr. */
+struct fd_codec *fd_input_codec_new(const fd_config *cfg, char *errstr, size_t errstr_size);
 
 /* The shard that owns a user id (or Kafka key). */
 int fd_shard_of(const char *id, size_t len, int n_shards);

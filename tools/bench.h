@@ -22,14 +22,15 @@ typedef struct fd_bench_core_opts {
 } fd_bench_core_opts;
 
 typedef struct fd_bench_core_result {
-    uint64_t events;            /* events per pass */
-    uint64_t users;             /* distinct users in the table after a pass */
-    int reps;                   /* timed passes */
-    double median_ns_per_event; /* median over the passes (the reported figure) */
-    double best_ns_per_event;   /* fastest pass */
-    double median_events_per_s; /* 1e9 / median_ns_per_event */
-    double user_table_bytes;    /* heap held by the user table after pass 1; < 0 = unknown */
-    double bytes_per_user;      /* user_table_bytes / users; < 0 = unknown */
+    uint64_t events;                  /* events per pass */
+    uint64_t users;                   /* distinct users in the table after a pass */
+    int reps;                         /* timed passes */
+    double median_ns_per_event;       /* median over the passes (the reported figure) */
+    double best_ns_per_event;         /* fastest pass */
+    double median_events_per_s;       /* 1e9 / median_ns_per_event */
+    double median_apply_ns_per_event; /* of which fd_core_apply: features, session, funnel */
+    double user_table_bytes;          /* heap held by the user table after pass 1; < 0 = unknown */
+    double bytes_per_user;            /* user_table_bytes / users; < 0 = unknown */
 } fd_bench_core_result;
 
 /* Run one untimed warm-up over the first chunk, then opts->reps timed

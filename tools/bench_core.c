@@ -2,13 +2,16 @@
  * bench_core.c - `funnelctl bench --no-io`: throughput of the functional
  * core on one thread. See bench.h for the contract.
  *
- * What is timed is one call of core_apply_chunk() per chunk: for every
- * event, fd_user_table_upsert (a new user is marked loaded, as the engine
- * does once Redis said the user is absent) and fd_core_apply (user counters
- * and per-partition minute windows). That is the whole per-event state work
- * of a shard; decoding, queues and Redis are measured end to end instead.
- * core_apply_chunk is never inlined so that callgrind can count exactly its
- * instructions (--toggle-collect=core_apply_chunk, see docs/BENCHMARKS.md).
+ * What is timed per chunk: core_upsert_chunk() (fd_user_table_upsert of
+ * every event's user; a new user is marked loaded, as the engine does once
+ * Redis said the user is absent) and core_apply_chunk() (fd_core_apply:
+ * the feature vector, the session and the funnel windows with the default
+ * parameters of conf/funneld.yaml). Together that is the whole per-event
+ * state work of a shard; decoding, queues and Redis are measured end to end
+ * instead. core_apply_chunk alone is the "features + funnel" figure of
+ * issue 4. Both are never inlined so that callgrind can count their
+ * instructions exactly (--toggle-collect=core_apply_chunk, see
+ * docs/BENCHMARKS.md).
  */
 #include "tools/bench.h"
 
@@ -21,7 +24,7 @@
 
 #include "features/event.h"
 #include "features/user.h"
-#include "features/window.h"
+#include "features/funnel.h"
 
 #define CHUNK 16384 /* events generated at a time: 21 MB of fd_event */
 
@@ -39,9 +42,9 @@ static double heap_in_use(void)
     return (double)mi.uordblks + (double)mi.hblkhd;
 }
 
-/* The timed loop. 0, or -1 when out of memory. */
-__attribute__((noinline)) int core_apply_chunk(fd_user_table *ut, fd_window_table *wt,
-                                               const fd_event *ev, const int32_t *part, size_t n)
+/* Timed, part 1: the users of a chunk into the table. 0, or -1 when out of
+ * memory. */
+__attribute__((noinline)) int core_upsert_chunk(fd_user_table *ut, const fd_event *ev, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         bool created;
@@ -50,19 +53,36 @@ __attribute__((noinline)) int core_apply_chunk(fd_user_table *ut, fd_window_tabl
             return -1;
         if (created)
             u->loaded = true;
-        if (fd_core_apply(u, wt, part[i], &ev[i]) != 0)
-            return -1;
     }
     return 0;
 }
 
-/* Generate up to max events into ev/part. Returns how many. */
-static size_t fill_chunk(fd_gen *g, fd_event *ev, int32_t *part, size_t max, int partitions)
+/* Timed, part 2: features, session and funnel of every event (the users'
+ * pointers were looked up untimed after part 1). 0, or -1 when out of memory. */
+__attribute__((noinline)) int core_apply_chunk(const fd_core_params *cp, fd_user **users,
+                                               fd_funnel_table *wt, const fd_event *ev,
+                                               const int32_t *part, const int64_t *ref, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fd_core_apply(cp, users[i], wt, part[i], &ev[i], ref[i]) < 0)
+            return -1;
+    return 0;
+}
+
+/* Generate up to max events into ev/part, with each partition's max event
+ * time before the event in ref (as the engine's consumer thread computes
+ * it; pmax carries it across chunks). Returns how many. */
+static size_t fill_chunk(fd_gen *g, fd_event *ev, int32_t *part, int64_t *ref, int64_t *pmax,
+                         size_t max, int partitions)
 {
     size_t n = 0;
     while (n < max && fd_gen_next(g, &ev[n])) {
         const char *id = ev[n].user_id;
-        part[n] = (int32_t)(fd_user_hash(id, strlen(id)) % (uint32_t)partitions);
+        int32_t p = (int32_t)(fd_user_hash(id, strlen(id)) % (uint32_t)partitions);
+        part[n] = p;
+        ref[n] = pmax[p];
+        if (ev[n].ts_ms > pmax[p])
+            pmax[p] = ev[n].ts_ms;
         n++;
     }
     return n;
@@ -72,36 +92,53 @@ static size_t fill_chunk(fd_gen *g, fd_event *ev, int32_t *part, size_t max, int
  * core_apply_chunk. With mem != NULL, the user table's heap is measured.
  * 0, -1 (errstr), 1 (stopped). */
 static int one_pass(const fd_bench_core_opts *o, uint64_t limit, fd_event *ev, int32_t *part,
-                    volatile sig_atomic_t *stop, double *ns, uint64_t *count, uint64_t *users,
-                    double *mem, char *errstr, size_t errstr_size)
+                    volatile sig_atomic_t *stop, double *ns, double *apply_ns, uint64_t *count,
+                    uint64_t *users, double *mem, char *errstr, size_t errstr_size)
 {
     int rc = -1;
+    fd_core_params cp;
+    int64_t hl[] = {3600000LL, 86400000LL, 7 * 86400000LL, 30 * 86400000LL};
+    if (fd_feat_params_init(&cp.feat, hl, 4, 30 * 60000LL, errstr, errstr_size) != 0 ||
+        fd_funnel_params_init(&cp.funnel, 60000, 120000, NULL, 0, errstr, errstr_size) != 0)
+        return -1;
+    int64_t *ref = malloc(CHUNK * sizeof *ref);
+    fd_user **uptr = malloc(CHUNK * sizeof *uptr);
+    int64_t *pmax = calloc((size_t)o->partitions, sizeof *pmax);
     fd_gen_opts go = o->gen;
     if (limit)
         go.events = limit < go.events ? limit : go.events;
     fd_gen *g = fd_gen_new(&go, errstr, errstr_size);
     fd_user_table *ut = NULL;
-    fd_window_table *wt = NULL;
+    fd_funnel_table *wt = NULL;
     if (!g)
         goto out;
     double before = heap_in_use();
     ut = fd_user_table_new(1024); /* as the engine */
-    wt = fd_window_table_new();
-    if (!ut || !wt) {
+    wt = fd_funnel_table_new();
+    if (!ut || !wt || !ref || !uptr || !pmax) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    *ns = 0;
+    *ns = *apply_ns = 0;
     *count = 0;
     size_t n;
-    while ((n = fill_chunk(g, ev, part, CHUNK, o->partitions)) > 0) {
+    while ((n = fill_chunk(g, ev, part, ref, pmax, CHUNK, o->partitions)) > 0) {
         if (stop && *stop) {
             rc = 1;
             goto out;
         }
         double t0 = mono_ns();
-        int r = core_apply_chunk(ut, wt, ev, part, n);
-        *ns += mono_ns() - t0;
+        int r = core_upsert_chunk(ut, ev, n);
+        double t1 = mono_ns();
+        for (size_t i = 0; r == 0 && i < n; i++)
+            uptr[i] = fd_user_table_find(ut, ev[i].user_id, strlen(ev[i].user_id));
+        double t2 = mono_ns();
+        if (r == 0)
+            r = core_apply_chunk(&cp, uptr, wt, ev, part, ref, n);
+        double t3 = mono_ns();
+        *ns += (t1 - t0) + (t3 - t2);
+        *apply_ns += t3 - t2;
+        fd_funnel_clear(wt, -1); /* as a shard after each flush */
         *count += n;
         if (r != 0) {
             snprintf(errstr, errstr_size, "out of memory in the core");
@@ -110,16 +147,19 @@ static int one_pass(const fd_bench_core_opts *o, uint64_t limit, fd_event *ev, i
     }
     *users = fd_user_table_count(ut);
     if (mem) {
-        fd_window_table_free(wt); /* only the user table stays in use */
+        fd_funnel_table_free(wt); /* only the user table stays in use */
         wt = NULL;
         double after = heap_in_use();
         *mem = after > before ? after - before : -1;
     }
     rc = 0;
 out:
-    fd_window_table_free(wt);
+    fd_funnel_table_free(wt);
     fd_user_table_free(ut);
     fd_gen_destroy(g);
+    free(ref);
+    free(uptr);
+    free(pmax);
     return rc;
 }
 
@@ -135,7 +175,7 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
     int rc = -1;
     memset(out, 0, sizeof *out);
     out->user_table_bytes = out->bytes_per_user = -1;
-    double *per = NULL;
+    double *per = NULL, *per_apply = NULL;
     fd_event *ev = malloc(CHUNK * sizeof *ev);
     int32_t *part = malloc(CHUNK * sizeof *part);
     if (opts->reps < 1 || opts->partitions < 1 || opts->gen.events == 0) {
@@ -143,19 +183,21 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
         goto out;
     }
     per = calloc((size_t)opts->reps, sizeof *per);
-    if (!ev || !part || !per) {
+    per_apply = calloc((size_t)opts->reps, sizeof *per_apply);
+    if (!ev || !part || !per || !per_apply) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    double ns;
+    double ns, apply_ns;
     uint64_t count, users;
-    rc = one_pass(opts, CHUNK, ev, part, stop, &ns, &count, &users, NULL, errstr, errstr_size);
+    rc = one_pass(opts, CHUNK, ev, part, stop, &ns, &apply_ns, &count, &users, NULL, errstr,
+                  errstr_size);
     if (rc != 0)
         goto out;
     for (int r = 0; r < opts->reps; r++) {
         double mem = -1;
-        rc = one_pass(opts, 0, ev, part, stop, &ns, &count, &users, r == 0 ? &mem : NULL, errstr,
-                      errstr_size);
+        rc = one_pass(opts, 0, ev, part, stop, &ns, &apply_ns, &count, &users, r == 0 ? &mem : NULL,
+                      errstr, errstr_size);
         if (rc != 0)
             goto out;
         if (count == 0) {
@@ -164,6 +206,7 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
             goto out;
         }
         per[r] = ns / (double)count;
+        per_apply[r] = apply_ns / (double)count;
         out->events = count;
         if (r == 0 && mem > 0 && users > 0) {
             out->user_table_bytes = mem;
@@ -172,6 +215,10 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
         out->users = users;
     }
     qsort(per, (size_t)opts->reps, sizeof *per, cmp_double);
+    qsort(per_apply, (size_t)opts->reps, sizeof *per_apply, cmp_double);
+    out->median_apply_ns_per_event =
+        opts->reps % 2 ? per_apply[opts->reps / 2]
+                       : (per_apply[opts->reps / 2 - 1] + per_apply[opts->reps / 2]) / 2;
     out->reps = opts->reps;
     out->best_ns_per_event = per[0];
     out->median_ns_per_event =
@@ -180,6 +227,7 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
     rc = 0;
 out:
     free(per);
+    free(per_apply);
     free(part);
     free(ev);
     return rc;

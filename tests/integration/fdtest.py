@@ -68,43 +68,55 @@ def wait_consumed(r, bootstrap, topic, timeout=120, daemon=None):
 
 
 def redis_state(r):
-    """Every funneld key -> its hash, for exact comparisons between runs."""
+    """Every funneld key -> its value, for exact comparisons between runs:
+    hashes as dicts, HyperLogLogs as their PFCOUNT (the encoding may depend
+    on the order of PFADDs, the set does not), sorted sets as lists."""
     out = {}
     for k in r.scan_iter(match=PREFIX + "*", count=1000):
-        out[k] = r.hgetall(k)
+        t = r.type(k)
+        t = t.decode() if isinstance(t, bytes) else t
+        if t == "hash":
+            out[k] = r.hgetall(k)
+        elif t == "string":
+            out[k] = ("pfcount", r.pfcount(k))
+        elif t == "zset":
+            out[k] = ("zset", r.zrange(k, 0, -1, withscores=True))
+        else:
+            out[k] = (t,)
     return out
 
 
+def state_diff(got, want, limit=5):
+    """A short human description of how two redis_state() dicts differ."""
+    lines = []
+    for k in sorted(set(got) | set(want)):
+        if got.get(k) != want.get(k):
+            lines.append(f"  {k}: got {got.get(k)} want {want.get(k)}")
+    head = "\n".join(lines[:limit])
+    return f"{len(lines)} key(s) differ:\n{head}" if lines else "identical"
+
+
 def compare_with_truth(test, r, truth):
-    """Redis counters equal the generator's ground truth, exactly."""
+    """Redis equals the generator's ground truth: every user's counters and
+    sessions exactly, every funnel window and hour exactly (unique users
+    within HyperLogLog error), the late events, the events counted."""
     users = truth["users"]
     bad = []
     pipe = r.pipeline(transaction=False)
     names = list(users)
     for uid in names:
         pipe.hgetall(PREFIX + "user:" + uid)
+    fields = ("click", "cart", "purchase", "first_ts", "last_ts")
     for uid, h in zip(names, pipe.execute()):
-        want = users[uid]
-        got = {f: int(h.get(f, -1)) for f in ("click", "cart", "purchase", "first_ts", "last_ts")}
+        want = {f: users[uid][f] for f in fields}
+        got = {f: int(h.get(f, -1)) for f in fields}
         if got != want:
             bad.append((uid, got, want))
     test.assertEqual(bad[:5], [], f"{len(bad)} users differ from the truth")
     n_user_keys = sum(1 for _ in r.scan_iter(match=PREFIX + "user:*", count=1000))
     test.assertEqual(n_user_keys, len(users), "user keys in Redis vs users in the truth")
-
-    minutes = truth["minutes"]
-    mins = list(minutes)
-    pipe = r.pipeline(transaction=False)
-    for m in mins:
-        pipe.hgetall(PREFIX + "funnel:1m:" + m)
-    bad = []
-    for m, h in zip(mins, pipe.execute()):
-        got = {f: int(h.get(f, 0)) for f in ("click", "cart", "purchase", "revenue_cents")}
-        if got != minutes[m]:
-            bad.append((m, got, minutes[m]))
-    test.assertEqual(bad[:5], [], f"{len(bad)} minute windows differ from the truth")
-    n_min_keys = sum(1 for _ in r.scan_iter(match=PREFIX + "funnel:1m:*", count=1000))
-    test.assertEqual(n_min_keys, len(minutes), "minute keys in Redis vs minutes in the truth")
+    compare_user_sessions(test, r, truth)
+    compare_funnel_with_truth(test, r, truth)
     test.assertEqual(int(r.hget(PREFIX + "stats", "events") or 0), truth["events"])
 
 
@@ -156,7 +168,7 @@ def compare_funnel_with_truth(test, r, truth, prefix=PREFIX, hll_tolerance=0.02)
     """Redis funnel windows, hours and categories equal truth["funnel"] of
     `funnelctl gen --truth`: counters exactly (an absent field is 0), the
     same set of window and hour hashes, the distinct users per stage
-    (HyperLogLog) within hll_tolerance relative, exactly below 100 users,
+    (HyperLogLog) within hll_tolerance relative (or 2 for small sets),
     and the stats field late_events. Extra hash fields (rates, closed) are
     ignored."""
     f = truth["funnel"]
@@ -181,7 +193,9 @@ def compare_funnel_with_truth(test, r, truth, prefix=PREFIX, hll_tolerance=0.02)
         for st in starts:
             for stage in FUNNEL_STAGES:
                 got, want = next(counts), entries[st]["users_" + stage]
-                ok = got == want if want < 100 else abs(got - want) <= hll_tolerance * want
+                # HyperLogLog: 0.81 % standard error, and off by one or
+                # two even for small sets (register collisions, rounding)
+                ok = abs(got - want) <= max(2, hll_tolerance * want)
                 if not ok:
                     ucount_bad.append((name, st, stage, got, want))
         # the same set of hashes: funnel:<level>:<digits>, nothing more
@@ -230,6 +244,8 @@ def compare_user_sessions(test, r, truth, prefix=PREFIX):
 def daemon_config(path, bootstrap, redis_url, **extra):
     overrides = {"kafka.brokers": bootstrap, "redis.url": redis_url,
                  "input.schema": schema_path(),
+                 "kafka.metrics_schema": str(source_dir() / "conf" / "schemas" /
+                                             "funnel_metrics.avsc"),
                  "kafka.properties": {"fetch.wait.max.ms": 50}}
     overrides.update(extra)
     return harness.write_config(path, overrides)

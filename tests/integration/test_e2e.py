@@ -94,17 +94,20 @@ class EndToEnd(unittest.TestCase):
     def test_counts_equal_truth_and_replay_is_identical(self):
         first = self.run_once()
         again = self.run_once()
-        self.assertEqual(first, again, "replaying the same input changed Redis contents")
+        self.assertTrue(first == again, "replaying the same input changed Redis contents: " +
+                        fdtest.state_diff(again, first))
 
     def test_worker_counts_agree(self):
         one = self.run_once(**{"engine.workers": 1})
         three = self.run_once(**{"engine.workers": 3, "engine.queue_messages": 64})
-        self.assertEqual(one, three, "1 and 3 workers (tiny queues) disagree")
+        self.assertTrue(one == three,
+                        "1 and 3 workers (tiny queues) disagree: " + fdtest.state_diff(three, one))
 
     def test_restart_mid_stream(self):
         clean = self.run_once()
         interrupted = self.run_once(interrupt=[(0.25, signal.SIGTERM), (0.6, signal.SIGKILL)])
-        self.assertEqual(interrupted, clean)
+        self.assertTrue(interrupted == clean, "interrupted vs clean run: " +
+                        fdtest.state_diff(interrupted, clean))
 
 
 if __name__ == "__main__":

@@ -62,16 +62,6 @@ def stats_int(r, field):
     return int(r.hget(fdtest.PREFIX + "stats", field) or 0)
 
 
-def state_diff(got, want, limit=5):
-    """A short human description of how two redis_state() dicts differ."""
-    lines = []
-    for k in sorted(set(got) | set(want)):
-        if got.get(k) != want.get(k):
-            lines.append(f"  {k}: got {got.get(k)} want {want.get(k)}")
-    head = "\n".join(lines[:limit])
-    return f"{len(lines)} key(s) differ:\n{head}" if lines else "identical"
-
-
 class Faults(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -160,7 +150,7 @@ class Faults(unittest.TestCase):
             state = fdtest.redis_state(r)
         self.assertTrue(state == reference,
                         "Redis after five kills vs one uninterrupted run: "
-                        + state_diff(state, reference))
+                        + fdtest.state_diff(state, reference))
 
     # ---- 2. broker errors ----------------------------------------------------
 
@@ -352,7 +342,7 @@ class Faults(unittest.TestCase):
         got = {k: v for k, v in state.items() if counters.match(k)}
         want = {k: v for k, v in reference.items() if counters.match(k)}
         self.assertTrue(got == want, "Redis after a killed instance vs the single-instance "
-                        "run: " + state_diff(got, want))
+                        "run: " + fdtest.state_diff(got, want))
 
     def test_cooperative_rebalance(self):
         """The cooperative protocol: partitions move incrementally when a

@@ -2,7 +2,7 @@
  * test_resp.c - the RESP builder the shards prepare writes with, and the
  * merging of minute deltas the writer does before sending them.
  */
-#include "features/window.h"
+#include "features/funnel.h"
 #include "pipeline/resp.h"
 #include "tests/unit/check.h"
 
@@ -47,8 +47,11 @@ static void test_resp_bytes(void)
 
 static void test_window_merge(void)
 {
-    fd_window_table *a = fd_window_table_new();
-    fd_window_table *m = fd_window_table_new();
+    char err[128];
+    fd_funnel_params fp;
+    CHECK(fd_funnel_params_init(&fp, 60000, 0, NULL, 0, err, sizeof err) == 0);
+    fd_funnel_table *a = fd_funnel_table_new();
+    fd_funnel_table *m = fd_funnel_table_new();
     fd_event ev;
     fd_event_init(&ev);
     ev.ts_ms = 60000 * 10 + 5;
@@ -56,36 +59,39 @@ static void test_window_merge(void)
     ev.has_price = true;
     ev.price = 2.5;
     ev.quantity = 3;
-    CHECK(fd_window_add(a, 1, &ev) == 0);
-    CHECK(fd_window_add(a, 2, &ev) == 0);
+    fd_sess_step first = {FD_SESS_NEW, FD_STAGE_NONE, FD_STAGE_PURCHASE};
+    fd_sess_step none = {FD_SESS_JOIN, FD_STAGE_PURCHASE, FD_STAGE_PURCHASE};
+    CHECK(fd_funnel_add(a, &fp, 1, &ev, &first, "u1", 2) == 0);
+    CHECK(fd_funnel_add(a, &fp, 2, &ev, &none, "u2", 2) == 0);
     ev.type = FD_EV_CLICK;
     ev.ts_ms = 60000 * 11;
-    CHECK(fd_window_add(a, 2, &ev) == 0);
-    CHECK(fd_window_count(a) == 3);
+    CHECK(fd_funnel_add(a, &fp, 2, &ev, &none, "u2", 2) == 0);
+    CHECK(fd_funnel_count(a) == 3);
     size_t cur = 0;
-    const fd_window_delta *d;
-    while ((d = fd_window_next(a, &cur)))
-        CHECK(fd_window_merge(m, 0, d) == 0);
-    CHECK(fd_window_count(m) == 2); /* partitions merged, minutes kept apart */
+    const fd_funnel_delta *d;
+    while ((d = fd_funnel_next(a, &cur)))
+        CHECK(fd_funnel_merge(m, 0, d->cat, d->start_ms, d->c) == 0);
+    CHECK(fd_funnel_count(m) == 2); /* partitions merged, minutes kept apart */
     cur = 0;
     int seen = 0;
-    while ((d = fd_window_next(m, &cur))) {
+    while ((d = fd_funnel_next(m, &cur))) {
         if (d->start_ms == 600000) {
-            CHECK(d->c[FD_WC_PURCHASE] == 2);
-            CHECK(d->c[FD_WC_REVENUE_CENTS] == 2 * 750);
+            CHECK(d->c[FD_FC_PURCHASE] == 2);
+            CHECK(d->c[FD_FC_REVENUE_CENTS] == 2 * 750);
+            CHECK(d->c[FD_FC_SESS_VISIT] == 1 && d->c[FD_FC_SESS_PURCHASE] == 1);
             seen++;
         } else {
             CHECK(d->start_ms == 660000);
-            CHECK(d->c[FD_WC_CLICK] == 1);
-            CHECK(d->c[FD_WC_REVENUE_CENTS] == 0);
+            CHECK(d->c[FD_FC_CLICK] == 1);
+            CHECK(d->c[FD_FC_REVENUE_CENTS] == 0 && d->c[FD_FC_SESS_VISIT] == 0);
             seen++;
         }
     }
     CHECK(seen == 2);
-    fd_window_clear(a, 2);
-    CHECK(fd_window_count(a) == 1);
-    fd_window_table_free(a);
-    fd_window_table_free(m);
+    fd_funnel_clear(a, 2);
+    CHECK(fd_funnel_count(a) == 1);
+    fd_funnel_table_free(a);
+    fd_funnel_table_free(m);
 }
 
 int main(void)

@@ -1,0 +1,486 @@
+/*
+ * features.c - see features.h and docs/FEATURES.md.
+ *
+ * Hot path: fd_feat_update is called for every accepted event. It computes
+ * at most one 2^-x per half-life (none when the event is at the user's
+ * reference time) and touches only the user's own struct.
+ */
+#include "features/features.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const stage_names[FD_STAGE__COUNT] = {"none", "visit", "click", "cart",
+                                                         "purchase"};
+
+const char *fd_stage_name(int stage)
+{
+    return stage >= 0 && stage < FD_STAGE__COUNT ? stage_names[stage] : "unknown";
+}
+
+uint64_t fd_fnv1a64(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+double fd_exp2_neg(double x)
+{
+    if (!(x > 0))
+        return 1.0;
+    if (x > 1074)
+        return 0.0;
+    double n = floor(x);
+    if (n == x)
+        return ldexp(1.0, -(int)n);
+    /* 2^-(n + f) = 2^-n * 2^-0.5 * e^(-(f - 0.5) ln 2), |y| <= 0.347 */
+    double y = -(x - n - 0.5) * 0.69314718055994530942;
+    double p =
+        1.0 +
+        y * (1.0 + y * (1.0 / 2 +
+                        y * (1.0 / 6 +
+                             y * (1.0 / 24 +
+                                  y * (1.0 / 120 +
+                                       y * (1.0 / 720 + y * (1.0 / 5040 + y * (1.0 / 40320))))))));
+    return ldexp(p * 0.70710678118654752440, -(int)n);
+}
+
+double fd_sketch_estimate(uint64_t bits)
+{
+    int z = 64 - __builtin_popcountll(bits);
+    if (z == 0)
+        return 64.0 * log(64.0);
+    return -64.0 * log((double)z / 64.0);
+}
+
+void fd_duration_name(int64_t ms, char *buf, size_t n)
+{
+    static const struct {
+        const char *u;
+        int64_t ms;
+    } units[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (ms > 0 && ms % units[i].ms == 0) {
+            snprintf(buf, n, "%lld%s", (long long)(ms / units[i].ms), units[i].u);
+            return;
+        }
+    snprintf(buf, n, "%lldms", (long long)ms);
+}
+
+int fd_feat_params_init(fd_feat_params *p, const int64_t *hl, int n, int64_t gap_ms, char *errstr,
+                        size_t errstr_size)
+{
+    memset(p, 0, sizeof *p);
+    if (n < 1 || n > FD_FEAT_MAX_HL) {
+        snprintf(errstr, errstr_size, "need 1 to %d half-lives, got %d", FD_FEAT_MAX_HL, n);
+        return -1;
+    }
+    if (gap_ms <= 0) {
+        snprintf(errstr, errstr_size, "session gap must be positive");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (hl[i] <= 0) {
+            snprintf(errstr, errstr_size, "half-life %d is not positive", i + 1);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (hl[j] == hl[i]) {
+                snprintf(errstr, errstr_size, "half-life %d repeats half-life %d", i + 1, j + 1);
+                return -1;
+            }
+        p->hl_ms[i] = hl[i];
+        fd_duration_name(hl[i], p->hl_name[i], sizeof p->hl_name[i]);
+        if (hl[i] > hl[p->longest])
+            p->longest = i;
+    }
+    p->n_hl = n;
+    p->gap_ms = gap_ms;
+    return 0;
+}
+
+/* Nearest integer of a non-negative value (values here are never negative). */
+static inline int64_t fix_round(double v)
+{
+    return (int64_t)(v + 0.5);
+}
+
+static inline uint64_t sketch_bit(const char *s)
+{
+    return 1ull << (fd_fnv1a64(s, strlen(s)) & 63);
+}
+
+void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_sess_step *step)
+{
+    const int64_t ts = ev->ts_ms;
+    const int nh = p->n_hl;
+    double fac[FD_FEAT_MAX_HL] = {1.0, 1.0, 1.0, 1.0};
+    bool unit = true; /* every contribution factor is 1 */
+
+    if (f->last_ts == 0) {
+        f->last_ts = f->first_ts = ts;
+    } else if (ts > f->last_ts) {
+        double dt = (double)(ts - f->last_ts);
+        for (int h = 0; h < nh; h++) {
+            double d = fd_exp2_neg(dt / (double)p->hl_ms[h]);
+            for (int k = 0; k < FD_DC__COUNT; k++)
+                f->dc[h][k] = fix_round((double)f->dc[h][k] * d);
+            if (h == p->longest) {
+                f->abandoned = fix_round((double)f->abandoned * d);
+                f->carted = fix_round((double)f->carted * d);
+            }
+        }
+        f->last_ts = ts;
+    } else if (ts < f->last_ts) {
+        double dt = (double)(f->last_ts - ts);
+        for (int h = 0; h < nh; h++)
+            fac[h] = fd_exp2_neg(dt / (double)p->hl_ms[h]);
+        unit = false;
+    }
+    if (ts < f->first_ts)
+        f->first_ts = ts;
+
+    /* counters */
+    const int type = ev->type;
+    f->count[type]++;
+    int64_t rc = fd_event_revenue_cents(ev);
+    f->revenue_cents += rc;
+    if (type == FD_EV_CART && ts > f->last_cart_ts)
+        f->last_cart_ts = ts;
+    if (type == FD_EV_PURCHASE && ts > f->last_purchase_ts)
+        f->last_purchase_ts = ts;
+    if (ev->has_item)
+        f->items_sk |= sketch_bit(ev->item_id);
+    if (ev->has_category)
+        f->cats_sk |= sketch_bit(ev->category);
+    if (unit) {
+        for (int h = 0; h < nh; h++) {
+            f->dc[h][type] += FD_FIX;
+            f->dc[h][FD_DC_REVENUE] += rc * (FD_FIX / 100);
+        }
+    } else {
+        for (int h = 0; h < nh; h++) {
+            f->dc[h][type] += fix_round(FD_FIX * fac[h]);
+            if (rc)
+                f->dc[h][FD_DC_REVENUE] += fix_round((double)(rc * (FD_FIX / 100)) * fac[h]);
+        }
+    }
+
+    /* session */
+    uint64_t sid = 0;
+    if (ev->has_session) {
+        sid = fd_fnv1a64(ev->session_id, strlen(ev->session_id));
+        if (sid == 0)
+            sid = 1;
+    }
+    const int ev_stage = type == FD_EV_CLICK  ? FD_STAGE_CLICK
+                         : type == FD_EV_CART ? FD_STAGE_CART
+                                              : FD_STAGE_PURCHASE;
+    fd_sess_kind kind;
+    if (f->sess_stage == FD_STAGE_NONE) {
+        kind = FD_SESS_NEW;
+    } else if (ts < f->sess_start) {
+        bool same = sid == 0 || f->sess_id == 0 || sid == f->sess_id;
+        kind = same && ts > f->sess_start - p->gap_ms ? FD_SESS_JOIN : FD_SESS_STALE;
+        if (kind == FD_SESS_JOIN)
+            f->sess_start = ts;
+    } else if ((sid && f->sess_id && sid != f->sess_id) || ts >= f->sess_last + p->gap_ms) {
+        kind = FD_SESS_NEW;
+    } else {
+        kind = FD_SESS_JOIN;
+        if (ts > f->sess_last)
+            f->sess_last = ts;
+    }
+    step->kind = kind;
+    if (kind == FD_SESS_STALE) {
+        step->from = step->to = f->sess_stage;
+        return;
+    }
+    if (kind == FD_SESS_NEW) {
+        if (f->sess_stage != FD_STAGE_NONE) { /* the previous session ends */
+            if (f->sess_stage >= FD_STAGE_CART) {
+                double e = (double)(f->last_ts - f->sess_last) / (double)p->hl_ms[p->longest];
+                int64_t c = fix_round(FD_FIX * fd_exp2_neg(e));
+                f->carted += c;
+                if (f->sess_stage == FD_STAGE_CART)
+                    f->abandoned += c;
+            }
+            if (ts > f->sess_last)
+                f->gap_sum_ms += ts - f->sess_last;
+        }
+        f->sessions++;
+        for (int h = 0; h < nh; h++)
+            f->dc[h][FD_DC_SESSIONS] += unit ? FD_FIX : fix_round(FD_FIX * fac[h]);
+        f->sess_id = sid;
+        f->sess_start = f->sess_last = ts;
+        f->sess_stage = FD_STAGE_NONE;
+        step->from = FD_STAGE_NONE;
+    } else {
+        if (f->sess_id == 0)
+            f->sess_id = sid;
+        step->from = f->sess_stage;
+    }
+    int to = f->sess_stage > ev_stage ? f->sess_stage : ev_stage;
+    f->sess_stage = to;
+    step->to = to;
+}
+
+/* ---- the vector ---------------------------------------------------------- */
+
+static const char *const dc_names[FD_DC__COUNT] = {"click", "cart", "purchase", "revenue",
+                                                   "sessions"};
+static const char *const single_names[] = {"revenue_total",       "aov",
+                                           "recency_s",           "recency_cart_s",
+                                           "recency_purchase_s",  "session_gap_mean_s",
+                                           "cart_abandonment",    "items_distinct",
+                                           "categories_distinct", "tenure_s",
+                                           "session_stage",       "clicks_total",
+                                           "carts_total",         "purchases_total",
+                                           "sessions_total"};
+#define N_SINGLE ((int)(sizeof single_names / sizeof single_names[0]))
+
+int fd_feat_count(const fd_feat_params *p)
+{
+    return FD_DC__COUNT * p->n_hl + N_SINGLE;
+}
+
+const char *fd_feat_name(const fd_feat_params *p, int i, char *buf, size_t n)
+{
+    if (i < 0 || i >= fd_feat_count(p))
+        return NULL;
+    if (i < FD_DC__COUNT * p->n_hl) {
+        snprintf(buf, n, "%s_%s", dc_names[i % FD_DC__COUNT], p->hl_name[i / FD_DC__COUNT]);
+        return buf;
+    }
+    snprintf(buf, n, "%s", single_names[i - FD_DC__COUNT * p->n_hl]);
+    return buf;
+}
+
+static double since_s(int64_t now, int64_t ts)
+{
+    return ts ? (double)(now - ts) / 1000.0 : -1.0;
+}
+
+void fd_feat_eval(const fd_feat_params *p, const fd_feat *f, int64_t now_ms, double *out)
+{
+    int64_t t = now_ms > f->last_ts ? now_ms : f->last_ts;
+    int i = 0;
+    for (int h = 0; h < p->n_hl; h++) {
+        double d = fd_exp2_neg((double)(t - f->last_ts) / (double)p->hl_ms[h]);
+        for (int k = 0; k < FD_DC__COUNT; k++)
+            out[i++] = (double)f->dc[h][k] / FD_FIX * d;
+    }
+    int64_t purchases = f->count[FD_EV_PURCHASE];
+    out[i++] = (double)f->revenue_cents / 100.0;
+    out[i++] = purchases ? (double)f->revenue_cents / 100.0 / (double)purchases : 0.0;
+    out[i++] = f->last_ts ? (double)(t - f->last_ts) / 1000.0 : -1.0;
+    out[i++] = since_s(t, f->last_cart_ts);
+    out[i++] = since_s(t, f->last_purchase_ts);
+    out[i++] = f->sessions > 1 ? (double)f->gap_sum_ms / 1000.0 / (double)(f->sessions - 1) : 0.0;
+    out[i++] = f->carted ? (double)f->abandoned / (double)f->carted : 0.0;
+    out[i++] = f->items_sk ? fd_sketch_estimate(f->items_sk) : 0.0;
+    out[i++] = f->cats_sk ? fd_sketch_estimate(f->cats_sk) : 0.0;
+    out[i++] = f->first_ts ? (double)(t - f->first_ts) / 1000.0 : 0.0;
+    out[i++] = f->sess_stage != FD_STAGE_NONE && t < f->sess_last + p->gap_ms ? f->sess_stage : 0;
+    out[i++] = (double)f->count[FD_EV_CLICK];
+    out[i++] = (double)f->count[FD_EV_CART];
+    out[i++] = (double)purchases;
+    out[i++] = (double)f->sessions;
+}
+
+/* ---- persistence ----------------------------------------------------------- */
+
+enum {
+    FF_CLICK = 0,
+    FF_CART,
+    FF_PURCHASE,
+    FF_FIRST_TS,
+    FF_LAST_TS,
+    FF_REVENUE_CENTS,
+    FF_LAST_CART_TS,
+    FF_LAST_PURCHASE_TS,
+    FF_SESSIONS,
+    FF_GAP_SUM_MS,
+    FF_ITEMS_SK,
+    FF_CATS_SK,
+    FF_SESS_ID,
+    FF_SESS_START,
+    FF_SESS_LAST,
+    FF_SESS_STAGE,
+    FF_ABANDONED,
+    FF_CARTED,
+    FF__FIXED
+};
+static const char *const field_names[FF__FIXED] = {"click",           "cart",
+                                                   "purchase",        "first_ts",
+                                                   "last_ts",         "revenue_cents",
+                                                   "last_cart_ts",    "last_purchase_ts",
+                                                   "sessions",        "session_gap_sum_ms",
+                                                   "items_sketch",    "categories_sketch",
+                                                   "session_id_hash", "session_start",
+                                                   "session_last",    "session_stage",
+                                                   "abandoned",       "carted"};
+
+int fd_feat_field_count(const fd_feat_params *p)
+{
+    return FF__FIXED + FD_DC__COUNT * p->n_hl;
+}
+
+const char *fd_feat_field_name(const fd_feat_params *p, int i, char *buf, size_t n)
+{
+    if (i < 0 || i >= fd_feat_field_count(p))
+        return NULL;
+    if (i < FF__FIXED)
+        return field_names[i];
+    i -= FF__FIXED;
+    snprintf(buf, n, "%s_%s", dc_names[i % FD_DC__COUNT], p->hl_name[i / FD_DC__COUNT]);
+    return buf;
+}
+
+static int64_t *int_field(fd_feat *f, int i)
+{
+    switch (i) {
+    case FF_CLICK:
+        return &f->count[FD_EV_CLICK];
+    case FF_CART:
+        return &f->count[FD_EV_CART];
+    case FF_PURCHASE:
+        return &f->count[FD_EV_PURCHASE];
+    case FF_FIRST_TS:
+        return &f->first_ts;
+    case FF_LAST_TS:
+        return &f->last_ts;
+    case FF_REVENUE_CENTS:
+        return &f->revenue_cents;
+    case FF_LAST_CART_TS:
+        return &f->last_cart_ts;
+    case FF_LAST_PURCHASE_TS:
+        return &f->last_purchase_ts;
+    case FF_SESSIONS:
+        return &f->sessions;
+    case FF_GAP_SUM_MS:
+        return &f->gap_sum_ms;
+    case FF_SESS_START:
+        return &f->sess_start;
+    case FF_SESS_LAST:
+        return &f->sess_last;
+    default:
+        return NULL;
+    }
+}
+
+static int64_t *fix_field(fd_feat *f, int i)
+{
+    if (i == FF_ABANDONED)
+        return &f->abandoned;
+    if (i == FF_CARTED)
+        return &f->carted;
+    if (i >= FF__FIXED) {
+        i -= FF__FIXED;
+        return &f->dc[i / FD_DC__COUNT][i % FD_DC__COUNT];
+    }
+    return NULL;
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_i64(char *p, int64_t v)
+{
+    if (v < 0) {
+        *p++ = '-';
+        return put_u64(p, 0 - (uint64_t)v);
+    }
+    return put_u64(p, (uint64_t)v);
+}
+
+size_t fd_feat_field_format(const fd_feat_params *p, const fd_feat *f, int i, char *buf)
+{
+    (void)p;
+    fd_feat *m = (fd_feat *)f; /* the accessors are shared with parse; nothing is written */
+    char *e = buf;
+    int64_t *v;
+    if ((v = int_field(m, i))) {
+        e = put_i64(buf, *v);
+    } else if ((v = fix_field(m, i))) {
+        int64_t x = *v;
+        if (x < 0) {
+            *e++ = '-';
+            x = -x;
+        }
+        e = put_u64(e, (uint64_t)(x / FD_FIX));
+        *e++ = '.';
+        int64_t frac = x % FD_FIX;
+        for (int64_t d = FD_FIX / 10; d; d /= 10)
+            *e++ = (char)('0' + (frac / d) % 10);
+    } else if (i == FF_ITEMS_SK) {
+        e = put_u64(buf, f->items_sk);
+    } else if (i == FF_CATS_SK) {
+        e = put_u64(buf, f->cats_sk);
+    } else if (i == FF_SESS_ID) {
+        e = put_u64(buf, f->sess_id);
+    } else if (i == FF_SESS_STAGE) {
+        e = put_i64(buf, f->sess_stage);
+    }
+    *e = '\0';
+    return (size_t)(e - buf);
+}
+
+/* Unsigned decimal of s[0..len); stops at the first non-digit. */
+static uint64_t parse_u64(const char *s, size_t len, size_t *pos)
+{
+    uint64_t v = 0;
+    while (*pos < len && s[*pos] >= '0' && s[*pos] <= '9')
+        v = v * 10 + (uint64_t)(s[(*pos)++] - '0');
+    return v;
+}
+
+void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char *s, size_t len)
+{
+    (void)p;
+    size_t pos = 0;
+    bool neg = len > 0 && s[0] == '-';
+    if (neg)
+        pos++;
+    int64_t *v;
+    if ((v = int_field(f, i))) {
+        uint64_t u = parse_u64(s, len, &pos);
+        *v = neg ? -(int64_t)u : (int64_t)u;
+    } else if ((v = fix_field(f, i))) {
+        uint64_t whole = parse_u64(s, len, &pos);
+        int64_t frac = 0, scale = FD_FIX;
+        if (pos < len && s[pos] == '.') {
+            pos++;
+            while (pos < len && s[pos] >= '0' && s[pos] <= '9' && scale > 1) {
+                scale /= 10;
+                frac += (s[pos++] - '0') * scale;
+            }
+        }
+        int64_t x = (int64_t)whole * FD_FIX + frac;
+        *v = neg ? -x : x;
+    } else if (i == FF_ITEMS_SK) {
+        f->items_sk = parse_u64(s, len, &pos);
+    } else if (i == FF_CATS_SK) {
+        f->cats_sk = parse_u64(s, len, &pos);
+    } else if (i == FF_SESS_ID) {
+        f->sess_id = parse_u64(s, len, &pos);
+    } else if (i == FF_SESS_STAGE) {
+        uint64_t u = parse_u64(s, len, &pos);
+        f->sess_stage = u < FD_STAGE__COUNT ? (int32_t)u : FD_STAGE_NONE;
+    }
+}

@@ -1,0 +1,114 @@
+/*
+ * features.h - the rolling per-user feature vector and the user's session.
+ *
+ * docs/FEATURES.md is the specification: every formula, unit and rule of
+ * this file is written there. The state is all integers (decayed values are
+ * fixed-point millionths) so it round-trips through Redis bit for bit and a
+ * restarted daemon continues exactly where it stopped.
+ *
+ * Pure C: no I/O, no clock, no threads. Time is the event time passed in.
+ */
+#ifndef FD_FEATURES_H
+#define FD_FEATURES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "features/event.h"
+
+#define FD_FEAT_VERSION 1
+#define FD_FEAT_MAX_HL  4       /* half-lives */
+#define FD_FIX          1000000 /* fixed-point scale of decayed values */
+#define FD_FEAT_MAX     (5 * FD_FEAT_MAX_HL + 15)
+
+/* Session stages, in funnel order. */
+enum {
+    FD_STAGE_NONE = 0,
+    FD_STAGE_VISIT,
+    FD_STAGE_CLICK,
+    FD_STAGE_CART,
+    FD_STAGE_PURCHASE,
+    FD_STAGE__COUNT
+};
+
+/* "none", "visit", "click", "cart", "purchase". */
+const char *fd_stage_name(int stage);
+
+/* Decayed values per half-life. */
+enum { FD_DC_CLICK = 0, FD_DC_CART, FD_DC_PURCHASE, FD_DC_REVENUE, FD_DC_SESSIONS, FD_DC__COUNT };
+
+typedef struct fd_feat_params {
+    int n_hl;
+    int64_t hl_ms[FD_FEAT_MAX_HL];
+    char hl_name[FD_FEAT_MAX_HL][16]; /* "1h", "7d", "90m", "1500ms" */
+    int longest;                      /* index of the longest half-life */
+    int64_t gap_ms;                   /* session.gap */
+} fd_feat_params;
+
+/* Set up params. Returns 0, or -1 with a message (bad count, duplicate or
+ * non-positive half-life, non-positive gap). */
+int fd_feat_params_init(fd_feat_params *p, const int64_t *half_lives_ms, int n, int64_t gap_ms,
+                        char *errstr, size_t errstr_size);
+
+/* Shortest exact spelling of a duration: 3600000 -> "1h", 90000 -> "90s". */
+void fd_duration_name(int64_t ms, char *buf, size_t n);
+
+/* The persistent state of one user. Zeroed = never seen. */
+typedef struct fd_feat {
+    int64_t count[FD_EV__COUNT];              /* events by type */
+    int64_t first_ts, last_ts;                /* min / max event time (0 = none); last_ts = R */
+    int64_t dc[FD_FEAT_MAX_HL][FD_DC__COUNT]; /* decayed, as of last_ts, millionths */
+    int64_t abandoned, carted;                /* decayed at the longest half-life, millionths */
+    int64_t revenue_cents;                    /* total */
+    int64_t last_cart_ts, last_purchase_ts;   /* 0 = never */
+    int64_t sessions;                         /* sessions started */
+    int64_t gap_sum_ms;                       /* sum of gaps between consecutive sessions */
+    uint64_t items_sk, cats_sk;               /* 64-bit linear-counting bitmaps */
+    uint64_t sess_id;                         /* current session id hash (0 = none) */
+    int64_t sess_start, sess_last;            /* current session's event-time span */
+    int32_t sess_stage;                       /* FD_STAGE_*; NONE = no session yet */
+} fd_feat;
+
+/* What an event did to the user's session. */
+typedef enum fd_sess_kind { FD_SESS_NEW = 0, FD_SESS_JOIN, FD_SESS_STALE } fd_sess_kind;
+
+typedef struct fd_sess_step {
+    fd_sess_kind kind;
+    int from, to; /* stages reached by the event: (from, to]; from == to: none */
+} fd_sess_step;
+
+/* Apply one accepted event: counters, decayed values, session. O(1). */
+void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_sess_step *step);
+
+/* Number of values in the vector for these params, and their names. */
+int fd_feat_count(const fd_feat_params *p);
+const char *fd_feat_name(const fd_feat_params *p, int i, char *buf, size_t n);
+
+/* Evaluate the vector at event time `now_ms` (values "as of now"; a `now_ms`
+ * before last_ts is taken as last_ts). out has room for fd_feat_count(p). */
+void fd_feat_eval(const fd_feat_params *p, const fd_feat *f, int64_t now_ms, double *out);
+
+/* 2^-x for x >= 0 (0 for x > 1074). Range reduction plus a polynomial:
+ * relative error < 1e-9, deterministic on IEEE doubles. */
+double fd_exp2_neg(double x);
+
+/* 64-bit FNV-1a. */
+uint64_t fd_fnv1a64(const char *s, size_t len);
+
+/* Estimate of distinct values from a 64-bit linear-counting bitmap. */
+double fd_sketch_estimate(uint64_t bits);
+
+/* Persistence: the stored fields of a user hash, in a fixed order.
+ * fd_feat_field_count(p) names; fd_feat_field_name(p, i) their names;
+ * fd_feat_field_format writes field i of f as text (decayed values as
+ * "123.456789"), returns the length; fd_feat_field_parse reads it back
+ * (absent or bad text = 0). Round trip is exact. */
+int fd_feat_field_count(const fd_feat_params *p);
+const char *fd_feat_field_name(const fd_feat_params *p, int i, char *buf, size_t n);
+size_t fd_feat_field_format(const fd_feat_params *p, const fd_feat *f, int i, char *buf);
+void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char *s, size_t len);
+#define FD_FEAT_FIELD_BUF  32 /* enough for any formatted field */
+#define FD_FEAT_FIELDS_MAX (18 + FD_DC__COUNT * FD_FEAT_MAX_HL)
+
+#endif

@@ -1,0 +1,365 @@
+/*
+ * test_features.c - the feature vector, sessions and funnel windows against
+ * values worked out by hand (docs/FEATURES.md).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "features/features.h"
+#include "features/funnel.h"
+#include "features/user.h"
+#include "tests/unit/check.h"
+
+#define T0   1767225600000LL /* 2026-01-01T00:00:00Z */
+#define MIN  60000LL
+#define HOUR 3600000LL
+#define DAY  86400000LL
+
+static fd_feat_params P; /* half-lives 1h, 1d; gap 30m */
+
+static fd_event ev_at(int type, int64_t ts, const char *session)
+{
+    fd_event e;
+    fd_event_init(&e);
+    strcpy(e.user_id, "u1");
+    strcpy(e.event_id, "e");
+    e.type = (uint8_t)type;
+    e.ts_ms = ts;
+    if (session) {
+        strcpy(e.session_id, session);
+        e.has_session = true;
+    }
+    return e;
+}
+
+static fd_sess_step apply(fd_feat *f, int type, int64_t ts, const char *session)
+{
+    fd_event e = ev_at(type, ts, session);
+    fd_sess_step st;
+    fd_feat_update(&P, f, &e, &st);
+    return st;
+}
+
+static double fix(int64_t v)
+{
+    return (double)v / FD_FIX;
+}
+
+static int feat_index(const char *name)
+{
+    char buf[64];
+    for (int i = 0; i < fd_feat_count(&P); i++)
+        if (strcmp(fd_feat_name(&P, i, buf, sizeof buf), name) == 0)
+            return i;
+    return -1;
+}
+
+static void test_exp2(void)
+{
+    double worst = 0;
+    for (double x = 0; x < 60; x += 0.0137) {
+        double rel = fabs(fd_exp2_neg(x) - exp2(-x)) / exp2(-x);
+        if (rel > worst)
+            worst = rel;
+    }
+    CHECK(worst < 1e-9);
+    CHECK(fd_exp2_neg(0) == 1.0);
+    CHECK(fd_exp2_neg(1) == 0.5);
+    CHECK(fd_exp2_neg(2000) == 0.0);
+}
+
+static void test_params(void)
+{
+    char err[128];
+    fd_feat_params p;
+    int64_t bad[] = {HOUR, HOUR};
+    CHECK(fd_feat_params_init(&p, bad, 2, 30 * MIN, err, sizeof err) == -1);
+    CHECK_CONTAINS(err, "repeats");
+    CHECK(fd_feat_params_init(&p, bad, 0, 30 * MIN, err, sizeof err) == -1);
+    int64_t four[] = {HOUR, DAY, 7 * DAY, 90 * MIN};
+    CHECK(fd_feat_params_init(&p, four, 4, 30 * MIN, err, sizeof err) == 0);
+    CHECK_STR(p.hl_name[0], "1h");
+    CHECK_STR(p.hl_name[2], "7d");
+    CHECK_STR(p.hl_name[3], "90m");
+    CHECK(p.longest == 2);
+    CHECK(fd_feat_count(&p) == 35);
+    char buf[64];
+    CHECK_STR(fd_feat_name(&p, 0, buf, sizeof buf), "click_1h");
+    CHECK_STR(fd_feat_name(&p, 9, buf, sizeof buf), "sessions_1d");
+    CHECK_STR(fd_feat_name(&p, 20, buf, sizeof buf), "revenue_total");
+    CHECK_STR(fd_feat_name(&p, 34, buf, sizeof buf), "sessions_total");
+    CHECK(fd_feat_name(&p, 35, buf, sizeof buf) == NULL);
+}
+
+/* Decay across gaps, out of order, long silence, a returning user. */
+static void test_decay(void)
+{
+    fd_feat f = {0};
+    apply(&f, FD_EV_CLICK, T0, NULL);
+    CHECK(f.dc[0][FD_DC_CLICK] == FD_FIX);
+    /* one hour later: the 1h value halves, then +1 */
+    apply(&f, FD_EV_CLICK, T0 + HOUR, NULL);
+    CHECK(f.dc[0][FD_DC_CLICK] == 1500000);
+    CHECK_NEAR(fix(f.dc[1][FD_DC_CLICK]), 1.0 + 0.971531941153606, 1e-6); /* 2^(-1/24) */
+    CHECK(f.last_ts == T0 + HOUR);
+    /* out of order, 30 min before the reference: adds 2^-0.5 to the 1h cart */
+    apply(&f, FD_EV_CART, T0 + 30 * MIN, NULL);
+    CHECK_NEAR(fix(f.dc[0][FD_DC_CART]), 0.707107, 1e-6);
+    CHECK_NEAR(fix(f.dc[1][FD_DC_CART]), 0.985663, 1e-6); /* 2^(-1/48) */
+    CHECK(f.last_ts == T0 + HOUR);                        /* reference unchanged */
+    CHECK(f.last_cart_ts == T0 + 30 * MIN);
+    CHECK(f.first_ts == T0);
+    /* the same sequence in time order gives the same values (rounding aside) */
+    fd_feat g = {0};
+    apply(&g, FD_EV_CLICK, T0, NULL);
+    apply(&g, FD_EV_CART, T0 + 30 * MIN, NULL);
+    apply(&g, FD_EV_CLICK, T0 + HOUR, NULL);
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < FD_DC__COUNT - 1; k++)
+            CHECK(llabs(g.dc[h][k] - f.dc[h][k]) <= 2);
+
+    /* evaluated 30 days later without an event: the 1d click value is
+     * (1 + 2^(-1/24)) * 2^-30 and recency is 30 days */
+    double v[FD_FEAT_MAX];
+    fd_feat_eval(&P, &f, T0 + HOUR + 30 * DAY, v);
+    CHECK_NEAR(v[feat_index("click_1d")], 1.971531941153606 * pow(2, -30), 1e-12);
+    CHECK(v[feat_index("click_1h")] == 0.0 || v[feat_index("click_1h")] < 1e-200);
+    CHECK_NEAR(v[feat_index("recency_s")], 30.0 * 86400, 1e-9);
+    CHECK_NEAR(v[feat_index("recency_cart_s")], 30.0 * 86400 + 1800, 1e-9);
+    CHECK(v[feat_index("recency_purchase_s")] == -1.0);
+    CHECK_NEAR(v[feat_index("tenure_s")], 30.0 * 86400 + 3600, 1e-9);
+    CHECK(v[feat_index("session_stage")] == 0.0); /* long over */
+    CHECK(v[feat_index("clicks_total")] == 2.0);
+    /* evaluating never changes the state; "now" before R is R */
+    fd_feat_eval(&P, &f, T0, v);
+    CHECK_NEAR(v[feat_index("click_1h")], 1.5, 1e-12);
+
+    /* the user returns after the silence: old values decayed, +1 */
+    apply(&f, FD_EV_CLICK, T0 + HOUR + 30 * DAY, NULL);
+    CHECK(f.dc[0][FD_DC_CLICK] == FD_FIX);
+    CHECK(f.dc[1][FD_DC_CLICK] == FD_FIX); /* 1.971532 * 2^-30 rounds to 0 */
+    CHECK(f.count[FD_EV_CLICK] == 3);
+}
+
+static void test_revenue(void)
+{
+    fd_feat f = {0};
+    fd_event e = ev_at(FD_EV_PURCHASE, T0, NULL);
+    e.has_price = true;
+    e.price = 19.99;
+    e.quantity = 2;
+    fd_sess_step st;
+    fd_feat_update(&P, &f, &e, &st);
+    CHECK(f.revenue_cents == 3998);
+    CHECK(f.dc[0][FD_DC_REVENUE] == 39980000); /* 39.98 in millionths */
+    e.ts_ms = T0 + 2 * HOUR;
+    e.quantity = 1;
+    fd_feat_update(&P, &f, &e, &st);
+    CHECK(f.revenue_cents == 5997);
+    /* 39.98 / 4 + 19.99 */
+    CHECK_NEAR(fix(f.dc[0][FD_DC_REVENUE]), 39.98 / 4 + 19.99, 1e-6);
+    double v[FD_FEAT_MAX];
+    fd_feat_eval(&P, &f, T0 + 2 * HOUR, v);
+    CHECK_NEAR(v[feat_index("revenue_total")], 59.97, 1e-9);
+    CHECK_NEAR(v[feat_index("aov")], 29.985, 1e-9);
+    CHECK(v[feat_index("recency_purchase_s")] == 0.0);
+}
+
+static void test_sessions(void)
+{
+    fd_feat f = {0};
+    fd_sess_step st = apply(&f, FD_EV_CLICK, T0, NULL);
+    CHECK(st.kind == FD_SESS_NEW && st.from == FD_STAGE_NONE && st.to == FD_STAGE_CLICK);
+    /* 30 min - 1 ms later: same session */
+    st = apply(&f, FD_EV_CART, T0 + 30 * MIN - 1, NULL);
+    CHECK(st.kind == FD_SESS_JOIN && st.from == FD_STAGE_CLICK && st.to == FD_STAGE_CART);
+    /* exactly the gap after the session's last event: a new session, and
+     * the ended one (stage cart, no purchase) is abandoned */
+    st = apply(&f, FD_EV_CLICK, T0 + 60 * MIN - 1, NULL);
+    CHECK(st.kind == FD_SESS_NEW && st.to == FD_STAGE_CLICK);
+    CHECK(f.sessions == 2);
+    CHECK(f.carted == 985663 && f.abandoned == f.carted); /* at T0+30m-1: 2^(-1/48) */
+    CHECK(f.gap_sum_ms == 30 * MIN);
+    /* an event 31 min before the session start joins it backwards */
+    st = apply(&f, FD_EV_CLICK, T0 + 60 * MIN - 1 - 29 * MIN, NULL);
+    CHECK(st.kind == FD_SESS_JOIN && st.from == st.to);
+    CHECK(f.sess_start == T0 + 31 * MIN - 1);
+    /* one more than the gap before the start: stale, nothing changes */
+    st = apply(&f, FD_EV_PURCHASE, T0 + MIN - 1, NULL);
+    CHECK(st.kind == FD_SESS_STALE && st.from == st.to);
+    CHECK(f.sess_stage == FD_STAGE_CLICK);
+    CHECK(f.count[FD_EV_PURCHASE] == 1); /* still a purchase of the user */
+
+    /* session ids: a change starts a new session even without a gap */
+    fd_feat g = {0};
+    apply(&g, FD_EV_CLICK, T0, "s1");
+    st = apply(&g, FD_EV_CLICK, T0 + 1000, "s1");
+    CHECK(st.kind == FD_SESS_JOIN);
+    st = apply(&g, FD_EV_CLICK, T0 + 2000, NULL); /* no id: neutral */
+    CHECK(st.kind == FD_SESS_JOIN);
+    st = apply(&g, FD_EV_PURCHASE, T0 + 3000, "s2");
+    CHECK(st.kind == FD_SESS_NEW && st.from == FD_STAGE_NONE && st.to == FD_STAGE_PURCHASE);
+    CHECK(g.sessions == 2 && g.carted == 0);
+    /* an old session's straggler, earlier than the new session and with its
+     * old id, is stale */
+    st = apply(&g, FD_EV_CART, T0 + 2500, "s1");
+    CHECK(st.kind == FD_SESS_STALE);
+    CHECK(g.sess_stage == FD_STAGE_PURCHASE);
+    /* purchase then a new session: carted, not abandoned */
+    st = apply(&g, FD_EV_CLICK, T0 + 4000, "s3");
+    CHECK(st.kind == FD_SESS_NEW);
+    CHECK(g.carted > 999900 && g.carted < FD_FIX && g.abandoned == 0); /* 2^(-1s/1d) */
+    double v[FD_FEAT_MAX];
+    fd_feat_eval(&P, &g, T0 + 4000, v);
+    CHECK(v[feat_index("sessions_total")] == 3.0);
+    CHECK(v[feat_index("cart_abandonment")] == 0.0);
+    CHECK(v[feat_index("session_stage")] == FD_STAGE_CLICK);
+    CHECK_NEAR(v[feat_index("sessions_1h")], 1 + exp2(-1000.0 / HOUR) + exp2(-4000.0 / HOUR), 1e-5);
+    CHECK_NEAR(v[feat_index("session_gap_mean_s")], 1.0, 1e-9); /* 3000-2000, 4000-3000 */
+}
+
+static void test_sketch_and_persist(void)
+{
+    fd_feat f = {0};
+    for (int i = 0; i < 20; i++) {
+        fd_event e = ev_at(FD_EV_CLICK, T0 + i * 1000, "s");
+        snprintf(e.item_id, sizeof e.item_id, "i%d", i % 10);
+        e.has_item = true;
+        strcpy(e.category, i % 2 ? "books" : "games");
+        e.has_category = true;
+        fd_sess_step st;
+        fd_feat_update(&P, &f, &e, &st);
+    }
+    double v[FD_FEAT_MAX];
+    fd_feat_eval(&P, &f, T0 + 20000, v);
+    CHECK(v[feat_index("items_distinct")] > 8 && v[feat_index("items_distinct")] < 12);
+    CHECK(v[feat_index("categories_distinct")] > 1.5 && v[feat_index("categories_distinct")] < 2.5);
+
+    /* every stored field round-trips exactly */
+    apply(&f, FD_EV_CART, T0 + 10, "s");
+    fd_feat g = {0};
+    char name[64], buf[FD_FEAT_FIELD_BUF];
+    for (int i = 0; i < fd_feat_field_count(&P); i++) {
+        CHECK(fd_feat_field_name(&P, i, name, sizeof name) != NULL);
+        size_t n = fd_feat_field_format(&P, &f, i, buf);
+        CHECK(n > 0 && n < sizeof buf);
+        fd_feat_field_parse(&P, &g, i, buf, n);
+    }
+    CHECK(memcmp(&f, &g, sizeof f) == 0);
+    char b2[FD_FEAT_FIELD_BUF];
+    int ci = -1;
+    for (int i = 0; i < fd_feat_field_count(&P); i++)
+        if (strcmp(fd_feat_field_name(&P, i, name, sizeof name), "click_1h") == 0)
+            ci = i;
+    CHECK(ci >= 0);
+    f.dc[0][FD_DC_CLICK] = 1500000;
+    fd_feat_field_format(&P, &f, ci, b2);
+    CHECK_STR(b2, "1.500000");
+    fd_feat_field_parse(&P, &g, ci, "0.25", 4);
+    CHECK(g.dc[0][FD_DC_CLICK] == 250000);
+}
+
+static void test_funnel(void)
+{
+    char err[128];
+    const char *cats[] = {"books"};
+    fd_funnel_params fp;
+    CHECK(fd_funnel_params_init(&fp, 7 * MIN, 0, NULL, 0, err, sizeof err) == -1);
+    const char *dup[] = {"a", "a"};
+    CHECK(fd_funnel_params_init(&fp, MIN, 0, dup, 2, err, sizeof err) == -1);
+    CHECK(fd_funnel_params_init(&fp, MIN, 2 * MIN, cats, 1, err, sizeof err) == 0);
+    CHECK_STR(fp.window_name, "1m");
+    /* late: window end <= partition max - lateness */
+    CHECK(!fd_funnel_is_late(&fp, T0, 0));
+    CHECK(!fd_funnel_is_late(&fp, T0, T0 + 3 * MIN - 1));
+    CHECK(fd_funnel_is_late(&fp, T0, T0 + 3 * MIN));
+    CHECK(!fd_funnel_is_late(&fp, T0 + MIN - 1, T0 + 3 * MIN - 1));
+
+    fd_core_params cp = {.feat = P, .funnel = fp};
+    fd_funnel_table *w = fd_funnel_table_new();
+    fd_user_table *ut = fd_user_table_new(16);
+    bool created;
+    fd_user *u = fd_user_table_upsert(ut, "u1", 2, &created);
+    /* a session whose first event is a purchase reaches all four stages */
+    fd_event e = ev_at(FD_EV_PURCHASE, T0 + 5000, "s1");
+    e.has_price = true;
+    e.price = 2.5;
+    e.quantity = 2;
+    strcpy(e.category, "books");
+    e.has_category = true;
+    CHECK(fd_core_apply(&cp, u, w, 3, &e, 0) == 0);
+    fd_event c = ev_at(FD_EV_CLICK, T0 + MIN + 1, "s1"); /* next minute, same session */
+    CHECK(fd_core_apply(&cp, u, w, 3, &c, T0 + 5000) == 0);
+    /* a late event: features yes, windows no */
+    fd_event l = ev_at(FD_EV_CART, T0 + 10, "s1");
+    CHECK(fd_core_apply(&cp, u, w, 3, &l, T0 + 3 * MIN) == 1);
+    CHECK(u->f.count[FD_EV_CART] == 1 && u->dirty && u->partition == 3);
+
+    int seen = 0;
+    size_t cur = 0;
+    const fd_funnel_delta *d;
+    while ((d = fd_funnel_next(w, &cur))) {
+        seen++;
+        CHECK(d->partition == 3);
+        if (d->start_ms == T0 && d->cat == FD_CAT_TOTAL) {
+            for (int s = FD_FC_SESS_VISIT; s <= FD_FC_SESS_PURCHASE; s++)
+                CHECK(d->c[s] == 1);
+            CHECK(d->c[FD_FC_PURCHASE] == 1 && d->c[FD_FC_CART] == 0);
+            CHECK(d->c[FD_FC_REVENUE_CENTS] == 500);
+        } else if (d->start_ms == T0 && d->cat == 0) {
+            CHECK(d->c[FD_FC_REVENUE_CENTS] == 500 && d->c[FD_FC_SESS_VISIT] == 1);
+        } else if (d->start_ms == T0 + MIN && d->cat == FD_CAT_TOTAL) {
+            CHECK(d->c[FD_FC_SESS_VISIT] == 0 && d->c[FD_FC_CLICK] == 1);
+        } else if (d->start_ms == T0 + MIN && d->cat == 1) {
+            CHECK_STR(fd_funnel_cat_name(&fp, d->cat), "other");
+            CHECK(d->c[FD_FC_CLICK] == 1);
+        } else {
+            CHECK(!"unexpected delta");
+        }
+    }
+    CHECK(seen == 4 && fd_funnel_count(w) == 4);
+    size_t nr;
+    const fd_funnel_reach *r = fd_funnel_reaches(w, &nr);
+    CHECK(nr == 4);
+    for (size_t i = 0; i < nr; i++) {
+        CHECK(r[i].stage == (int)i + 1 && r[i].start_ms == T0 && r[i].user_len == 2);
+        CHECK(memcmp(r[i].user, "u1", 2) == 0);
+    }
+
+    /* merge over partitions, clear one partition */
+    fd_funnel_table *m = fd_funnel_table_new();
+    cur = 0;
+    while ((d = fd_funnel_next(w, &cur)))
+        CHECK(fd_funnel_merge(m, 0, d->cat, d->start_ms - d->start_ms % HOUR, d->c) == 0);
+    CHECK(fd_funnel_count(m) == 3); /* the hour: totals, books, other */
+    fd_funnel_clear(w, 2);
+    CHECK(fd_funnel_count(w) == 4);
+    fd_funnel_clear(w, 3);
+    CHECK(fd_funnel_count(w) == 0);
+    fd_funnel_reaches(w, &nr);
+    CHECK(nr == 0);
+    fd_funnel_table_free(m);
+    fd_funnel_table_free(w);
+    fd_user_table_free(ut);
+}
+
+int main(void)
+{
+    char err[128];
+    int64_t hl[] = {HOUR, DAY};
+    if (fd_feat_params_init(&P, hl, 2, 30 * MIN, err, sizeof err) != 0) {
+        fprintf(stderr, "params: %s\n", err);
+        return 1;
+    }
+    test_exp2();
+    test_params();
+    test_decay();
+    test_revenue();
+    test_sessions();
+    test_sketch_and_persist();
+    test_funnel();
+    printf("%d passed, %d failed\n", check_passed, check_failed);
+    return check_failed ? 1 : 0;
+}
