@@ -62,7 +62,6 @@
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
-    bool empty;               /* had nothing to read and no event time when assigned */
     int64_t next_offset;      /* after the last message handed to a shard; -1 unknown */
     int64_t polled_offset;    /* after the last message polled (handed on or waiting) */
     int64_t stored_offset;    /* in Redis (confirmed); -1 = none */
@@ -94,6 +93,8 @@ struct fd_engine {
     fd_codec *codec;         /* the consumer thread's: event times for the watermark */
     fd_metrics_enc *menc;    /* funnel-metrics messages */
     int64_t closed_wm;       /* windows ending at or before this were sent */
+    int n_topic_parts;       /* partitions of the events topic (metadata) */
+    int64_t topic_parts_at;  /* when n_topic_parts was read */
     fd_shard **shards;
     int n_shards;
     fd_shard_env env;
@@ -471,26 +472,69 @@ static size_t append_windows(fd_engine *e)
     return n_cmds;
 }
 
-/* The watermark of this instance: the least over owned partitions of
- * (stored max_ts - allowed lateness); INT64_MIN while a partition's is not
- * known yet. A partition that was empty when assigned and has had no event
- * since does not count (it would hold every window open). */
-static int64_t instance_watermark(const fd_engine *e)
+/* Partitions of the events topic (metadata), refreshed every 30 s; the
+ * last known count when the broker does not answer. */
+static int topic_partitions(fd_engine *e)
 {
-    int64_t wm = INT64_MAX;
-    bool any = false;
-    for (int32_t p = 0; p < e->n_parts; p++) {
-        const part *pt = &e->parts[p];
-        if (!pt->assigned || (pt->confirmed_max_ts <= 0 && pt->empty && !pt->need_resolve))
-            continue; /* an empty partition does not hold windows open */
-        if (pt->need_resolve || pt->confirmed_max_ts <= 0)
-            return INT64_MIN; /* not yet known: nothing closes */
-        int64_t v = pt->confirmed_max_ts - e->core.funnel.lateness_ms;
-        if (v < wm)
-            wm = v;
-        any = true;
+    int64_t now = fd_mono_ms();
+    if (e->n_topic_parts > 0 && now - e->topic_parts_at < 30000)
+        return e->n_topic_parts;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(e->consumer, e->cfg->kafka_topic_events, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (t && rd_kafka_metadata(e->consumer, 0, t, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
+        e->n_topic_parts = md->topics[0].partition_cnt;
+        e->topic_parts_at = now;
     }
-    return any ? wm : INT64_MIN;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (t)
+        rd_kafka_topic_destroy(t);
+    return e->n_topic_parts;
+}
+
+/* The watermark of the whole topic, from what every instance stored in
+ * Redis: the least over all partitions of (max_ts - allowed lateness).
+ * A partition without a stored max_ts holds every window open unless the
+ * broker says it is empty. INT64_MIN when nothing can close. Using every
+ * partition, not only this instance's, makes a closed window final however
+ * many instances share the topic, so every instance that closes it sends
+ * the same message. */
+static int64_t topic_watermark(fd_engine *e)
+{
+    int n = topic_partitions(e);
+    if (n <= 0 || n > 65536)
+        return INT64_MIN;
+    char err[256];
+    for (int p = 0; p < n; p++)
+        fd_redis_appendf(e->redis, "HGET %s max_ts", part_key(e, p));
+    redisReply **rep = calloc((size_t)n, sizeof *rep);
+    if (!rep)
+        return INT64_MIN;
+    if (fd_redis_read_replies(e->redis, rep, (size_t)n, err, sizeof err) != 0) {
+        free(rep);
+        return INT64_MIN; /* the connection is reset: nothing is left pending */
+    }
+    int64_t wm = INT64_MAX;
+    bool ok = true;
+    for (int p = 0; p < n; p++) {
+        int64_t m = fd_redis_reply_int(rep[p], 0);
+        freeReplyObject(rep[p]);
+        if (!ok)
+            continue;
+        if (m <= 0) {
+            int64_t lo = 0, hi = 0;
+            if (rd_kafka_query_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo,
+                                                 &hi, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+                hi > 0)
+                ok = false; /* has (or may have) events not yet stored */
+            continue;
+        }
+        if (m - e->core.funnel.lateness_ms < wm)
+            wm = m - e->core.funnel.lateness_ms;
+    }
+    free(rep);
+    return ok && wm != INT64_MAX ? wm : INT64_MIN;
 }
 
 /* Read one closed window back from Redis into a report. 0, or -1 when
@@ -542,8 +586,10 @@ static int read_report(fd_engine *e, const char *span, int64_t span_ms, int64_t 
  * between sends it again after the restart, with the same id. */
 static void close_windows(fd_engine *e)
 {
-    int64_t wm = instance_watermark(e);
-    if (wm == INT64_MIN || wm <= e->closed_wm || e->blocked)
+    if (e->blocked)
+        return;
+    int64_t wm = topic_watermark(e);
+    if (wm == INT64_MIN || wm <= e->closed_wm)
         return;
     char okey[512], err[256];
     snprintf(okey, sizeof okey, "%sfunnel:open", e->cfg->redis_key_prefix);
@@ -901,7 +947,6 @@ static void resolve_partitions(fd_engine *e)
         pt->stored_offset = stored;
         pt->next_offset = pt->polled_offset = start;
         pt->max_ts = pt->confirmed_max_ts = max_ts;
-        pt->empty = max_ts <= 0 && start >= hi;
         pt->data_loss = lost;
         pt->dirty = start != stored; /* the new position must be stored */
         pt->need_resolve = false;

@@ -164,11 +164,12 @@ def _keys(r, pattern):
             for k in r.scan_iter(match=pattern, count=1000)}
 
 
-def compare_funnel_with_truth(test, r, truth, prefix=PREFIX, hll_tolerance=0.02):
+def compare_funnel_with_truth(test, r, truth, prefix=PREFIX, hll_tolerance=0.05):
     """Redis funnel windows, hours and categories equal truth["funnel"] of
     `funnelctl gen --truth`: counters exactly (an absent field is 0), the
     same set of window and hour hashes, the distinct users per stage
-    (HyperLogLog) within hll_tolerance relative (or 2 for small sets),
+    (HyperLogLog) within hll_tolerance relative (or 3 for small sets; the standard error is
+    0.81 %, and hundreds of windows are compared),
     and the stats field late_events. Extra hash fields (rates, closed) are
     ignored."""
     f = truth["funnel"]
@@ -195,7 +196,7 @@ def compare_funnel_with_truth(test, r, truth, prefix=PREFIX, hll_tolerance=0.02)
                 got, want = next(counts), entries[st]["users_" + stage]
                 # HyperLogLog: 0.81 % standard error, and off by one or
                 # two even for small sets (register collisions, rounding)
-                ok = abs(got - want) <= max(2, hll_tolerance * want)
+                ok = abs(got - want) <= max(3, hll_tolerance * want)
                 if not ok:
                     ucount_bad.append((name, st, stage, got, want))
         # the same set of hashes: funnel:<level>:<digits>, nothing more
