@@ -29,25 +29,52 @@ uint64_t fd_fnv1a64(const char *s, size_t len)
     return h;
 }
 
+/* 2^(-j/64), j = 0..63 (correctly rounded constants). */
+static const double exp2_neg64[64] = {
+    0x1.0000000000000p+0, 0x1.fa7c1819e90d8p-1, 0x1.f50765b6e4540p-1, 0x1.efa1bee615a27p-1,
+    0x1.ea4afa2a490dap-1, 0x1.e502ee78b3ff6p-1, 0x1.dfc97337b9b5fp-1, 0x1.da9e603db3285p-1,
+    0x1.d5818dcfba487p-1, 0x1.d072d4a07897cp-1, 0x1.cb720dcef9069p-1, 0x1.c67f12e57d14bp-1,
+    0x1.c199bdd85529cp-1, 0x1.bcc1e904bc1d2p-1, 0x1.b7f76f2fb5e47p-1, 0x1.b33a2b84f15fbp-1,
+    0x1.ae89f995ad3adp-1, 0x1.a9e6b5579fdbfp-1, 0x1.a5503b23e255dp-1, 0x1.a0c667b5de565p-1,
+    0x1.9c49182a3f090p-1, 0x1.97d829fde4e50p-1, 0x1.93737b0cdc5e5p-1, 0x1.8f1ae99157736p-1,
+    0x1.8ace5422aa0dbp-1, 0x1.868d99b4492edp-1, 0x1.82589994cce13p-1, 0x1.7e2f336cf4e62p-1,
+    0x1.7a11473eb0187p-1, 0x1.75feb564267c9p-1, 0x1.71f75e8ec5f74p-1, 0x1.6dfb23c651a2fp-1,
+    0x1.6a09e667f3bcdp-1, 0x1.6623882552225p-1, 0x1.6247eb03a5585p-1, 0x1.5e76f15ad2148p-1,
+    0x1.5ab07dd485429p-1, 0x1.56f4736b527dap-1, 0x1.5342b569d4f82p-1, 0x1.4f9b2769d2ca7p-1,
+    0x1.4bfdad5362a27p-1, 0x1.486a2b5c13cd0p-1, 0x1.44e086061892dp-1, 0x1.4160a21f72e2ap-1,
+    0x1.3dea64c123422p-1, 0x1.3a7db34e59ff7p-1, 0x1.371a7373aa9cbp-1, 0x1.33c08b26416ffp-1,
+    0x1.306fe0a31b715p-1, 0x1.2d285a6e4030bp-1, 0x1.29e9df51fdee1p-1, 0x1.26b4565e27cddp-1,
+    0x1.2387a6e756238p-1, 0x1.2063b88628cd6p-1, 0x1.1d4873168b9aap-1, 0x1.1a35beb6fcb75p-1,
+    0x1.172b83c7d517bp-1, 0x1.1429aaea92de0p-1, 0x1.11301d0125b51p-1, 0x1.0e3ec32d3d1a2p-1,
+    0x1.0b5586cf9890fp-1, 0x1.0874518759bc8p-1, 0x1.059b0d3158574p-1, 0x1.02c9a3e778061p-1,
+};
+
+static inline double exp2_neg(double x)
+{
+    if (!(x > 0)) /* zero, negative or NaN: no decay */
+        return 1.0;
+    if (x < 0x1p-10) { /* a short gap against a long half-life: the common case */
+        double y = x * 0.69314718055994530942; /* y < 6.8e-4: error < y^4/24 < 1e-14 */
+        return 1.0 - y * (1.0 - y * (0.5 - y * (1.0 / 6)));
+    }
+    if (x > 1020)
+        return x > 1074 ? 0.0 : ldexp(1.0, -(int)x) * exp2_neg(x - (int)x); /* subnormal */
+    int n = (int)x; /* x >= 0: truncation is floor */
+    /* 2^-n exactly, built from its exponent bits (no libm call) */
+    union {
+        uint64_t u;
+        double d;
+    } scale = {.u = (uint64_t)(1023 - n) << 52};
+    double f = (x - n) * 64; /* 2^-(n + (j + r) / 64) = 2^-n * 2^(-j/64) * e^(-r ln2 / 64) */
+    int j = (int)f;
+    double a = (f - j) * (0.69314718055994530942 / 64); /* 0 <= a < 0.0109 */
+    double p = 1.0 - a * (1.0 - a * (1.0 / 2 - a * (1.0 / 6 - a * (1.0 / 24))));
+    return scale.d * exp2_neg64[j] * p;
+}
+
 double fd_exp2_neg(double x)
 {
-    if (!(x > 0))
-        return 1.0;
-    if (x > 1074)
-        return 0.0;
-    double n = floor(x);
-    if (n == x)
-        return ldexp(1.0, -(int)n);
-    /* 2^-(n + f) = 2^-n * 2^-0.5 * e^(-(f - 0.5) ln 2), |y| <= 0.347 */
-    double y = -(x - n - 0.5) * 0.69314718055994530942;
-    double p =
-        1.0 +
-        y * (1.0 + y * (1.0 / 2 +
-                        y * (1.0 / 6 +
-                             y * (1.0 / 24 +
-                                  y * (1.0 / 120 +
-                                       y * (1.0 / 720 + y * (1.0 / 5040 + y * (1.0 / 40320))))))));
-    return ldexp(p * 0.70710678118654752440, -(int)n);
+    return exp2_neg(x);
 }
 
 double fd_sketch_estimate(uint64_t bits)
@@ -95,6 +122,7 @@ int fd_feat_params_init(fd_feat_params *p, const int64_t *hl, int n, int64_t gap
                 return -1;
             }
         p->hl_ms[i] = hl[i];
+        p->inv_hl[i] = 1.0 / (double)hl[i];
         fd_duration_name(hl[i], p->hl_name[i], sizeof p->hl_name[i]);
         if (hl[i] > hl[p->longest])
             p->longest = i;
@@ -104,43 +132,75 @@ int fd_feat_params_init(fd_feat_params *p, const int64_t *hl, int n, int64_t gap
     return 0;
 }
 
-/* Nearest integer of a non-negative value (values here are never negative). */
-static inline int64_t fix_round(double v)
+/* Nearest integer (ties to even) of |v| < 2^51, exactly, in the default
+ * rounding mode: adding 1.5 * 2^52 pushes the fraction out of the mantissa. */
+static inline double rnd(double v)
 {
-    return (int64_t)(v + 0.5);
+    return (v + 0x1.8p52) - 0x1.8p52;
+}
+
+/* A 64-bit hash of a NUL-terminated string in one of fd_event's id
+ * buffers, eight bytes at a time: the buffer must have 7 readable bytes
+ * after the NUL, which holds for every string field of fd_event (fields
+ * follow it). Bytes after the NUL are masked off, so the result depends
+ * only on the string. */
+static inline uint64_t word_hash(const char *s)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (;;) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        uint64_t z = (w - 0x0101010101010101ull) & ~w & 0x8080808080808080ull;
+        if (z) {
+            int nb = __builtin_ctzll(z) >> 3; /* bytes before the NUL */
+            w = nb ? w & (~0ull >> (64 - 8 * nb)) : 0;
+            h = (h ^ w ^ (uint64_t)nb) * 0xC2B2AE3D27D4EB4Full;
+            h ^= h >> 31;
+            h *= 0x165667B19E3779F9ull;
+            return h ^ (h >> 29);
+        }
+        h = (h ^ w) * 0xC2B2AE3D27D4EB4Full;
+        h ^= h >> 31;
+        s += 8;
+    }
+}
+
+uint64_t fd_str_hash(const char *s)
+{
+    return word_hash(s);
 }
 
 static inline uint64_t sketch_bit(const char *s)
 {
-    return 1ull << (fd_fnv1a64(s, strlen(s)) & 63);
+    return 1ull << (word_hash(s) >> 58);
 }
 
 void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_sess_step *step)
 {
     const int64_t ts = ev->ts_ms;
     const int nh = p->n_hl;
-    double fac[FD_FEAT_MAX_HL] = {1.0, 1.0, 1.0, 1.0};
-    bool unit = true; /* every contribution factor is 1 */
+    double fac[FD_FEAT_MAX_HL] = {1.0, 1.0, 1.0, 1.0}; /* contribution factors */
+    bool unit = true;                                  /* every factor is 1 */
 
     if (f->last_ts == 0) {
         f->last_ts = f->first_ts = ts;
-    } else if (ts > f->last_ts) {
-        double dt = (double)(ts - f->last_ts);
-        for (int h = 0; h < nh; h++) {
-            double d = fd_exp2_neg(dt / (double)p->hl_ms[h]);
+    } else if (ts != f->last_ts) {
+        double dt = (double)(ts > f->last_ts ? ts - f->last_ts : f->last_ts - ts);
+        double d[FD_FEAT_MAX_HL]; /* unused half-lives: inv_hl 0, factor 1 */
+        for (int h = 0; h < FD_FEAT_MAX_HL; h++)
+            d[h] = exp2_neg(dt * p->inv_hl[h]);
+        if (ts > f->last_ts) { /* move the reference: decay everything */
             for (int k = 0; k < FD_DC__COUNT; k++)
-                f->dc[h][k] = fix_round((double)f->dc[h][k] * d);
-            if (h == p->longest) {
-                f->abandoned = fix_round((double)f->abandoned * d);
-                f->carted = fix_round((double)f->carted * d);
-            }
+                for (int h = 0; h < FD_FEAT_MAX_HL; h++)
+                    f->dc[k][h] = rnd(f->dc[k][h] * d[h]);
+            f->abandoned = rnd(f->abandoned * d[p->longest]);
+            f->carted = rnd(f->carted * d[p->longest]);
+            f->last_ts = ts;
+        } else { /* out of order: the contribution is decayed instead */
+            for (int h = 0; h < FD_FEAT_MAX_HL; h++)
+                fac[h] = d[h];
+            unit = false;
         }
-        f->last_ts = ts;
-    } else if (ts < f->last_ts) {
-        double dt = (double)(f->last_ts - ts);
-        for (int h = 0; h < nh; h++)
-            fac[h] = fd_exp2_neg(dt / (double)p->hl_ms[h]);
-        unit = false;
     }
     if (ts < f->first_ts)
         f->first_ts = ts;
@@ -149,6 +209,7 @@ void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_
     const int type = ev->type;
     f->count[type]++;
     int64_t rc = fd_event_revenue_cents(ev);
+    step->revenue_cents = rc;
     f->revenue_cents += rc;
     if (type == FD_EV_CART && ts > f->last_cart_ts)
         f->last_cart_ts = ts;
@@ -158,23 +219,23 @@ void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_
         f->items_sk |= sketch_bit(ev->item_id);
     if (ev->has_category)
         f->cats_sk |= sketch_bit(ev->category);
+    const double rv = (double)rc * (FD_FIX / 100); /* revenue in millionths of a unit */
     if (unit) {
         for (int h = 0; h < nh; h++) {
-            f->dc[h][type] += FD_FIX;
-            f->dc[h][FD_DC_REVENUE] += rc * (FD_FIX / 100);
+            f->dc[type][h] += FD_FIX;
+            f->dc[FD_DC_REVENUE][h] += rv;
         }
     } else {
         for (int h = 0; h < nh; h++) {
-            f->dc[h][type] += fix_round(FD_FIX * fac[h]);
-            if (rc)
-                f->dc[h][FD_DC_REVENUE] += fix_round((double)(rc * (FD_FIX / 100)) * fac[h]);
+            f->dc[type][h] += rnd(FD_FIX * fac[h]);
+            f->dc[FD_DC_REVENUE][h] += rnd(rv * fac[h]);
         }
     }
 
     /* session */
     uint64_t sid = 0;
     if (ev->has_session) {
-        sid = fd_fnv1a64(ev->session_id, strlen(ev->session_id));
+        sid = word_hash(ev->session_id);
         if (sid == 0)
             sid = 1;
     }
@@ -204,8 +265,8 @@ void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_
     if (kind == FD_SESS_NEW) {
         if (f->sess_stage != FD_STAGE_NONE) { /* the previous session ends */
             if (f->sess_stage >= FD_STAGE_CART) {
-                double e = (double)(f->last_ts - f->sess_last) / (double)p->hl_ms[p->longest];
-                int64_t c = fix_round(FD_FIX * fd_exp2_neg(e));
+                double e = (double)(f->last_ts - f->sess_last) * p->inv_hl[p->longest];
+                double c = rnd(FD_FIX * fd_exp2_neg(e));
                 f->carted += c;
                 if (f->sess_stage == FD_STAGE_CART)
                     f->abandoned += c;
@@ -215,7 +276,7 @@ void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_
         }
         f->sessions++;
         for (int h = 0; h < nh; h++)
-            f->dc[h][FD_DC_SESSIONS] += unit ? FD_FIX : fix_round(FD_FIX * fac[h]);
+            f->dc[FD_DC_SESSIONS][h] += unit ? FD_FIX : rnd(FD_FIX * fac[h]);
         f->sess_id = sid;
         f->sess_start = f->sess_last = ts;
         f->sess_stage = FD_STAGE_NONE;
@@ -273,7 +334,7 @@ void fd_feat_eval(const fd_feat_params *p, const fd_feat *f, int64_t now_ms, dou
     for (int h = 0; h < p->n_hl; h++) {
         double d = fd_exp2_neg((double)(t - f->last_ts) / (double)p->hl_ms[h]);
         for (int k = 0; k < FD_DC__COUNT; k++)
-            out[i++] = (double)f->dc[h][k] / FD_FIX * d;
+            out[i++] = f->dc[k][h] / FD_FIX * d;
     }
     int64_t purchases = f->count[FD_EV_PURCHASE];
     out[i++] = (double)f->revenue_cents / 100.0;
@@ -282,7 +343,7 @@ void fd_feat_eval(const fd_feat_params *p, const fd_feat *f, int64_t now_ms, dou
     out[i++] = since_s(t, f->last_cart_ts);
     out[i++] = since_s(t, f->last_purchase_ts);
     out[i++] = f->sessions > 1 ? (double)f->gap_sum_ms / 1000.0 / (double)(f->sessions - 1) : 0.0;
-    out[i++] = f->carted ? (double)f->abandoned / (double)f->carted : 0.0;
+    out[i++] = f->carted ? f->abandoned / f->carted : 0.0;
     out[i++] = f->items_sk ? fd_sketch_estimate(f->items_sk) : 0.0;
     out[i++] = f->cats_sk ? fd_sketch_estimate(f->cats_sk) : 0.0;
     out[i++] = f->first_ts ? (double)(t - f->first_ts) / 1000.0 : 0.0;
@@ -374,7 +435,7 @@ static int64_t *int_field(fd_feat *f, int i)
     }
 }
 
-static int64_t *fix_field(fd_feat *f, int i)
+static double *fix_field(fd_feat *f, int i)
 {
     if (i == FF_ABANDONED)
         return &f->abandoned;
@@ -382,7 +443,7 @@ static int64_t *fix_field(fd_feat *f, int i)
         return &f->carted;
     if (i >= FF__FIXED) {
         i -= FF__FIXED;
-        return &f->dc[i / FD_DC__COUNT][i % FD_DC__COUNT];
+        return &f->dc[i % FD_DC__COUNT][i / FD_DC__COUNT];
     }
     return NULL;
 }
@@ -415,10 +476,11 @@ size_t fd_feat_field_format(const fd_feat_params *p, const fd_feat *f, int i, ch
     fd_feat *m = (fd_feat *)f; /* the accessors are shared with parse; nothing is written */
     char *e = buf;
     int64_t *v;
+    double *fv;
     if ((v = int_field(m, i))) {
         e = put_i64(buf, *v);
-    } else if ((v = fix_field(m, i))) {
-        int64_t x = *v;
+    } else if ((fv = fix_field(m, i))) {
+        int64_t x = (int64_t)*fv;
         if (x < 0) {
             *e++ = '-';
             x = -x;
@@ -458,10 +520,11 @@ void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char 
     if (neg)
         pos++;
     int64_t *v;
+    double *fv;
     if ((v = int_field(f, i))) {
         uint64_t u = parse_u64(s, len, &pos);
         *v = neg ? -(int64_t)u : (int64_t)u;
-    } else if ((v = fix_field(f, i))) {
+    } else if ((fv = fix_field(f, i))) {
         uint64_t whole = parse_u64(s, len, &pos);
         int64_t frac = 0, scale = FD_FIX;
         if (pos < len && s[pos] == '.') {
@@ -472,7 +535,9 @@ void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char 
             }
         }
         int64_t x = (int64_t)whole * FD_FIX + frac;
-        *v = neg ? -x : x;
+        if (x > (1LL << 51)) /* beyond exact doubles: not a value funneld wrote */
+            x = 1LL << 51;
+        *fv = (double)(neg ? -x : x);
     } else if (i == FF_ITEMS_SK) {
         f->items_sk = parse_u64(s, len, &pos);
     } else if (i == FF_CATS_SK) {

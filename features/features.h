@@ -41,6 +41,7 @@ enum { FD_DC_CLICK = 0, FD_DC_CART, FD_DC_PURCHASE, FD_DC_REVENUE, FD_DC_SESSION
 typedef struct fd_feat_params {
     int n_hl;
     int64_t hl_ms[FD_FEAT_MAX_HL];
+    double inv_hl[FD_FEAT_MAX_HL];    /* 1 / hl_ms (a multiply, not a divide, per event) */
     char hl_name[FD_FEAT_MAX_HL][16]; /* "1h", "7d", "90m", "1500ms" */
     int longest;                      /* index of the longest half-life */
     int64_t gap_ms;                   /* session.gap */
@@ -56,18 +57,22 @@ void fd_duration_name(int64_t ms, char *buf, size_t n);
 
 /* The persistent state of one user. Zeroed = never seen. */
 typedef struct fd_feat {
-    int64_t count[FD_EV__COUNT];              /* events by type */
-    int64_t first_ts, last_ts;                /* min / max event time (0 = none); last_ts = R */
-    int64_t dc[FD_FEAT_MAX_HL][FD_DC__COUNT]; /* decayed, as of last_ts, millionths */
-    int64_t abandoned, carted;                /* decayed at the longest half-life, millionths */
-    int64_t revenue_cents;                    /* total */
-    int64_t last_cart_ts, last_purchase_ts;   /* 0 = never */
-    int64_t sessions;                         /* sessions started */
-    int64_t gap_sum_ms;                       /* sum of gaps between consecutive sessions */
-    uint64_t items_sk, cats_sk;               /* 64-bit linear-counting bitmaps */
-    uint64_t sess_id;                         /* current session id hash (0 = none) */
-    int64_t sess_start, sess_last;            /* current session's event-time span */
-    int32_t sess_stage;                       /* FD_STAGE_*; NONE = no session yet */
+    int64_t count[FD_EV__COUNT]; /* events by type */
+    int64_t first_ts, last_ts;   /* min / max event time (0 = none); last_ts = R */
+    /* Decayed values as of last_ts, in millionths, by value and half-life.
+     * Integral doubles (exact below 2^51, i.e. 2.2e9 events or currency
+     * units): rounding is one add and one subtract and the four half-lives
+     * of a value decay in one vector operation. Unused half-lives stay 0. */
+    double dc[FD_DC__COUNT][FD_FEAT_MAX_HL];
+    double abandoned, carted;               /* decayed at the longest half-life, millionths */
+    int64_t revenue_cents;                  /* total */
+    int64_t last_cart_ts, last_purchase_ts; /* 0 = never */
+    int64_t sessions;                       /* sessions started */
+    int64_t gap_sum_ms;                     /* sum of gaps between consecutive sessions */
+    uint64_t items_sk, cats_sk;             /* 64-bit linear-counting bitmaps */
+    uint64_t sess_id;                       /* current session id hash (0 = none) */
+    int64_t sess_start, sess_last;          /* current session's event-time span */
+    int32_t sess_stage;                     /* FD_STAGE_*; NONE = no session yet */
 } fd_feat;
 
 /* What an event did to the user's session. */
@@ -75,7 +80,8 @@ typedef enum fd_sess_kind { FD_SESS_NEW = 0, FD_SESS_JOIN, FD_SESS_STALE } fd_se
 
 typedef struct fd_sess_step {
     fd_sess_kind kind;
-    int from, to; /* stages reached by the event: (from, to]; from == to: none */
+    int from, to;          /* stages reached by the event: (from, to]; from == to: none */
+    int64_t revenue_cents; /* fd_event_revenue_cents of the event (computed once) */
 } fd_sess_step;
 
 /* Apply one accepted event: counters, decayed values, session. O(1). */
@@ -95,6 +101,10 @@ double fd_exp2_neg(double x);
 
 /* 64-bit FNV-1a. */
 uint64_t fd_fnv1a64(const char *s, size_t len);
+
+/* The hash of session ids and of the item / category sketches: a string in
+ * an fd_event id buffer (7 readable bytes must follow its NUL). */
+uint64_t fd_str_hash(const char *s);
 
 /* Estimate of distinct values from a 64-bit linear-counting bitmap. */
 double fd_sketch_estimate(uint64_t bits);

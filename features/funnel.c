@@ -20,6 +20,9 @@ const char *const fd_funnel_field_names[FD_FC__COUNT] = {
 struct fd_funnel_table {
     fd_funnel_delta *slots;
     size_t cap, count;
+    /* the slot found last per partition (mod 16): events of a partition
+     * come mostly in time order, so mostly the same window */
+    fd_funnel_delta *last[16];
     fd_funnel_reach *reach;
     size_t n_reach, cap_reach;
 };
@@ -121,11 +124,14 @@ int64_t fd_funnel_start(const fd_funnel_params *p, int64_t ts_ms)
     return ts_ms - r;
 }
 
+static inline bool late_start(const fd_funnel_params *p, int64_t start, int64_t part_max_ts)
+{
+    return part_max_ts > 0 && start + p->window_ms <= part_max_ts - p->lateness_ms;
+}
+
 bool fd_funnel_is_late(const fd_funnel_params *p, int64_t ts_ms, int64_t part_max_ts)
 {
-    if (part_max_ts <= 0)
-        return false;
-    return fd_funnel_start(p, ts_ms) + p->window_ms <= part_max_ts - p->lateness_ms;
+    return late_start(p, fd_funnel_start(p, ts_ms), part_max_ts);
 }
 
 static size_t slot_of(const fd_funnel_delta *slots, size_t cap, int32_t p, int32_t cat,
@@ -155,6 +161,7 @@ static int grow(fd_funnel_table *t)
     free(t->slots);
     t->slots = ns;
     t->cap = ncap;
+    memset(t->last, 0, sizeof t->last);
     return 0;
 }
 
@@ -174,7 +181,7 @@ static fd_funnel_delta *slot_get(fd_funnel_table *t, int32_t partition, int32_t 
         t->slots[i].start_ms = start;
         t->count++;
     }
-    return &t->slots[i];
+    return t->last[partition & 15] = &t->slots[i];
 }
 
 int fd_funnel_merge(fd_funnel_table *t, int32_t partition, int32_t cat, int64_t start_ms,
@@ -196,11 +203,11 @@ static void count_into(fd_funnel_delta *d, const fd_event *ev, const fd_sess_ste
     d->c[FD_FC_REVENUE_CENTS] += rc;
 }
 
-int fd_funnel_add(fd_funnel_table *t, const fd_funnel_params *p, int32_t partition,
-                  const fd_event *ev, const fd_sess_step *step, const char *user, uint32_t user_len)
+static int add_at(fd_funnel_table *t, const fd_funnel_params *p, int32_t partition,
+                  const fd_event *ev, const fd_sess_step *step, const char *user, uint32_t user_len,
+                  int64_t start)
 {
-    int64_t start = fd_funnel_start(p, ev->ts_ms);
-    int64_t rc = fd_event_revenue_cents(ev);
+    int64_t rc = step->revenue_cents;
     fd_funnel_delta *d = slot_get(t, partition, FD_CAT_TOTAL, start);
     if (!d)
         return -1;
@@ -229,6 +236,12 @@ int fd_funnel_add(fd_funnel_table *t, const fd_funnel_params *p, int32_t partiti
     return 0;
 }
 
+int fd_funnel_add(fd_funnel_table *t, const fd_funnel_params *p, int32_t partition,
+                  const fd_event *ev, const fd_sess_step *step, const char *user, uint32_t user_len)
+{
+    return add_at(t, p, partition, ev, step, user, user_len, fd_funnel_start(p, ev->ts_ms));
+}
+
 const fd_funnel_delta *fd_funnel_next(const fd_funnel_table *t, size_t *cursor)
 {
     while (*cursor < t->cap) {
@@ -252,6 +265,7 @@ const fd_funnel_reach *fd_funnel_reaches(const fd_funnel_table *t, size_t *n)
 
 void fd_funnel_clear(fd_funnel_table *t, int32_t partition)
 {
+    memset(t->last, 0, sizeof t->last);
     if (partition < 0) {
         clear_slots(t->slots, t->cap);
         t->count = 0;
@@ -291,7 +305,8 @@ int fd_core_apply(const fd_core_params *p, struct fd_user *u, fd_funnel_table *w
     fd_feat_update(&p->feat, &u->f, ev, &step);
     u->dirty = true;
     u->partition = partition;
-    if (fd_funnel_is_late(&p->funnel, ev->ts_ms, part_max_ts))
+    int64_t start = fd_funnel_start(&p->funnel, ev->ts_ms); /* one division per event */
+    if (late_start(&p->funnel, start, part_max_ts))
         return 1;
-    return fd_funnel_add(w, &p->funnel, partition, ev, &step, u->id, u->id_len) == 0 ? 0 : -1;
+    return add_at(w, &p->funnel, partition, ev, &step, u->id, u->id_len, start) == 0 ? 0 : -1;
 }

@@ -62,6 +62,8 @@
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
+    bool empty, nonempty;     /* the broker said the partition is (not) empty */
+    int64_t empty_checked_at; /* when it was last asked (mono ms) */
     int64_t next_offset;      /* after the last message handed to a shard; -1 unknown */
     int64_t polled_offset;    /* after the last message polled (handed on or waiting) */
     int64_t stored_offset;    /* in Redis (confirmed); -1 = none */
@@ -493,6 +495,26 @@ static int topic_partitions(fd_engine *e)
     return e->n_topic_parts;
 }
 
+/* Whether the broker says partition p of the events topic has never held a
+ * message. A partition seen non-empty once is not asked again; an empty
+ * one at most every 5 s (a ListOffsets round trip). */
+static bool partition_known_empty(fd_engine *e, int32_t p)
+{
+    part *pt = get_part(e, p);
+    if (!pt || pt->nonempty)
+        return false;
+    int64_t now = fd_mono_ms();
+    if (pt->empty_checked_at && now - pt->empty_checked_at < 5000)
+        return pt->empty;
+    int64_t lo = 0, hi = 0;
+    pt->empty_checked_at = now;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
+        e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi, 2000);
+    pt->empty = err == RD_KAFKA_RESP_ERR_NO_ERROR && hi == 0;
+    pt->nonempty = err == RD_KAFKA_RESP_ERR_NO_ERROR && hi > 0;
+    return pt->empty;
+}
+
 /* The watermark of the whole topic, from what every instance stored in
  * Redis: the least over all partitions of (max_ts - allowed lateness).
  * A partition without a stored max_ts holds every window open unless the
@@ -523,10 +545,7 @@ static int64_t topic_watermark(fd_engine *e)
         if (!ok)
             continue;
         if (m <= 0) {
-            int64_t lo = 0, hi = 0;
-            if (rd_kafka_query_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo,
-                                                 &hi, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-                hi > 0)
+            if (!partition_known_empty(e, p))
                 ok = false; /* has (or may have) events not yet stored */
             continue;
         }

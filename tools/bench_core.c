@@ -63,9 +63,12 @@ __attribute__((noinline)) int core_apply_chunk(const fd_core_params *cp, fd_user
                                                fd_funnel_table *wt, const fd_event *ev,
                                                const int32_t *part, const int64_t *ref, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (i + 4 < n)
+            fd_user_prefetch(users[i + 4]);
         if (fd_core_apply(cp, users[i], wt, part[i], &ev[i], ref[i]) < 0)
             return -1;
+    }
     return 0;
 }
 

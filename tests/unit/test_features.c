@@ -42,7 +42,7 @@ static fd_sess_step apply(fd_feat *f, int type, int64_t ts, const char *session)
     return st;
 }
 
-static double fix(int64_t v)
+static double fix(double v)
 {
     return (double)v / FD_FIX;
 }
@@ -98,16 +98,16 @@ static void test_decay(void)
 {
     fd_feat f = {0};
     apply(&f, FD_EV_CLICK, T0, NULL);
-    CHECK(f.dc[0][FD_DC_CLICK] == FD_FIX);
+    CHECK(f.dc[FD_DC_CLICK][0] == FD_FIX);
     /* one hour later: the 1h value halves, then +1 */
     apply(&f, FD_EV_CLICK, T0 + HOUR, NULL);
-    CHECK(f.dc[0][FD_DC_CLICK] == 1500000);
-    CHECK_NEAR(fix(f.dc[1][FD_DC_CLICK]), 1.0 + 0.971531941153606, 1e-6); /* 2^(-1/24) */
+    CHECK(f.dc[FD_DC_CLICK][0] == 1500000);
+    CHECK_NEAR(fix(f.dc[FD_DC_CLICK][1]), 1.0 + 0.971531941153606, 1e-6); /* 2^(-1/24) */
     CHECK(f.last_ts == T0 + HOUR);
     /* out of order, 30 min before the reference: adds 2^-0.5 to the 1h cart */
     apply(&f, FD_EV_CART, T0 + 30 * MIN, NULL);
-    CHECK_NEAR(fix(f.dc[0][FD_DC_CART]), 0.707107, 1e-6);
-    CHECK_NEAR(fix(f.dc[1][FD_DC_CART]), 0.985663, 1e-6); /* 2^(-1/48) */
+    CHECK_NEAR(fix(f.dc[FD_DC_CART][0]), 0.707107, 1e-6);
+    CHECK_NEAR(fix(f.dc[FD_DC_CART][1]), 0.985663, 1e-6); /* 2^(-1/48) */
     CHECK(f.last_ts == T0 + HOUR);                        /* reference unchanged */
     CHECK(f.last_cart_ts == T0 + 30 * MIN);
     CHECK(f.first_ts == T0);
@@ -118,7 +118,7 @@ static void test_decay(void)
     apply(&g, FD_EV_CLICK, T0 + HOUR, NULL);
     for (int h = 0; h < 2; h++)
         for (int k = 0; k < FD_DC__COUNT - 1; k++)
-            CHECK(llabs(g.dc[h][k] - f.dc[h][k]) <= 2);
+            CHECK(fabs(g.dc[k][h] - f.dc[k][h]) <= 2);
 
     /* evaluated 30 days later without an event: the 1d click value is
      * (1 + 2^(-1/24)) * 2^-30 and recency is 30 days */
@@ -138,8 +138,8 @@ static void test_decay(void)
 
     /* the user returns after the silence: old values decayed, +1 */
     apply(&f, FD_EV_CLICK, T0 + HOUR + 30 * DAY, NULL);
-    CHECK(f.dc[0][FD_DC_CLICK] == FD_FIX);
-    CHECK(f.dc[1][FD_DC_CLICK] == FD_FIX); /* 1.971532 * 2^-30 rounds to 0 */
+    CHECK(f.dc[FD_DC_CLICK][0] == FD_FIX);
+    CHECK(f.dc[FD_DC_CLICK][1] == FD_FIX); /* 1.971532 * 2^-30 rounds to 0 */
     CHECK(f.count[FD_EV_CLICK] == 3);
 }
 
@@ -153,13 +153,13 @@ static void test_revenue(void)
     fd_sess_step st;
     fd_feat_update(&P, &f, &e, &st);
     CHECK(f.revenue_cents == 3998);
-    CHECK(f.dc[0][FD_DC_REVENUE] == 39980000); /* 39.98 in millionths */
+    CHECK(f.dc[FD_DC_REVENUE][0] == 39980000); /* 39.98 in millionths */
     e.ts_ms = T0 + 2 * HOUR;
     e.quantity = 1;
     fd_feat_update(&P, &f, &e, &st);
     CHECK(f.revenue_cents == 5997);
     /* 39.98 / 4 + 19.99 */
-    CHECK_NEAR(fix(f.dc[0][FD_DC_REVENUE]), 39.98 / 4 + 19.99, 1e-6);
+    CHECK_NEAR(fix(f.dc[FD_DC_REVENUE][0]), 39.98 / 4 + 19.99, 1e-6);
     double v[FD_FEAT_MAX];
     fd_feat_eval(&P, &f, T0 + 2 * HOUR, v);
     CHECK_NEAR(v[feat_index("revenue_total")], 59.97, 1e-9);
@@ -254,11 +254,11 @@ static void test_sketch_and_persist(void)
         if (strcmp(fd_feat_field_name(&P, i, name, sizeof name), "click_1h") == 0)
             ci = i;
     CHECK(ci >= 0);
-    f.dc[0][FD_DC_CLICK] = 1500000;
+    f.dc[FD_DC_CLICK][0] = 1500000;
     fd_feat_field_format(&P, &f, ci, b2);
     CHECK_STR(b2, "1.500000");
     fd_feat_field_parse(&P, &g, ci, "0.25", 4);
-    CHECK(g.dc[0][FD_DC_CLICK] == 250000);
+    CHECK(g.dc[FD_DC_CLICK][0] == 250000);
 }
 
 static void test_funnel(void)

@@ -59,13 +59,14 @@ static void test_window_merge(void)
     ev.has_price = true;
     ev.price = 2.5;
     ev.quantity = 3;
-    fd_sess_step first = {FD_SESS_NEW, FD_STAGE_NONE, FD_STAGE_PURCHASE};
-    fd_sess_step none = {FD_SESS_JOIN, FD_STAGE_PURCHASE, FD_STAGE_PURCHASE};
+    fd_sess_step first = {FD_SESS_NEW, FD_STAGE_NONE, FD_STAGE_PURCHASE, 750};
+    fd_sess_step none = {FD_SESS_JOIN, FD_STAGE_PURCHASE, FD_STAGE_PURCHASE, 750};
     CHECK(fd_funnel_add(a, &fp, 1, &ev, &first, "u1", 2) == 0);
     CHECK(fd_funnel_add(a, &fp, 2, &ev, &none, "u2", 2) == 0);
     ev.type = FD_EV_CLICK;
     ev.ts_ms = 60000 * 11;
-    CHECK(fd_funnel_add(a, &fp, 2, &ev, &none, "u2", 2) == 0);
+    fd_sess_step click = {FD_SESS_JOIN, FD_STAGE_PURCHASE, FD_STAGE_PURCHASE, 0};
+    CHECK(fd_funnel_add(a, &fp, 2, &ev, &click, "u2", 2) == 0);
     CHECK(fd_funnel_count(a) == 3);
     size_t cur = 0;
     const fd_funnel_delta *d;
