@@ -249,8 +249,11 @@ def hgetall_many(keys):
 stats = r.hgetall(prefix + "stats")
 user_keys = scan("user:*")
 users = dict(zip((k[len(prefix) + 5:] for k in user_keys), hgetall_many(user_keys)))
-win_keys = scan("funnel:1m:*")
+win_keys = [k for k in scan("funnel:1m:*") if k[len(prefix) + 10:].isdigit()]
 wins = dict(zip((k[len(prefix) + 10:] for k in win_keys), hgetall_many(win_keys)))
+STAGES = ("visit", "click", "cart", "purchase")
+sess = {s: sum(int(w.get("sessions_" + s, 0)) for w in wins.values()) for s in STAGES}
+closed = sum(1 for w in wins.values() if w.get("closed") == "1")
 
 tot = {f: sum(int(w.get(f, 0)) for w in wins.values()) for f in TYPES + ("revenue_cents",)}
 events = int(stats.get("events", 0))
@@ -262,12 +265,14 @@ def pct(a, b):
 print(B + "Summary (read back from Redis)" + N)
 print("  events accepted   %9d   (the generator sent %d)" % (events, truth["events"]))
 print("  users             %9d" % len(users))
-print("  funnel over %d one-minute windows:" % len(wins))
-for f in TYPES:
-    print("    %-9s       %9d" % (f, tot[f]))
-print("  conversion        click -> cart %s   cart -> purchase %s   click -> purchase %s"
-      % (pct(tot["cart"], tot["click"]), pct(tot["purchase"], tot["cart"]),
-         pct(tot["purchase"], tot["click"])))
+print("  funnel over %d one-minute windows (%d closed, rates written):" % (len(wins), closed))
+print("    %-9s %9s %9s" % ("stage", "sessions", "events"))
+for s in STAGES:
+    print("    %-9s %9d %9s" % (s, sess[s], tot[s] if s in tot else "-"))
+print("  conversion        visit -> click %s   click -> cart %s   cart -> purchase %s"
+      % (pct(sess["click"], sess["visit"]), pct(sess["cart"], sess["click"]),
+         pct(sess["purchase"], sess["cart"])))
+print("                    visit -> purchase %s" % pct(sess["purchase"], sess["visit"]))
 print("  revenue           %12s" % "{:,.2f}".format(tot["revenue_cents"] / 100.0))
 print("  dead letters      %9d" % dlq)
 for k in sorted(stats):
@@ -285,10 +290,10 @@ extra_users = set(users) - set(tu)
 if bad_users or extra_users:
     problems.append("%d users differ (e.g. %s), %d unexpected"
                     % (len(bad_users), bad_users[:3], len(extra_users)))
-tm = truth["minutes"]
+tm = truth["funnel"]["windows"]
+FIELDS = TYPES + ("revenue_cents",) + tuple("sessions_" + s for s in STAGES)
 bad_mins = [m for m, t in tm.items()
-            if {f: int(wins.get(m, {}).get(f, 0)) for f in TYPES + ("revenue_cents",)}
-            != {f: t[f] for f in TYPES + ("revenue_cents",)}]
+            if {f: int(wins.get(m, {}).get(f, 0)) for f in FIELDS} != {f: t[f] for f in FIELDS}]
 extra_mins = set(wins) - set(tm)
 if bad_mins or extra_mins:
     problems.append("%d minute windows differ (e.g. %s), %d unexpected"
@@ -306,7 +311,8 @@ if problems:
     for p in problems:
         print("  - " + p)
     sys.exit(1)
-print(G + "Ground truth: every user (%d) and every minute window (%d) matches, "
+print(G + "Ground truth: every user (%d) and every minute window (%d: sessions by stage, events, "
+      "revenue) matches, "
       "totals and revenue match, %d/%d bad messages dead-lettered." % (len(tu), len(tm), dlq, bad) + N)
 PYEOF
 echo "funneld stopped on SIGTERM with exit status 0; everything started by the demo is stopped and removed."
