@@ -11,12 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct fd_user_table {
-    fd_user *slots; /* id == NULL means empty */
-    size_t cap;     /* power of two */
-    size_t count;
-};
-
 uint32_t fd_user_hash(const char *id, size_t len)
 {
     uint32_t h = 2166136261u;
@@ -25,6 +19,32 @@ uint32_t fd_user_hash(const char *id, size_t len)
         h *= 16777619u;
     }
     return h;
+}
+
+/*
+ * Why a table of (hash, index) slots over blocks of users: the slots are 8
+ * bytes, so the open-addressing slack (load 0.375..0.75) costs 11-21 bytes
+ * per user instead of a whole fd_user (~340 bytes); users live in blocks
+ * that never move, so a user's address is stable until it is removed (the
+ * funnel's stage reaches borrow ids and the shards keep pointers across a
+ * batch), and freed users are reused through a free list.
+ */
+#define BLOCK_USERS 1024
+
+struct fd_user_table {
+    uint64_t *slots; /* (hash << 32) | (index + 1); 0 = empty */
+    size_t cap;      /* power of two */
+    size_t count;
+    fd_user **blocks; /* BLOCK_USERS users each */
+    size_t n_blocks;
+    uint32_t next; /* users ever handed out (high-water mark) */
+    uint32_t *free_idx;
+    size_t n_free, cap_free;
+};
+
+static inline fd_user *at(const fd_user_table *t, uint32_t idx)
+{
+    return &t->blocks[idx / BLOCK_USERS][idx % BLOCK_USERS];
 }
 
 fd_user_table *fd_user_table_new(size_t initial_capacity)
@@ -49,75 +69,113 @@ void fd_user_table_free(fd_user_table *t)
     if (!t)
         return;
     for (size_t i = 0; i < t->cap; i++)
-        free(t->slots[i].id);
+        if (t->slots[i])
+            free(at(t, (uint32_t)(t->slots[i] & 0xffffffffu) - 1)->id);
+    for (size_t b = 0; b < t->n_blocks; b++)
+        free(t->blocks[b]);
+    free(t->blocks);
+    free(t->free_idx);
     free(t->slots);
     free(t);
 }
 
+/* The slot holding id, or the empty slot where it would go. */
 static size_t probe(const fd_user_table *t, const char *id, size_t len, uint32_t h)
 {
     size_t mask = t->cap - 1;
     size_t i = h & mask;
     for (;;) {
-        const fd_user *s = &t->slots[i];
-        if (!s->id || (s->hash == h && s->id_len == len && memcmp(s->id, id, len) == 0))
+        uint64_t v = t->slots[i];
+        if (!v)
             return i;
+        if ((uint32_t)(v >> 32) == h) {
+            const fd_user *u = at(t, (uint32_t)(v & 0xffffffffu) - 1);
+            if (u->id_len == len && memcmp(u->id, id, len) == 0)
+                return i;
+        }
         i = (i + 1) & mask;
     }
 }
 
 fd_user *fd_user_table_find(fd_user_table *t, const char *id, size_t len)
 {
-    fd_user *s = &t->slots[probe(t, id, len, fd_user_hash(id, len))];
-    return s->id ? s : NULL;
+    uint64_t v = t->slots[probe(t, id, len, fd_user_hash(id, len))];
+    return v ? at(t, (uint32_t)(v & 0xffffffffu) - 1) : NULL;
+}
+
+static void place(uint64_t *slots, size_t cap, uint64_t v)
+{
+    size_t j = (size_t)(v >> 32) & (cap - 1);
+    while (slots[j])
+        j = (j + 1) & (cap - 1);
+    slots[j] = v;
 }
 
 static int grow(fd_user_table *t)
 {
     size_t ncap = t->cap * 2;
-    fd_user *ns = calloc(ncap, sizeof *ns);
+    uint64_t *ns = calloc(ncap, sizeof *ns);
     if (!ns)
         return -1;
-    for (size_t i = 0; i < t->cap; i++) {
-        fd_user *s = &t->slots[i];
-        if (!s->id)
-            continue;
-        size_t j = s->hash & (ncap - 1);
-        while (ns[j].id)
-            j = (j + 1) & (ncap - 1);
-        ns[j] = *s;
-    }
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i])
+            place(ns, ncap, t->slots[i]);
     free(t->slots);
     t->slots = ns;
     t->cap = ncap;
     return 0;
 }
 
+/* A free user index (from the free list, else a new one); -1 when out of
+ * memory. */
+static int64_t take_index(fd_user_table *t)
+{
+    if (t->n_free)
+        return t->free_idx[--t->n_free];
+    if (t->next == UINT32_MAX - 1)
+        return -1;
+    if (t->next / BLOCK_USERS == t->n_blocks) {
+        fd_user **nb = realloc(t->blocks, (t->n_blocks + 1) * sizeof *nb);
+        if (!nb)
+            return -1;
+        t->blocks = nb;
+        if (!(nb[t->n_blocks] = malloc(BLOCK_USERS * sizeof(fd_user))))
+            return -1;
+        t->n_blocks++;
+    }
+    return t->next++;
+}
+
 fd_user *fd_user_table_upsert(fd_user_table *t, const char *id, size_t len, bool *created)
 {
     uint32_t h = fd_user_hash(id, len);
-    fd_user *s = &t->slots[probe(t, id, len, h)];
+    size_t i = probe(t, id, len, h);
     *created = false;
-    if (s->id)
-        return s;
+    if (t->slots[i])
+        return at(t, (uint32_t)(t->slots[i] & 0xffffffffu) - 1);
     if ((t->count + 1) * 4 > t->cap * 3) { /* keep load <= 0.75 */
         if (grow(t) != 0)
             return NULL;
-        s = &t->slots[probe(t, id, len, h)];
+        i = probe(t, id, len, h);
     }
     char *copy = malloc(len + 1);
-    if (!copy)
+    int64_t idx = copy ? take_index(t) : -1;
+    if (idx < 0) {
+        free(copy);
         return NULL;
+    }
     memcpy(copy, id, len);
     copy[len] = '\0';
-    memset(s, 0, sizeof *s);
-    s->id = copy;
-    s->id_len = (uint32_t)len;
-    s->hash = h;
-    s->partition = -1;
+    fd_user *u = at(t, (uint32_t)idx);
+    memset(u, 0, sizeof *u);
+    u->id = copy;
+    u->id_len = (uint32_t)len;
+    u->hash = h;
+    u->partition = -1;
+    t->slots[i] = (uint64_t)h << 32 | (uint64_t)(idx + 1);
     t->count++;
     *created = true;
-    return s;
+    return u;
 }
 
 size_t fd_user_table_count(const fd_user_table *t)
@@ -128,31 +186,41 @@ size_t fd_user_table_count(const fd_user_table *t)
 fd_user *fd_user_table_next(fd_user_table *t, size_t *cursor)
 {
     while (*cursor < t->cap) {
-        fd_user *s = &t->slots[(*cursor)++];
-        if (s->id)
-            return s;
+        uint64_t v = t->slots[(*cursor)++];
+        if (v)
+            return at(t, (uint32_t)(v & 0xffffffffu) - 1);
     }
     return NULL;
 }
 
 int fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *arg), void *arg)
 {
-    fd_user *ns = calloc(t->cap, sizeof *ns);
+    /* Room for every index that may be freed, first: then nothing below
+     * can fail half-way. */
+    if (t->cap_free < t->next) {
+        uint32_t *nf = realloc(t->free_idx, t->next * sizeof *nf);
+        if (!nf)
+            return -1;
+        t->free_idx = nf;
+        t->cap_free = t->next;
+    }
+    uint64_t *ns = calloc(t->cap, sizeof *ns);
     if (!ns)
         return -1;
     size_t kept = 0;
     for (size_t i = 0; i < t->cap; i++) {
-        fd_user *s = &t->slots[i];
-        if (!s->id)
+        uint64_t v = t->slots[i];
+        if (!v)
             continue;
-        if (!keep(s, arg)) {
-            free(s->id);
+        uint32_t idx = (uint32_t)(v & 0xffffffffu) - 1;
+        fd_user *u = at(t, idx);
+        if (!keep(u, arg)) {
+            free(u->id);
+            u->id = NULL;
+            t->free_idx[t->n_free++] = idx;
             continue;
         }
-        size_t j = s->hash & (t->cap - 1);
-        while (ns[j].id)
-            j = (j + 1) & (t->cap - 1);
-        ns[j] = *s;
+        place(ns, t->cap, v);
         kept++;
     }
     free(t->slots);

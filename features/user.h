@@ -37,12 +37,12 @@ void fd_user_table_free(fd_user_table *t); /* NULL accepted */
 /* 32-bit FNV-1a of a user id: the shard/partition-independent hash. */
 uint32_t fd_user_hash(const char *id, size_t len);
 
-/* Find a user; NULL when absent. The pointer is valid until the next insert
- * or removal. */
+/* Find a user; NULL when absent. A user never moves: the pointer is valid
+ * until the user is removed (fd_user_table_filter) or the table freed. */
 fd_user *fd_user_table_find(fd_user_table *t, const char *id, size_t len);
 
 /* Find or insert (zeroed, loaded=false). NULL on allocation failure.
- * *created says whether it was inserted. Valid until the next insert/removal. */
+ * *created says whether it was inserted. Valid until the user is removed. */
 fd_user *fd_user_table_upsert(fd_user_table *t, const char *id, size_t len, bool *created);
 
 size_t fd_user_table_count(const fd_user_table *t);

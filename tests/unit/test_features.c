@@ -345,6 +345,52 @@ static void test_funnel(void)
     fd_user_table_free(ut);
 }
 
+static bool keep_even(const fd_user *u, void *arg)
+{
+    (void)arg;
+    return u->f.count[FD_EV_CLICK] % 2 == 0;
+}
+
+/* The user table: growth, removal, stable addresses, reuse of freed room. */
+static void test_user_table(void)
+{
+    fd_user_table *t = fd_user_table_new(16);
+    fd_user *first = NULL;
+    char id[32];
+    bool created;
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof id, "user-%d", i);
+        fd_user *u = fd_user_table_upsert(t, id, strlen(id), &created);
+        CHECK(u && created);
+        u->f.count[FD_EV_CLICK] = i;
+        if (i == 0)
+            first = u;
+    }
+    CHECK(fd_user_table_count(t) == 5000);
+    CHECK(fd_user_table_find(t, "user-0", 6) == first); /* never moved while growing */
+    CHECK(fd_user_table_upsert(t, "user-4999", 9, &created) && !created);
+    size_t cur = 0, seen = 0;
+    while (fd_user_table_next(t, &cur))
+        seen++;
+    CHECK(seen == 5000);
+    CHECK(fd_user_table_filter(t, keep_even, NULL) == 0);
+    CHECK(fd_user_table_count(t) == 2500);
+    CHECK(fd_user_table_find(t, "user-1", 6) == NULL);
+    fd_user *u2 = fd_user_table_find(t, "user-2", 6);
+    CHECK(u2 && u2->f.count[FD_EV_CLICK] == 2);
+    CHECK(fd_user_table_find(t, "user-0", 6) == first);
+    /* freed room is reused: 2500 new users fit without new blocks */
+    for (int i = 0; i < 2500; i++) {
+        snprintf(id, sizeof id, "again-%d", i);
+        fd_user *u = fd_user_table_upsert(t, id, strlen(id), &created);
+        CHECK(u && created && u->f.count[FD_EV_CLICK] == 0 && u->id_len == strlen(id));
+    }
+    CHECK(fd_user_table_count(t) == 5000);
+    CHECK(fd_user_table_find(t, "again-7", 7) != NULL);
+    CHECK(fd_user_table_find(t, "user-2", 6) == u2);
+    fd_user_table_free(t);
+}
+
 int main(void)
 {
     char err[128];
@@ -360,6 +406,7 @@ int main(void)
     test_sessions();
     test_sketch_and_persist();
     test_funnel();
+    test_user_table();
     printf("%d passed, %d failed\n", check_passed, check_failed);
     return check_failed ? 1 : 0;
 }
