@@ -19,14 +19,7 @@ const char *fd_stage_name(int stage)
     return stage >= 0 && stage < FD_STAGE__COUNT ? stage_names[stage] : "unknown";
 }
 
-uint64_t fd_fnv1a64(const char *s, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
+return h;
 }
 
 /* 2^(-j/64), j = 0..63 (correctly rounded constants). */

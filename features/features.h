@@ -99,9 +99,6 @@ void fd_feat_eval(const fd_feat_params *p, const fd_feat *f, int64_t now_ms, dou
  * relative error < 1e-9, deterministic on IEEE doubles. */
 double fd_exp2_neg(double x);
 
-/* 64-bit FNV-1a. */
-uint64_t fd_fnv1a64(const char *s, size_t len);
-
 /* The hash of session ids and of the item / category sketches: a string in
  * an fd_event id buffer (7 readable bytes must follow its NUL). */
 uint64_t fd_str_hash(const char *s);

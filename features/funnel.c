@@ -60,7 +60,7 @@ int fd_funnel_params_init(fd_funnel_params *p, int64_t window_ms, int64_t latene
                 return -1;
             }
         memcpy(p->cats[i], cats[i], strlen(cats[i]) + 1);
-        p->cat_hash[i] = fd_fnv1a64(cats[i], strlen(cats[i]));
+        p->cat_hash[i] = fd_str_hash(p->cats[i]); /* the copy: 7 bytes follow its NUL */
     }
     p->n_cats = n_cats;
     p->window_ms = window_ms;
@@ -78,7 +78,7 @@ static int cat_index(const fd_funnel_params *p, const fd_event *ev)
 {
     if (!ev->has_category)
         return p->n_cats;
-    uint64_t h = fd_fnv1a64(ev->category, strlen(ev->category));
+    uint64_t h = fd_str_hash(ev->category);
     for (int i = 0; i < p->n_cats; i++)
         if (p->cat_hash[i] == h && strcmp(p->cats[i], ev->category) == 0)
             return i;
