@@ -19,9 +19,6 @@ const char *fd_stage_name(int stage)
     return stage >= 0 && stage < FD_STAGE__COUNT ? stage_names[stage] : "unknown";
 }
 
-return h;
-}
-
 /* 2^(-j/64), j = 0..63 (correctly rounded constants). */
 static const double exp2_neg64[64] = {
     0x1.0000000000000p+0, 0x1.fa7c1819e90d8p-1, 0x1.f50765b6e4540p-1, 0x1.efa1bee615a27p-1,
