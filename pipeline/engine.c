@@ -111,7 +111,9 @@ struct fd_engine {
     /* messages polled but not yet handed to a shard, in poll order */
     rd_kafka_message_t **wait;
     size_t wait_head, wait_len, wait_cap;
-    fd_item *route_buf; /* per shard ROUTE_CHUNK items */
+    fd_item *route_buf;        /* per shard ROUTE_CHUNK items */
+    rd_kafka_message_t **reap; /* scratch list for fd_shard_reap */
+    size_t reap_cap;
     size_t *route_n, *route_room;
 
     epoch *epochs[MAX_EPOCHS]; /* pending, oldest first */
@@ -1067,6 +1069,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 /* Hand waiting messages to shards in poll order until one shard is full. */
 static void route(fd_engine *e)
 {
+    for (int i = 0; i < e->n_shards; i++)
+        fd_shard_reap(e->shards[i], &e->reap, &e->reap_cap);
     bool was_full = e->queue_full;
     e->queue_full = false;
     while (e->wait_len) {
@@ -1388,6 +1392,7 @@ void fd_engine_destroy(fd_engine *e)
     fd_redis_destroy(e->redis);
     free(e->shards);
     free(e->route_buf);
+    free(e->reap);
     free(e->route_n);
     free(e->route_room);
     fd_funnel_table_free(e->merged);

@@ -126,6 +126,8 @@ rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
                                            "10000",
                                            "heartbeat.interval.ms",
                                            "1000",
+                                           "queued.min.messages",
+                                           "1000000",
                                            NULL};
     rd_kafka_conf_t *conf = base_conf(cfg, bootstraps, defaults, errstr, errstr_size);
     if (!conf)

@@ -57,6 +57,9 @@ struct fd_shard {
     size_t cap, head, count, msgs, msg_cap;
     bool stop;
     fd_snapshot *snap;
+    /* consumed messages, handed back to the consumer thread to destroy */
+    rd_kafka_message_t **done;
+    size_t n_done, cap_done;
     atomic_size_t n_users;
     atomic_size_t n_dirty; /* users changed since the last snapshot */
 
@@ -254,12 +257,13 @@ static void process_batch(fd_shard *s)
 
 /* ---- messages ------------------------------------------------------------ */
 
+/* Decode, validate and batch one message (the caller disposes of it).
+ * part_max_ts: the partition's max event time before it. */
 static void handle_msg(fd_shard *s, rd_kafka_message_t *m, int64_t part_max_ts)
 {
     pstate *ps = part_of(s, m->partition);
     if (!ps) {
         fd_err("shard", "partition %d out of range", (int)m->partition);
-        rd_kafka_message_destroy(m);
         return;
     }
     char msg[512];
@@ -302,7 +306,6 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m, int64_t part_max_ts)
         if (s->n_batch == POP_MAX)
             process_batch(s);
     }
-    rd_kafka_message_destroy(m);
 }
 
 /* ---- control ----------------------------------------------------------- */
@@ -514,10 +517,42 @@ static void handle_control(fd_shard *s, const fd_item *it)
     }
 }
 
+/* Hand consumed messages back to the consumer thread, which destroys them
+ * in bulk (fd_shard_reap): freeing them here, one by one, made every shard
+ * contend with librdkafka's fetcher for its allocator arena and its
+ * reference counts (futex wake-ups in perf). Destroyed here when the list
+ * cannot grow. */
+static void hand_back(fd_shard *s, rd_kafka_message_t **msgs, size_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (s->n_done + n > s->cap_done) {
+        size_t cap = s->cap_done ? s->cap_done : 4096;
+        while (cap < s->n_done + n)
+            cap *= 2;
+        rd_kafka_message_t **nd = realloc(s->done, cap * sizeof *nd);
+        if (nd) {
+            s->done = nd;
+            s->cap_done = cap;
+        }
+    }
+    bool fits = s->n_done + n <= s->cap_done;
+    if (fits) {
+        memcpy(s->done + s->n_done, msgs, n * sizeof *msgs);
+        s->n_done += n;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!fits)
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
+}
+
 static void *shard_main(void *arg)
 {
     fd_shard *s = arg;
     fd_item items[POP_MAX];
+    rd_kafka_message_t *consumed[POP_MAX];
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (s->count == 0 && !s->stop)
@@ -535,13 +570,17 @@ static void *shard_main(void *arg)
         s->count -= n;
         s->msgs -= msgs;
         pthread_mutex_unlock(&s->mu);
+        size_t n_consumed = 0;
         for (size_t i = 0; i < n; i++) {
-            if (items[i].kind == FD_ITEM_MSG)
+            if (items[i].kind == FD_ITEM_MSG) {
                 handle_msg(s, items[i].msg, items[i].value);
-            else
+                consumed[n_consumed++] = items[i].msg;
+            } else {
                 handle_control(s, &items[i]);
+            }
         }
         process_batch(s);
+        hand_back(s, consumed, n_consumed);
     }
     return NULL;
 }
@@ -635,6 +674,9 @@ void fd_shard_destroy(fd_shard *s)
         if (it->kind == FD_ITEM_MSG && it->msg)
             rd_kafka_message_destroy(it->msg);
     }
+    for (size_t i = 0; i < s->n_done; i++)
+        rd_kafka_message_destroy(s->done[i]);
+    free(s->done);
     fd_snapshot_free(s->snap);
     fd_codec_destroy(s->codec);
     fd_redis_destroy(s->redis);
@@ -669,6 +711,23 @@ size_t fd_shard_push(fd_shard *s, const fd_item *items, size_t n)
         pthread_cond_signal(&s->nonempty);
     pthread_mutex_unlock(&s->mu);
     return i;
+}
+
+void fd_shard_reap(fd_shard *s, rd_kafka_message_t ***buf, size_t *cap)
+{
+    rd_kafka_message_t **mine = *buf;
+    size_t mine_cap = *cap, n;
+    pthread_mutex_lock(&s->mu);
+    /* swap the lists: the shard keeps appending to our emptied one */
+    *buf = s->done;
+    *cap = s->cap_done;
+    n = s->n_done;
+    s->done = mine;
+    s->cap_done = mine_cap;
+    s->n_done = 0;
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy((*buf)[i]);
 }
 
 size_t fd_shard_room(fd_shard *s)

@@ -32,8 +32,8 @@ enum { FD_ST_EVENTS = 0, FD_ST_DLQ, FD_ST_DATA_LOSS, FD_ST_LATE, FD_ST_DLQ_REASO
 const char *fd_stat_name(int i, char *buf, size_t n);
 
 typedef enum fd_item_kind {
-    FD_ITEM_MSG = 0,  /* msg: consumed message (the shard destroys it); value: the
-                         partition's max event time before it (watermark input) */
+    FD_ITEM_MSG = 0,  /* msg: consumed message (handed back, see fd_shard_reap); value:
+                         the partition's max event time before it (watermark input) */
     FD_ITEM_PARTINIT, /* partition starts (value unused) */
     FD_ITEM_MARKER,   /* epoch: snapshot what changed since the last marker */
     FD_ITEM_DROP,     /* partition: forget its users and counters */
@@ -90,6 +90,11 @@ void fd_shard_destroy(fd_shard *s);
  * slots; control items have reserved room. Returns how many were queued
  * (a prefix of items). */
 size_t fd_shard_push(fd_shard *s, const fd_item *items, size_t n);
+
+/* Destroy the messages the shard has finished with. buf and cap are the
+ * caller's scratch list (swapped with the shard's, so neither allocates in
+ * the steady state; start with NULL/0, free(*buf) at the end). */
+void fd_shard_reap(fd_shard *s, rd_kafka_message_t ***buf, size_t *cap);
 
 /* Free message slots now. */
 size_t fd_shard_room(fd_shard *s);
