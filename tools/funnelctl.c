@@ -1,6 +1,7 @@
 /*
  * funnelctl - the operator's and tester's tool: synthetic data, a standalone
- * Kafka mock broker, and (in later issues) replay, live views, bench, eval.
+ * Kafka mock broker, the benchmark, users' feature vectors from Redis, and (in
+ * later issues) replay, live views, eval.
  */
 #include <stdio.h>
 #include <string.h>
@@ -12,9 +13,10 @@ static void usage(FILE *out)
     fprintf(out, "usage: funnelctl COMMAND [OPTIONS]\n"
                  "\n"
                  "commands:\n"
-                 "  gen      write a synthetic clickstream to Kafka or a file, with ground truth\n"
-                 "  broker   run a standalone Kafka mock cluster on loopback until SIGTERM\n"
-                 "  bench    funneld end to end vs a plain consumer and kcat, and the core alone\n"
+                 "  gen       write a synthetic clickstream to Kafka or a file, with ground truth\n"
+                 "  broker    run a standalone Kafka mock cluster on loopback until SIGTERM\n"
+                 "  bench     funneld end to end vs a plain consumer and kcat, and the core alone\n"
+                 "  features  users' feature vectors as funneld stored them in Redis\n"
                  "\n"
                  "funnelctl COMMAND --help shows a command's options.\n");
 }
@@ -32,6 +34,8 @@ int main(int argc, char **argv)
         return fd_cmd_broker(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return fd_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "features"))
+        return fd_cmd_features(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

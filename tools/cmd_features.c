@@ -1,0 +1,616 @@
+/*
+ * cmd_features.c - `funnelctl features`: the feature vector of users as a
+ * person or a script reads it, from what funneld stored in Redis.
+ *
+ * Why it is built this way:
+ *
+ * - It reads, it never writes. Each user is one HMGET of the stored fields
+ *   of `PREFIX user:<id>` (fd_feat_field_name order), parsed with
+ *   fd_feat_field_parse and evaluated with fd_feat_eval: the same code
+ *   funneld resumes a user with, so the tool and the daemon cannot disagree
+ *   on the vector. One HMGET of one key is atomic, so a user is always one
+ *   consistent state even while funneld writes. The HMGETs are pipelined in
+ *   batches, so a long list of users costs a few round trips.
+ *
+ * - The vector's layout depends on features.half_lives (names and decays)
+ *   and session.gap (session_stage), so the tool takes them from funneld's
+ *   config (-c) or funneld's defaults, with overrides. A decayed field that
+ *   the hash lacks means the half-lives differ from those funneld wrote
+ *   with (funneld writes every field every time): that user is an error,
+ *   never a vector of silent zeros.
+ *
+ * - --at before the user's last event cannot be honoured (the stored state
+ *   is as of last_ts and cannot be un-decayed); fd_feat_eval takes last_ts,
+ *   and the header/"at" shows the time the values are really as of.
+ *
+ * - Text values are the shortest decimal that reads back as the same double;
+ *   JSON values are %.17g. Both parse to the same doubles. Feature names
+ *   are plain ASCII; the user id goes through jansson (escapes, UTF-8).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/config.h"
+#include "daemon/log.h"
+#include "features/features.h"
+#include "pipeline/codec.h"
+#include "pipeline/redis.h"
+#include "tools/commands.h"
+
+#define PROG        "funnelctl features"
+#define BATCH       64  /* users per pipelined round trip */
+#define MAX_USER_ID 256 /* funneld's user ids: 1 to 256 bytes */
+
+typedef struct feat_args {
+    const char *config, *redis, *prefix, *half_lives, *at;
+    int64_t gap_ms; /* -1 = from the config */
+    int64_t at_ms;  /* -1 = each user's last_ts */
+    bool json, names;
+    char **users;
+    int n_users;
+} feat_args;
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: funnelctl features [-c CONFIG] [--redis URL] [--prefix P]\n"
+            "                          [--half-lives LIST] [--session-gap DUR] [--at TIME]\n"
+            "                          [--json] USER_ID...\n"
+            "       funnelctl features [-c CONFIG] [--half-lives LIST] [--json] --names\n"
+            "\n"
+            "Reads each user's hash PREFIX user:<USER_ID> from Redis and prints the\n"
+            "feature vector (docs/FEATURES.md) evaluated at TIME: a line\n"
+            "'user <id> at <ms>' then one 'name value' line per feature, a blank line\n"
+            "between users. Nothing is written to Redis.\n"
+            "\n"
+            "  -c, --config FILE     funneld's config: redis.url, redis.key_prefix, the\n"
+            "                        password options, features.half_lives, session.gap\n"
+            "                        (default: funneld's defaults)\n"
+            "  --redis URL           redis://host:port[/db] or unix:///path[?db=N]\n"
+            "  --prefix P            key prefix (redis.key_prefix, default fd:v1:)\n"
+            "  --half-lives LIST     features.half_lives, comma-separated (e.g. 1h,1d,7d,30d)\n"
+            "  --session-gap DUR     session.gap: N[ms|s|m|h|d] (e.g. 30m)\n"
+            "  --at TIME             evaluate at TIME: epoch ms, RFC 3339 like\n"
+            "                        2026-01-01T12:00:00Z, or now (wall clock); default:\n"
+            "                        each user's last event (last_ts). A TIME before\n"
+            "                        last_ts is taken as last_ts.\n"
+            "  --json                one JSON object per user per line: {\"user\", \"at\",\n"
+            "                        \"version\", \"features\": {name: value, ...}}\n"
+            "  --names               print the vector's names in order, one per line (with\n"
+            "                        --json: one JSON array); needs no Redis and no USER_ID\n"
+            "  -h, --help            this help\n"
+            "\n"
+            "Exit status: 0 ok; 1 runtime error (a user not found, Redis unreachable, a\n"
+            "config file that does not load); 2 usage error.\n");
+}
+
+static int bad_value(const char *opt, const char *val, const char *expect)
+{
+    fprintf(stderr, PROG ": %s: invalid value '%s' (expected %s)\n", opt, val, expect);
+    return -1;
+}
+
+static int bad_value_why(const char *opt, const char *val, const char *why)
+{
+    fprintf(stderr, PROG ": %s: invalid value '%s': %s\n", opt, val, why);
+    return -1;
+}
+
+/* session.gap's spelling and bounds: N (ms) or N<ms|s|m|h|d>, 1s..7d. */
+static int parse_gap(const char *opt, const char *s, int64_t *out)
+{
+    static const struct {
+        const char *suffix;
+        int64_t mul;
+    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    const char *expect = "a duration from 1s to 7d like 30m, 1h or 90000 (ms)";
+    char *end;
+    if (!(*s >= '0' && *s <= '9'))
+        return bad_value(opt, s, expect);
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return bad_value(opt, s, expect);
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].suffix) != 0)
+            continue;
+        if (v > (unsigned long long)(7 * 86400000LL / units[i].mul))
+            return bad_value(opt, s, expect);
+        int64_t ms = (int64_t)v * units[i].mul;
+        if (ms < 1000)
+            return bad_value(opt, s, expect);
+        *out = ms;
+        return 0;
+    }
+    return bad_value(opt, s, expect);
+}
+
+/* Epoch ms, RFC 3339 or "now". */
+static int parse_at(const char *opt, const char *s, int64_t *out)
+{
+    const char *expect = "epoch milliseconds, RFC 3339 like 2026-01-01T00:00:00Z, or now";
+    if (!strcmp(s, "now")) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        *out = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        return 0;
+    }
+    if (*s >= '0' && *s <= '9' && strspn(s, "0123456789") == strlen(s)) {
+        errno = 0;
+        unsigned long long v = strtoull(s, NULL, 10);
+        if (errno || v > (unsigned long long)INT64_MAX)
+            return bad_value(opt, s, expect);
+        *out = (int64_t)v;
+        return 0;
+    }
+    const char *why = NULL;
+    if (fd_rfc3339_parse(s, strlen(s), out, &why) != 0 || *out < 0) {
+        if (*s >= '0' && *s <= '9') /* meant as a date: say what is wrong with it */
+            fprintf(stderr, PROG ": %s: invalid value '%s' (expected %s): RFC 3339: %s\n", opt, s,
+                    expect, why ? why : "before 1970");
+        else
+            bad_value(opt, s, expect);
+        return -1;
+    }
+    return 0;
+}
+
+enum { O_REDIS = 1000, O_PREFIX, O_HALF_LIVES, O_GAP, O_AT, O_JSON, O_NAMES };
+
+/* 0, 1 for --help, or -1 after printing the error. */
+static int parse_args(int argc, char **argv, feat_args *a)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},
+        {"redis", required_argument, 0, O_REDIS},
+        {"prefix", required_argument, 0, O_PREFIX},
+        {"half-lives", required_argument, 0, O_HALF_LIVES},
+        {"session-gap", required_argument, 0, O_GAP},
+        {"at", required_argument, 0, O_AT},
+        {"json", no_argument, 0, O_JSON},
+        {"names", no_argument, 0, O_NAMES},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    memset(a, 0, sizeof *a);
+    a->gap_ms = -1;
+    a->at_ms = -1;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":hc:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            return 1;
+        case 'c':
+            a->config = optarg;
+            break;
+        case O_REDIS: {
+            char why[256];
+            if (fd_config_parse_redis_url(optarg, NULL, why, sizeof why) != 0)
+                return bad_value_why("--redis", optarg, why);
+            a->redis = optarg;
+            break;
+        }
+        case O_PREFIX:
+            a->prefix = optarg;
+            break;
+        case O_HALF_LIVES: {
+            int64_t hl[4];
+            char why[256];
+            fd_config probe;
+            memset(&probe, 0, sizeof probe);
+            probe.features_half_lives = optarg;
+            if (fd_config_half_lives(&probe, hl, why, sizeof why) < 0)
+                return bad_value_why("--half-lives", optarg, why);
+            a->half_lives = optarg;
+            break;
+        }
+        case O_GAP:
+            if (parse_gap("--session-gap", optarg, &a->gap_ms) < 0)
+                return -1;
+            break;
+        case O_AT:
+            if (parse_at("--at", optarg, &a->at_ms) < 0)
+                return -1;
+            a->at = optarg;
+            break;
+        case O_JSON:
+            a->json = true;
+            break;
+        case O_NAMES:
+            a->names = true;
+            break;
+        case ':':
+            fprintf(stderr, PROG ": %s needs a value\n", argv[optind - 1]);
+            return -1;
+        default:
+            fprintf(stderr, PROG ": unknown option '%s'\n", argv[optind - 1]);
+            return -1;
+        }
+    }
+    a->users = argv + optind;
+    a->n_users = argc - optind;
+    if (a->names && a->n_users) {
+        fprintf(stderr, PROG ": --names takes no USER_ID ('%s')\n", a->users[0]);
+        return -1;
+    }
+    if (!a->names && !a->n_users) {
+        fprintf(stderr, PROG ": need at least one USER_ID (or --names)\n");
+        return -1;
+    }
+    for (int i = 0; i < a->n_users; i++)
+        if (!a->users[i][0]) {
+            fprintf(stderr, PROG ": an empty USER_ID (user ids are 1 to %d bytes)\n", MAX_USER_ID);
+            return -1;
+        }
+    return 0;
+}
+
+/* The shortest "%.Ng" (N = 15..17) that reads back as v. */
+static void fmt_value(char *buf, size_t n, double v)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+/* Length of the valid UTF-8 sequence at p (left bytes), 0 when invalid. */
+static size_t utf8_len(const unsigned char *p, size_t left)
+{
+    size_t n;
+    uint32_t cp;
+    if (p[0] < 0x80)
+        return 1;
+    if ((p[0] & 0xE0) == 0xC0)
+        n = 2, cp = p[0] & 0x1F;
+    else if ((p[0] & 0xF0) == 0xE0)
+        n = 3, cp = p[0] & 0x0F;
+    else if ((p[0] & 0xF8) == 0xF0)
+        n = 4, cp = p[0] & 0x07;
+    else
+        return 0;
+    if (n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+/* s as a JSON string; bytes that are not UTF-8 become U+FFFD (user ids are
+ * any bytes but NUL, JSON strings are Unicode). */
+static json_t *json_text(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    size_t len = strlen(s);
+    char *buf = malloc(len * 3 + 1), *o = buf;
+    if (!buf)
+        return NULL;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_len((const unsigned char *)s + i, len - i);
+        if (k) {
+            memcpy(o, s + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    *o = '\0';
+    j = json_string(buf);
+    free(buf);
+    return j;
+}
+
+static int print_names(const fd_feat_params *p, bool json)
+{
+    char buf[64];
+    int n = fd_feat_count(p);
+    if (!json) {
+        for (int i = 0; i < n; i++)
+            printf("%s\n", fd_feat_name(p, i, buf, sizeof buf));
+        return 0;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(arr, json_string(fd_feat_name(p, i, buf, sizeof buf)));
+    char *s = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (!s) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return -1;
+    }
+    printf("%s\n", s);
+    free(s);
+    return 0;
+}
+
+/* Print one user's vector. Returns 0 or -1 (out of memory). */
+static int print_user(const fd_feat_params *p, const char *id, int64_t at, const double *v,
+                      bool json, bool first)
+{
+    char name[64];
+    int n = fd_feat_count(p);
+    if (!json) {
+        char val[40];
+        printf("%suser %s at %" PRId64 "\n", first ? "" : "\n", id, at);
+        for (int i = 0; i < n; i++) {
+            fmt_value(val, sizeof val, v[i]);
+            printf("%s %s\n", fd_feat_name(p, i, name, sizeof name), val);
+        }
+        return 0;
+    }
+    json_t *user = json_text(id);
+    char *u = user ? json_dumps(user, JSON_ENCODE_ANY) : NULL;
+    json_decref(user);
+    if (!u) {
+        fprintf(stderr, PROG ": out of memory\n");
+        return -1;
+    }
+    printf("{\"user\":%s,\"at\":%" PRId64 ",\"version\":%d,\"features\":{", u, at, FD_FEAT_VERSION);
+    free(u);
+    for (int i = 0; i < n; i++) {
+        printf(i ? ",\"%s\":" : "\"%s\":", fd_feat_name(p, i, name, sizeof name));
+        if (isfinite(v[i]))
+            printf("%.17g", v[i]);
+        else
+            fputs("null", stdout);
+    }
+    fputs("}}\n", stdout);
+    return 0;
+}
+
+typedef struct feat_run {
+    const feat_args *a;
+    const fd_feat_params *p;
+    fd_redis *redis;
+    const char *prefix;
+    int n_fields;
+    const char **argv; /* HMGET key field... */
+    size_t *argvlen;
+    char (*field_buf)[64];
+    const char *hl_list; /* the half-lives in use, as given */
+    char *key;
+    int printed;
+    int missing; /* users not found or not readable */
+} feat_run;
+
+/* Exists? 1, 0, or -1 (I/O error, printed). */
+static int key_exists(feat_run *run, const char *key)
+{
+    char err[512];
+    redisReply *r = fd_redis_command(run->redis, err, sizeof err, "EXISTS %b", key, strlen(key));
+    if (!r) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return -1;
+    }
+    int e = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    freeReplyObject(r);
+    return e;
+}
+
+/* One HMGET reply: print the user, or say why not. 0, or -1 to stop. */
+static int one_user(feat_run *run, const char *id, const char *key, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        fprintf(stderr, PROG ": user '%s': HMGET %s: %s\n", id, key, r->str);
+        run->missing++;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)run->n_fields) {
+        fprintf(stderr, PROG ": user '%s': unexpected reply (type %d) to HMGET %s\n", id, r->type,
+                key);
+        run->missing++;
+        return 0;
+    }
+    int present = 0, first_missing_dc = -1;
+    fd_feat f;
+    memset(&f, 0, sizeof f);
+    for (int i = 0; i < run->n_fields; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING) {
+            fd_feat_field_parse(run->p, &f, i, e->str, e->len);
+            present++;
+        } else if (i >= run->n_fields - FD_DC__COUNT * run->p->n_hl && first_missing_dc < 0) {
+            first_missing_dc = i;
+        }
+    }
+    if (!present) {
+        int e = key_exists(run, key);
+        if (e < 0)
+            return -1;
+        if (e)
+            fprintf(stderr, PROG ": user '%s': key %s holds none of funneld's user fields\n", id,
+                    key);
+        else
+            fprintf(stderr, PROG ": user '%s' not found (no key %s)\n", id, key);
+        run->missing++;
+        return 0;
+    }
+    if (first_missing_dc >= 0) {
+        fprintf(stderr,
+                PROG ": user '%s': %s has no field %s: funneld writes with other half-lives "
+                     "than %s %s (give -c with funneld's config, or --half-lives)\n",
+                id, key, run->argv[2 + first_missing_dc],
+                run->a->half_lives ? "--half-lives" : "features.half_lives", run->hl_list);
+        run->missing++;
+        return 0;
+    }
+    int64_t at = run->a->at_ms < 0 ? f.last_ts : run->a->at_ms;
+    if (at < f.last_ts)
+        at = f.last_ts; /* what fd_feat_eval does: the values are as of last_ts */
+    double v[FD_FEAT_MAX];
+    fd_feat_eval(run->p, &f, at, v);
+    if (print_user(run->p, id, at, v, run->a->json, run->printed == 0) < 0)
+        return -1;
+    run->printed++;
+    return 0;
+}
+
+/* HMGET users[from..to) in one pipeline. 0, or -1 (runtime error, printed). */
+static int read_batch(feat_run *run, int from, int to)
+{
+    char err[512];
+    size_t plen = strlen(run->prefix);
+    for (int u = from; u < to; u++) {
+        const char *id = run->a->users[u];
+        size_t idlen = strlen(id);
+        memcpy(run->key, run->prefix, plen);
+        memcpy(run->key + plen, "user:", 5);
+        memcpy(run->key + plen + 5, id, idlen);
+        run->argv[1] = run->key;
+        run->argvlen[1] = plen + 5 + idlen;
+        if (fd_redis_appendv(run->redis, 2 + run->n_fields, run->argv, run->argvlen) != 0) {
+            fprintf(stderr, PROG ": redis %s: not connected\n", fd_redis_url(run->redis));
+            return -1;
+        }
+    }
+    redisReply *rep[BATCH];
+    if (fd_redis_read_replies(run->redis, rep, (size_t)(to - from), err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": %s\n", err);
+        return -1;
+    }
+    int rc = 0;
+    for (int u = from; u < to; u++) {
+        const char *id = run->a->users[u];
+        size_t idlen = strlen(id);
+        memcpy(run->key + plen + 5, id, idlen + 1); /* the key again, NUL-terminated */
+        if (rc == 0 && one_user(run, id, run->key, rep[u - from]) < 0)
+            rc = -1;
+        freeReplyObject(rep[u - from]);
+    }
+    return rc;
+}
+
+int fd_cmd_features(int argc, char **argv)
+{
+    feat_args a;
+    int pr = parse_args(argc, argv, &a);
+    if (pr == 1) {
+        usage(stdout);
+        return 0;
+    }
+    if (pr < 0) {
+        fprintf(stderr, PROG " --help shows the options.\n");
+        return 2;
+    }
+
+    int rc = 1;
+    char err[1024];
+    fd_config cfg;
+    fd_redis *redis = NULL;
+    feat_run run;
+    memset(&run, 0, sizeof run);
+    fd_config_defaults(&cfg);
+    if (a.config && fd_config_load(&cfg, a.config, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
+
+    int64_t hl[4];
+    char why[256];
+    const char *hl_list = a.half_lives ? a.half_lives : cfg.features_half_lives;
+    fd_config probe;
+    memset(&probe, 0, sizeof probe);
+    probe.features_half_lives = (char *)hl_list;
+    int nh = fd_config_half_lives(&probe, hl, why, sizeof why);
+    fd_feat_params p;
+    if (nh < 0 || fd_feat_params_init(&p, hl, nh, a.gap_ms > 0 ? a.gap_ms : cfg.session_gap_ms, why,
+                                      sizeof why) != 0) {
+        fprintf(stderr, PROG ": features: %s\n", why);
+        goto out;
+    }
+    if (a.names) {
+        rc = print_names(&p, a.json) < 0 ? 1 : 0;
+        goto out;
+    }
+
+    /* hiredis writes with write(2); a closed stdout is noticed by ferror. */
+    signal(SIGPIPE, SIG_IGN);
+    int old_level = fd_log_get_level();
+    fd_log_set_level(FD_LOG_ERROR); /* connect/retry notes: the errors below say it */
+    fd_redis_opts ro = fd_redis_opts_from_config(&cfg);
+    if (a.redis)
+        ro.url = a.redis;
+    redis = fd_redis_new(&ro, err, sizeof err);
+    if (!redis) {
+        fprintf(stderr, PROG ": redis %s: %s\n", ro.url, err);
+        fd_log_set_level(old_level);
+        goto out;
+    }
+    if (fd_redis_ensure(redis, err, sizeof err) != 0) {
+        fprintf(stderr, PROG ": cannot reach Redis: %s\n", err);
+        fd_log_set_level(old_level);
+        goto out;
+    }
+    fd_log_set_level(old_level);
+
+    run.a = &a;
+    run.p = &p;
+    run.redis = redis;
+    run.prefix = a.prefix ? a.prefix : cfg.redis_key_prefix;
+    run.hl_list = hl_list;
+    run.n_fields = fd_feat_field_count(&p);
+    run.argv = calloc((size_t)run.n_fields + 2, sizeof *run.argv);
+    run.argvlen = calloc((size_t)run.n_fields + 2, sizeof *run.argvlen);
+    run.field_buf = calloc((size_t)run.n_fields, sizeof *run.field_buf);
+    size_t max_id = 0;
+    for (int u = 0; u < a.n_users; u++)
+        if (strlen(a.users[u]) > max_id)
+            max_id = strlen(a.users[u]);
+    run.key = malloc(strlen(run.prefix) + 5 + max_id + 1);
+    if (!run.argv || !run.argvlen || !run.field_buf || !run.key) {
+        fprintf(stderr, PROG ": out of memory\n");
+        goto out;
+    }
+    run.argv[0] = "HMGET";
+    run.argvlen[0] = 5;
+    for (int i = 0; i < run.n_fields; i++) {
+        run.argv[2 + i] = fd_feat_field_name(&p, i, run.field_buf[i], sizeof run.field_buf[i]);
+        run.argvlen[2 + i] = strlen(run.argv[2 + i]);
+    }
+
+    int status = 0;
+    for (int u = 0; u < a.n_users && status == 0; u += BATCH) {
+        int to = u + BATCH < a.n_users ? u + BATCH : a.n_users;
+        status = read_batch(&run, u, to);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            break;
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (errno != EPIPE)
+            fprintf(stderr, PROG ": writing standard output: %s\n", strerror(errno));
+        goto out;
+    }
+    if (status == 0 && run.missing == 0)
+        rc = 0;
+out:
+    free(run.argv);
+    free(run.argvlen);
+    free(run.field_buf);
+    free(run.key);
+    fd_redis_destroy(redis);
+    fd_config_free(&cfg);
+    return rc;
+}
