@@ -96,6 +96,19 @@ def state_diff(got, want, limit=5):
     return f"{len(lines)} key(s) differ:\n{head}" if lines else "identical"
 
 
+def metrics_by_id(test, bootstrap, topic="funnel-metrics"):
+    """The funnel-metrics messages deduplicated by id (the message key):
+    {id: value bytes}. Copies of one id (at-least-once delivery, e.g. after
+    a crash) must be byte for byte the same message."""
+    out = {}
+    for key, value, *_ in harness.consume_all(bootstrap, topic):
+        k = key.decode()
+        if k in out:
+            test.assertEqual(out[k], value, f"two different messages with id {k}")
+        out[k] = value
+    return out
+
+
 def compare_with_truth(test, r, truth):
     """Redis equals the generator's ground truth: every user's counters and
     sessions exactly, every funnel window and hour exactly (unique users

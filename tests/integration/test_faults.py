@@ -70,6 +70,7 @@ class Faults(unittest.TestCase):
         cls.truth = fdtest.gen(cls.framed, cls.tmp / "truth.json", events=EVENTS, users=USERS,
                                seed=23)
         cls._reference = None
+        cls._reference_metrics = None
         seed = os.environ.get("FD_FAULTS_SEED")
         cls.seed = int(seed) if seed else random.SystemRandom().randrange(1 << 31)
         print(f"\ntest_faults: seed {cls.seed} (FD_FAULTS_SEED={cls.seed} replays it)",
@@ -96,6 +97,7 @@ class Faults(unittest.TestCase):
                     self.assertEqual(d.terminate(), 0)
                 fdtest.compare_with_truth(self, r, self.truth)
                 Faults._reference = fdtest.redis_state(r)
+                Faults._reference_metrics = fdtest.metrics_by_id(self, kafka.bootstrap)
         return Faults._reference
 
     def finish(self, d, r, kafka, producer):
@@ -148,9 +150,17 @@ class Faults(unittest.TestCase):
                 producer.stop()
             fdtest.compare_with_truth(self, r, self.truth)
             state = fdtest.redis_state(r)
+            metrics = fdtest.metrics_by_id(self, kafka.bootstrap)
         self.assertTrue(state == reference,
                         "Redis after five kills vs one uninterrupted run: "
                         + fdtest.state_diff(state, reference))
+        # Funnel-metrics messages, deduplicated by id, equal the uninterrupted
+        # run's (a window sent before a kill is sent again, identical).
+        want = Faults._reference_metrics
+        self.assertGreater(len(want), 10, "the reference run closed windows")
+        self.assertEqual(sorted(metrics), sorted(want), "windows sent after five kills")
+        self.assertEqual([k for k in want if metrics[k] != want[k]][:5], [],
+                         "metrics messages differ from the uninterrupted run")
 
     # ---- 2. broker errors ----------------------------------------------------
 
