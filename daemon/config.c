@@ -305,14 +305,14 @@ static const char *type_word(enum cf_type t)
 
 static int load_props(struct loader *ld, const struct cf_key *k);
 static int load_schema_ids(struct loader *ld, const struct cf_key *k);
+static int join_sequence(struct loader *ld, const char *path, char **out);
+static int load_value(struct loader *ld, const struct cf_key *k, const char *path, const char *v);
 
 /* Current event is the value of leaf key k (at path). */
 static int load_leaf(struct loader *ld, const struct cf_key *k, const char *path)
 {
-    fd_config *cfg = ld->cfg;
     yaml_event_t *ev = &ld->ev;
     size_t idx = (size_t)(k - cf_keys);
-    char q[64], why[160], lo[32], hi[32], got[32];
 
     ld->set[idx] = true;
     ld->mark[idx] = ev->start_mark;
@@ -320,25 +320,79 @@ static int load_leaf(struct loader *ld, const struct cf_key *k, const char *path
         return load_props(ld, k);
     if (k->type == CF_SCHEMA_IDS)
         return load_schema_ids(ld, k);
-    if (want_scalar(ld, path, type_word(k->type)) < 0)
+    char *joined = NULL;
+    if ((k->flags & CF_LIST) && ev->type == YAML_SEQUENCE_START_EVENT) {
+        if (join_sequence(ld, path, &joined) < 0)
+            return -1;
+    } else if (want_scalar(ld, path, type_word(k->type)) < 0) {
         return -1;
-    const char *v = scalar(ev);
+    }
+    int rc = load_value(ld, k, path, joined ? joined : scalar(ev));
+    free(joined);
+    return rc;
+}
+
+/* A YAML sequence of scalars (current event: its start) as one string
+ * joined with ','; the sequence's position stays the key's for errors. */
+static int join_sequence(struct loader *ld, const char *path, char **out)
+{
+    size_t len = 0, cap = 64;
+    char *buf = malloc(cap);
+    if (!buf)
+        return oom(ld, ld->ev.start_mark, path);
+    buf[0] = '\0';
+    for (;;) {
+        if (next(ld, path) < 0) {
+            free(buf);
+            return -1;
+        }
+        if (ld->ev.type == YAML_SEQUENCE_END_EVENT)
+            break;
+        if (want_scalar(ld, path, "a scalar list item") < 0) {
+            free(buf);
+            return -1;
+        }
+        const char *item = scalar(&ld->ev);
+        size_t n = strlen(item);
+        if (len + n + 2 > cap) {
+            cap = (len + n + 2) * 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                return oom(ld, ld->ev.start_mark, path);
+            }
+            buf = nb;
+        }
+        if (len)
+            buf[len++] = ',';
+        memcpy(buf + len, item, n + 1);
+        len += n;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* The value text v of leaf key k; errors point at the value's position. */
+static int load_value(struct loader *ld, const struct cf_key *k, const char *path, const char *v)
+{
+    fd_config *cfg = ld->cfg;
+    const yaml_mark_t mark = ld->mark[(size_t)(k - cf_keys)]; /* the value's position */
+    char q[64], why[160], lo[32], hi[32], got[32];
     quote_val(q, sizeof q, v);
 
     if (cf_is_string_type(k->type)) {
         if ((k->flags & CF_NONEMPTY) && !*v)
-            return fail(ld, ev->start_mark, path, "must not be empty");
+            return fail(ld, mark, path, "must not be empty");
         if (k->type == CF_ENUM && !enum_has(k->enum_vals, v)) {
             char list[128];
             snprintf(list, sizeof list, "%s", k->enum_vals);
-            return fail(ld, ev->start_mark, path, "invalid value '%s' (expected one of: %s)", q,
-                        list);
+            return fail(ld, mark, path, "invalid value '%s' (expected one of: %s)", q, list);
         }
         if (k->check && k->check(v, why, sizeof why) < 0)
-            return fail(ld, ev->start_mark, path, "invalid value '%s': %s", q, why);
+            return fail(ld, mark, path, "invalid value '%s': %s", q, why);
         char *copy = k->type == CF_PATH ? resolve_path(ld->basedir, v) : strdup(v);
         if (!copy)
-            return oom(ld, ev->start_mark, path);
+            return oom(ld, mark, path);
         char **slot = str_at(cfg, k);
         free(*slot);
         *slot = copy;
@@ -355,23 +409,23 @@ static int load_leaf(struct loader *ld, const struct cf_key *k, const char *path
     cf_format_num(hi, sizeof hi, k, k->max);
     if (rc == -1) {
         if (k->type == CF_DURATION)
-            return fail(ld, ev->start_mark, path,
+            return fail(ld, mark, path,
                         "invalid duration '%s' (integer milliseconds or a number with unit "
                         "ms, s, m, h, d)",
                         q);
         if (k->type == CF_SIZE)
-            return fail(ld, ev->start_mark, path,
+            return fail(ld, mark, path,
                         "invalid size '%s' (integer bytes or a number with unit B, KiB, MiB, GiB)",
                         q);
-        return fail(ld, ev->start_mark, path, "expected an integer, got '%s'", q);
+        return fail(ld, mark, path, "expected an integer, got '%s'", q);
     }
     if (rc == -2 || n < k->min || n > k->max) {
         if (rc == -2)
             snprintf(got, sizeof got, "%s", "too large");
         else
             cf_format_num(got, sizeof got, k, n);
-        return fail(ld, ev->start_mark, path, "out of range: %s (must be %s..%s)",
-                    rc == -2 ? q : got, lo, hi);
+        return fail(ld, mark, path, "out of range: %s (must be %s..%s)", rc == -2 ? q : got, lo,
+                    hi);
     }
     if (k->type == CF_INT)
         *int_at(cfg, k->off) = (int)n;

@@ -91,8 +91,9 @@ const struct cf_key cf_keys[] = {
      "users cached in memory (all shards); beyond it clean users are evicted, reloaded on sight"},
 
     {"features.half_lives", CF_STR, OFF(features_half_lives), 0, "1h,1d,7d,30d", 0, 0, 0,
-     CF_NONEMPTY, NULL, check_half_lives,
-     "half-lives of the decayed per-user values: 1 to 4 distinct durations, comma-separated"},
+     CF_NONEMPTY | CF_LIST, NULL, check_half_lives,
+     "half-lives of the decayed per-user values: 1 to 4 distinct durations (a YAML list or a "
+     "comma-separated string)"},
     {"session.gap", CF_DURATION, OFF(session_gap_ms), 0, NULL, 30 * MS_MIN, MS_SEC, 7 * MS_DAY, 0,
      NULL, NULL, "event-time silence that ends a user's session"},
     {"funnel.window", CF_DURATION, OFF(funnel_window_ms), 0, NULL, MS_MIN, MS_SEC, MS_HOUR, 0, NULL,
@@ -100,9 +101,10 @@ const struct cf_key cf_keys[] = {
     {"funnel.allowed_lateness", CF_DURATION, OFF(funnel_allowed_lateness_ms), 0, NULL, 2 * MS_MIN,
      0, 7 * MS_DAY, 0, NULL, NULL,
      "events this far behind their partition's newest event time still count in their window"},
-    {"funnel.categories", CF_STR, OFF(funnel_categories), 0, "", 0, 0, 0, 0, NULL, check_categories,
-     "categories with their own funnel breakdown (comma-separated, at most 32; others count as "
-     "'other'); empty = no breakdown"},
+    {"funnel.categories", CF_STR, OFF(funnel_categories), 0, "", 0, 0, 0, CF_LIST, NULL,
+     check_categories,
+     "categories with their own funnel breakdown (a YAML list or a comma-separated string, at most "
+     "32; others count as 'other'); empty = no breakdown"},
     {"funnel.retention", CF_DURATION, OFF(funnel_retention_ms), 0, NULL, 7 * MS_DAY, MS_MIN,
      3650 * MS_DAY, 0, NULL, NULL,
      "TTL of the window keys in Redis; the hourly keys keep 30 times as long"},

@@ -33,7 +33,10 @@ enum cf_type {
     CF_SCHEMA_IDS, /* fd_config_schema_id[FD_CONFIG_MAX_SCHEMA_IDS] + int count at off2 */
 };
 
-enum { CF_NONEMPTY = 1 << 0 };
+enum {
+    CF_NONEMPTY = 1 << 0,
+    CF_LIST = 1 << 1, /* CF_STR: a YAML sequence of scalars is joined with ',' */
+};
 
 struct cf_key {
     const char *name; /* dotted path, e.g. "kafka.brokers" */

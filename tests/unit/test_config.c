@@ -641,6 +641,44 @@ static void test_free(void)
 }
 
 /* docs/CONFIG.md embeds fd_config_print_docs() verbatim. */
+/* features.half_lives and funnel.categories: a YAML list or a string. */
+static void test_lists(void)
+{
+    fd_config c = {0};
+    CHECK(load(&c, "features:\n  half_lives: [1h, 7d, 90m]\nfunnel:\n  categories: [books, \"toys "
+                   "& games\"]\n  window: 5m\n") == 0);
+    int64_t hl[4];
+    char why[128], cats[32][257];
+    CHECK(fd_config_half_lives(&c, hl, why, sizeof why) == 3);
+    CHECK(hl[0] == 3600000 && hl[1] == 7 * 86400000LL && hl[2] == 90 * 60000);
+    CHECK(fd_config_categories(&c, cats, 32, why, sizeof why) == 2);
+    CHECK_STR(cats[1], "toys & games");
+    CHECK(c.funnel_window_ms == 300000);
+    fd_config_free(&c);
+    CHECK(load(&c, "features:\n  half_lives: \" 1d , 30d\"\n") == 0);
+    CHECK(fd_config_half_lives(&c, hl, why, sizeof why) == 2 && hl[1] == 30 * 86400000LL);
+    CHECK(fd_config_categories(&c, cats, 32, why, sizeof why) == 0);
+    fd_config_free(&c);
+    expect_err("features:\n  half_lives: [1h, 1h]\n",
+               NAME ":2:15: features.half_lives: invalid value '1h,1h': half-life 2 repeats "
+                    "half-life 1");
+    expect_err("features:\n  half_lives: [1h, 2h, 3h, 4h, 5h]\n",
+               NAME ":2:15: features.half_lives: invalid value '1h,2h,3h,4h,5h': at most 4 "
+                    "half-lives");
+    expect_err("features:\n  half_lives: [1h, soon]\n",
+               NAME ":2:15: features.half_lives: invalid value '1h,soon': half-life 2 is not a "
+                    "positive duration (e.g. 1h, 7d)");
+    expect_err("features:\n  half_lives: [1h, {a: 1}]\n",
+               NAME ":2:20: features.half_lives: expected a scalar list item, got a mapping");
+    expect_err("funnel:\n  categories: [a, other]\n",
+               NAME ":2:15: funnel.categories: invalid value 'a,other': category 'other' is "
+                    "reserved for the rest");
+    expect_err("funnel:\n  window: 7m\n",
+               NAME ":2:11: funnel.window: 7m does not divide one hour (the hourly roll-up sums "
+                    "whole windows)");
+    expect_err("session:\n  gap: 0s\n", NAME ":2:8: session.gap: out of range: 0ms (must be 1s..7d)");
+}
+
 static void test_docs_in_sync(void)
 {
     char *doc = read_all("docs/CONFIG.md");
@@ -681,6 +719,7 @@ int main(int argc, char **argv)
     test_print();
     test_redis_url_parse();
     test_free();
+    test_lists();
     test_docs_in_sync();
     return check_report();
 }
