@@ -62,7 +62,9 @@ const struct cf_key cf_keys[] = {
     {"redis.backoff_max_ms", CF_DURATION, OFF(redis_backoff_max_ms), 0, NULL, 10000, 1, 10 * MS_MIN,
      0, NULL, NULL, "longest reconnect delay; must be >= backoff_min_ms"},
     {"redis.flush_interval_ms", CF_DURATION, OFF(redis_flush_interval_ms), 0, NULL, 200, 1, MS_MIN,
-     0, NULL, NULL, "how often dirty state and offsets are written behind"},
+     0, NULL, NULL,
+     "how often dirty state and offsets are written behind; under load the interval stretches to "
+     "4x the last write's duration (at most 2 s)"},
 
     {"input.format", CF_ENUM, OFF(input_format), 0, "avro", 0, 0, 0, 0, "avro|confluent-avro|json",
      NULL, "encoding of messages on the events topic"},
@@ -107,7 +109,8 @@ const struct cf_key cf_keys[] = {
      "32; others count as 'other'); empty = no breakdown"},
     {"funnel.retention", CF_DURATION, OFF(funnel_retention_ms), 0, NULL, 7 * MS_DAY, MS_MIN,
      3650 * MS_DAY, 0, NULL, NULL,
-     "TTL of the window keys in Redis; the hourly keys keep 30 times as long"},
+     "event time a closed window's keys are kept before funneld deletes them; the hourly keys keep "
+     "30 times as long"},
 
     {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
      "least severe level that is logged"},

@@ -127,6 +127,7 @@ struct fd_engine {
     int64_t queue_full_since;
     int fatal;
     int64_t last_flush_ms;
+    int64_t last_write_ms; /* how long the last MULTI/EXEC round trip took */
     char key[512];
 };
 
@@ -421,14 +422,14 @@ static int merge_window(fd_engine *e, const fd_funnel_delta *d)
     return 0;
 }
 
-/* HINCRBY every changed counter, EXPIRE every touched key, and remember
- * the touched windows in the open-window set. Returns the commands queued. */
+/* HINCRBY every changed counter and remember the touched windows in the
+ * open-window set (their TTL is set when they close). Returns the commands
+ * queued. */
 static size_t append_windows(fd_engine *e)
 {
     size_t n_cmds = 0, cur = 0, n_open = 0;
     const fd_funnel_delta *d;
     char key[600], member[64];
-    int64_t ttl = e->cfg->funnel_retention_ms / 1000;
     size_t cap = fd_funnel_count(e->merged);
     char **argv = calloc(2 + 2 * cap, sizeof *argv);
     while ((d = fd_funnel_next(e->merged, &cur))) {
@@ -440,9 +441,6 @@ static size_t append_windows(fd_engine *e)
                                  (long long)d->c[f]);
                 n_cmds++;
             }
-        fd_redis_appendf(e->redis, "EXPIRE %s %lld", key,
-                         (long long)(d->partition == 0 ? ttl : ttl * 30));
-        n_cmds++;
         if (d->cat == FD_CAT_TOTAL && argv) {
             snprintf(member, sizeof member, "%s:%lld", span, (long long)d->start_ms);
             argv[2 + 2 * n_open] = malloc(24);
@@ -473,6 +471,96 @@ static size_t append_windows(fd_engine *e)
         for (size_t i = 0; i < 2 + 2 * cap; i++)
             free(argv[i]);
     free(argv);
+    return n_cmds;
+}
+
+typedef struct wreach {
+    int64_t start;
+    const char *id;
+    uint32_t len;
+    uint8_t hour, stage;
+} wreach;
+
+static int wreach_cmp(const void *a, const void *b)
+{
+    const wreach *x = a, *y = b;
+    if (x->hour != y->hour)
+        return x->hour - y->hour;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->stage - y->stage;
+}
+
+/* One PFADD per HyperLogLog (window or hour, stage) with every user the
+ * shards reported for it in these epochs, over all partitions still ours.
+ * Returns the commands queued; sets e->fatal when out of memory. */
+static size_t append_reaches(fd_engine *e)
+{
+    size_t n = 0;
+    bool hour = hourly(e);
+    for (int k = 0; k < e->n_epochs; k++)
+        for (int i = 0; i < e->n_shards; i++)
+            for (int c = 0; c < e->epochs[k]->snaps[i]->n_chunks; c++)
+                n += e->epochs[k]->snaps[i]->chunks[c].n_reach * (hour ? 2 : 1);
+    if (!n)
+        return 0;
+    wreach *r = malloc(n * sizeof *r);
+    if (!r) {
+        e->fatal = 1;
+        return 0;
+    }
+    size_t m = 0;
+    for (int k = 0; k < e->n_epochs; k++) {
+        epoch *ep = e->epochs[k];
+        for (int i = 0; i < e->n_shards; i++)
+            for (int c = 0; c < ep->snaps[i]->n_chunks; c++) {
+                const fd_chunk *ch = &ep->snaps[i]->chunks[c];
+                int32_t p = ch->partition;
+                if (p >= ep->n_parts || !ep->valid[p] || !e->parts[p].assigned)
+                    continue;
+                for (size_t j = 0; j < ch->n_reach; j++) {
+                    const fd_chunk_reach *x = &ch->reach[j];
+                    wreach w = {x->start_ms, ch->ids + x->off, x->len, 0, (uint8_t)x->stage};
+                    r[m++] = w;
+                    if (hour) {
+                        w.hour = 1;
+                        w.start -= w.start % FD_HOUR_MS;
+                        r[m++] = w;
+                    }
+                }
+            }
+    }
+    qsort(r, m, sizeof *r, wreach_cmp);
+    size_t n_cmds = 0;
+    const char **argv = malloc((m + 2) * sizeof *argv);
+    size_t *argl = malloc((m + 2) * sizeof *argl);
+    char key[600];
+    for (size_t i = 0; argv && argl && i < m;) {
+        size_t j = i;
+        window_key(e, key, sizeof key, r[i].hour ? "1h" : e->core.funnel.window_name, r[i].start,
+                   FD_CAT_TOTAL);
+        size_t kl = strlen(key);
+        snprintf(key + kl, sizeof key - kl, ":users:%s", fd_stage_name(r[i].stage));
+        argv[0] = "PFADD";
+        argl[0] = 5;
+        argv[1] = key;
+        argl[1] = strlen(key);
+        int argc = 2;
+        for (; j < m && r[j].hour == r[i].hour && r[j].start == r[i].start &&
+               r[j].stage == r[i].stage;
+             j++) {
+            argv[argc] = r[j].id;
+            argl[argc++] = r[j].len;
+        }
+        fd_redis_appendv(e->redis, argc, argv, argl);
+        n_cmds++;
+        i = j;
+    }
+    if (!argv || !argl)
+        e->fatal = 1;
+    free(argv);
+    free(argl);
+    free(r);
     return n_cmds;
 }
 
@@ -558,13 +646,11 @@ static int64_t topic_watermark(fd_engine *e)
     return ok && wm != INT64_MAX ? wm : INT64_MIN;
 }
 
-/* Read one closed window back from Redis into a report. 0, or -1 when
- * Redis failed. */
-static int read_report(fd_engine *e, const char *span, int64_t span_ms, int64_t start,
-                       fd_window_report *r)
+/* Queue the reads of one closed window (its hash, the four HyperLogLogs,
+ * the categories' hashes). Returns the commands queued. */
+static size_t append_report_reads(fd_engine *e, const char *span, int64_t start)
 {
-    char key[600], err[256];
-    fd_window_report_init(r, span, span_ms, start);
+    char key[600];
     int ncat = e->core.funnel.n_cats ? e->core.funnel.n_cats + 1 : 0;
     window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL);
     fd_redis_appendf(e->redis, "HGETALL %s", key);
@@ -572,11 +658,16 @@ static int read_report(fd_engine *e, const char *span, int64_t span_ms, int64_t 
         fd_redis_appendf(e->redis, "PFCOUNT %s:users:%s", key, fd_stage_name(s));
     for (int c = 0; c < ncat; c++)
         fd_redis_appendf(e->redis, "HGETALL %s", window_key(e, key, sizeof key, span, start, c));
-    size_t n = (size_t)(5 + ncat);
-    redisReply *rep[5 + FD_FUNNEL_MAX_CATS + 1];
-    if (fd_redis_read_replies(e->redis, rep, n, err, sizeof err) != 0)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
+    return (size_t)(5 + ncat);
+}
+
+/* A report from the replies of append_report_reads (consumed: freed). */
+static void parse_report(fd_engine *e, redisReply **rep, const char *span, int64_t span_ms,
+                         int64_t start, fd_window_report *r)
+{
+    fd_window_report_init(r, span, span_ms, start);
+    int ncat = e->core.funnel.n_cats ? e->core.funnel.n_cats + 1 : 0;
+    for (size_t i = 0; i < (size_t)(5 + ncat); i++) {
         redisReply *x = rep[i];
         if (i >= 1 && i <= 4) {
             r->users[i - 1] = fd_redis_reply_int(x, 0);
@@ -596,37 +687,127 @@ static int read_report(fd_engine *e, const char *span, int64_t span_ms, int64_t 
                         c[f] = fd_redis_reply_int(x->element[j + 1], 0);
         }
         freeReplyObject(x);
+        rep[i] = NULL;
     }
     fd_window_report_rates(r);
+}
+
+/* Retention: a closed window's keys (hash, HyperLogLogs, categories) are
+ * deleted once the topic's watermark is funnel.retention past its end (30
+ * times that for the hourly roll-up). The closed windows wait in the sorted
+ * set PREFIX funnel:closed, scored by that deletion time, so one ZADD per
+ * batch of closed windows and one UNLINK per batch of expired ones replace
+ * a TTL command per key. */
+static int64_t retention_of(const fd_engine *e, const char *span)
+{
+    int64_t r = e->cfg->funnel_retention_ms;
+    return strcmp(span, e->core.funnel.window_name) ? r * 30 : r;
+}
+
+/* Append the keys of window (span, start) to a growing argv. */
+static int push_window_keys(fd_engine *e, char ***argv, size_t *n, size_t *cap, const char *span,
+                            int64_t start)
+{
+    int ncat = e->core.funnel.n_cats ? e->core.funnel.n_cats + 1 : 0;
+    if (*n + 5 + (size_t)ncat > *cap) {
+        size_t nc = (*cap ? *cap * 2 : 64) + 5 + (size_t)ncat;
+        char **na = realloc(*argv, nc * sizeof *na);
+        if (!na)
+            return -1;
+        *argv = na;
+        *cap = nc;
+    }
+    char key[600];
+    window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL);
+    size_t kl = strlen(key);
+    for (int st = FD_STAGE_NONE; st <= FD_STAGE_PURCHASE; st++) {
+        if (st != FD_STAGE_NONE)
+            snprintf(key + kl, sizeof key - kl, ":users:%s", fd_stage_name(st));
+        if (!((*argv)[(*n)++] = strdup(key)))
+            return -1;
+    }
+    for (int c = 0; c < ncat; c++)
+        if (!((*argv)[(*n)++] = strdup(window_key(e, key, sizeof key, span, start, c))))
+            return -1;
     return 0;
 }
 
-/* Send the funnel-metrics message of every window that closed (its end is
- * at or before this instance's watermark), then record the rates in the
- * window's hash and take it out of the open set. At-least-once: a crash in
- * between sends it again after the restart, with the same id. */
-static void close_windows(fd_engine *e)
+/* Delete the windows whose retention passed (watermark wm), one batch of
+ * 256. Returns 1 when the batch was full (there may be more), else 0. */
+static int expire_batch(fd_engine *e, int64_t wm)
 {
-    if (e->blocked)
-        return;
-    int64_t wm = topic_watermark(e);
-    if (wm == INT64_MIN || wm <= e->closed_wm)
-        return;
+    char ckey[512], err[256];
+    snprintf(ckey, sizeof ckey, "%sfunnel:closed", e->cfg->redis_key_prefix);
+    fd_redis_appendf(e->redis, "ZRANGEBYSCORE %s -inf %lld LIMIT 0 %d", ckey, (long long)wm, 256);
+    redisReply *list = NULL;
+    if (fd_redis_read_replies(e->redis, &list, 1, err, sizeof err) != 0)
+        return 0;
+    char **argv = NULL;
+    size_t n = 1, cap = 0;
+    bool ok = list->type == REDIS_REPLY_ARRAY && list->elements > 0;
+    for (size_t i = 0; ok && i < list->elements; i++) {
+        const char *m = list->element[i]->str;
+        const char *colon = strchr(m, ':');
+        if (!colon)
+            continue;
+        char span[16];
+        snprintf(span, sizeof span, "%.*s", (int)(colon - m), m);
+        if (push_window_keys(e, &argv, &n, &cap, span, strtoll(colon + 1, NULL, 10)) != 0)
+            ok = false;
+    }
+    int more = 0;
+    const char **zrem = ok ? malloc((list->elements + 2) * sizeof *zrem) : NULL;
+    if (ok && n > 1 && zrem && (argv[0] = strdup("UNLINK"))) {
+        /* the keys, then exactly these members (not a score range: more may
+         * have become due meanwhile, and their keys are not deleted yet) */
+        zrem[0] = "ZREM";
+        zrem[1] = ckey;
+        for (size_t i = 0; i < list->elements; i++)
+            zrem[2 + i] = list->element[i]->str;
+        fd_redis_appendv(e->redis, (int)n, (const char **)argv, NULL);
+        fd_redis_appendv(e->redis, 2 + (int)list->elements, zrem, NULL);
+        if (fd_redis_read_replies(e->redis, NULL, 2, err, sizeof err) == 0)
+            more = list->elements == 256;
+    }
+    free(zrem);
+    for (size_t i = 0; argv && i < n; i++)
+        free(argv[i]);
+    free(argv);
+    freeReplyObject(list);
+    return more;
+}
+
+static void expire_windows(fd_engine *e, int64_t wm)
+{
+    for (int round = 0; round < 64 && expire_batch(e, wm); round++)
+        ;
+}
+
+#define CLOSE_BATCH 512 /* windows read in one round trip */
+
+/* One batch of close_windows. Returns 1 when a full batch was closed (there
+ * may be more), 0 when done, -1 on failure (retried after the next write). */
+static int close_batch(fd_engine *e, int64_t wm)
+{
     char okey[512], err[256];
     snprintf(okey, sizeof okey, "%sfunnel:open", e->cfg->redis_key_prefix);
     int64_t w = e->core.funnel.window_ms;
-    fd_redis_appendf(e->redis, "ZRANGEBYSCORE %s -inf %lld", okey, (long long)(wm - w));
+    fd_redis_appendf(e->redis, "ZRANGEBYSCORE %s -inf %lld LIMIT 0 %d", okey, (long long)(wm - w),
+                     CLOSE_BATCH);
     redisReply *list = NULL;
     if (fd_redis_read_replies(e->redis, &list, 1, err, sizeof err) != 0)
-        return;
+        return -1;
     bool done = list->type == REDIS_REPLY_ARRAY;
-    size_t n = done ? list->elements : 0, sent = 0;
+    size_t n = done ? list->elements : 0, sent = 0, n_read = 0;
+    int ncat = e->core.funnel.n_cats ? e->core.funnel.n_cats + 1 : 0;
     fd_window_report *r = malloc(sizeof *r);
     double(*rates)[4] = calloc(n ? n : 1, sizeof *rates);
     size_t *which = calloc(n ? n : 1, sizeof *which);
-    if (!r || !rates || !which)
+    int64_t *span_ms = calloc(n ? n : 1, sizeof *span_ms);
+    redisReply **rep = calloc(n * (size_t)(5 + ncat) + 1, sizeof *rep);
+    if (!r || !rates || !which || !span_ms || !rep)
         done = false;
-    /* Read and send every closed window; then, once delivered, mark them. */
+    /* Round trip 1: read every closed window of this batch. */
     for (size_t i = 0; done && i < n; i++) {
         const char *m = list->element[i]->str;
         const char *colon = strchr(m, ':');
@@ -635,17 +816,30 @@ static void close_windows(fd_engine *e)
         char span[16];
         snprintf(span, sizeof span, "%.*s", (int)(colon - m), m);
         int64_t start = strtoll(colon + 1, NULL, 10);
-        int64_t span_ms = !strcmp(span, e->core.funnel.window_name) ? w
-                          : !strcmp(span, "1h")                     ? FD_HOUR_MS
-                                                                    : 0;
-        if (!span_ms || start + span_ms > wm)
+        span_ms[i] = !strcmp(span, e->core.funnel.window_name) ? w
+                     : !strcmp(span, "1h")                     ? FD_HOUR_MS
+                                                               : 0;
+        if (!span_ms[i] || start + span_ms[i] > wm) {
+            span_ms[i] = 0;
             continue;
+        }
+        n_read += append_report_reads(e, span, start);
+    }
+    if (done && n_read && fd_redis_read_replies(e->redis, rep, n_read, err, sizeof err) != 0)
+        done = false;
+    /* Send every message, then, once delivered, mark the windows. */
+    size_t at = 0;
+    for (size_t i = 0; done && i < n; i++) {
+        if (!span_ms[i])
+            continue;
+        const char *m = list->element[i]->str;
+        const char *colon = strchr(m, ':');
+        char span[16];
+        snprintf(span, sizeof span, "%.*s", (int)(colon - m), m);
+        parse_report(e, rep + at, span, span_ms[i], strtoll(colon + 1, NULL, 10), r);
+        at += (size_t)(5 + ncat);
         const void *out;
         size_t len;
-        if (read_report(e, span, span_ms, start, r) != 0) {
-            done = false;
-            break;
-        }
         if (fd_metrics_encode(e->menc, r, &out, &len) != 0 ||
             fd_kafka_produce(e->producer, e->cfg->kafka_topic_metrics, r->id, strlen(r->id), out,
                              len) != 0) {
@@ -656,9 +850,17 @@ static void close_windows(fd_engine *e)
         memcpy(rates[sent], r->rates, sizeof rates[sent]);
         which[sent++] = i;
     }
-    if (sent && fd_kafka_drain(e->producer, 10000) != 0)
+    size_t n_cmds = 0;
+    if (sent && fd_kafka_drain(e->producer, 10000) != 0) {
         done = false;
-    else if (sent) {
+    } else if (sent) {
+        const char **argv = malloc((sent + 2) * sizeof *argv);
+        const char **zargv = malloc((2 * sent + 2) * sizeof *zargv);
+        char(*zscore)[24] = malloc(sent * sizeof *zscore);
+        if (!zscore) {
+            free(zargv);
+            zargv = NULL;
+        }
         for (size_t k = 0; k < sent; k++) {
             const char *m = list->element[which[k]]->str;
             const char *colon = strchr(m, ':');
@@ -669,18 +871,64 @@ static void close_windows(fd_engine *e)
             fd_redis_appendf(e->redis, "HSET %s %s %.17g %s %.17g %s %.17g %s %.17g closed 1", key,
                              fd_rate_names[0], rt[0], fd_rate_names[1], rt[1], fd_rate_names[2],
                              rt[2], fd_rate_names[3], rt[3]);
-            fd_redis_appendf(e->redis, "ZREM %s %s", okey, m);
+            n_cmds++;
+            int64_t start = strtoll(colon + 1, NULL, 10);
+            if (zargv) {
+                zargv[2 + 2 * k] = zscore[k];
+                snprintf(zscore[k], sizeof zscore[k], "%lld",
+                         (long long)(start + span_ms[which[k]] + retention_of(e, span)));
+                zargv[3 + 2 * k] = m;
+            }
+            if (argv)
+                argv[2 + k] = m;
         }
-        if (fd_redis_read_replies(e->redis, NULL, 2 * sent, err, sizeof err) != 0)
+        char ckey[512];
+        snprintf(ckey, sizeof ckey, "%sfunnel:closed", e->cfg->redis_key_prefix);
+        if (zargv) { /* one ZADD for the batch: when each window's keys go */
+            zargv[0] = "ZADD";
+            zargv[1] = ckey;
+            fd_redis_appendv(e->redis, (int)(2 + 2 * sent), zargv, NULL);
+            n_cmds++;
+        }
+        bool built = argv && zargv;
+        if (argv) { /* one ZREM for the whole batch */
+            argv[0] = "ZREM";
+            argv[1] = okey;
+            fd_redis_appendv(e->redis, (int)(2 + sent), argv, NULL);
+            n_cmds++;
+            free(argv);
+        }
+        if (fd_redis_read_replies(e->redis, NULL, n_cmds, err, sizeof err) != 0 || !built)
             done = false;
+        free(zargv);
+        free(zscore);
         fd_debug("engine", "sent funnel metrics of %zu closed window(s)", sent);
     }
+    for (size_t i = at; rep && i < n_read; i++)
+        if (rep[i])
+            freeReplyObject(rep[i]);
     free(r);
     free(rates);
     free(which);
+    free(span_ms);
+    free(rep);
     freeReplyObject(list);
-    if (done)
+    return !done ? -1 : n == CLOSE_BATCH ? 1 : 0;
+}
+
+static void close_windows(fd_engine *e)
+{
+    if (e->blocked)
+        return;
+    int64_t wm = topic_watermark(e);
+    if (wm == INT64_MIN || wm <= e->closed_wm)
+        return;
+    int rc;
+    for (int round = 0; (rc = close_batch(e, wm)) == 1 && round < 64; round++)
+        ;
+    if (rc == 0)
         e->closed_wm = wm;
+    expire_windows(e, wm);
 }
 
 /* Write every complete pending epoch in one MULTI/EXEC. 0 when written (or
@@ -813,6 +1061,7 @@ static int write_epochs(fd_engine *e)
     }
     char wkey[600], sname[64];
     n_cmds += append_windows(e);
+    n_cmds += append_reaches(e);
     snprintf(wkey, sizeof wkey, "%sstats", e->cfg->redis_key_prefix);
     for (int st = 0; st < FD_ST__COUNT; st++)
         if (stats[st]) {
@@ -833,12 +1082,14 @@ static int write_epochs(fd_engine *e)
     }
     fd_redis_appendf(e->redis, "EXEC");
     n_cmds++;
+    int64_t t_write = fd_mono_ms();
     if (fd_redis_read_replies(e->redis, NULL, n_cmds - 1, err, sizeof err) != 0 ||
         fd_redis_read_replies(e->redis, rep, 1, err, sizeof err) != 0) {
         e->write_ambiguous = true;
         set_blocked(e, true, "Redis failed during a write");
         goto out;
     }
+    e->last_write_ms = fd_mono_ms() - t_write;
     redisReply *x = rep[0];
     if (x->type == REDIS_REPLY_NIL) {
         fd_info("engine", "write raced with another writer (WATCH); retrying");
@@ -870,6 +1121,21 @@ out:
     free(offset);
     free(max_ts);
     return rc;
+}
+
+/* The interval between epochs: redis.flush_interval_ms, stretched under
+ * load to WRITE_STRETCH times the last write's duration (at most
+ * MAX_STRETCH_MS), so a backlog is written in fewer, larger transactions:
+ * every touched window and every changed user costs one command per
+ * epoch, however many events changed it. */
+#define WRITE_STRETCH  4
+#define MAX_STRETCH_MS 2000
+static int64_t flush_interval(const fd_engine *e)
+{
+    int64_t i = e->cfg->redis_flush_interval_ms, s = WRITE_STRETCH * e->last_write_ms;
+    if (s > MAX_STRETCH_MS)
+        s = MAX_STRETCH_MS;
+    return s > i ? s : i;
 }
 
 /* Start an epoch if none is pending, then write until done or the
@@ -1322,8 +1588,8 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         }
         resolve_partitions(e);
         int64_t now = fd_mono_ms();
-        if (e->n_epochs == 0 && (now - e->last_flush_ms >= e->cfg->redis_flush_interval_ms ||
-                                 dirty_users(e) >= FLUSH_DIRTY_USERS)) {
+        if (e->n_epochs == 0 &&
+            (now - e->last_flush_ms >= flush_interval(e) || dirty_users(e) >= FLUSH_DIRTY_USERS)) {
             start_epoch(e);
             e->last_flush_ms = now;
         }

@@ -108,6 +108,8 @@ void fd_snapshot_free(fd_snapshot *s)
     for (int i = 0; i < s->n_chunks; i++) {
         fd_resp_free(&s->chunks[i].cmds);
         free(s->chunks[i].win);
+        free(s->chunks[i].reach);
+        free(s->chunks[i].ids);
     }
     free(s->chunks);
     free(s);
@@ -331,62 +333,40 @@ static bool keep_unconfirmed(const fd_user *u, void *arg)
     return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0;
 }
 
-static int reach_cmp(const void *a, const void *b)
-{
-    const fd_funnel_reach *x = a, *y = b;
-    if (x->partition != y->partition)
-        return x->partition < y->partition ? -1 : 1;
-    if (x->start_ms != y->start_ms)
-        return x->start_ms < y->start_ms ? -1 : 1;
-    return x->stage - y->stage;
-}
-
-/* PFADD the users that reached a stage into the window's (and the hour's)
- * HyperLogLog of that stage, one command per key, and set the keys' TTL. */
-static void pfadd_group(fd_shard *s, fd_chunk *c, const fd_funnel_reach *r, size_t n,
-                        const char *span, int64_t start, int64_t ttl_s)
-{
-    char key[256];
-    snprintf(key, sizeof key, "%sfunnel:%s:%lld:users:%s", s->env->cfg->redis_key_prefix, span,
-             (long long)start, fd_stage_name(r[0].stage));
-    fd_resp_cmd(&c->cmds, 2 + (int)n);
-    fd_resp_str(&c->cmds, "PFADD");
-    fd_resp_str(&c->cmds, key);
-    for (size_t i = 0; i < n; i++)
-        fd_resp_arg(&c->cmds, r[i].user, r[i].user_len);
-    fd_resp_cmd(&c->cmds, 3);
-    fd_resp_str(&c->cmds, "EXPIRE");
-    fd_resp_str(&c->cmds, key);
-    fd_resp_int(&c->cmds, ttl_s);
-}
-
-static int add_reaches(fd_shard *s, fd_snapshot *sn, int *idx)
+/* Copy the stage reaches into their partitions' chunks (ids included: the
+ * users may be dropped before the writer is done). 0, or -1 when out of
+ * memory. */
+static int add_reaches(fd_snapshot *sn, int *idx, const fd_funnel_table *ft)
 {
     size_t n;
-    const fd_funnel_reach *r0 = fd_funnel_reaches(s->funnel, &n);
-    if (!n)
-        return 0;
-    fd_funnel_reach *r = malloc(n * sizeof *r);
-    if (!r)
-        return -1;
-    memcpy(r, r0, n * sizeof *r);
-    qsort(r, n, sizeof *r, reach_cmp);
-    const fd_core_params *cp = s->env->core;
-    int64_t ttl = s->env->cfg->funnel_retention_ms / 1000;
-    bool hourly = cp->funnel.window_ms != FD_HOUR_MS;
-    for (size_t i = 0; i < n;) {
-        size_t j = i + 1;
-        while (j < n && r[j].partition == r[i].partition && r[j].start_ms == r[i].start_ms &&
-               r[j].stage == r[i].stage)
-            j++;
+    const fd_funnel_reach *r = fd_funnel_reaches(ft, &n);
+    for (size_t i = 0; i < n; i++) {
         fd_chunk *c = chunk_for(sn, idx, r[i].partition);
-        pfadd_group(s, c, r + i, j - i, cp->funnel.window_name, r[i].start_ms, ttl);
-        if (hourly)
-            pfadd_group(s, c, r + i, j - i, "1h", r[i].start_ms - r[i].start_ms % FD_HOUR_MS,
-                        ttl * 30);
-        i = j;
+        if (c->n_reach == c->cap_reach) {
+            size_t cap = c->cap_reach ? c->cap_reach * 2 : 256;
+            fd_chunk_reach *nr = realloc(c->reach, cap * sizeof *nr);
+            if (!nr)
+                return -1;
+            c->reach = nr;
+            c->cap_reach = cap;
+        }
+        if (c->ids_len + r[i].user_len > c->ids_cap) {
+            size_t cap = (c->ids_cap ? c->ids_cap : 4096);
+            while (cap < c->ids_len + r[i].user_len)
+                cap *= 2;
+            char *ni = realloc(c->ids, cap);
+            if (!ni)
+                return -1;
+            c->ids = ni;
+            c->ids_cap = cap;
+        }
+        memcpy(c->ids + c->ids_len, r[i].user, r[i].user_len);
+        c->reach[c->n_reach++] = (fd_chunk_reach){.start_ms = r[i].start_ms,
+                                                  .off = (uint32_t)c->ids_len,
+                                                  .len = r[i].user_len,
+                                                  .stage = r[i].stage};
+        c->ids_len += r[i].user_len;
     }
-    free(r);
     return 0;
 }
 
@@ -439,7 +419,7 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
         }
         c->win[c->n_win++] = *d;
     }
-    if (add_reaches(s, sn, idx) != 0)
+    if (add_reaches(sn, idx, s->funnel) != 0)
         sn->error = 1;
     fd_funnel_clear(s->funnel, -1);
     atomic_store(&s->n_dirty, 0);

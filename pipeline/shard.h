@@ -47,11 +47,23 @@ typedef struct fd_item {
 } fd_item;
 
 /* What changed in one partition since the previous marker. */
+/* A user that reached a funnel stage in a window, for the HyperLogLogs; the
+ * id is copied into the chunk's id arena (the writer merges them). */
+typedef struct fd_chunk_reach {
+    int64_t start_ms;
+    uint32_t off, len; /* in fd_chunk.ids */
+    int32_t stage;
+} fd_chunk_reach;
+
 typedef struct fd_chunk {
     int32_t partition;
-    fd_resp cmds;                /* HSET of the changed users (absolute values), PFADD */
+    fd_resp cmds;                /* HSET of the changed users (absolute values) */
     struct fd_funnel_delta *win; /* window deltas (the writer merges them) */
     int n_win, cap_win;
+    fd_chunk_reach *reach; /* stage reaches (the writer merges them into PFADDs) */
+    size_t n_reach, cap_reach;
+    char *ids; /* the reaches' user ids */
+    size_t ids_len, ids_cap;
     int64_t stats[FD_ST__COUNT]; /* deltas */
 } fd_chunk;
 

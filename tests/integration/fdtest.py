@@ -260,6 +260,9 @@ def daemon_config(path, bootstrap, redis_url, **extra):
                  "input.schema": schema_path(),
                  "kafka.metrics_schema": str(source_dir() / "conf" / "schemas" /
                                              "funnel_metrics.avsc"),
+                 # generated streams cover days of event time in seconds: keep
+                 # every window (retention is in event time)
+                 "funnel.retention": "3650d",
                  "kafka.properties": {"fetch.wait.max.ms": 50}}
     overrides.update(extra)
     return harness.write_config(path, overrides)

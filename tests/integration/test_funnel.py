@@ -132,6 +132,41 @@ class Funnel(unittest.TestCase):
                 self.assertTrue(set(names) <= {"c1", "c2", "c3", "other"}, names)
         self.assertEqual(bad[:5], [], f"{len(bad)} metrics messages differ from Redis")
 
+    def test_retention_deletes_old_windows(self):
+        """funnel.retention is event time: once the topic's watermark is a
+        retention past a closed window's end, all its keys are gone; newer
+        windows are all there."""
+        with RedisServer() as redis, Broker(partitions=PARTITIONS) as kafka:
+            cfg = fdtest.daemon_config(self.tmp / "fd-ret.yaml", kafka.bootstrap, redis.url,
+                                       **{"redis.flush_interval_ms": 50,
+                                          "funnel.retention": "1d"})
+            r = redis.client()
+            harness.produce_framed(kafka.bootstrap, TOPIC, self.framed)
+            with Daemon(cfg) as d:
+                fdtest.wait_consumed(r, kafka.bootstrap, TOPIC, daemon=d)
+                self.assertEqual(d.terminate(), 0)
+            wm = min(int(r.hget(f"{fdtest.PREFIX}part:{TOPIC}:{p}", "max_ts"))
+                     for p in range(PARTITIONS)) - 120000
+            gone = kept = 0
+            bad = []
+            for start, t in self.truth["funnel"]["windows"].items():
+                key = f"{fdtest.PREFIX}funnel:1m:{start}"
+                hlls = [key + ":users:" + s for s in STAGES]
+                if int(start) + 60000 + 86400000 <= wm:
+                    gone += 1
+                    if r.exists(key, *hlls):
+                        bad.append(("not deleted", start))
+                else:
+                    kept += 1
+                    want = 1 + sum(1 for s in STAGES if t["users_" + s])
+                    if r.exists(key, *hlls) != want:
+                        bad.append(("missing", start))
+            self.assertEqual(bad[:5], [], f"{len(bad)} windows wrong after retention")
+            self.assertGreater(gone, 100, "the stream spans 2 days: day one is past retention")
+            self.assertGreater(kept, 100)
+            oldest = r.zrange(fdtest.PREFIX + "funnel:closed", 0, 0, withscores=True)
+            self.assertTrue(oldest and oldest[0][1] > wm, "funnel:closed holds only what is due")
+
     def test_truth_late_events_metrics_and_replay(self):
         self.assertGreater(self.truth["funnel"]["late_events"], 0,
                            "the stream must have late events")

@@ -676,7 +676,8 @@ static void test_lists(void)
     expect_err("funnel:\n  window: 7m\n",
                NAME ":2:11: funnel.window: 7m does not divide one hour (the hourly roll-up sums "
                     "whole windows)");
-    expect_err("session:\n  gap: 0s\n", NAME ":2:8: session.gap: out of range: 0ms (must be 1s..7d)");
+    expect_err("session:\n  gap: 0s\n",
+               NAME ":2:8: session.gap: out of range: 0ms (must be 1s..7d)");
 }
 
 static void test_docs_in_sync(void)
