@@ -64,7 +64,7 @@ const struct cf_key cf_keys[] = {
     {"redis.flush_interval_ms", CF_DURATION, OFF(redis_flush_interval_ms), 0, NULL, 200, 1, MS_MIN,
      0, NULL, NULL,
      "how often dirty state and offsets are written behind; under load the interval stretches to "
-     "4x the last write's duration (at most 2 s)"},
+     "8x the last write's duration (at most 5 s)"},
 
     {"input.format", CF_ENUM, OFF(input_format), 0, "avro", 0, 0, 0, 0, "avro|confluent-avro|json",
      NULL, "encoding of messages on the events topic"},

@@ -1127,9 +1127,10 @@ out:
  * load to WRITE_STRETCH times the last write's duration (at most
  * MAX_STRETCH_MS), so a backlog is written in fewer, larger transactions:
  * every touched window and every changed user costs one command per
- * epoch, however many events changed it. */
-#define WRITE_STRETCH  4
-#define MAX_STRETCH_MS 2000
+ * epoch, however many events changed it. (8 and 5 s: measured with
+ * funnelctl bench, see BENCHMARKS.md.) */
+#define WRITE_STRETCH  8
+#define MAX_STRETCH_MS 5000
 static int64_t flush_interval(const fd_engine *e)
 {
     int64_t i = e->cfg->redis_flush_interval_ms, s = WRITE_STRETCH * e->last_write_ms;

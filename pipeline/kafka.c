@@ -112,23 +112,14 @@ rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
                                                        rd_kafka_topic_partition_list_t *, void *),
                                   void *opaque, char *errstr, size_t errstr_size)
 {
-    static const char *const defaults[] = {"client.id",
-                                           "funneld",
-                                           "enable.auto.commit",
-                                           "false",
-                                           "enable.auto.offset.store",
-                                           "false",
-                                           "auto.offset.reset",
-                                           "earliest",
-                                           "enable.partition.eof",
-                                           "false",
-                                           "session.timeout.ms",
-                                           "10000",
-                                           "heartbeat.interval.ms",
-                                           "1000",
-                                           "queued.min.messages",
-                                           "1000000",
-                                           NULL};
+    static const char *const defaults[] = {
+        "client.id", "funneld", "enable.auto.commit", "false", "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest", "enable.partition.eof", "false", "session.timeout.ms",
+        "10000", "heartbeat.interval.ms", "1000",
+        /* librdkafka's 100000 starves the shards
+         * in bursts (BENCHMARKS.md); 1000000 was
+         * faster but held ~0.9 GB on a backlog */
+        "queued.min.messages", "300000", NULL};
     rd_kafka_conf_t *conf = base_conf(cfg, bootstraps, defaults, errstr, errstr_size);
     if (!conf)
         return NULL;
