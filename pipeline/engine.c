@@ -571,9 +571,10 @@ static int topic_partitions(fd_engine *e)
     int64_t now = fd_mono_ms();
     if (e->n_topic_parts > 0 && now - e->topic_parts_at < 30000)
         return e->n_topic_parts;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(e->consumer, e->cfg->kafka_topic_events, NULL);
+    /* The producer's handle: nothing here may touch the consumer's state. */
+    rd_kafka_topic_t *t = rd_kafka_topic_new(e->producer, e->cfg->kafka_topic_events, NULL);
     const struct rd_kafka_metadata *md = NULL;
-    if (t && rd_kafka_metadata(e->consumer, 0, t, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+    if (t && rd_kafka_metadata(e->producer, 0, t, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
         e->n_topic_parts = md->topics[0].partition_cnt;
         e->topic_parts_at = now;
@@ -599,7 +600,7 @@ static bool partition_known_empty(fd_engine *e, int32_t p)
     int64_t lo = 0, hi = 0;
     pt->empty_checked_at = now;
     rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-        e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi, 2000);
+        e->producer, e->cfg->kafka_topic_events, p, &lo, &hi, 2000);
     pt->empty = err == RD_KAFKA_RESP_ERR_NO_ERROR && hi == 0;
     pt->nonempty = err == RD_KAFKA_RESP_ERR_NO_ERROR && hi > 0;
     return pt->empty;
