@@ -47,6 +47,9 @@ fd_user *fd_user_table_upsert(fd_user_table *t, const char *id, size_t len, bool
 
 size_t fd_user_table_count(const fd_user_table *t);
 
+/* How many events ahead the apply loops (shards, bench) prefetch users. */
+#define FD_USER_PREFETCH_AHEAD 8
+
 /* Ask the CPU to bring a user's state into cache ahead of fd_core_apply
  * (users are scattered over a large table: without it every event waits
  * for memory). */

@@ -72,8 +72,9 @@ struct fd_shard {
     int n_parts;
     fd_event *batch;
     int32_t *batch_part;
-    int64_t *batch_ref; /* partition max event time before each event */
-    int n_fields;       /* stored user fields */
+    int64_t *batch_ref;   /* partition max event time before each event */
+    fd_user **batch_user; /* each event's user, set by load_once */
+    int n_fields;         /* stored user fields */
     const char *hmget_argv[2 + FD_FEAT_FIELDS_MAX];
     char field_buf[FD_FEAT_FIELDS_MAX][32];
     size_t n_batch;
@@ -160,11 +161,10 @@ static int load_once(fd_shard *s)
         const char *id = s->batch[i].user_id;
         bool created;
         fd_user *u = fd_user_table_upsert(s->users, id, strlen(id), &created);
-        if (!u) { /* out of memory: unmark what was queued, retry later */
-            for (size_t k = 0; k < n_need; k++) {
-                const char *qid = s->batch[s->need[k]].user_id;
-                fd_user_table_find(s->users, qid, strlen(qid))->queued = false;
-            }
+        s->batch_user[i] = u; /* users never move: process_batch applies through it */
+        if (!u) {             /* out of memory: unmark what was queued, retry later */
+            for (size_t k = 0; k < n_need; k++)
+                s->batch_user[s->need[k]]->queued = false;
             return -1;
         }
         if (!u->loaded && !u->queued) {
@@ -189,7 +189,7 @@ static int load_once(fd_shard *s)
         fd_redis_disconnect(s->redis);
     for (size_t k = 0; k < n_need; k++) {
         const char *id = s->batch[s->need[k]].user_id;
-        fd_user *u = fd_user_table_find(s->users, id, strlen(id));
+        fd_user *u = s->batch_user[s->need[k]];
         u->queued = false;
         if (rc != 0)
             continue;
@@ -241,7 +241,9 @@ static void process_batch(fd_shard *s)
     }
     for (size_t i = 0; i < s->n_batch; i++) {
         const fd_event *ev = &s->batch[i];
-        fd_user *u = fd_user_table_find(s->users, ev->user_id, strlen(ev->user_id));
+        fd_user *u = s->batch_user[i];
+        if (i + FD_USER_PREFETCH_AHEAD < s->n_batch) /* as funnelctl bench --no-io does */
+            fd_user_prefetch(s->batch_user[i + FD_USER_PREFETCH_AHEAD]);
         int32_t p = s->batch_part[i];
         if (!u->dirty)
             atomic_fetch_add(&s->n_dirty, 1);
@@ -605,6 +607,7 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
     s->batch = malloc(POP_MAX * sizeof *s->batch);
     s->batch_part = malloc(POP_MAX * sizeof *s->batch_part);
     s->batch_ref = malloc(POP_MAX * sizeof *s->batch_ref);
+    s->batch_user = malloc(POP_MAX * sizeof *s->batch_user);
     s->n_fields = fd_feat_field_count(&env->core->feat);
     s->hmget_argv[0] = "HMGET";
     for (int f = 0; f < s->n_fields; f++)
@@ -614,8 +617,8 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
     s->rep = calloc(POP_MAX, sizeof *s->rep);
     s->users = fd_user_table_new(1024);
     s->funnel = fd_funnel_table_new();
-    if (!s->ring || !s->batch || !s->batch_part || !s->batch_ref || !s->need || !s->rep ||
-        !s->users || !s->funnel) {
+    if (!s->ring || !s->batch || !s->batch_part || !s->batch_ref || !s->batch_user || !s->need ||
+        !s->rep || !s->users || !s->funnel) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -663,6 +666,7 @@ void fd_shard_destroy(fd_shard *s)
     fd_user_table_free(s->users);
     fd_funnel_table_free(s->funnel);
     free(s->batch_ref);
+    free(s->batch_user);
     free(s->parts);
     free(s->batch);
     free(s->batch_part);

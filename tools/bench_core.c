@@ -30,9 +30,6 @@
  * 1024 (POP_MAX in pipeline/shard.c), just decoded and so still in cache;
  * the chunk is the same size so the bench measures the same situation. */
 #define CHUNK 1024
-#ifndef PREFETCH_AHEAD
-#define PREFETCH_AHEAD 8 /* users ahead whose state is fetched into cache */
-#endif                   /* events generated at a time: 21 MB of fd_event */
 
 static double mono_ns(void)
 {
@@ -48,9 +45,11 @@ static double heap_in_use(void)
     return (double)mi.uordblks + (double)mi.hblkhd;
 }
 
-/* Timed, part 1: the users of a chunk into the table. 0, or -1 when out of
+/* Timed, part 1: the users of a chunk into the table, their addresses into
+ * users[] (users never move), as a shard's load_once. 0, or -1 when out of
  * memory. */
-__attribute__((noinline)) int core_upsert_chunk(fd_user_table *ut, const fd_event *ev, size_t n)
+__attribute__((noinline)) int core_upsert_chunk(fd_user_table *ut, const fd_event *ev, size_t n,
+                                                fd_user **users)
 {
     for (size_t i = 0; i < n; i++) {
         bool created;
@@ -59,19 +58,20 @@ __attribute__((noinline)) int core_upsert_chunk(fd_user_table *ut, const fd_even
             return -1;
         if (created)
             u->loaded = true;
+        users[i] = u;
     }
     return 0;
 }
 
-/* Timed, part 2: features, session and funnel of every event (the users'
- * pointers were looked up untimed after part 1). 0, or -1 when out of memory. */
+/* Timed, part 2: features, session and funnel of every event, as a shard's
+ * process_batch. 0, or -1 when out of memory. */
 __attribute__((noinline)) int core_apply_chunk(const fd_core_params *cp, fd_user **users,
                                                fd_funnel_table *wt, const fd_event *ev,
                                                const int32_t *part, const int64_t *ref, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        if (i + PREFETCH_AHEAD < n)
-            fd_user_prefetch(users[i + PREFETCH_AHEAD]);
+        if (i + FD_USER_PREFETCH_AHEAD < n)
+            fd_user_prefetch(users[i + FD_USER_PREFETCH_AHEAD]);
         if (fd_core_apply(cp, users[i], wt, part[i], &ev[i], ref[i]) < 0)
             return -1;
     }
@@ -137,16 +137,13 @@ static int one_pass(const fd_bench_core_opts *o, uint64_t limit, fd_event *ev, i
             goto out;
         }
         double t0 = mono_ns();
-        int r = core_upsert_chunk(ut, ev, n);
+        int r = core_upsert_chunk(ut, ev, n, uptr);
         double t1 = mono_ns();
-        for (size_t i = 0; r == 0 && i < n; i++)
-            uptr[i] = fd_user_table_find(ut, ev[i].user_id, strlen(ev[i].user_id));
-        double t2 = mono_ns();
         if (r == 0)
             r = core_apply_chunk(&cp, uptr, wt, ev, part, ref, n);
-        double t3 = mono_ns();
-        *ns += (t1 - t0) + (t3 - t2);
-        *apply_ns += t3 - t2;
+        double t2 = mono_ns();
+        *ns += t2 - t0;
+        *apply_ns += t2 - t1;
         fd_funnel_clear(wt, -1); /* as a shard after each flush */
         *count += n;
         if (r != 0) {
