@@ -908,6 +908,19 @@ static int64_t fast_varint(const uint8_t *p, size_t n, size_t *pos)
     return (int64_t)((v >> 1) ^ (~(v & 1) + 1));
 }
 
+/* An Avro double (8 bytes little-endian) at *pos; false when truncated. */
+static bool read_double(const uint8_t *p, size_t n, size_t *pos, double *out)
+{
+    if (n - *pos < 8)
+        return false;
+    uint64_t bits = 0;
+    for (int i = 7; i >= 0; i--)
+        bits = bits << 8 | p[*pos + (size_t)i];
+    *pos += 8;
+    memcpy(out, &bits, sizeof *out);
+    return true;
+}
+
 static fd_reject fast_string(const uint8_t *p, size_t n, size_t *pos, int f, char *dst,
                              char *errstr, size_t errstr_size)
 {
@@ -954,13 +967,8 @@ static fd_reject fast_decode(fd_avro_state *a, const uint8_t *p, size_t n, fd_ev
                              errstr_size)))
         return r;
     if (fast_varint(p, n, &pos) == 1) {
-        if (n - pos < 8)
+        if (!read_double(p, n, &pos, &ev->price))
             return fd_codec_fail(errstr, errstr_size, FD_REJ_AVRO, "avro: price: truncated");
-        uint64_t bits = 0;
-        for (int i = 7; i >= 0; i--)
-            bits = bits << 8 | p[pos + (size_t)i];
-        pos += 8;
-        memcpy(&ev->price, &bits, sizeof ev->price);
         ev->has_price = true;
     } else {
         ev->has_price = false;
@@ -1041,13 +1049,8 @@ static bool strict_decode(const fd_avro_state *a, const uint8_t *p, size_t n, fd
         !strict_varint(p, n, &pos, 10, &v) || (v != 0 && v != 1))
         return false;
     if (v == 1) {
-        if (n - pos < 8)
+        if (!read_double(p, n, &pos, &ev->price))
             return false;
-        uint64_t bits = 0;
-        for (int i = 7; i >= 0; i--)
-            bits = bits << 8 | p[pos + (size_t)i];
-        pos += 8;
-        memcpy(&ev->price, &bits, sizeof ev->price);
         ev->has_price = true;
     } else {
         ev->has_price = false;

@@ -693,6 +693,23 @@ static void parse_report(fd_engine *e, redisReply **rep, const char *span, int64
     fd_window_report_rates(r);
 }
 
+/* A member of funnel:open / funnel:closed, "<span>:<start_ms>": its span
+ * name into span, its start, and its length (0 when the span is neither
+ * funnel.window nor the hourly roll-up). false when malformed. */
+static bool parse_member(const fd_engine *e, const char *m, char span[16], int64_t *start,
+                         int64_t *span_ms)
+{
+    const char *colon = strchr(m, ':');
+    if (!colon || colon - m >= 16)
+        return false;
+    snprintf(span, 16, "%.*s", (int)(colon - m), m);
+    *start = strtoll(colon + 1, NULL, 10);
+    *span_ms = !strcmp(span, e->core.funnel.window_name) ? e->core.funnel.window_ms
+               : !strcmp(span, "1h")                     ? FD_HOUR_MS
+                                                         : 0;
+    return true;
+}
+
 /* Retention: a closed window's keys (hash, HyperLogLogs, categories) are
  * deleted once the topic's watermark is funnel.retention past its end (30
  * times that for the hourly roll-up). The closed windows wait in the sorted
@@ -747,13 +764,11 @@ static int expire_batch(fd_engine *e, int64_t wm)
     size_t n = 1, cap = 0;
     bool ok = list->type == REDIS_REPLY_ARRAY && list->elements > 0;
     for (size_t i = 0; ok && i < list->elements; i++) {
-        const char *m = list->element[i]->str;
-        const char *colon = strchr(m, ':');
-        if (!colon)
-            continue;
         char span[16];
-        snprintf(span, sizeof span, "%.*s", (int)(colon - m), m);
-        if (push_window_keys(e, &argv, &n, &cap, span, strtoll(colon + 1, NULL, 10)) != 0)
+        int64_t start, span_ms;
+        if (!parse_member(e, list->element[i]->str, span, &start, &span_ms))
+            continue;
+        if (push_window_keys(e, &argv, &n, &cap, span, start) != 0)
             ok = false;
     }
     int more = 0;
@@ -810,16 +825,10 @@ static int close_batch(fd_engine *e, int64_t wm)
         done = false;
     /* Round trip 1: read every closed window of this batch. */
     for (size_t i = 0; done && i < n; i++) {
-        const char *m = list->element[i]->str;
-        const char *colon = strchr(m, ':');
-        if (!colon)
-            continue;
         char span[16];
-        snprintf(span, sizeof span, "%.*s", (int)(colon - m), m);
-        int64_t start = strtoll(colon + 1, NULL, 10);
-        span_ms[i] = !strcmp(span, e->core.funnel.window_name) ? w
-                     : !strcmp(span, "1h")                     ? FD_HOUR_MS
-                                                               : 0;
+        int64_t start;
+        if (!parse_member(e, list->element[i]->str, span, &start, &span_ms[i]))
+            continue;
         if (!span_ms[i] || start + span_ms[i] > wm) {
             span_ms[i] = 0;
             continue;
@@ -833,11 +842,10 @@ static int close_batch(fd_engine *e, int64_t wm)
     for (size_t i = 0; done && i < n; i++) {
         if (!span_ms[i])
             continue;
-        const char *m = list->element[i]->str;
-        const char *colon = strchr(m, ':');
         char span[16];
-        snprintf(span, sizeof span, "%.*s", (int)(colon - m), m);
-        parse_report(e, rep + at, span, span_ms[i], strtoll(colon + 1, NULL, 10), r);
+        int64_t start, len_ms;
+        parse_member(e, list->element[i]->str, span, &start, &len_ms);
+        parse_report(e, rep + at, span, span_ms[i], start, r);
         at += (size_t)(5 + ncat);
         const void *out;
         size_t len;
@@ -864,20 +872,19 @@ static int close_batch(fd_engine *e, int64_t wm)
         }
         for (size_t k = 0; k < sent; k++) {
             const char *m = list->element[which[k]]->str;
-            const char *colon = strchr(m, ':');
             char span[16], key[600];
-            snprintf(span, sizeof span, "%.*s", (int)(colon - m), m);
-            window_key(e, key, sizeof key, span, strtoll(colon + 1, NULL, 10), FD_CAT_TOTAL);
+            int64_t start, len_ms;
+            parse_member(e, m, span, &start, &len_ms);
+            window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL);
             const double *rt = rates[k];
             fd_redis_appendf(e->redis, "HSET %s %s %.17g %s %.17g %s %.17g %s %.17g closed 1", key,
                              fd_rate_names[0], rt[0], fd_rate_names[1], rt[1], fd_rate_names[2],
                              rt[2], fd_rate_names[3], rt[3]);
             n_cmds++;
-            int64_t start = strtoll(colon + 1, NULL, 10);
             if (zargv) {
                 zargv[2 + 2 * k] = zscore[k];
                 snprintf(zscore[k], sizeof zscore[k], "%lld",
-                         (long long)(start + span_ms[which[k]] + retention_of(e, span)));
+                         (long long)(start + len_ms + retention_of(e, span)));
                 zargv[3 + 2 * k] = m;
             }
             if (argv)

@@ -65,6 +65,19 @@ static void test_exp2(void)
             worst = rel;
     }
     CHECK(worst < 1e-9);
+    /* the short-gap polynomial below 2^-10, both sides of its edge, and the
+     * subnormal range */
+    worst = 0;
+    for (double x = 1e-12; x < 0x1p-9; x *= 1.01) {
+        double rel = fabs(fd_exp2_neg(x) - exp2(-x)) / exp2(-x);
+        if (rel > worst)
+            worst = rel;
+    }
+    CHECK(worst < 1e-12);
+    CHECK(fabs(fd_exp2_neg(0x1p-10) - exp2(-0x1p-10)) < 1e-15);
+    CHECK(fd_exp2_neg(1e-300) == 1.0);
+    CHECK(fabs(fd_exp2_neg(1030.5) - exp2(-1030.5)) <= 1e-9 * exp2(-1030.5));
+    CHECK(fd_exp2_neg(-3) == 1.0); /* negative: no decay */
     CHECK(fd_exp2_neg(0) == 1.0);
     CHECK(fd_exp2_neg(1) == 0.5);
     CHECK(fd_exp2_neg(2000) == 0.0);
