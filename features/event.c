@@ -97,6 +97,26 @@ static int id_terminated(const char *s)
 /* See event.h. Checks in a fixed order (user_id, ids, ts, type, price,
  * quantity), so the reason for an event with several faults is stable.
  * Writes errstr only on a reject. Any thread; no allocation. */
+bool fd_ts_is_future(int64_t ts_ms, int64_t ref_ts_ms, int64_t max_future_skew_ms)
+{
+    if (ref_ts_ms <= 0)
+        return false;
+    int64_t skew = max_future_skew_ms > 0 ? max_future_skew_ms : 0;
+    /* ref + skew cannot overflow in practice, but be exact anyway. */
+    return ref_ts_ms <= INT64_MAX - skew && ts_ms > ref_ts_ms + skew;
+}
+
+fd_reject fd_event_validate_future(const fd_event *ev, int64_t ref_ts_ms,
+                                   int64_t max_future_skew_ms, char *errstr, size_t errstr_size)
+{
+    if (!fd_ts_is_future(ev->ts_ms, ref_ts_ms, max_future_skew_ms))
+        return FD_OK;
+    return fail(errstr, errstr_size, FD_REJ_FUTURE_TS,
+                "ts: %lld is %lld ms ahead of the reference %lld (max skew %lld ms)",
+                (long long)ev->ts_ms, (long long)(ev->ts_ms - ref_ts_ms), (long long)ref_ts_ms,
+                (long long)(max_future_skew_ms > 0 ? max_future_skew_ms : 0));
+}
+
 fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_future_skew_ms,
                             char *errstr, size_t errstr_size)
 {
@@ -121,15 +141,9 @@ fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_f
         return fail(errstr, errstr_size, FD_REJ_BAD_TS,
                     "ts: %lld is not a valid timestamp (must be > 0 epoch ms)",
                     (long long)ev->ts_ms);
-    if (ref_ts_ms > 0) {
-        int64_t skew = max_future_skew_ms > 0 ? max_future_skew_ms : 0;
-        /* ref + skew cannot overflow in practice, but be exact anyway. */
-        if (ref_ts_ms <= INT64_MAX - skew && ev->ts_ms > ref_ts_ms + skew)
-            return fail(errstr, errstr_size, FD_REJ_FUTURE_TS,
-                        "ts: %lld is %lld ms ahead of the reference %lld (max skew %lld ms)",
-                        (long long)ev->ts_ms, (long long)(ev->ts_ms - ref_ts_ms),
-                        (long long)ref_ts_ms, (long long)skew);
-    }
+    fd_reject fr = fd_event_validate_future(ev, ref_ts_ms, max_future_skew_ms, errstr, errstr_size);
+    if (fr != FD_OK)
+        return fr;
     if (ev->type >= FD_EV__COUNT)
         return fail(errstr, errstr_size, FD_REJ_UNKNOWN_TYPE,
                     "type: %u is not a known event type (click, cart, purchase)",

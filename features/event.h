@@ -83,4 +83,14 @@ void fd_event_init(fd_event *ev);
 fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_future_skew_ms,
                             char *errstr, size_t errstr_size);
 
+/* Whether ts_ms is beyond ref_ts_ms + max_future_skew_ms (never when
+ * ref_ts_ms <= 0: no reference). The one rule of the future check, used by
+ * fd_event_validate and by the engine's per-partition watermark. */
+bool fd_ts_is_future(int64_t ts_ms, int64_t ref_ts_ms, int64_t max_future_skew_ms);
+
+/* The future-time check of fd_event_validate alone: for an event that
+ * fd_codec_decode already validated in every other respect. */
+fd_reject fd_event_validate_future(const fd_event *ev, int64_t ref_ts_ms,
+                                   int64_t max_future_skew_ms, char *errstr, size_t errstr_size);
+
 #endif

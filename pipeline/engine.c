@@ -1377,7 +1377,7 @@ static void route(fd_engine *e)
                 int64_t ref = rd_kafka_message_timestamp(m, &tst);
                 if (pt->max_ts > ref)
                     ref = pt->max_ts;
-                if (ref <= 0 || ts <= ref + e->cfg->input_max_future_skew_ms)
+                if (!fd_ts_is_future(ts, ref, e->cfg->input_max_future_skew_ms))
                     pt->max_ts = ts;
             }
         }

@@ -278,7 +278,9 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m, int64_t part_max_ts)
         int64_t ref = rd_kafka_message_timestamp(m, &tst);
         if (part_max_ts > ref)
             ref = part_max_ts;
-        why = fd_event_validate(ev, ref, s->env->cfg->input_max_future_skew_ms, msg, sizeof msg);
+        /* fd_codec_decode ran every other check of fd_event_validate */
+        why = fd_event_validate_future(ev, ref, s->env->cfg->input_max_future_skew_ms, msg,
+                                       sizeof msg);
     }
     if (why == FD_OK) {
         size_t n = strlen(ev->user_id);
