@@ -51,7 +51,7 @@ const struct cf_key cf_keys[] = {
      "file whose first line is the Redis password; \"\" = none"},
     {"redis.password_env", CF_STR, OFF(redis_password_env), 0, "FUNNELD_REDIS_PASSWORD", 0, 0, 0, 0,
      NULL, NULL, "environment variable holding the Redis password (used when set)"},
-    {"redis.key_prefix", CF_STR, OFF(redis_key_prefix), 0, "fd:v1:", 0, 0, 0, 0, NULL, NULL,
+    {"redis.key_prefix", CF_STR, OFF(redis_key_prefix), 0, "fd:v2:", 0, 0, 0, 0, NULL, NULL,
      "prefix of every Redis key funneld writes"},
     {"redis.connect_timeout_ms", CF_DURATION, OFF(redis_connect_timeout_ms), 0, NULL, 2000, 1,
      10 * MS_MIN, 0, NULL, NULL, "timeout of one connection attempt"},

@@ -539,3 +539,127 @@ void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char 
         f->sess_stage = u < FD_STAGE__COUNT ? (int32_t)u : FD_STAGE_NONE;
     }
 }
+
+/* ---- the user record ---------------------------------------------------- */
+
+size_t fd_feat_record_format(const fd_feat_params *p, const fd_feat *f, char *buf)
+{
+    char *e = buf;
+    memcpy(e, "u1 ", 3);
+    e += 3;
+    for (int i = 0; i < p->n_hl; i++) {
+        size_t n = strlen(p->hl_name[i]);
+        if (i)
+            *e++ = ',';
+        memcpy(e, p->hl_name[i], n);
+        e += n;
+    }
+    int n_fields = fd_feat_field_count(p);
+    for (int i = 0; i < n_fields; i++) {
+        *e++ = ' ';
+        e += fd_feat_field_format(p, f, i, e);
+    }
+    *e = '\0';
+    return (size_t)(e - buf);
+}
+
+/* A field as fd_feat_field_format writes it: -?[0-9]{1,20}(.[0-9]{1,6})? */
+static bool field_token_ok(const char *s, size_t n)
+{
+    size_t i = 0, d = 0;
+    if (i < n && s[i] == '-')
+        i++;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++, d++;
+    if (d == 0 || d > 20)
+        return false;
+    if (i < n && s[i] == '.') {
+        i++;
+        d = 0;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++, d++;
+        if (d == 0 || d > 6)
+            return false;
+    }
+    return i == n;
+}
+
+int fd_feat_record_parse(const fd_feat_params *p, fd_feat *f, const char *s, size_t len,
+                         unsigned *missing_hl, char *errstr, size_t errstr_size)
+{
+    memset(f, 0, sizeof *f);
+    if (missing_hl)
+        *missing_hl = 0;
+    if (len < 3 || memcmp(s, "u1 ", 3) != 0) {
+        snprintf(errstr, errstr_size, "not a user record of format u1 (starts \"%.*s\")",
+                 (int)(len < 16 ? len : 16), s);
+        return -1;
+    }
+    size_t pos = 3, end = pos;
+    while (end < len && s[end] != ' ')
+        end++;
+    /* The half-lives the record was written with, mapped to p's. */
+    int map[FD_FEAT_MAX_HL], m = 0;
+    unsigned seen = 0;
+    while (pos < end) {
+        size_t c = pos;
+        while (c < end && s[c] != ',')
+            c++;
+        if (m == FD_FEAT_MAX_HL || c == pos || c - pos >= sizeof p->hl_name[0]) {
+            snprintf(errstr, errstr_size, "bad half-life list \"%.*s\"", (int)(end - 3), s + 3);
+            return -1;
+        }
+        map[m] = -1;
+        for (int i = 0; i < p->n_hl; i++)
+            if (strlen(p->hl_name[i]) == c - pos && memcmp(p->hl_name[i], s + pos, c - pos) == 0) {
+                map[m] = i;
+                seen |= 1u << i;
+            }
+        m++;
+        pos = c < end ? c + 1 : c;
+    }
+    if (m == 0) {
+        snprintf(errstr, errstr_size, "no half-lives after \"u1\"");
+        return -1;
+    }
+    int want = FF__FIXED + FD_DC__COUNT * m, got = 0;
+    pos = end;
+    while (pos < len) {
+        if (s[pos] != ' ') {
+            snprintf(errstr, errstr_size, "byte %zu: expected a space", pos);
+            goto bad;
+        }
+        size_t b = ++pos;
+        while (pos < len && s[pos] != ' ')
+            pos++;
+        if (got == want) {
+            snprintf(errstr, errstr_size, "more than the %d fields of half-lives \"%.*s\"", want,
+                     (int)(end - 3), s + 3);
+            goto bad;
+        }
+        if (!field_token_ok(s + b, pos - b)) {
+            snprintf(errstr, errstr_size, "field %d (byte %zu): \"%.*s\" is not a number", got + 1,
+                     b, (int)(pos - b < 32 ? pos - b : 32), s + b);
+            goto bad;
+        }
+        int i = got++;
+        if (i >= FF__FIXED) {
+            int k = i - FF__FIXED, hl = map[k / FD_DC__COUNT];
+            if (hl < 0)
+                continue; /* a half-life no longer in use */
+            i = FF__FIXED + hl * FD_DC__COUNT + k % FD_DC__COUNT;
+        }
+        fd_feat_field_parse(p, f, i, s + b, pos - b);
+    }
+    if (got != want) {
+        snprintf(errstr, errstr_size, "%d fields, expected %d for half-lives \"%.*s\"", got, want,
+                 (int)(end - 3), s + 3);
+        goto bad;
+    }
+    if (missing_hl)
+        *missing_hl = ~seen & ((1u << p->n_hl) - 1);
+    return 0;
+bad:
+    memset(f, 0, sizeof *f);
+    return -1;
+}

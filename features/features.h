@@ -118,4 +118,28 @@ void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char 
 #define FD_FEAT_FIELD_BUF  32 /* enough for any formatted field */
 #define FD_FEAT_FIELDS_MAX (18 + FD_DC__COUNT * FD_FEAT_MAX_HL)
 
+/* The user record: the whole state of one user as one string, the value of
+ * Redis key PREFIX user:<id> (docs/REDIS_KEYS.md):
+ *
+ *     "u1 " HALF-LIVES " " FIELD0 " " FIELD1 ... FIELDn-1
+ *
+ * HALF-LIVES is the comma-separated fd_duration_name of each half-life in
+ * use ("1h,1d,7d,30d"), the fields are fd_feat_field_format's text in
+ * fd_feat_field_name order, single spaces between tokens. One string, not
+ * a hash of fields: one MGET loads a batch of users and one MSET writes
+ * them, and Redis stores it with one allocation (a 38-field hash cost
+ * Redis ~12 us per write, see docs/BENCHMARKS.md).
+ *
+ * fd_feat_record_format writes it into buf (FD_FEAT_RECORD_MAX bytes, NUL
+ * added), returns the length. fd_feat_record_parse reads one: 0 with *f
+ * set, or -1 with errstr naming the token that is wrong (f is then all
+ * zero). A record written with other half-lives is read too: the fixed
+ * fields and the decayed values of every half-life in both lists are
+ * kept, the others start at 0, and *missing_hl (may be NULL) gets bit i
+ * set for each half-life of p the record lacks. */
+#define FD_FEAT_RECORD_MAX (8 + FD_FEAT_MAX_HL * 16 + FD_FEAT_FIELDS_MAX * FD_FEAT_FIELD_BUF)
+size_t fd_feat_record_format(const fd_feat_params *p, const fd_feat *f, char *buf);
+int fd_feat_record_parse(const fd_feat_params *p, fd_feat *f, const char *s, size_t len,
+                         unsigned *missing_hl, char *errstr, size_t errstr_size);
+
 #endif

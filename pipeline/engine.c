@@ -35,6 +35,7 @@
 #include "pipeline/engine.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -62,8 +63,6 @@
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
-    bool empty, nonempty;     /* the broker said the partition is (not) empty */
-    int64_t empty_checked_at; /* when it was last asked (mono ms) */
     int64_t next_offset;      /* after the last message handed to a shard; -1 unknown */
     int64_t polled_offset;    /* after the last message polled (handed on or waiting) */
     int64_t stored_offset;    /* in Redis (confirmed); -1 = none */
@@ -71,6 +70,35 @@ typedef struct part {
     int64_t confirmed_max_ts; /* max_ts stored in Redis with stored_offset */
     int64_t data_loss;        /* offsets lost to retention, not yet written */
 } part;
+
+/* The closer: a thread of its own that closes the funnel windows the
+ * topic's watermark (in Redis) has passed, sends their metrics and deletes
+ * expired ones, with its own Redis connection. Closing reads and writes
+ * only windows no event can change any more, so it needs no lock with the
+ * writer; on the consumer thread it took as long as the writes themselves
+ * (a delivery wait per 512 windows) and starved the shards meanwhile.
+ * Everything below is the closer thread's own while it runs; the consumer
+ * thread uses it only after closer_stop joined it. */
+typedef struct part_empty {
+    bool empty, nonempty;     /* the broker said the partition is (not) empty */
+    int64_t empty_checked_at; /* when it was last asked (mono ms) */
+} part_empty;
+
+typedef struct closer {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu; /* guards stop and kicks */
+    pthread_cond_t cv;
+    bool stop;
+    uint64_t kicks;         /* writes since start: each may let windows close */
+    fd_redis *redis;        /* the closer's connection */
+    fd_metrics_enc *menc;   /* funnel-metrics messages */
+    int64_t closed_wm;      /* windows ending at or before this were sent */
+    int n_topic_parts;      /* partitions of the events topic (metadata) */
+    int64_t topic_parts_at; /* when n_topic_parts was read */
+    part_empty *pe;         /* per topic partition */
+    int n_pe;
+} closer;
 
 /* One flush: the offsets recorded at its marker and the shards' snapshots. */
 typedef struct epoch {
@@ -93,10 +121,7 @@ struct fd_engine {
     fd_funnel_table *merged; /* the writer's scratch: windows of one write */
     fd_core_params core;     /* features and funnel parameters (shards share them) */
     fd_codec *codec;         /* the consumer thread's: event times for the watermark */
-    fd_metrics_enc *menc;    /* funnel-metrics messages */
-    int64_t closed_wm;       /* windows ending at or before this were sent */
-    int n_topic_parts;       /* partitions of the events topic (metadata) */
-    int64_t topic_parts_at;  /* when n_topic_parts was read */
+    closer cl;               /* closes windows and sends their metrics */
     fd_shard **shards;
     int n_shards;
     fd_shard_env env;
@@ -476,6 +501,7 @@ static size_t append_windows(fd_engine *e)
 
 typedef struct wreach {
     int64_t start;
+    uint64_t h; /* hash of the id: duplicates sort next to each other */
     const char *id;
     uint32_t len;
     uint8_t hour, stage;
@@ -488,11 +514,25 @@ static int wreach_cmp(const void *a, const void *b)
         return x->hour - y->hour;
     if (x->start != y->start)
         return x->start < y->start ? -1 : 1;
-    return x->stage - y->stage;
+    if (x->stage != y->stage)
+        return x->stage - y->stage;
+    return x->h < y->h ? -1 : x->h > y->h;
 }
 
-/* One PFADD per HyperLogLog (window or hour, stage) with every user the
- * shards reported for it in these epochs, over all partitions still ours.
+static uint64_t id_hash(const char *s, uint32_t n)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (uint32_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* One PFADD per HyperLogLog (window or hour, stage) with every distinct
+ * user the shards reported for it in these epochs, over all partitions
+ * still ours. Duplicates are dropped here: a user in many windows of an
+ * hour is one element of the hour's PFADD, not one per window (PFADD into
+ * a sparse HyperLogLog costs Redis about a microsecond per element, most
+ * of its time before; see docs/BENCHMARKS.md).
  * Returns the commands queued; sets e->fatal when out of memory. */
 static size_t append_reaches(fd_engine *e)
 {
@@ -520,7 +560,8 @@ static size_t append_reaches(fd_engine *e)
                     continue;
                 for (size_t j = 0; j < ch->n_reach; j++) {
                     const fd_chunk_reach *x = &ch->reach[j];
-                    wreach w = {x->start_ms, ch->ids + x->off, x->len, 0, (uint8_t)x->stage};
+                    const char *id = ch->ids + x->off;
+                    wreach w = {x->start_ms, id_hash(id, x->len), id, x->len, 0, (uint8_t)x->stage};
                     r[m++] = w;
                     if (hour) {
                         w.hour = 1;
@@ -549,6 +590,9 @@ static size_t append_reaches(fd_engine *e)
         for (; j < m && r[j].hour == r[i].hour && r[j].start == r[i].start &&
                r[j].stage == r[i].stage;
              j++) {
+            if (j > i && r[j - 1].h == r[j].h && r[j - 1].len == r[j].len &&
+                memcmp(r[j - 1].id, r[j].id, r[j].len) == 0)
+                continue; /* the same user again */
             argv[argc] = r[j].id;
             argl[argc++] = r[j].len;
         }
@@ -569,21 +613,21 @@ static size_t append_reaches(fd_engine *e)
 static int topic_partitions(fd_engine *e)
 {
     int64_t now = fd_mono_ms();
-    if (e->n_topic_parts > 0 && now - e->topic_parts_at < 30000)
-        return e->n_topic_parts;
+    if (e->cl.n_topic_parts > 0 && now - e->cl.topic_parts_at < 30000)
+        return e->cl.n_topic_parts;
     /* The producer's handle: nothing here may touch the consumer's state. */
     rd_kafka_topic_t *t = rd_kafka_topic_new(e->producer, e->cfg->kafka_topic_events, NULL);
     const struct rd_kafka_metadata *md = NULL;
     if (t && rd_kafka_metadata(e->producer, 0, t, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0) {
-        e->n_topic_parts = md->topics[0].partition_cnt;
-        e->topic_parts_at = now;
+        e->cl.n_topic_parts = md->topics[0].partition_cnt;
+        e->cl.topic_parts_at = now;
     }
     if (md)
         rd_kafka_metadata_destroy(md);
     if (t)
         rd_kafka_topic_destroy(t);
-    return e->n_topic_parts;
+    return e->cl.n_topic_parts;
 }
 
 /* Whether the broker says partition p of the events topic has never held a
@@ -591,8 +635,19 @@ static int topic_partitions(fd_engine *e)
  * one at most every 5 s (a ListOffsets round trip). */
 static bool partition_known_empty(fd_engine *e, int32_t p)
 {
-    part *pt = get_part(e, p);
-    if (!pt || pt->nonempty)
+    if (p >= e->cl.n_pe) {
+        int n = e->cl.n_pe ? e->cl.n_pe : 16;
+        while (n <= p)
+            n *= 2;
+        part_empty *np = realloc(e->cl.pe, (size_t)n * sizeof *np);
+        if (!np)
+            return false;
+        memset(np + e->cl.n_pe, 0, (size_t)(n - e->cl.n_pe) * sizeof *np);
+        e->cl.pe = np;
+        e->cl.n_pe = n;
+    }
+    part_empty *pt = &e->cl.pe[p];
+    if (pt->nonempty)
         return false;
     int64_t now = fd_mono_ms();
     if (pt->empty_checked_at && now - pt->empty_checked_at < 5000)
@@ -620,11 +675,11 @@ static int64_t topic_watermark(fd_engine *e)
         return INT64_MIN;
     char err[256];
     for (int p = 0; p < n; p++)
-        fd_redis_appendf(e->redis, "HGET %s max_ts", part_key(e, p));
+        fd_redis_appendf(e->cl.redis, "HGET %s max_ts", part_key(e, p));
     redisReply **rep = calloc((size_t)n, sizeof *rep);
     if (!rep)
         return INT64_MIN;
-    if (fd_redis_read_replies(e->redis, rep, (size_t)n, err, sizeof err) != 0) {
+    if (fd_redis_read_replies(e->cl.redis, rep, (size_t)n, err, sizeof err) != 0) {
         free(rep);
         return INT64_MIN; /* the connection is reset: nothing is left pending */
     }
@@ -654,11 +709,11 @@ static size_t append_report_reads(fd_engine *e, const char *span, int64_t start)
     char key[600];
     int ncat = e->core.funnel.n_cats ? e->core.funnel.n_cats + 1 : 0;
     window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL);
-    fd_redis_appendf(e->redis, "HGETALL %s", key);
+    fd_redis_appendf(e->cl.redis, "HGETALL %s", key);
     for (int s = FD_STAGE_VISIT; s <= FD_STAGE_PURCHASE; s++)
-        fd_redis_appendf(e->redis, "PFCOUNT %s:users:%s", key, fd_stage_name(s));
+        fd_redis_appendf(e->cl.redis, "PFCOUNT %s:users:%s", key, fd_stage_name(s));
     for (int c = 0; c < ncat; c++)
-        fd_redis_appendf(e->redis, "HGETALL %s", window_key(e, key, sizeof key, span, start, c));
+        fd_redis_appendf(e->cl.redis, "HGETALL %s", window_key(e, key, sizeof key, span, start, c));
     return (size_t)(5 + ncat);
 }
 
@@ -756,9 +811,10 @@ static int expire_batch(fd_engine *e, int64_t wm)
 {
     char ckey[512], err[256];
     snprintf(ckey, sizeof ckey, "%sfunnel:closed", e->cfg->redis_key_prefix);
-    fd_redis_appendf(e->redis, "ZRANGEBYSCORE %s -inf %lld LIMIT 0 %d", ckey, (long long)wm, 256);
+    fd_redis_appendf(e->cl.redis, "ZRANGEBYSCORE %s -inf %lld LIMIT 0 %d", ckey, (long long)wm,
+                     256);
     redisReply *list = NULL;
-    if (fd_redis_read_replies(e->redis, &list, 1, err, sizeof err) != 0)
+    if (fd_redis_read_replies(e->cl.redis, &list, 1, err, sizeof err) != 0)
         return 0;
     char **argv = NULL;
     size_t n = 1, cap = 0;
@@ -780,9 +836,9 @@ static int expire_batch(fd_engine *e, int64_t wm)
         zrem[1] = ckey;
         for (size_t i = 0; i < list->elements; i++)
             zrem[2 + i] = list->element[i]->str;
-        fd_redis_appendv(e->redis, (int)n, (const char **)argv, NULL);
-        fd_redis_appendv(e->redis, 2 + (int)list->elements, zrem, NULL);
-        if (fd_redis_read_replies(e->redis, NULL, 2, err, sizeof err) == 0)
+        fd_redis_appendv(e->cl.redis, (int)n, (const char **)argv, NULL);
+        fd_redis_appendv(e->cl.redis, 2 + (int)list->elements, zrem, NULL);
+        if (fd_redis_read_replies(e->cl.redis, NULL, 2, err, sizeof err) == 0)
             more = list->elements == 256;
     }
     free(zrem);
@@ -808,10 +864,10 @@ static int close_batch(fd_engine *e, int64_t wm)
     char okey[512], err[256];
     snprintf(okey, sizeof okey, "%sfunnel:open", e->cfg->redis_key_prefix);
     int64_t w = e->core.funnel.window_ms;
-    fd_redis_appendf(e->redis, "ZRANGEBYSCORE %s -inf %lld LIMIT 0 %d", okey, (long long)(wm - w),
-                     CLOSE_BATCH);
+    fd_redis_appendf(e->cl.redis, "ZRANGEBYSCORE %s -inf %lld LIMIT 0 %d", okey,
+                     (long long)(wm - w), CLOSE_BATCH);
     redisReply *list = NULL;
-    if (fd_redis_read_replies(e->redis, &list, 1, err, sizeof err) != 0)
+    if (fd_redis_read_replies(e->cl.redis, &list, 1, err, sizeof err) != 0)
         return -1;
     bool done = list->type == REDIS_REPLY_ARRAY;
     size_t n = done ? list->elements : 0, sent = 0, n_read = 0;
@@ -835,7 +891,7 @@ static int close_batch(fd_engine *e, int64_t wm)
         }
         n_read += append_report_reads(e, span, start);
     }
-    if (done && n_read && fd_redis_read_replies(e->redis, rep, n_read, err, sizeof err) != 0)
+    if (done && n_read && fd_redis_read_replies(e->cl.redis, rep, n_read, err, sizeof err) != 0)
         done = false;
     /* Send every message, then, once delivered, mark the windows. */
     size_t at = 0;
@@ -849,7 +905,7 @@ static int close_batch(fd_engine *e, int64_t wm)
         at += (size_t)(5 + ncat);
         const void *out;
         size_t len;
-        if (fd_metrics_encode(e->menc, r, &out, &len) != 0 ||
+        if (fd_metrics_encode(e->cl.menc, r, &out, &len) != 0 ||
             fd_kafka_produce(e->producer, e->cfg->kafka_topic_metrics, r->id, strlen(r->id), out,
                              len) != 0) {
             fd_err("engine", "funnel metrics for window %s could not be sent", r->id);
@@ -877,9 +933,9 @@ static int close_batch(fd_engine *e, int64_t wm)
             parse_member(e, m, span, &start, &len_ms);
             window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL);
             const double *rt = rates[k];
-            fd_redis_appendf(e->redis, "HSET %s %s %.17g %s %.17g %s %.17g %s %.17g closed 1", key,
-                             fd_rate_names[0], rt[0], fd_rate_names[1], rt[1], fd_rate_names[2],
-                             rt[2], fd_rate_names[3], rt[3]);
+            fd_redis_appendf(e->cl.redis, "HSET %s %s %.17g %s %.17g %s %.17g %s %.17g closed 1",
+                             key, fd_rate_names[0], rt[0], fd_rate_names[1], rt[1],
+                             fd_rate_names[2], rt[2], fd_rate_names[3], rt[3]);
             n_cmds++;
             if (zargv) {
                 zargv[2 + 2 * k] = zscore[k];
@@ -895,18 +951,18 @@ static int close_batch(fd_engine *e, int64_t wm)
         if (zargv) { /* one ZADD for the batch: when each window's keys go */
             zargv[0] = "ZADD";
             zargv[1] = ckey;
-            fd_redis_appendv(e->redis, (int)(2 + 2 * sent), zargv, NULL);
+            fd_redis_appendv(e->cl.redis, (int)(2 + 2 * sent), zargv, NULL);
             n_cmds++;
         }
         bool built = argv && zargv;
         if (argv) { /* one ZREM for the whole batch */
             argv[0] = "ZREM";
             argv[1] = okey;
-            fd_redis_appendv(e->redis, (int)(2 + sent), argv, NULL);
+            fd_redis_appendv(e->cl.redis, (int)(2 + sent), argv, NULL);
             n_cmds++;
             free(argv);
         }
-        if (fd_redis_read_replies(e->redis, NULL, n_cmds, err, sizeof err) != 0 || !built)
+        if (fd_redis_read_replies(e->cl.redis, NULL, n_cmds, err, sizeof err) != 0 || !built)
             done = false;
         free(zargv);
         free(zscore);
@@ -926,17 +982,63 @@ static int close_batch(fd_engine *e, int64_t wm)
 
 static void close_windows(fd_engine *e)
 {
-    if (e->blocked)
-        return;
+    char err[256];
+    if (fd_redis_ensure(e->cl.redis, err, sizeof err) != 0)
+        return; /* retried at the next write or within a second */
     int64_t wm = topic_watermark(e);
-    if (wm == INT64_MIN || wm <= e->closed_wm)
+    if (wm == INT64_MIN || wm <= e->cl.closed_wm)
         return;
     int rc;
     for (int round = 0; (rc = close_batch(e, wm)) == 1 && round < 64; round++)
         ;
     if (rc == 0)
-        e->closed_wm = wm;
+        e->cl.closed_wm = wm;
     expire_windows(e, wm);
+}
+
+static void *closer_main(void *arg)
+{
+    fd_engine *e = arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&e->cl.mu);
+    while (!e->cl.stop) {
+        if (e->cl.kicks == seen) { /* a second without writes: retry what failed */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&e->cl.cv, &e->cl.mu, &ts);
+            if (e->cl.stop)
+                break;
+        }
+        seen = e->cl.kicks;
+        pthread_mutex_unlock(&e->cl.mu);
+        close_windows(e);
+        pthread_mutex_lock(&e->cl.mu);
+    }
+    pthread_mutex_unlock(&e->cl.mu);
+    return NULL;
+}
+
+/* A write landed: windows may have closed. */
+static void closer_kick(fd_engine *e)
+{
+    pthread_mutex_lock(&e->cl.mu);
+    e->cl.kicks++;
+    pthread_cond_signal(&e->cl.cv);
+    pthread_mutex_unlock(&e->cl.mu);
+}
+
+/* Stop and join the thread; its state is the caller's afterwards. */
+static void closer_stop(fd_engine *e)
+{
+    if (!e->cl.started)
+        return;
+    pthread_mutex_lock(&e->cl.mu);
+    e->cl.stop = true;
+    pthread_cond_signal(&e->cl.cv);
+    pthread_mutex_unlock(&e->cl.mu);
+    pthread_join(e->cl.thread, NULL);
+    e->cl.started = false;
 }
 
 /* Write every complete pending epoch in one MULTI/EXEC. 0 when written (or
@@ -1098,6 +1200,8 @@ static int write_epochs(fd_engine *e)
         goto out;
     }
     e->last_write_ms = fd_mono_ms() - t_write;
+    fd_debug("engine", "wrote %d epoch(s): %zu commands, %d partition(s) in %" PRId64 " ms",
+             e->n_epochs, n_cmds, n, e->last_write_ms);
     redisReply *x = rep[0];
     if (x->type == REDIS_REPLY_NIL) {
         fd_info("engine", "write raced with another writer (WATCH); retrying");
@@ -1136,12 +1240,32 @@ out:
  * MAX_STRETCH_MS), so a backlog is written in fewer, larger transactions:
  * every touched window and every changed user costs one command per
  * epoch, however many events changed it. (8 and 5 s: measured with
- * funnelctl bench, see BENCHMARKS.md.) */
+ * funnelctl bench, see BENCHMARKS.md.) Not once the consumer has caught
+ * up (its last poll found nothing new): then the backlog is gone. */
 #define WRITE_STRETCH  8
 #define MAX_STRETCH_MS 5000
+
+/* Messages on the broker not polled yet, by the high watermarks librdkafka
+ * last fetched (cached: no request). Unknown counts as a backlog. */
+static bool backlog(const fd_engine *e)
+{
+    for (int32_t p = 0; p < e->n_parts; p++) {
+        const part *pt = &e->parts[p];
+        if (!pt->assigned)
+            continue;
+        int64_t lo, hi;
+        if (rd_kafka_get_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi < 0 || (pt->polled_offset < 0 ? 0 : pt->polled_offset) < hi)
+            return true;
+    }
+    return false;
+}
 static int64_t flush_interval(const fd_engine *e)
 {
     int64_t i = e->cfg->redis_flush_interval_ms, s = WRITE_STRETCH * e->last_write_ms;
+    if (s > i && !backlog(e))
+        return i; /* no backlog: nothing to gain by waiting, and the end of a burst is fresh */
     if (s > MAX_STRETCH_MS)
         s = MAX_STRETCH_MS;
     return s > i ? s : i;
@@ -1502,6 +1626,8 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         return NULL;
     }
     e->cfg = cfg;
+    pthread_mutex_init(&e->cl.mu, NULL);
+    pthread_cond_init(&e->cl.cv, NULL);
     atomic_init(&e->confirmed_epoch, 0);
     atomic_init(&e->abort, 0);
     atomic_init(&e->stalled, 0);
@@ -1529,13 +1655,17 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         goto fail;
     if (!(e->codec = fd_input_codec_new(cfg, errstr, errstr_size)))
         goto fail;
-    if (!(e->menc = fd_metrics_enc_new(!strcmp(cfg->kafka_metrics_format, "json"),
-                                       cfg->kafka_metrics_schema, "funneld " FD_VERSION, err,
-                                       sizeof err))) {
+    if (!(e->cl.redis = fd_redis_new(&ro, err, sizeof err))) {
+        snprintf(errstr, errstr_size, "redis: %s", err);
+        goto fail;
+    }
+    if (!(e->cl.menc = fd_metrics_enc_new(!strcmp(cfg->kafka_metrics_format, "json"),
+                                          cfg->kafka_metrics_schema, "funneld " FD_VERSION, err,
+                                          sizeof err))) {
         snprintf(errstr, errstr_size, "kafka.metrics_schema: %s", err);
         goto fail;
     }
-    e->closed_wm = INT64_MIN;
+    e->cl.closed_wm = INT64_MIN;
     e->n_shards = cfg->engine_workers > 0 ? cfg->engine_workers : default_workers();
     e->env = (fd_shard_env){.cfg = cfg,
                             .core = &e->core,
@@ -1562,6 +1692,11 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     if (!(e->consumer =
               fd_kafka_consumer_new(cfg, e->bootstraps, rebalance_cb, e, errstr, errstr_size)))
         goto fail;
+    if (pthread_create(&e->cl.thread, NULL, closer_main, e) != 0) {
+        snprintf(errstr, errstr_size, "cannot start the window closer thread");
+        goto fail;
+    }
+    e->cl.started = true;
     fd_info("engine", "%d worker shard(s), %d queued messages each, %d users in memory at most",
             e->n_shards, cfg->engine_queue_messages, cfg->state_max_users_in_memory);
     return e;
@@ -1604,7 +1739,7 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         }
         if (e->n_epochs && write_epochs(e) == 0 && e->n_epochs == 0) {
             set_blocked(e, false, NULL);
-            close_windows(e);
+            closer_kick(e);
         }
         if (atomic_load(&e->stalled) > 0 && !e->blocked) {
             set_blocked(e, true, "Redis unavailable (shards cannot load users)");
@@ -1634,12 +1769,14 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         if (e->wait_len)
             fd_sleep_ms(5);
     }
-    if (!e->fatal && flush_now(e, deadline) != 0)
+    bool flushed = !e->fatal && flush_now(e, deadline) == 0;
+    if (!e->fatal && !flushed)
         fd_warn("engine",
                 "shutdown: could not write all state within %" PRId64
                 " ms; it will be reprocessed from the stored offsets",
                 e->cfg->engine_shutdown_timeout_ms);
-    else if (!e->fatal)
+    closer_stop(e); /* then close what the last writes allow, here */
+    if (!e->fatal && flushed)
         close_windows(e);
     atomic_store(&e->abort, 1);
     rd_kafka_consumer_close(e->consumer);
@@ -1652,6 +1789,7 @@ void fd_engine_destroy(fd_engine *e)
 {
     if (!e)
         return;
+    closer_stop(e); /* it uses the producer and Redis */
     atomic_store(&e->abort, 1);
     if (e->shards)
         for (int i = 0; i < e->n_shards; i++)
@@ -1672,7 +1810,11 @@ void fd_engine_destroy(fd_engine *e)
     free(e->route_room);
     fd_funnel_table_free(e->merged);
     fd_codec_destroy(e->codec);
-    fd_metrics_enc_free(e->menc);
+    fd_metrics_enc_free(e->cl.menc);
+    fd_redis_destroy(e->cl.redis);
+    free(e->cl.pe);
+    pthread_cond_destroy(&e->cl.cv);
+    pthread_mutex_destroy(&e->cl.mu);
     free(e->wait);
     free(e->parts);
     free(e->attempt_offset);

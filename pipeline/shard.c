@@ -36,6 +36,7 @@
 
 #define POP_MAX      1024
 #define CONTROL_ROOM 1024
+#define MSET_MAX     1024 /* users per MSET */
 
 _Static_assert(FD_ST_DLQ_REASON0 + FD_REJ__COUNT <= FD_ST__COUNT, "raise FD_ST__COUNT");
 
@@ -74,12 +75,11 @@ struct fd_shard {
     int32_t *batch_part;
     int64_t *batch_ref;   /* partition max event time before each event */
     fd_user **batch_user; /* each event's user, set by load_once */
-    int n_fields;         /* stored user fields */
-    const char *hmget_argv[2 + FD_FEAT_FIELDS_MAX];
-    char field_buf[FD_FEAT_FIELDS_MAX][32];
+    fd_resp mget;         /* the MGET of users to load */
+    size_t *mset_left;    /* per partition: changed users not yet in an MSET */
+    size_t *mset_open;    /* per partition: users the open MSET still takes */
     size_t n_batch;
-    size_t *need;     /* batch indices of users to load (POP_MAX) */
-    redisReply **rep; /* their replies (POP_MAX) */
+    size_t *need; /* batch indices of users to load (POP_MAX) */
     char key[FD_ID_MAX + 512];
 };
 
@@ -93,6 +93,8 @@ const char *fd_stat_name(int i, char *buf, size_t n)
         return "data_loss_offsets";
     if (i == FD_ST_LATE)
         return "late_events";
+    if (i == FD_ST_USER_UNREADABLE)
+        return "user_records_unreadable";
     snprintf(buf, n, "dlq.%s", fd_reject_name((fd_reject)(i - FD_ST_DLQ_REASON0)));
     return buf;
 }
@@ -129,6 +131,13 @@ static pstate *part_of(fd_shard *s, int32_t p)
             return NULL;
         memset(np + s->n_parts, 0, (size_t)(n - s->n_parts) * sizeof *np);
         s->parts = np;
+        size_t *l = realloc(s->mset_left, (size_t)n * sizeof *l);
+        if (l)
+            s->mset_left = l;
+        size_t *o = l ? realloc(s->mset_open, (size_t)n * sizeof *o) : NULL;
+        if (!o)
+            return NULL; /* n_parts unchanged: the arrays are still big enough */
+        s->mset_open = o;
         s->n_parts = n;
     }
     return &s->parts[p];
@@ -152,8 +161,8 @@ static const char *user_key(fd_shard *s, const char *id)
 
 /* ---- loading users ------------------------------------------------------ */
 
-/* One pipelined round trip for every user of the batch not in memory.
- * 0, or -1 when Redis failed (nothing applied; retry). */
+/* One MGET for every user of the batch not in memory (one command, one
+ * round trip). 0, or -1 when Redis failed (nothing applied; retry). */
 static int load_once(fd_shard *s)
 {
     size_t n_need = 0;
@@ -176,41 +185,49 @@ static int load_once(fd_shard *s)
         return 0;
     int rc = 0;
     char err[256];
-    if (fd_redis_ensure(s->redis, err, sizeof err) != 0)
-        rc = -1;
-    for (size_t k = 0; rc == 0 && k < n_need; k++) {
-        s->hmget_argv[1] = user_key(s, s->batch[s->need[k]].user_id);
-        if (fd_redis_appendv(s->redis, 2 + s->n_fields, s->hmget_argv, NULL) != 0)
-            rc = -1;
-    }
-    if (rc == 0 && fd_redis_read_replies(s->redis, s->rep, n_need, err, sizeof err) != 0)
+    redisReply *r = NULL;
+    fd_resp_reset(&s->mget);
+    fd_resp_cmd(&s->mget, 1 + (int)n_need);
+    fd_resp_str(&s->mget, "MGET");
+    for (size_t k = 0; k < n_need; k++)
+        fd_resp_str(&s->mget, user_key(s, s->batch[s->need[k]].user_id));
+    if (s->mget.oom || fd_redis_ensure(s->redis, err, sizeof err) != 0 ||
+        fd_redis_append_raw(s->redis, s->mget.p, s->mget.len, 1) != 0 ||
+        fd_redis_read_replies(s->redis, &r, 1, err, sizeof err) != 0)
         rc = -1;
     if (rc != 0 && fd_redis_pending(s->redis))
         fd_redis_disconnect(s->redis);
+    if (rc == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != n_need)) {
+        fd_err("shard", "shard=%d: unexpected reply (type %d) to MGET of %zu users%s%s", s->id,
+               r->type, n_need, r->type == REDIS_REPLY_ERROR ? ": " : "",
+               r->type == REDIS_REPLY_ERROR ? r->str : "");
+        rc = -1;
+    }
     for (size_t k = 0; k < n_need; k++) {
-        const char *id = s->batch[s->need[k]].user_id;
         fd_user *u = s->batch_user[s->need[k]];
         u->queued = false;
         if (rc != 0)
             continue;
-        const redisReply *r = s->rep[k];
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)s->n_fields) {
-            fd_err("shard", "shard=%d user=%s: unexpected reply type %d loading it", s->id, id,
-                   r->type);
-            rc = -1;
-        } else {
-            const fd_feat_params *fp = &s->env->core->feat;
-            memset(&u->f, 0, sizeof u->f);
-            for (int f = 0; f < s->n_fields; f++) {
-                const redisReply *e = r->element[f];
-                if (e->type == REDIS_REPLY_STRING)
-                    fd_feat_field_parse(fp, &u->f, f, e->str, e->len);
+        const redisReply *e = r->element[k];
+        const fd_feat_params *fp = &s->env->core->feat;
+        memset(&u->f, 0, sizeof u->f);
+        if (e->type == REDIS_REPLY_STRING &&
+            fd_feat_record_parse(fp, &u->f, e->str, e->len, NULL, err, sizeof err) != 0) {
+            /* Not a record funneld wrote: say so, count it, start the user
+             * afresh (its next write replaces the unreadable value). */
+            int32_t p = s->batch_part[s->need[k]];
+            fd_err("shard", "user=%s key %s: unreadable user record, starting it afresh: %s",
+                   s->batch[s->need[k]].user_id, user_key(s, s->batch[s->need[k]].user_id), err);
+            pstate *ps = part_of(s, p);
+            if (ps) {
+                ps->stats[FD_ST_USER_UNREADABLE]++;
+                ps->touched = true;
             }
-            u->loaded = true;
         }
-        freeReplyObject(s->rep[k]);
-        s->rep[k] = NULL;
+        u->loaded = true;
     }
+    if (r)
+        freeReplyObject(r);
     return rc;
 }
 
@@ -389,21 +406,32 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
     sn->epoch = epoch;
     for (int p = 0; p < s->n_parts; p++)
         idx[p] = -1;
+    /* Changed users as MSETs of at most MSET_MAX users, per partition:
+     * count them first (each MSET starts with its length). */
     size_t cur = 0;
     fd_user *u;
+    char rec[FD_FEAT_RECORD_MAX];
+    for (int p = 0; p < s->n_parts; p++)
+        s->mset_left[p] = s->mset_open[p] = 0;
+    while ((u = fd_user_table_next(s->users, &cur)))
+        if (u->dirty && u->partition >= 0 && u->partition < s->n_parts)
+            s->mset_left[u->partition]++;
+    cur = 0;
     while ((u = fd_user_table_next(s->users, &cur))) {
-        if (!u->dirty || u->partition < 0)
+        if (!u->dirty || u->partition < 0 || u->partition >= s->n_parts)
             continue;
         fd_chunk *c = chunk_for(sn, idx, u->partition);
-        fd_resp_cmd(&c->cmds, 2 + 2 * s->n_fields);
-        fd_resp_str(&c->cmds, "HSET");
-        fd_resp_str(&c->cmds, user_key(s, u->id));
-        char val[FD_FEAT_FIELD_BUF];
-        for (int f = 0; f < s->n_fields; f++) {
-            fd_resp_str(&c->cmds, s->hmget_argv[2 + f]);
-            size_t n = fd_feat_field_format(&s->env->core->feat, &u->f, f, val);
-            fd_resp_arg(&c->cmds, val, n);
+        int32_t p = u->partition;
+        if (s->mset_open[p] == 0) { /* start an MSET of the partition's next users */
+            size_t k = s->mset_left[p] < MSET_MAX ? s->mset_left[p] : MSET_MAX;
+            fd_resp_cmd(&c->cmds, 1 + 2 * (int)k);
+            fd_resp_str(&c->cmds, "MSET");
+            s->mset_open[p] = k;
         }
+        fd_resp_str(&c->cmds, user_key(s, u->id));
+        fd_resp_arg(&c->cmds, rec, fd_feat_record_format(&s->env->core->feat, &u->f, rec));
+        s->mset_open[p]--;
+        s->mset_left[p]--;
         u->dirty = false;
         u->epoch = (uint32_t)epoch;
     }
@@ -610,17 +638,11 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
     s->batch_part = malloc(POP_MAX * sizeof *s->batch_part);
     s->batch_ref = malloc(POP_MAX * sizeof *s->batch_ref);
     s->batch_user = malloc(POP_MAX * sizeof *s->batch_user);
-    s->n_fields = fd_feat_field_count(&env->core->feat);
-    s->hmget_argv[0] = "HMGET";
-    for (int f = 0; f < s->n_fields; f++)
-        s->hmget_argv[2 + f] =
-            fd_feat_field_name(&env->core->feat, f, s->field_buf[f], sizeof s->field_buf[f]);
     s->need = malloc(POP_MAX * sizeof *s->need);
-    s->rep = calloc(POP_MAX, sizeof *s->rep);
     s->users = fd_user_table_new(1024);
     s->funnel = fd_funnel_table_new();
     if (!s->ring || !s->batch || !s->batch_part || !s->batch_ref || !s->batch_user || !s->need ||
-        !s->rep || !s->users || !s->funnel) {
+        !s->users || !s->funnel) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -673,7 +695,9 @@ void fd_shard_destroy(fd_shard *s)
     free(s->batch);
     free(s->batch_part);
     free(s->need);
-    free(s->rep);
+    fd_resp_free(&s->mget);
+    free(s->mset_left);
+    free(s->mset_open);
     free(s->ring);
     pthread_cond_destroy(&s->nonempty);
     pthread_mutex_destroy(&s->mu);

@@ -27,7 +27,14 @@
 #include "pipeline/resp.h"
 
 /* Per-partition counters a shard reports in its snapshot (HINCRBY stats). */
-enum { FD_ST_EVENTS = 0, FD_ST_DLQ, FD_ST_DATA_LOSS, FD_ST_LATE, FD_ST_DLQ_REASON0 };
+enum {
+    FD_ST_EVENTS = 0,
+    FD_ST_DLQ,
+    FD_ST_DATA_LOSS,
+    FD_ST_LATE,
+    FD_ST_USER_UNREADABLE, /* stored user records funneld could not read */
+    FD_ST_DLQ_REASON0
+};
 #define FD_ST__COUNT (FD_ST_DLQ_REASON0 + 32)
 const char *fd_stat_name(int i, char *buf, size_t n);
 
@@ -57,7 +64,7 @@ typedef struct fd_chunk_reach {
 
 typedef struct fd_chunk {
     int32_t partition;
-    fd_resp cmds;                /* HSET of the changed users (absolute values) */
+    fd_resp cmds;                /* MSET of the changed users' records (absolute values) */
     struct fd_funnel_delta *win; /* window deltas (the writer merges them) */
     int n_win, cap_win;
     fd_chunk_reach *reach; /* stage reaches (the writer merges them into PFADDs) */

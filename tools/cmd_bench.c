@@ -78,7 +78,7 @@ typedef struct bench_args {
     fd_gen_opts gen;
     int partitions, format, workers, reps;
     double timeout_s;
-    const char *brokers, *topic, *redis_url, *funneld, *schema;
+    const char *brokers, *topic, *redis_url, *funneld, *schema, *funneld_log;
     bool json, core_only, no_kcat;
 } bench_args;
 
@@ -138,6 +138,7 @@ static void usage(FILE *out)
             "  --no-io           same as --core-only\n"
             "  --reps N          timed passes of the core; the median is reported (default 3)\n"
             "  --no-kcat         skip the kcat measurement\n"
+            "  --funneld-log PATH  keep funneld's log there, at level debug\n"
             "  --timeout SEC     limit of each measured phase (default 600)\n"
             "  --json            print one JSON object on stdout (the table goes to stderr)\n"
             "  -h, --help        this help\n"
@@ -639,7 +640,7 @@ static int redis_open(bench_run *run, const bench_args *a)
             return -1;
         }
         snprintf(url, sizeof url, "unix://%s", sock);
-        snprintf(run->prefix, sizeof run->prefix, "fd:v1:");
+        snprintf(run->prefix, sizeof run->prefix, "fd:v2:");
         for (double end = fd_cli_now_s() + 10;
              access(sock, F_OK) != 0 && fd_cli_now_s() < end && !fd_cli_stop;)
             fd_sleep_ms(10); /* until redis-server listens: no retry noise */
@@ -763,7 +764,7 @@ static int write_config(const bench_run *run, const bench_args *a, const char *p
         fputs("\n  schema_ids:\n    1: ", f);
         yaml_str(f, run->schema);
     }
-    fputs("\nlog:\n  level: info\n", f);
+    fprintf(f, "\nlog:\n  level: %s\n", a->funneld_log ? "debug" : "info");
     if (workers > 0)
         fprintf(f, "engine:\n  workers: %d\n", workers);
     return fclose(f) == 0 ? 0 : -1;
@@ -846,7 +847,10 @@ static int run_funneld(bench_run *run, const bench_args *a, bench_result *res)
         return -1;
     double info_cost = calib1 - calib0; /* what one INFO adds to the counter */
 
-    snprintf(run->funneld_log, sizeof run->funneld_log, "%s/funneld.log", run->dir);
+    if (a->funneld_log)
+        snprintf(run->funneld_log, sizeof run->funneld_log, "%s", a->funneld_log);
+    else
+        snprintf(run->funneld_log, sizeof run->funneld_log, "%s/funneld.log", run->dir);
     int lfd = open(run->funneld_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (lfd < 0) {
         fprintf(stderr, PROG ": %s: %s\n", run->funneld_log, strerror(errno));
@@ -1068,6 +1072,7 @@ enum {
     O_CORE,
     O_REPS,
     O_NO_KCAT,
+    O_FUNNELD_LOG,
     O_TIMEOUT,
     O_JSON,
 };
@@ -1091,6 +1096,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
         {"no-io", no_argument, 0, O_CORE},
         {"reps", required_argument, 0, O_REPS},
         {"no-kcat", no_argument, 0, O_NO_KCAT},
+        {"funneld-log", required_argument, 0, O_FUNNELD_LOG},
         {"timeout", required_argument, 0, O_TIMEOUT},
         {"json", no_argument, 0, O_JSON},
         {"help", no_argument, 0, 'h'},
@@ -1169,6 +1175,9 @@ static int parse_args(int argc, char **argv, bench_args *a)
             break;
         case O_NO_KCAT:
             a->no_kcat = true;
+            break;
+        case O_FUNNELD_LOG:
+            a->funneld_log = optarg;
             break;
         case O_TIMEOUT:
             if (parse_num("--timeout", optarg, 1, 86400, &v))

@@ -4,20 +4,19 @@
  *
  * Why it is built this way:
  *
- * - It reads, it never writes. Each user is one HMGET of the stored fields
- *   of `PREFIX user:<id>` (fd_feat_field_name order), parsed with
- *   fd_feat_field_parse and evaluated with fd_feat_eval: the same code
- *   funneld resumes a user with, so the tool and the daemon cannot disagree
- *   on the vector. One HMGET of one key is atomic, so a user is always one
- *   consistent state even while funneld writes. The HMGETs are pipelined in
- *   batches, so a long list of users costs a few round trips.
+ * - It reads, it never writes. Each user is one GET of the user record
+ *   `PREFIX user:<id>` (features.h), parsed with fd_feat_record_parse and
+ *   evaluated with fd_feat_eval: the same code funneld resumes a user
+ *   with, so the tool and the daemon cannot disagree on the vector. A
+ *   record is one value, so a user is always one consistent state even
+ *   while funneld writes. The GETs are pipelined in batches, so a long
+ *   list of users costs a few round trips.
  *
  * - The vector's layout depends on features.half_lives (names and decays)
  *   and session.gap (session_stage), so the tool takes them from funneld's
- *   config (-c) or funneld's defaults, with overrides. A decayed field that
- *   the hash lacks means the half-lives differ from those funneld wrote
- *   with (funneld writes every field every time): that user is an error,
- *   never a vector of silent zeros.
+ *   config (-c) or funneld's defaults, with overrides. A half-life that
+ *   the record lacks (its header lists those funneld wrote with) is an
+ *   error for that user, never a vector of silent zeros.
  *
  * - --at before the user's last event cannot be honoured (the stored state
  *   is as of last_ts and cannot be un-decayed); fd_feat_eval takes last_ts,
@@ -76,7 +75,7 @@ static void usage(FILE *out)
             "                        password options, features.half_lives, session.gap\n"
             "                        (default: funneld's defaults)\n"
             "  --redis URL           redis://host:port[/db] or unix:///path[?db=N]\n"
-            "  --prefix P            key prefix (redis.key_prefix, default fd:v1:)\n"
+            "  --prefix P            key prefix (redis.key_prefix, default fd:v2:)\n"
             "  --half-lives LIST     features.half_lives, comma-separated (e.g. 1h,1d,7d,30d)\n"
             "  --session-gap DUR     session.gap: N[ms|s|m|h|d] (e.g. 30m)\n"
             "  --at TIME             evaluate at TIME: epoch ms, RFC 3339 like\n"
@@ -386,73 +385,54 @@ typedef struct feat_run {
     const fd_feat_params *p;
     fd_redis *redis;
     const char *prefix;
-    int n_fields;
-    const char **argv; /* HMGET key field... */
-    size_t *argvlen;
-    char (*field_buf)[64];
     const char *hl_list; /* the half-lives in use, as given */
     char *key;
     int printed;
     int missing; /* users not found or not readable */
 } feat_run;
 
-/* Exists? 1, 0, or -1 (I/O error, printed). */
-static int key_exists(feat_run *run, const char *key)
-{
-    char err[512];
-    redisReply *r = fd_redis_command(run->redis, err, sizeof err, "EXISTS %b", key, strlen(key));
-    if (!r) {
-        fprintf(stderr, PROG ": %s\n", err);
-        return -1;
-    }
-    int e = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
-    freeReplyObject(r);
-    return e;
-}
-
-/* One HMGET reply: print the user, or say why not. 0, or -1 to stop. */
+/* One GET reply: print the user, or say why not. 0, or -1 to stop. */
 static int one_user(feat_run *run, const char *id, const char *key, const redisReply *r)
 {
     if (r->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, PROG ": user '%s': HMGET %s: %s\n", id, key, r->str);
+        if (strncmp(r->str, "WRONGTYPE", 9) == 0)
+            fprintf(stderr, PROG ": user '%s': key %s is not a funneld user record (%s)\n", id, key,
+                    r->str);
+        else
+            fprintf(stderr, PROG ": user '%s': GET %s: %s\n", id, key, r->str);
         run->missing++;
         return 0;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)run->n_fields) {
-        fprintf(stderr, PROG ": user '%s': unexpected reply (type %d) to HMGET %s\n", id, r->type,
+    if (r->type == REDIS_REPLY_NIL) {
+        fprintf(stderr, PROG ": user '%s' not found (no key %s)\n", id, key);
+        run->missing++;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING) {
+        fprintf(stderr, PROG ": user '%s': unexpected reply (type %d) to GET %s\n", id, r->type,
                 key);
         run->missing++;
         return 0;
     }
-    int present = 0, first_missing_dc = -1;
     fd_feat f;
-    memset(&f, 0, sizeof f);
-    for (int i = 0; i < run->n_fields; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type == REDIS_REPLY_STRING) {
-            fd_feat_field_parse(run->p, &f, i, e->str, e->len);
-            present++;
-        } else if (i >= run->n_fields - FD_DC__COUNT * run->p->n_hl && first_missing_dc < 0) {
-            first_missing_dc = i;
-        }
-    }
-    if (!present) {
-        int e = key_exists(run, key);
-        if (e < 0)
-            return -1;
-        if (e)
-            fprintf(stderr, PROG ": user '%s': key %s holds none of funneld's user fields\n", id,
-                    key);
-        else
-            fprintf(stderr, PROG ": user '%s' not found (no key %s)\n", id, key);
+    unsigned missing_hl;
+    char why[256];
+    if (fd_feat_record_parse(run->p, &f, r->str, r->len, &missing_hl, why, sizeof why) != 0) {
+        fprintf(stderr, PROG ": user '%s': key %s: unreadable user record: %s\n", id, key, why);
         run->missing++;
         return 0;
     }
-    if (first_missing_dc >= 0) {
+    if (missing_hl) {
+        int i = 0;
+        while (!(missing_hl & (1u << i)))
+            i++;
+        const char *sp = memchr(r->str + 3, ' ', r->len - 3);
+        int hl_len = sp ? (int)(sp - (r->str + 3)) : 0;
         fprintf(stderr,
-                PROG ": user '%s': %s has no field %s: funneld writes with other half-lives "
-                     "than %s %s (give -c with funneld's config, or --half-lives)\n",
-                id, key, run->argv[2 + first_missing_dc],
+                PROG ": user '%s': %s has no half-life %s (so no field click_%s): funneld wrote it "
+                     "with half-lives %.*s, not %s %s (give -c with funneld's config, or "
+                     "--half-lives)\n",
+                id, key, run->p->hl_name[i], run->p->hl_name[i], hl_len, r->str + 3,
                 run->a->half_lives ? "--half-lives" : "features.half_lives", run->hl_list);
         run->missing++;
         return 0;
@@ -468,7 +448,7 @@ static int one_user(feat_run *run, const char *id, const char *key, const redisR
     return 0;
 }
 
-/* HMGET users[from..to) in one pipeline. 0, or -1 (runtime error, printed). */
+/* GET users[from..to) in one pipeline. 0, or -1 (runtime error, printed). */
 static int read_batch(feat_run *run, int from, int to)
 {
     char err[512];
@@ -479,9 +459,9 @@ static int read_batch(feat_run *run, int from, int to)
         memcpy(run->key, run->prefix, plen);
         memcpy(run->key + plen, "user:", 5);
         memcpy(run->key + plen + 5, id, idlen);
-        run->argv[1] = run->key;
-        run->argvlen[1] = plen + 5 + idlen;
-        if (fd_redis_appendv(run->redis, 2 + run->n_fields, run->argv, run->argvlen) != 0) {
+        const char *argv[2] = {"GET", run->key};
+        size_t argvlen[2] = {3, plen + 5 + idlen};
+        if (fd_redis_appendv(run->redis, 2, argv, argvlen) != 0) {
             fprintf(stderr, PROG ": redis %s: not connected\n", fd_redis_url(run->redis));
             return -1;
         }
@@ -571,24 +551,14 @@ int fd_cmd_features(int argc, char **argv)
     run.redis = redis;
     run.prefix = a.prefix ? a.prefix : cfg.redis_key_prefix;
     run.hl_list = hl_list;
-    run.n_fields = fd_feat_field_count(&p);
-    run.argv = calloc((size_t)run.n_fields + 2, sizeof *run.argv);
-    run.argvlen = calloc((size_t)run.n_fields + 2, sizeof *run.argvlen);
-    run.field_buf = calloc((size_t)run.n_fields, sizeof *run.field_buf);
     size_t max_id = 0;
     for (int u = 0; u < a.n_users; u++)
         if (strlen(a.users[u]) > max_id)
             max_id = strlen(a.users[u]);
     run.key = malloc(strlen(run.prefix) + 5 + max_id + 1);
-    if (!run.argv || !run.argvlen || !run.field_buf || !run.key) {
+    if (!run.key) {
         fprintf(stderr, PROG ": out of memory\n");
         goto out;
-    }
-    run.argv[0] = "HMGET";
-    run.argvlen[0] = 5;
-    for (int i = 0; i < run.n_fields; i++) {
-        run.argv[2 + i] = fd_feat_field_name(&p, i, run.field_buf[i], sizeof run.field_buf[i]);
-        run.argvlen[2 + i] = strlen(run.argv[2 + i]);
     }
 
     int status = 0;
@@ -606,9 +576,6 @@ int fd_cmd_features(int argc, char **argv)
     if (status == 0 && run.missing == 0)
         rc = 0;
 out:
-    free(run.argv);
-    free(run.argvlen);
-    free(run.field_buf);
     free(run.key);
     fd_redis_destroy(redis);
     fd_config_free(&cfg);

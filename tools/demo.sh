@@ -25,7 +25,7 @@ FUNNELD=$BUILD/funneld
 FUNNELCTL=$BUILD/funnelctl
 SCHEMA=$ROOT/conf/schemas/event.avsc
 PY=/usr/bin/python3
-PREFIX="fd:v1:"
+PREFIX="fd:v2:"
 
 EVENTS=60000 USERS=5000 RATE=2000 SEED=42
 

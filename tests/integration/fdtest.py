@@ -12,7 +12,7 @@ import time
 import harness
 from harness import SLOW, build_dir, source_dir, wait_until
 
-PREFIX = "fd:v1:"
+PREFIX = "fd:v2:"
 
 
 def schema_path():
@@ -67,6 +67,38 @@ def wait_consumed(r, bootstrap, topic, timeout=120, daemon=None):
     return ends
 
 
+# The user record (docs/REDIS_KEYS.md): "u1 <half-lives> <field>...", the
+# fixed fields, then five decayed values per half-life. Decoded here from
+# the document, not from funneld's code.
+USER_FIXED_FIELDS = ("click", "cart", "purchase", "first_ts", "last_ts", "revenue_cents",
+                     "last_cart_ts", "last_purchase_ts", "sessions", "session_gap_sum_ms",
+                     "items_sketch", "categories_sketch", "session_id_hash", "session_start",
+                     "session_last", "session_stage", "abandoned", "carted")
+USER_DECAYED = ("click", "cart", "purchase", "revenue", "sessions")
+
+
+def parse_user_record(value):
+    """A user record (str or bytes) -> {field name: text value}."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    tokens = value.split(" ")
+    if len(tokens) < 2 or tokens[0] != "u1":
+        raise ValueError(f"not a u1 user record: {value[:40]!r}")
+    hls = tokens[1].split(",")
+    names = list(USER_FIXED_FIELDS) + [f"{d}_{h}" for h in hls for d in USER_DECAYED]
+    if len(tokens) - 2 != len(names):
+        raise ValueError(f"{len(tokens) - 2} fields, want {len(names)}: {value[:60]!r}")
+    return dict(zip(names, tokens[2:]))
+
+
+def user_records(r, uids, prefix=PREFIX):
+    """[{field: text} or None] of the users, one pipelined GET each."""
+    pipe = r.pipeline(transaction=False)
+    for uid in uids:
+        pipe.get(prefix + "user:" + uid)
+    return [None if v is None else parse_user_record(v) for v in pipe.execute()]
+
+
 def redis_state(r):
     """Every funneld key -> its value, for exact comparisons between runs:
     hashes as dicts, HyperLogLogs as their PFCOUNT (the encoding may depend
@@ -77,6 +109,8 @@ def redis_state(r):
         t = t.decode() if isinstance(t, bytes) else t
         if t == "hash":
             out[k] = r.hgetall(k)
+        elif t == "string" and ":user:" in (k.decode() if isinstance(k, bytes) else k):
+            out[k] = ("user", r.get(k))
         elif t == "string":
             out[k] = ("pfcount", r.pfcount(k))
         elif t == "zset":
@@ -115,12 +149,10 @@ def compare_with_truth(test, r, truth):
     within HyperLogLog error), the late events, the events counted."""
     users = truth["users"]
     bad = []
-    pipe = r.pipeline(transaction=False)
     names = list(users)
-    for uid in names:
-        pipe.hgetall(PREFIX + "user:" + uid)
     fields = ("click", "cart", "purchase", "first_ts", "last_ts")
-    for uid, h in zip(names, pipe.execute()):
+    for uid, h in zip(names, user_records(r, names)):
+        h = h or {}
         want = {f: users[uid][f] for f in fields}
         got = {f: int(h.get(f, -1)) for f in fields}
         if got != want:
@@ -247,7 +279,8 @@ def compare_user_sessions(test, r, truth, prefix=PREFIX):
     users = truth["users"]
     names = list(users)
     bad = []
-    got_all = _hashes(r, [f"{prefix}user:{uid}" for uid in names], USER_SESSION_FIELDS)
+    recs = user_records(r, names, prefix)
+    got_all = [{f: _num((rec or {}).get(f)) for f in USER_SESSION_FIELDS} for rec in recs]
     for uid, got in zip(names, got_all):
         want = {k: users[uid][k] for k in USER_SESSION_FIELDS}
         if got != want:

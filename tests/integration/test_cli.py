@@ -110,11 +110,12 @@ class Cli(unittest.TestCase):
                 def cli(*a):
                     return subprocess.run(["redis-cli", "-p", port, *a], capture_output=True,
                                           text=True, timeout=10).stdout.strip()
-                harness.wait_until(lambda: cli("HGET", "fd:v1:stats", "events") == "30", 30,
+                harness.wait_until(lambda: cli("HGET", "fd:v2:stats", "events") == "30", 30,
                                    what="30 events counted (redis-cli)")
-                self.assertEqual(cli("HGET", "fd:v1:user:u1", "cart"), "10")
-                self.assertEqual(cli("HGET", "fd:v1:user:u2", "purchase"), "10")
-                self.assertEqual(cli("HGET", "fd:v1:funnel:1m:1767225600000", "revenue_cents"),
+                u1 = fdtest.parse_user_record(cli("GET", "fd:v2:user:u1"))
+                u2 = fdtest.parse_user_record(cli("GET", "fd:v2:user:u2"))
+                self.assertEqual((u1["cart"], u2["purchase"]), ("10", "10"))
+                self.assertEqual(cli("HGET", "fd:v2:funnel:1m:1767225600000", "revenue_cents"),
                                  "2500")
                 self.assertEqual(d.terminate(), 0)
 

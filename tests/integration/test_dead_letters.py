@@ -132,7 +132,7 @@ class DeadLetters(unittest.TestCase):
         ]
         def after(r):
             fields = ("click", "cart", "purchase", "first_ts", "last_ts", "revenue_cents")
-            self.assertEqual(r.hmget(fdtest.PREFIX + "user:ua", fields),
+            self.assertEqual([fdtest.user_records(r, ["ua"])[0][f] for f in fields],
                              ["1", "0", "1", str(TS), str(TS + 1000), "1998"])
             minute = r.hgetall(fdtest.PREFIX + f"funnel:1m:{TS}")
             self.assertEqual(minute.get("revenue_cents"), "1998")
@@ -155,7 +155,7 @@ class DeadLetters(unittest.TestCase):
         ]
         def after(r):
             fields = ("click", "cart", "purchase", "first_ts", "last_ts", "sessions")
-            self.assertEqual(r.hmget(fdtest.PREFIX + "user:uc", fields),
+            self.assertEqual([fdtest.user_records(r, ["uc"])[0][f] for f in fields],
                              ["1", "0", "1", str(TS), str(TS + 5), "1"])
             # v0 has no quantity: the reader default 1 applies to the revenue.
             self.assertEqual(r.hget(fdtest.PREFIX + f"funnel:1m:{TS}", "revenue_cents"), "500")
@@ -195,7 +195,7 @@ class DeadLetters(unittest.TestCase):
         ]
         def after(r):
             fields = ("click", "cart", "purchase", "first_ts", "last_ts", "revenue_cents")
-            self.assertEqual(r.hmget(fdtest.PREFIX + "user:uj", fields),
+            self.assertEqual([fdtest.user_records(r, ["uj"])[0][f] for f in fields],
                              ["2", "0", "1", str(TS), str(TS + 40500), "2500"])
             self.assertEqual(r.hget(fdtest.PREFIX + f"funnel:1m:{TS}", "revenue_cents"), "2500")
         self.after = after

@@ -128,12 +128,14 @@ class FeaturesCli(unittest.TestCase):
         return dict(vals), at
 
     def hget(self, user, field):
-        """redis-cli, a client that shares no code with funneld or the tool."""
-        r = subprocess.run(["redis-cli", "-p", str(self.redis.port), "HGET",
-                            fdtest.PREFIX + "user:" + user, field],
+        """A field of the user record, read with redis-cli (a client that
+        shares no code with funneld or the tool) and decoded as
+        docs/REDIS_KEYS.md says."""
+        r = subprocess.run(["redis-cli", "-p", str(self.redis.port), "GET",
+                            fdtest.PREFIX + "user:" + user],
                            capture_output=True, text=True, timeout=10)
         self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout.strip()
+        return fdtest.parse_user_record(r.stdout.strip())[field]
 
     def assertValues(self, got, want, rel=1e-9):
         for name, w in want.items():
@@ -237,7 +239,7 @@ class FeaturesCli(unittest.TestCase):
 
     def test_unknown_user(self):
         r = self.features(U1, "nobody", U2, expect=1)
-        self.assertIn("funnelctl features: user 'nobody' not found (no key fd:v1:user:nobody)",
+        self.assertIn("funnelctl features: user 'nobody' not found (no key fd:v2:user:nobody)",
                       r.stderr)
         self.assertEqual([u for u, _, _ in parse_text(r.stdout)], [U1, U2],
                          "the other users are still printed")
@@ -276,7 +278,7 @@ class FeaturesCli(unittest.TestCase):
         # funneld's defaults (4 half-lives) do not match what funneld wrote with 1h,1d
         r = run("--redis", url, U1)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("has no field click_7d", r.stderr)
+        self.assertIn("has no half-life 7d (so no field click_7d)", r.stderr)
         self.assertEqual(r.stdout, "")
         # the same half-lives by option: the same output as with -c
         r = run("--redis", url, "--half-lives", HALF_LIVES, "--at", str(T + 2 * HOUR), U1)
@@ -294,7 +296,7 @@ class FeaturesCli(unittest.TestCase):
         r = run("-c", str(other), U1)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("no key shop-a:user:u1", r.stderr)
-        r = run("-c", str(other), "--prefix", "fd:v1:", "--at", str(T + 2 * HOUR), U1)
+        r = run("-c", str(other), "--prefix", "fd:v2:", "--at", str(T + 2 * HOUR), U1)
         self.assertEqual((r.returncode, r.stdout), (0, want), r.stderr)
         # unreachable Redis: exit 1, the URL named
         dead = f"redis://127.0.0.1:{harness.free_port()}/0"
@@ -322,7 +324,7 @@ class FeaturesCli(unittest.TestCase):
             # the password from funneld's environment variable: connected, no such user
             r = run("-c", str(cfg), U1, env={"FUNNELD_REDIS_PASSWORD": "s3cret"})
             self.assertEqual(r.returncode, 1)
-            self.assertIn("user 'u1' not found (no key fd:v1:user:u1)", r.stderr)
+            self.assertIn("user 'u1' not found (no key fd:v2:user:u1)", r.stderr)
             pw = self.tmp / "pw.txt"
             pw.write_text("s3cret\n")
             cfg = harness.write_config(self.tmp / "pwf.yaml", {"redis.url": locked.url,

@@ -92,7 +92,7 @@ static void test_defaults(void)
     CHECK_STR(c.redis_url, "redis://127.0.0.1:6379/0");
     CHECK_STR(c.redis_password_file, "");
     CHECK_STR(c.redis_password_env, "FUNNELD_REDIS_PASSWORD");
-    CHECK_STR(c.redis_key_prefix, "fd:v1:");
+    CHECK_STR(c.redis_key_prefix, "fd:v2:");
     CHECK(c.redis_connect_timeout_ms == 2000);
     CHECK(c.redis_command_timeout_ms == 5000);
     CHECK(c.redis_backoff_min_ms == 100);
@@ -134,7 +134,7 @@ static void test_shipped_config(void)
     CHECK_STR(c.input_format, "avro");
     CHECK_STR(c.input_schema, "conf/schemas/event.avsc"); /* resolved against conf/ */
     CHECK_STR(c.redis_password_file, "");
-    CHECK_STR(c.redis_key_prefix, "fd:v1:");
+    CHECK_STR(c.redis_key_prefix, "fd:v2:");
     CHECK(c.redis_connect_timeout_ms == 2000);
     CHECK(c.redis_backoff_min_ms == 100);
     CHECK(c.input_max_message_bytes == 1048576);

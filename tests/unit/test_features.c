@@ -274,6 +274,61 @@ static void test_sketch_and_persist(void)
     CHECK(g.dc[FD_DC_CLICK][0] == 250000);
 }
 
+/* The user record: exact round trip, other half-lives, bad records. */
+static void test_record(void)
+{
+    fd_feat f, g;
+    memset(&f, 0, sizeof f);
+    apply(&f, FD_EV_CLICK, T0, "s");
+    apply(&f, FD_EV_CART, T0 + 1000, "s");
+    apply(&f, FD_EV_PURCHASE, T0 + 3 * HOUR, "t");
+    f.abandoned = -2.5e6; /* a negative fixed-point value survives too */
+    char rec[FD_FEAT_RECORD_MAX], err[256];
+    size_t n = fd_feat_record_format(&P, &f, rec);
+    CHECK(n == strlen(rec) && n < sizeof rec);
+    CHECK(strncmp(rec, "u1 1h,1d ", 9) == 0);
+    int spaces = 0;
+    for (size_t i = 0; i < n; i++)
+        spaces += rec[i] == ' ';
+    CHECK(spaces == 1 + fd_feat_field_count(&P)); /* header, then one per field */
+    unsigned missing = 99;
+    CHECK(fd_feat_record_parse(&P, &g, rec, n, &missing, err, sizeof err) == 0);
+    CHECK(missing == 0);
+    CHECK(memcmp(&f, &g, sizeof f) == 0);
+
+    /* read with other half-lives: 1d kept, 7d missing (0), 1h dropped */
+    fd_feat_params q;
+    int64_t hl[2] = {7 * DAY, DAY};
+    CHECK(fd_feat_params_init(&q, hl, 2, 30 * MIN, err, sizeof err) == 0);
+    CHECK(fd_feat_record_parse(&q, &g, rec, n, &missing, err, sizeof err) == 0);
+    CHECK(missing == 1u); /* bit 0: 7d */
+    CHECK(g.count[FD_EV_CART] == 1 && g.last_ts == f.last_ts);
+    for (int d = 0; d < FD_DC__COUNT; d++) {
+        CHECK(g.dc[d][1] == f.dc[d][1]); /* q's 1d = P's 1d */
+        CHECK(g.dc[d][0] == 0);
+    }
+
+    /* bad records: an error naming what, and an all-zero state */
+    const char *bad[] = {"", "u2 1h,1d 1", "u1 1h,1d 1 2 3", "u1  1", "u1 1h,,1d", "hello"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        CHECK(fd_feat_record_parse(&P, &g, bad[i], strlen(bad[i]), NULL, err, sizeof err) == -1);
+        CHECK(err[0] != '\0');
+    }
+    char broken[FD_FEAT_RECORD_MAX];
+    memcpy(broken, rec, n + 1);
+    char *third = strchr(strchr(strchr(broken + 3, ' ') + 1, ' ') + 1, ' ') + 1;
+    third[0] = 'x'; /* field 3 (purchase) */
+    CHECK(fd_feat_record_parse(&P, &g, broken, n, NULL, err, sizeof err) == -1);
+    CHECK_CONTAINS(err, "field 3");
+    static const fd_feat zero;
+    CHECK(memcmp(&g, &zero, sizeof g) == 0);
+    memcpy(broken, rec, n);
+    memcpy(broken + n, " 7", 3); /* one field too many */
+    CHECK(fd_feat_record_parse(&P, &g, broken, n + 2, NULL, err, sizeof err) == -1);
+    CHECK_CONTAINS(err, "more than");
+}
+
 static void test_funnel(void)
 {
     char err[128];
@@ -418,6 +473,7 @@ int main(void)
     test_revenue();
     test_sessions();
     test_sketch_and_persist();
+    test_record();
     test_funnel();
     test_user_table();
     printf("%d passed, %d failed\n", check_passed, check_failed);
