@@ -185,6 +185,7 @@ static part *get_part(fd_engine *e, int32_t p)
     return &e->parts[p];
 }
 
+/* In e->key: the consumer thread's (the closer formats its own). */
 static const char *part_key(fd_engine *e, int32_t p)
 {
     snprintf(e->key, sizeof e->key, "%spart:%s:%" PRId32, e->cfg->redis_key_prefix,
@@ -675,7 +676,8 @@ static int64_t topic_watermark(fd_engine *e)
         return INT64_MIN;
     char err[256];
     for (int p = 0; p < n; p++)
-        fd_redis_appendf(e->cl.redis, "HGET %s max_ts", part_key(e, p));
+        fd_redis_appendf(e->cl.redis, "HGET %spart:%s:%d max_ts", e->cfg->redis_key_prefix,
+                         e->cfg->kafka_topic_events, p); /* not part_key: the writer's buffer */
     redisReply **rep = calloc((size_t)n, sizeof *rep);
     if (!rep)
         return INT64_MIN;
