@@ -500,115 +500,6 @@ static size_t append_windows(fd_engine *e)
     return n_cmds;
 }
 
-typedef struct wreach {
-    int64_t start;
-    uint64_t h; /* hash of the id: duplicates sort next to each other */
-    const char *id;
-    uint32_t len;
-    uint8_t hour, stage;
-} wreach;
-
-static int wreach_cmp(const void *a, const void *b)
-{
-    const wreach *x = a, *y = b;
-    if (x->hour != y->hour)
-        return x->hour - y->hour;
-    if (x->start != y->start)
-        return x->start < y->start ? -1 : 1;
-    if (x->stage != y->stage)
-        return x->stage - y->stage;
-    return x->h < y->h ? -1 : x->h > y->h;
-}
-
-static uint64_t id_hash(const char *s, uint32_t n)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (uint32_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
-    return h;
-}
-
-/* One PFADD per HyperLogLog (window or hour, stage) with every distinct
- * user the shards reported for it in these epochs, over all partitions
- * still ours. Duplicates are dropped here: a user in many windows of an
- * hour is one element of the hour's PFADD, not one per window (PFADD into
- * a sparse HyperLogLog costs Redis about a microsecond per element, most
- * of its time before; see docs/BENCHMARKS.md).
- * Returns the commands queued; sets e->fatal when out of memory. */
-static size_t append_reaches(fd_engine *e)
-{
-    size_t n = 0;
-    bool hour = hourly(e);
-    for (int k = 0; k < e->n_epochs; k++)
-        for (int i = 0; i < e->n_shards; i++)
-            for (int c = 0; c < e->epochs[k]->snaps[i]->n_chunks; c++)
-                n += e->epochs[k]->snaps[i]->chunks[c].n_reach * (hour ? 2 : 1);
-    if (!n)
-        return 0;
-    wreach *r = malloc(n * sizeof *r);
-    if (!r) {
-        e->fatal = 1;
-        return 0;
-    }
-    size_t m = 0;
-    for (int k = 0; k < e->n_epochs; k++) {
-        epoch *ep = e->epochs[k];
-        for (int i = 0; i < e->n_shards; i++)
-            for (int c = 0; c < ep->snaps[i]->n_chunks; c++) {
-                const fd_chunk *ch = &ep->snaps[i]->chunks[c];
-                int32_t p = ch->partition;
-                if (p >= ep->n_parts || !ep->valid[p] || !e->parts[p].assigned)
-                    continue;
-                for (size_t j = 0; j < ch->n_reach; j++) {
-                    const fd_chunk_reach *x = &ch->reach[j];
-                    const char *id = ch->ids + x->off;
-                    wreach w = {x->start_ms, id_hash(id, x->len), id, x->len, 0, (uint8_t)x->stage};
-                    r[m++] = w;
-                    if (hour) {
-                        w.hour = 1;
-                        w.start -= w.start % FD_HOUR_MS;
-                        r[m++] = w;
-                    }
-                }
-            }
-    }
-    qsort(r, m, sizeof *r, wreach_cmp);
-    size_t n_cmds = 0;
-    const char **argv = malloc((m + 2) * sizeof *argv);
-    size_t *argl = malloc((m + 2) * sizeof *argl);
-    char key[600];
-    for (size_t i = 0; argv && argl && i < m;) {
-        size_t j = i;
-        window_key(e, key, sizeof key, r[i].hour ? "1h" : e->core.funnel.window_name, r[i].start,
-                   FD_CAT_TOTAL);
-        size_t kl = strlen(key);
-        snprintf(key + kl, sizeof key - kl, ":users:%s", fd_stage_name(r[i].stage));
-        argv[0] = "PFADD";
-        argl[0] = 5;
-        argv[1] = key;
-        argl[1] = strlen(key);
-        int argc = 2;
-        for (; j < m && r[j].hour == r[i].hour && r[j].start == r[i].start &&
-               r[j].stage == r[i].stage;
-             j++) {
-            if (j > i && r[j - 1].h == r[j].h && r[j - 1].len == r[j].len &&
-                memcmp(r[j - 1].id, r[j].id, r[j].len) == 0)
-                continue; /* the same user again */
-            argv[argc] = r[j].id;
-            argl[argc++] = r[j].len;
-        }
-        fd_redis_appendv(e->redis, argc, argv, argl);
-        n_cmds++;
-        i = j;
-    }
-    if (!argv || !argl)
-        e->fatal = 1;
-    free(argv);
-    free(argl);
-    free(r);
-    return n_cmds;
-}
-
 /* Partitions of the events topic (metadata), refreshed every 30 s; the
  * last known count when the broker does not answer. */
 static int topic_partitions(fd_engine *e)
@@ -1173,7 +1064,6 @@ static int write_epochs(fd_engine *e)
     }
     char wkey[600], sname[64];
     n_cmds += append_windows(e);
-    n_cmds += append_reaches(e);
     snprintf(wkey, sizeof wkey, "%sstats", e->cfg->redis_key_prefix);
     for (int st = 0; st < FD_ST__COUNT; st++)
         if (stats[st]) {

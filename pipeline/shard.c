@@ -73,11 +73,14 @@ struct fd_shard {
     int n_parts;
     fd_event *batch;
     int32_t *batch_part;
-    int64_t *batch_ref;   /* partition max event time before each event */
-    fd_user **batch_user; /* each event's user, set by load_once */
-    fd_resp mget;         /* the MGET of users to load */
-    size_t *mset_left;    /* per partition: changed users not yet in an MSET */
-    size_t *mset_open;    /* per partition: users the open MSET still takes */
+    int64_t *batch_ref;    /* partition max event time before each event */
+    fd_user **batch_user;  /* each event's user, set by load_once */
+    fd_resp mget;          /* the MGET of users to load */
+    fd_resp pfadd;         /* the PFADDs of a snapshot */
+    struct sreach *sreach; /* their sort buffer */
+    size_t cap_sreach;
+    size_t *mset_left; /* per partition: changed users not yet in an MSET */
+    size_t *mset_open; /* per partition: users the open MSET still takes */
     size_t n_batch;
     size_t *need; /* batch indices of users to load (POP_MAX) */
     char key[FD_ID_MAX + 512];
@@ -111,8 +114,6 @@ void fd_snapshot_free(fd_snapshot *s)
     for (int i = 0; i < s->n_chunks; i++) {
         fd_resp_free(&s->chunks[i].cmds);
         free(s->chunks[i].win);
-        free(s->chunks[i].reach);
-        free(s->chunks[i].ids);
     }
     free(s->chunks);
     free(s);
@@ -331,6 +332,122 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m, int64_t part_max_ts)
     }
 }
 
+/* ---- unique users per stage -------------------------------------------- */
+
+typedef struct sreach {
+    int64_t start;
+    const char *id;
+    uint32_t len;
+    uint8_t hour, stage;
+} sreach;
+
+static int sreach_cmp(const void *a, const void *b)
+{
+    const sreach *x = a, *y = b;
+    if (x->hour != y->hour)
+        return x->hour - y->hour;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    return x->stage - y->stage;
+}
+
+/* PFADD the users that reached a stage in a window (and in its hour) since
+ * the last marker: one PFADD per HyperLogLog, on the shard's own
+ * connection, before the snapshot is handed to the writer.
+ *
+ * Why here and outside the writer's MULTI/EXEC: PFADD is idempotent (a set
+ * union), so adding before the offsets that cover the events are stored
+ * is safe: a crash or a lost partition replays the same events, which add
+ * the same users again and change nothing. Done by each shard, the sorting
+ * and formatting run in parallel instead of on the writer, and Redis works
+ * through the PFADDs (most of its time) between other clients' commands
+ * instead of inside one transaction that stalls every shard's user loads.
+ * Returns 0, or -1 when Redis failed (the caller retries all of it). */
+static int send_reaches_once(fd_shard *s)
+{
+    size_t n;
+    const fd_funnel_reach *fr = fd_funnel_reaches(s->funnel, &n);
+    if (!n)
+        return 0;
+    const fd_funnel_params *fp = &s->env->core->funnel;
+    bool hourly = fp->window_ms != FD_HOUR_MS;
+    size_t m = 0, need = n * (hourly ? 2 : 1);
+    if (need > s->cap_sreach) {
+        sreach *nr = realloc(s->sreach, need * sizeof *nr);
+        if (!nr)
+            return -1;
+        s->sreach = nr;
+        s->cap_sreach = need;
+    }
+    sreach *r = s->sreach;
+    for (size_t i = 0; i < n; i++) {
+        sreach w = {fr[i].start_ms, fr[i].user, fr[i].user_len, 0, (uint8_t)fr[i].stage};
+        r[m++] = w;
+        if (hourly) {
+            w.hour = 1;
+            w.start -= w.start % FD_HOUR_MS;
+            r[m++] = w;
+        }
+    }
+    qsort(r, m, sizeof *r, sreach_cmp);
+    fd_resp *b = &s->pfadd;
+    fd_resp_reset(b);
+    const char *prefix = s->env->cfg->redis_key_prefix;
+    char key[FD_ID_MAX + 600];
+    size_t n_cmds = 0;
+    for (size_t i = 0; i < m;) {
+        size_t j = i;
+        while (j < m && r[j].hour == r[i].hour && r[j].start == r[i].start &&
+               r[j].stage == r[i].stage)
+            j++;
+        int kl = snprintf(key, sizeof key, "%sfunnel:%s:%lld:users:%s", prefix,
+                          r[i].hour ? "1h" : fp->window_name, (long long)r[i].start,
+                          fd_stage_name(r[i].stage));
+        fd_resp_cmd(b, 2 + (int)(j - i));
+        fd_resp_str(b, "PFADD");
+        fd_resp_arg(b, key, (size_t)kl);
+        for (size_t k = i; k < j; k++)
+            fd_resp_arg(b, r[k].id, r[k].len);
+        n_cmds++;
+        i = j;
+    }
+    char err[256];
+    if (b->oom || fd_redis_ensure(s->redis, err, sizeof err) != 0 ||
+        fd_redis_append_raw(s->redis, b->p, b->len, n_cmds) != 0 ||
+        fd_redis_read_replies(s->redis, NULL, n_cmds, err, sizeof err) != 0) {
+        if (fd_redis_pending(s->redis))
+            fd_redis_disconnect(s->redis);
+        return -1;
+    }
+    return 0;
+}
+
+/* send_reaches_once until it succeeds (waiting out a Redis outage, as
+ * loads do: the queue fills and the consumer pauses). false only when
+ * shutting down without Redis. */
+static bool send_reaches(fd_shard *s)
+{
+    bool warned = false;
+    while (send_reaches_once(s) != 0) {
+        if (atomic_load(s->env->abort)) {
+            if (warned)
+                atomic_fetch_sub(s->env->stalled, 1);
+            return false;
+        }
+        if (!warned) {
+            fd_warn("shard", "shard=%d waiting for Redis to add the funnel's unique users", s->id);
+            atomic_fetch_add(s->env->stalled, 1);
+        }
+        warned = true;
+        fd_sleep_ms(50);
+    }
+    if (warned) {
+        fd_info("shard", "shard=%d added the funnel's unique users", s->id);
+        atomic_fetch_sub(s->env->stalled, 1);
+    }
+    return true;
+}
+
 /* ---- control ----------------------------------------------------------- */
 
 static fd_chunk *chunk_for(fd_snapshot *sn, int *idx, int32_t p)
@@ -352,43 +469,6 @@ static bool keep_unconfirmed(const fd_user *u, void *arg)
 {
     const evict_arg *a = arg;
     return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0;
-}
-
-/* Copy the stage reaches into their partitions' chunks (ids included: the
- * users may be dropped before the writer is done). 0, or -1 when out of
- * memory. */
-static int add_reaches(fd_snapshot *sn, int *idx, const fd_funnel_table *ft)
-{
-    size_t n;
-    const fd_funnel_reach *r = fd_funnel_reaches(ft, &n);
-    for (size_t i = 0; i < n; i++) {
-        fd_chunk *c = chunk_for(sn, idx, r[i].partition);
-        if (c->n_reach == c->cap_reach) {
-            size_t cap = c->cap_reach ? c->cap_reach * 2 : 256;
-            fd_chunk_reach *nr = realloc(c->reach, cap * sizeof *nr);
-            if (!nr)
-                return -1;
-            c->reach = nr;
-            c->cap_reach = cap;
-        }
-        if (c->ids_len + r[i].user_len > c->ids_cap) {
-            size_t cap = (c->ids_cap ? c->ids_cap : 4096);
-            while (cap < c->ids_len + r[i].user_len)
-                cap *= 2;
-            char *ni = realloc(c->ids, cap);
-            if (!ni)
-                return -1;
-            c->ids = ni;
-            c->ids_cap = cap;
-        }
-        memcpy(c->ids + c->ids_len, r[i].user, r[i].user_len);
-        c->reach[c->n_reach++] = (fd_chunk_reach){.start_ms = r[i].start_ms,
-                                                  .off = (uint32_t)c->ids_len,
-                                                  .len = r[i].user_len,
-                                                  .stage = r[i].stage};
-        c->ids_len += r[i].user_len;
-    }
-    return 0;
 }
 
 static void make_snapshot(fd_shard *s, uint64_t epoch)
@@ -451,8 +531,8 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
         }
         c->win[c->n_win++] = *d;
     }
-    if (add_reaches(sn, idx, s->funnel) != 0)
-        sn->error = 1;
+    if (!send_reaches(s))
+        sn->error = 1; /* shutting down without Redis: this epoch is not written */
     fd_funnel_clear(s->funnel, -1);
     atomic_store(&s->n_dirty, 0);
     for (int p = 0; p < s->n_parts; p++) {
@@ -696,6 +776,8 @@ void fd_shard_destroy(fd_shard *s)
     free(s->batch_part);
     free(s->need);
     fd_resp_free(&s->mget);
+    fd_resp_free(&s->pfadd);
+    free(s->sreach);
     free(s->mset_left);
     free(s->mset_open);
     free(s->ring);

@@ -9,7 +9,8 @@
  * users from Redis with one pipelined round trip per batch, and applies the
  * functional core. At a flush marker it serialises, per partition, the
  * users and counters that changed into Redis commands (a snapshot) and
- * hands them to the writer; it never writes to Redis itself.
+ * hands them to the writer. The only thing it writes to Redis itself is
+ * the funnel's unique users (PFADD, idempotent; see send_reaches_once).
  *
  * Threads: fd_shard_new/push/take/destroy are called by the consumer thread
  * only; everything else runs on the shard's own thread.
@@ -54,23 +55,11 @@ typedef struct fd_item {
 } fd_item;
 
 /* What changed in one partition since the previous marker. */
-/* A user that reached a funnel stage in a window, for the HyperLogLogs; the
- * id is copied into the chunk's id arena (the writer merges them). */
-typedef struct fd_chunk_reach {
-    int64_t start_ms;
-    uint32_t off, len; /* in fd_chunk.ids */
-    int32_t stage;
-} fd_chunk_reach;
-
 typedef struct fd_chunk {
     int32_t partition;
     fd_resp cmds;                /* MSET of the changed users' records (absolute values) */
     struct fd_funnel_delta *win; /* window deltas (the writer merges them) */
     int n_win, cap_win;
-    fd_chunk_reach *reach; /* stage reaches (the writer merges them into PFADDs) */
-    size_t n_reach, cap_reach;
-    char *ids; /* the reaches' user ids */
-    size_t ids_len, ids_cap;
     int64_t stats[FD_ST__COUNT]; /* deltas */
 } fd_chunk;
 
