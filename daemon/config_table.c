@@ -63,8 +63,8 @@ const struct cf_key cf_keys[] = {
      0, NULL, NULL, "longest reconnect delay; must be >= backoff_min_ms"},
     {"redis.flush_interval_ms", CF_DURATION, OFF(redis_flush_interval_ms), 0, NULL, 200, 1, MS_MIN,
      0, NULL, NULL,
-     "how often dirty state and offsets are written behind; under load the interval stretches to "
-     "8x the last write's duration (at most 5 s)"},
+     "how often dirty state and offsets are written behind; while a backlog is read the interval "
+     "stretches to 8x the last write's duration, at least 1 s and at most 5 s"},
 
     {"input.format", CF_ENUM, OFF(input_format), 0, "avro", 0, 0, 0, 0, "avro|confluent-avro|json",
      NULL, "encoding of messages on the events topic"},

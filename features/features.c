@@ -438,17 +438,52 @@ static double *fix_field(fd_feat *f, int i)
     return NULL;
 }
 
+/* Two decimal digits per division (records are formatted for every
+ * changed user at every flush). */
+static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                     "25262728293031323334353637383940414243444546474849"
+                                     "50515253545556575859606162636465666768697071727374"
+                                     "75767778798081828384858687888990919293949596979899";
+
 static char *put_u64(char *p, uint64_t v)
 {
     char tmp[20];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
+    int n = 20;
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        tmp[--n] = digit_pairs[d + 1];
+        tmp[--n] = digit_pairs[d];
+    }
+    if (v >= 10) {
+        unsigned d = (unsigned)v * 2;
+        tmp[--n] = digit_pairs[d + 1];
+        tmp[--n] = digit_pairs[d];
+    } else {
+        tmp[--n] = (char)('0' + v);
+    }
+    memcpy(p, tmp + n, (size_t)(20 - n));
+    return p + (20 - n);
+}
+
+/* A fixed-point value (integral millionths in a double) as "-12.345678". */
+static char *put_fix(char *e, double fv)
+{
+    int64_t x = (int64_t)fv;
+    if (x < 0) {
+        *e++ = '-';
+        x = -x;
+    }
+    e = put_u64(e, (uint64_t)(x / FD_FIX));
+    *e++ = '.';
+    unsigned frac = (unsigned)(x % FD_FIX); /* six digits, zero padded */
+    for (int k = 4; k >= 0; k -= 2) {
+        unsigned d = (frac % 100) * 2;
+        frac /= 100;
+        e[k] = digit_pairs[d];
+        e[k + 1] = digit_pairs[d + 1];
+    }
+    return e + 6;
 }
 
 static char *put_i64(char *p, int64_t v)
@@ -470,16 +505,7 @@ size_t fd_feat_field_format(const fd_feat_params *p, const fd_feat *f, int i, ch
     if ((v = int_field(m, i))) {
         e = put_i64(buf, *v);
     } else if ((fv = fix_field(m, i))) {
-        int64_t x = (int64_t)*fv;
-        if (x < 0) {
-            *e++ = '-';
-            x = -x;
-        }
-        e = put_u64(e, (uint64_t)(x / FD_FIX));
-        *e++ = '.';
-        int64_t frac = x % FD_FIX;
-        for (int64_t d = FD_FIX / 10; d; d /= 10)
-            *e++ = (char)('0' + (frac / d) % 10);
+        e = put_fix(e, *fv);
     } else if (i == FF_ITEMS_SK) {
         e = put_u64(buf, f->items_sk);
     } else if (i == FF_CATS_SK) {
@@ -554,11 +580,35 @@ size_t fd_feat_record_format(const fd_feat_params *p, const fd_feat *f, char *bu
         memcpy(e, p->hl_name[i], n);
         e += n;
     }
-    int n_fields = fd_feat_field_count(p);
-    for (int i = 0; i < n_fields; i++) {
+    /* The fields in fd_feat_field_name order, without the per-field
+     * dispatch of fd_feat_field_format (test_record checks they agree). */
+    const int64_t ints[] = {f->count[FD_EV_CLICK], f->count[FD_EV_CART], f->count[FD_EV_PURCHASE],
+                            f->first_ts,           f->last_ts,           f->revenue_cents,
+                            f->last_cart_ts,       f->last_purchase_ts,  f->sessions,
+                            f->gap_sum_ms};
+    for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         *e++ = ' ';
-        e += fd_feat_field_format(p, f, i, e);
+        e = put_i64(e, ints[i]);
     }
+    const uint64_t us[] = {f->items_sk, f->cats_sk, f->sess_id};
+    for (size_t i = 0; i < 3; i++) {
+        *e++ = ' ';
+        e = put_u64(e, us[i]);
+    }
+    const int64_t sess[] = {f->sess_start, f->sess_last, f->sess_stage};
+    for (size_t i = 0; i < 3; i++) {
+        *e++ = ' ';
+        e = put_i64(e, sess[i]);
+    }
+    *e++ = ' ';
+    e = put_fix(e, f->abandoned);
+    *e++ = ' ';
+    e = put_fix(e, f->carted);
+    for (int h = 0; h < p->n_hl; h++)
+        for (int d = 0; d < FD_DC__COUNT; d++) {
+            *e++ = ' ';
+            e = put_fix(e, f->dc[d][h]);
+        }
     *e = '\0';
     return (size_t)(e - buf);
 }

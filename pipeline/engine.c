@@ -1132,10 +1132,12 @@ out:
  * MAX_STRETCH_MS), so a backlog is written in fewer, larger transactions:
  * every touched window and every changed user costs one command per
  * epoch, however many events changed it. (8 and 5 s: measured with
- * funnelctl bench, see BENCHMARKS.md.) Not once the consumer has caught
- * up (its last poll found nothing new): then the backlog is gone. */
+ * funnelctl bench, see BENCHMARKS.md), and at least BACKLOG_MIN_MS. Not
+ * once the consumer has caught up (backlog(): it polled up to every
+ * partition's last known end): then the interval is the configured one. */
 #define WRITE_STRETCH  8
 #define MAX_STRETCH_MS 5000
+#define BACKLOG_MIN_MS 1000 /* the least interval while a backlog is read */
 
 /* Messages on the broker not polled yet, by the high watermarks librdkafka
  * last fetched (cached: no request). Unknown counts as a backlog. */
@@ -1156,6 +1158,8 @@ static bool backlog(const fd_engine *e)
 static int64_t flush_interval(const fd_engine *e)
 {
     int64_t i = e->cfg->redis_flush_interval_ms, s = WRITE_STRETCH * e->last_write_ms;
+    if (s < BACKLOG_MIN_MS)
+        s = BACKLOG_MIN_MS;
     if (s > i && !backlog(e))
         return i; /* no backlog: nothing to gain by waiting, and the end of a burst is fresh */
     if (s > MAX_STRETCH_MS)

@@ -334,21 +334,19 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m, int64_t part_max_ts)
 
 /* ---- unique users per stage -------------------------------------------- */
 
+/* key: the HyperLogLog, (start << 4) | (hour << 3) | stage (event times
+ * are >= 0, fd_event_validate; stages are 1..4) */
+_Static_assert(FD_STAGE_PURCHASE < 8, "stage must fit in 3 bits");
 typedef struct sreach {
-    int64_t start;
+    uint64_t key;
     const char *id;
     uint32_t len;
-    uint8_t hour, stage;
 } sreach;
 
 static int sreach_cmp(const void *a, const void *b)
 {
     const sreach *x = a, *y = b;
-    if (x->hour != y->hour)
-        return x->hour - y->hour;
-    if (x->start != y->start)
-        return x->start < y->start ? -1 : 1;
-    return x->stage - y->stage;
+    return x->key < y->key ? -1 : x->key > y->key;
 }
 
 /* PFADD the users that reached a stage in a window (and in its hour) since
@@ -381,13 +379,11 @@ static int send_reaches_once(fd_shard *s)
     }
     sreach *r = s->sreach;
     for (size_t i = 0; i < n; i++) {
-        sreach w = {fr[i].start_ms, fr[i].user, fr[i].user_len, 0, (uint8_t)fr[i].stage};
-        r[m++] = w;
-        if (hourly) {
-            w.hour = 1;
-            w.start -= w.start % FD_HOUR_MS;
-            r[m++] = w;
-        }
+        uint64_t st = (uint64_t)fr[i].stage, start = (uint64_t)fr[i].start_ms;
+        r[m++] = (sreach){start << 4 | st, fr[i].user, fr[i].user_len};
+        if (hourly)
+            r[m++] =
+                (sreach){(start - start % FD_HOUR_MS) << 4 | 8 | st, fr[i].user, fr[i].user_len};
     }
     qsort(r, m, sizeof *r, sreach_cmp);
     fd_resp *b = &s->pfadd;
@@ -397,12 +393,11 @@ static int send_reaches_once(fd_shard *s)
     size_t n_cmds = 0;
     for (size_t i = 0; i < m;) {
         size_t j = i;
-        while (j < m && r[j].hour == r[i].hour && r[j].start == r[i].start &&
-               r[j].stage == r[i].stage)
+        while (j < m && r[j].key == r[i].key)
             j++;
         int kl = snprintf(key, sizeof key, "%sfunnel:%s:%lld:users:%s", prefix,
-                          r[i].hour ? "1h" : fp->window_name, (long long)r[i].start,
-                          fd_stage_name(r[i].stage));
+                          (r[i].key & 8) ? "1h" : fp->window_name, (long long)(r[i].key >> 4),
+                          fd_stage_name((int)(r[i].key & 7)));
         fd_resp_cmd(b, 2 + (int)(j - i));
         fd_resp_str(b, "PFADD");
         fd_resp_arg(b, key, (size_t)kl);

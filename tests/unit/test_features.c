@@ -291,6 +291,14 @@ static void test_record(void)
     for (size_t i = 0; i < n; i++)
         spaces += rec[i] == ' ';
     CHECK(spaces == 1 + fd_feat_field_count(&P)); /* header, then one per field */
+    /* every token is what fd_feat_field_format writes for that field */
+    const char *tok = strchr(rec + 3, ' ') + 1;
+    for (int i = 0; i < fd_feat_field_count(&P); i++) {
+        char one[FD_FEAT_FIELD_BUF];
+        size_t l = fd_feat_field_format(&P, &f, i, one);
+        CHECK(strncmp(tok, one, l) == 0 && (tok[l] == ' ' || tok[l] == '\0'));
+        tok += l + 1;
+    }
     unsigned missing = 99;
     CHECK(fd_feat_record_parse(&P, &g, rec, n, &missing, err, sizeof err) == 0);
     CHECK(missing == 0);
