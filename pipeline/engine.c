@@ -1034,8 +1034,18 @@ static int write_epochs(fd_engine *e)
         goto out; /* retry with what is left */
     }
 
-    /* Round trip 2: MULTI, the snapshots, the offsets, EXEC. */
+    /* Round trip 2: the PFADDs of the funnel's unique users (idempotent,
+     * so outside the transaction, see shard.c build_reaches), then MULTI,
+     * the snapshots, the offsets, EXEC. */
     size_t n_cmds = 0;
+    for (int k = 0; k < e->n_epochs; k++)
+        for (int i = 0; i < e->n_shards; i++) {
+            const fd_resp *pf = &e->epochs[k]->snaps[i]->pfadd;
+            if (pf->n_cmds) {
+                fd_redis_append_raw(e->redis, pf->p, pf->len, pf->n_cmds);
+                n_cmds += pf->n_cmds;
+            }
+        }
     fd_redis_appendf(e->redis, "MULTI");
     n_cmds++;
     /* Users as the shards wrote them; minutes and stats merged over shards,

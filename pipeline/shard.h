@@ -9,8 +9,7 @@
  * users from Redis with one pipelined round trip per batch, and applies the
  * functional core. At a flush marker it serialises, per partition, the
  * users and counters that changed into Redis commands (a snapshot) and
- * hands them to the writer. The only thing it writes to Redis itself is
- * the funnel's unique users (PFADD, idempotent; see send_reaches_once).
+ * hands them to the writer; it never writes to Redis itself.
  *
  * Threads: fd_shard_new/push/take/destroy are called by the consumer thread
  * only; everything else runs on the shard's own thread.
@@ -67,7 +66,9 @@ typedef struct fd_snapshot {
     uint64_t epoch;
     fd_chunk *chunks;
     int n_chunks;
-    int error; /* out of memory while building: the epoch cannot be written */
+    fd_resp pfadd; /* PFADDs of the funnel's unique users, all partitions (idempotent:
+                      sent before the MULTI/EXEC, whatever becomes of the partitions) */
+    int error;     /* out of memory while building: the epoch cannot be written */
 } fd_snapshot;
 
 void fd_snapshot_free(fd_snapshot *s); /* NULL accepted */
