@@ -100,6 +100,35 @@ typedef struct closer {
     int n_pe;
 } closer;
 
+/* The writer's I/O thread: once the consumer thread has queued a whole
+ * write (PFADDs, MULTI ... EXEC) on the writer's connection, this thread
+ * sends it and reads the replies, so the consumer thread keeps polling and
+ * routing meanwhile (the shards' queues drain in ~50 ms; a write takes
+ * 100-400 ms on a backlog). The connection is handed over and back under
+ * mu: the consumer thread touches e->redis only while state is IO_IDLE
+ * (write_poll waits for that first). */
+enum { IO_IDLE = 0, IO_PENDING, IO_DONE };
+typedef struct wio {
+    pthread_t thread;
+    bool started, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state;
+    size_t n_replies;  /* to read; the last is kept */
+    int rc;            /* 0, or -1: the connection failed (outcome unknown) */
+    redisReply *reply; /* the last one (EXEC's) */
+} wio;
+
+/* What the consumer thread needs to finish a write once io read it. */
+typedef struct inflight {
+    bool active;
+    int32_t *parts; /* partitions written */
+    int64_t *offset, *max_ts;
+    int n, n_epochs;
+    size_t n_cmds;
+    int64_t t_start;
+} inflight;
+
 /* One flush: the offsets recorded at its marker and the shards' snapshots. */
 typedef struct epoch {
     uint64_t id;
@@ -144,6 +173,8 @@ struct fd_engine {
     epoch *epochs[MAX_EPOCHS]; /* pending, oldest first */
     int n_epochs;
     uint64_t next_epoch;
+    wio io;                  /* reads the replies of the write in flight */
+    inflight wf;             /* the write whose replies io is reading */
     bool write_ambiguous;    /* the last EXEC's outcome is unknown */
     int64_t *attempt_offset; /* per partition, offsets of that EXEC */
 
@@ -934,10 +965,13 @@ static void closer_stop(fd_engine *e)
     e->cl.started = false;
 }
 
-/* Write every complete pending epoch in one MULTI/EXEC. 0 when written (or
- * nothing to write), -1 to retry later. */
+/* Write every complete pending epoch in one MULTI/EXEC: 1 when it is
+ * sent (write_poll finishes it), 0 when there was nothing to write (or it
+ * was already written), -1 to retry later. */
 static int write_epochs(fd_engine *e)
 {
+    if (e->wf.active)
+        return -1;
     if (e->n_epochs == 0 || !collect(e) || e->fatal)
         return e->n_epochs == 0 ? 0 : -1;
     int rc = -1;
@@ -1094,36 +1128,23 @@ static int write_epochs(fd_engine *e)
     }
     fd_redis_appendf(e->redis, "EXEC");
     n_cmds++;
-    int64_t t_write = fd_mono_ms();
-    if (fd_redis_read_replies(e->redis, NULL, n_cmds - 1, err, sizeof err) != 0 ||
-        fd_redis_read_replies(e->redis, rep, 1, err, sizeof err) != 0) {
-        e->write_ambiguous = true;
-        set_blocked(e, true, "Redis failed during a write");
-        goto out;
-    }
-    e->last_write_ms = fd_mono_ms() - t_write;
-    fd_debug("engine", "wrote %d epoch(s): %zu commands, %d partition(s) in %" PRId64 " ms",
-             e->n_epochs, n_cmds, n, e->last_write_ms);
-    redisReply *x = rep[0];
-    if (x->type == REDIS_REPLY_NIL) {
-        fd_info("engine", "write raced with another writer (WATCH); retrying");
-    } else if (x->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < x->elements; i++)
-            if (x->element[i]->type == REDIS_REPLY_ERROR)
-                fd_err("engine", "command %zu of a write failed inside EXEC: %s", i + 1,
-                       x->element[i]->str);
-        for (int i = 0; i < n; i++)
-            e->parts[parts[i]].confirmed_max_ts = max_ts[parts[i]];
-        confirm(e, e->n_epochs);
-        set_blocked(e, false, NULL);
-        rc = 0;
-    } else {
-        fd_err("engine", "EXEC: unexpected reply: %s",
-               x->type == REDIS_REPLY_ERROR ? x->str : "(not an array)");
-        set_blocked(e, true, "Redis refused the write");
-    }
-    freeReplyObject(x);
-    rep[0] = NULL;
+    /* Hand the connection to the I/O thread; write_poll finishes. */
+    e->wf = (inflight){.active = true,
+                       .parts = parts,
+                       .offset = offset,
+                       .max_ts = max_ts,
+                       .n = n,
+                       .n_epochs = e->n_epochs,
+                       .n_cmds = n_cmds,
+                       .t_start = fd_mono_ms()};
+    parts = NULL;
+    offset = max_ts = NULL;
+    pthread_mutex_lock(&e->io.mu);
+    e->io.n_replies = n_cmds;
+    e->io.state = IO_PENDING;
+    pthread_cond_broadcast(&e->io.cv);
+    pthread_mutex_unlock(&e->io.mu);
+    rc = 1;
 out:
     if (rep) {
         for (int i = 0; i <= n; i++)
@@ -1135,6 +1156,108 @@ out:
     free(offset);
     free(max_ts);
     return rc;
+}
+
+/* The consumer thread's side of a write whose replies io has read. */
+static void finish_write(fd_engine *e, int io_rc, redisReply *x)
+{
+    inflight *w = &e->wf;
+    if (io_rc != 0 || !x) {
+        e->write_ambiguous = true;
+        set_blocked(e, true, "Redis failed during a write");
+    } else {
+        e->last_write_ms = fd_mono_ms() - w->t_start;
+        fd_debug("engine", "wrote %d epoch(s): %zu commands, %d partition(s) in %" PRId64 " ms",
+                 w->n_epochs, w->n_cmds, w->n, e->last_write_ms);
+        if (x->type == REDIS_REPLY_NIL) {
+            fd_info("engine", "write raced with another writer (WATCH); retrying");
+        } else if (x->type == REDIS_REPLY_ARRAY) {
+            for (size_t i = 0; i < x->elements; i++)
+                if (x->element[i]->type == REDIS_REPLY_ERROR)
+                    fd_err("engine", "command %zu of a write failed inside EXEC: %s", i + 1,
+                           x->element[i]->str);
+            for (int i = 0; i < w->n; i++)
+                e->parts[w->parts[i]].confirmed_max_ts = w->max_ts[w->parts[i]];
+            confirm(e, w->n_epochs);
+            set_blocked(e, false, NULL);
+            if (e->n_epochs == 0)
+                closer_kick(e);
+        } else {
+            fd_err("engine", "EXEC: unexpected reply: %s",
+                   x->type == REDIS_REPLY_ERROR ? x->str : "(not an array)");
+            set_blocked(e, true, "Redis refused the write");
+        }
+    }
+    if (x)
+        freeReplyObject(x);
+    free(w->parts);
+    free(w->offset);
+    free(w->max_ts);
+    *w = (inflight){0};
+}
+
+/* Finish the write in flight if io is done with it (wait for that when
+ * block). Afterwards, with block, e->redis is the consumer thread's. */
+static void write_poll(fd_engine *e, bool block)
+{
+    if (!e->wf.active)
+        return;
+    pthread_mutex_lock(&e->io.mu);
+    while (block && e->io.state != IO_DONE)
+        pthread_cond_wait(&e->io.cv, &e->io.mu);
+    if (e->io.state != IO_DONE) {
+        pthread_mutex_unlock(&e->io.mu);
+        return;
+    }
+    int rc = e->io.rc;
+    redisReply *x = e->io.reply;
+    e->io.reply = NULL;
+    e->io.state = IO_IDLE;
+    pthread_mutex_unlock(&e->io.mu);
+    finish_write(e, rc, x);
+}
+
+static void *io_main(void *arg)
+{
+    fd_engine *e = arg;
+    pthread_mutex_lock(&e->io.mu);
+    for (;;) {
+        while (!e->io.stop && e->io.state != IO_PENDING)
+            pthread_cond_wait(&e->io.cv, &e->io.mu);
+        if (e->io.state != IO_PENDING)
+            break; /* stop, nothing pending */
+        size_t n = e->io.n_replies;
+        pthread_mutex_unlock(&e->io.mu);
+        char err[256];
+        redisReply *x = NULL;
+        int rc = fd_redis_read_replies(e->redis, NULL, n - 1, err, sizeof err);
+        if (rc == 0)
+            rc = fd_redis_read_replies(e->redis, &x, 1, err, sizeof err);
+        if (rc != 0)
+            fd_warn("engine", "write: %s", err);
+        pthread_mutex_lock(&e->io.mu);
+        e->io.rc = rc;
+        e->io.reply = x;
+        e->io.state = IO_DONE;
+        pthread_cond_broadcast(&e->io.cv);
+    }
+    pthread_mutex_unlock(&e->io.mu);
+    return NULL;
+}
+
+static void io_stop(fd_engine *e)
+{
+    if (!e->io.started)
+        return;
+    pthread_mutex_lock(&e->io.mu);
+    e->io.stop = true;
+    pthread_cond_broadcast(&e->io.cv);
+    pthread_mutex_unlock(&e->io.mu);
+    pthread_join(e->io.thread, NULL);
+    e->io.started = false;
+    if (e->io.reply)
+        freeReplyObject(e->io.reply);
+    e->io.reply = NULL;
 }
 
 /* The interval between epochs: redis.flush_interval_ms, stretched under
@@ -1181,10 +1304,13 @@ static int64_t flush_interval(const fd_engine *e)
  * deadline passes. Used at revocation and shutdown. */
 static int flush_now(fd_engine *e, int64_t deadline)
 {
+    write_poll(e, true);
     if (e->n_epochs == 0 && start_epoch(e) != 0)
         return -1;
     while (e->n_epochs && !e->fatal) {
-        if (write_epochs(e) == 0 && e->n_epochs == 0)
+        write_epochs(e);
+        write_poll(e, true);
+        if (e->n_epochs == 0)
             break;
         if (fd_mono_ms() >= deadline)
             return -1;
@@ -1193,7 +1319,9 @@ static int flush_now(fd_engine *e, int64_t deadline)
     /* Anything that changed while the pending epochs were written. */
     if (!e->fatal && start_epoch(e) == 0)
         while (e->n_epochs && !e->fatal && fd_mono_ms() < deadline) {
-            if (write_epochs(e) == 0 && e->n_epochs == 0)
+            write_epochs(e);
+            write_poll(e, true);
+            if (e->n_epochs == 0)
                 break;
             fd_sleep_ms(5);
         }
@@ -1213,6 +1341,7 @@ static void resolve_partitions(fd_engine *e)
             todo[n++] = p;
     if (!n)
         return;
+    write_poll(e, true); /* the connection is ours again */
     /* A partition taken back must not overlap a pending epoch's view of it. */
     char err[256];
     if (fd_redis_ensure(e->redis, err, sizeof err) != 0) {
@@ -1534,6 +1663,8 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     e->cfg = cfg;
     pthread_mutex_init(&e->cl.mu, NULL);
     pthread_cond_init(&e->cl.cv, NULL);
+    pthread_mutex_init(&e->io.mu, NULL);
+    pthread_cond_init(&e->io.cv, NULL);
     atomic_init(&e->confirmed_epoch, 0);
     atomic_init(&e->abort, 0);
     atomic_init(&e->stalled, 0);
@@ -1603,6 +1734,11 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         goto fail;
     }
     e->cl.started = true;
+    if (pthread_create(&e->io.thread, NULL, io_main, e) != 0) {
+        snprintf(errstr, errstr_size, "cannot start the writer I/O thread");
+        goto fail;
+    }
+    e->io.started = true;
     fd_info("engine", "%d worker shard(s), %d queued messages each, %d users in memory at most",
             e->n_shards, cfg->engine_queue_messages, cfg->state_max_users_in_memory);
     return e;
@@ -1643,7 +1779,8 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
             start_epoch(e);
             e->last_flush_ms = now;
         }
-        if (e->n_epochs && write_epochs(e) == 0 && e->n_epochs == 0) {
+        write_poll(e, false);
+        if (e->n_epochs && write_epochs(e) == 0 && e->n_epochs == 0) { /* already applied */
             set_blocked(e, false, NULL);
             closer_kick(e);
         }
@@ -1696,6 +1833,8 @@ void fd_engine_destroy(fd_engine *e)
     if (!e)
         return;
     closer_stop(e); /* it uses the producer and Redis */
+    write_poll(e, true);
+    io_stop(e);
     atomic_store(&e->abort, 1);
     if (e->shards)
         for (int i = 0; i < e->n_shards; i++)
@@ -1721,6 +1860,8 @@ void fd_engine_destroy(fd_engine *e)
     free(e->cl.pe);
     pthread_cond_destroy(&e->cl.cv);
     pthread_mutex_destroy(&e->cl.mu);
+    pthread_cond_destroy(&e->io.cv);
+    pthread_mutex_destroy(&e->io.mu);
     free(e->wait);
     free(e->parts);
     free(e->attempt_offset);
