@@ -375,10 +375,32 @@ typedef struct sreach {
     uint32_t len;
 } sreach;
 
-static int sreach_cmp(const void *a, const void *b)
+/* Sort r[0..n) by key, stable, with tmp (n entries): LSD radix over the
+ * bytes in which the keys differ (an epoch's windows span a few hours to
+ * days: 4-6 passes). Was qsort, ~6 % of funneld's CPU in perf. */
+static sreach *sreach_sort(sreach *r, sreach *tmp, size_t n)
 {
-    const sreach *x = a, *y = b;
-    return x->key < y->key ? -1 : x->key > y->key;
+    if (n < 2)
+        return r;
+    uint64_t lo = r[0].key, hi = r[0].key;
+    for (size_t i = 1; i < n; i++) {
+        lo = r[i].key < lo ? r[i].key : lo;
+        hi = r[i].key > hi ? r[i].key : hi;
+    }
+    uint64_t span = hi - lo;
+    for (int shift = 0; shift < 64 && (span >> shift) != 0; shift += 8) {
+        size_t count[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[((r[i].key - lo) >> shift & 0xff) + 1]++;
+        for (int b = 0; b < 256; b++)
+            count[b + 1] += count[b];
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(r[i].key - lo) >> shift & 0xff]++] = r[i];
+        sreach *t = r;
+        r = tmp;
+        tmp = t;
+    }
+    return r;
 }
 
 /* The PFADDs of the users that reached a stage in a window (and in its
@@ -403,8 +425,8 @@ static int build_reaches(fd_shard *s, fd_resp *b)
     const fd_funnel_params *fp = &s->env->core->funnel;
     bool hourly = fp->window_ms != FD_HOUR_MS;
     size_t m = 0, need = n * (hourly ? 2 : 1);
-    if (need > s->cap_sreach) {
-        sreach *nr = realloc(s->sreach, need * sizeof *nr);
+    if (need > s->cap_sreach) { /* the entries, then as many for the sort */
+        sreach *nr = realloc(s->sreach, 2 * need * sizeof *nr);
         if (!nr)
             return -1;
         s->sreach = nr;
@@ -418,7 +440,7 @@ static int build_reaches(fd_shard *s, fd_resp *b)
             r[m++] =
                 (sreach){(start - start % FD_HOUR_MS) << 4 | 8 | st, fr[i].user, fr[i].user_len};
     }
-    qsort(r, m, sizeof *r, sreach_cmp);
+    r = sreach_sort(r, r + need, m);
     const char *prefix = s->env->cfg->redis_key_prefix;
     char key[FD_ID_MAX + 600];
     for (size_t i = 0; i < m;) {
