@@ -1,7 +1,9 @@
 /*
  * engine.c - see engine.h. The consumer thread: polls Kafka, routes each
  * message by its key to the shard that owns the user, and writes what the
- * shards prepared to Redis (the writer).
+ * shards prepared to Redis (the writer; an I/O thread reads the replies of
+ * the write in flight while the consumer thread goes on routing). A
+ * closer thread closes funnel windows and sends their metrics.
  *
  * Exactly-once state, the way this file keeps it:
  *
@@ -14,7 +16,10 @@
  *    E and the recorded offsets (key PREFIX part:TOPIC:P, fields offset and
  *    max_ts) in one MULTI/EXEC. So Redis never holds an effect without the
  *    offset that covers it, nor the reverse; on (re)assignment a partition
- *    is sought to its stored offset.
+ *    is sought to its stored offset. The one exception is the funnel's
+ *    unique users: PFADD is idempotent, so the shards' PFADDs go just
+ *    before the MULTI on the same connection (applied before the offsets
+ *    that cover them; a replay adds the same users again).
  *  - Messages are handed to shards strictly in poll order: when one shard's
  *    queue is full, routing stops (later messages wait, partitions pause),
  *    so a recorded offset never skips a message still waiting.
