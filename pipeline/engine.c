@@ -1779,8 +1779,11 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         }
         resolve_partitions(e);
         int64_t now = fd_mono_ms();
+        int64_t since = now - e->last_flush_ms; /* flush_interval() asks librdkafka: not
+                                                   before the configured interval */
         if (e->n_epochs == 0 &&
-            (now - e->last_flush_ms >= flush_interval(e) || dirty_users(e) >= FLUSH_DIRTY_USERS)) {
+            ((since >= e->cfg->redis_flush_interval_ms && since >= flush_interval(e)) ||
+             dirty_users(e) >= FLUSH_DIRTY_USERS)) {
             start_epoch(e);
             e->last_flush_ms = now;
         }
