@@ -90,7 +90,8 @@ const struct cf_key cf_keys[] = {
      "on SIGTERM, on revocation: how long to keep trying to write state before giving up"},
     {"state.max_users_in_memory", CF_INT, OFF(state_max_users_in_memory), 0, NULL, 2000000, 1000,
      1000000000, 0, NULL, NULL,
-     "users cached in memory (all shards); beyond it clean users are evicted, reloaded on sight"},
+     "users cached in memory (all shards); beyond it clean users are evicted, reloaded on sight, "
+     "and state is flushed every redis.flush_interval_ms even while a backlog is read"},
 
     {"features.half_lives", CF_STR, OFF(features_half_lives), 0, "1h,1d,7d,30d", 0, 0, 0,
      CF_NONEMPTY | CF_LIST, NULL, check_half_lives,

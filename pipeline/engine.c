@@ -304,6 +304,17 @@ static size_t dirty_users(fd_engine *e)
     return n;
 }
 
+/* More users in memory than state.max_users_in_memory: flush at the
+ * configured interval even while a backlog stretches it, since shards evict
+ * only users whose state a confirmed flush carried. */
+static bool over_user_bound(fd_engine *e)
+{
+    size_t n = 0;
+    for (int i = 0; i < e->n_shards; i++)
+        n += fd_shard_users(e->shards[i]);
+    return n > (size_t)e->cfg->state_max_users_in_memory;
+}
+
 static void epoch_destroy(fd_engine *e, epoch *ep)
 {
     if (!ep)
@@ -1781,9 +1792,9 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         int64_t now = fd_mono_ms();
         int64_t since = now - e->last_flush_ms; /* flush_interval() asks librdkafka: not
                                                    before the configured interval */
-        if (e->n_epochs == 0 &&
-            ((since >= e->cfg->redis_flush_interval_ms && since >= flush_interval(e)) ||
-             dirty_users(e) >= FLUSH_DIRTY_USERS)) {
+        if (e->n_epochs == 0 && ((since >= e->cfg->redis_flush_interval_ms &&
+                                  (since >= flush_interval(e) || over_user_bound(e))) ||
+                                 dirty_users(e) >= FLUSH_DIRTY_USERS)) {
             start_epoch(e);
             e->last_flush_ms = now;
         }
