@@ -495,30 +495,6 @@ static char *put_i64(char *p, int64_t v)
     return put_u64(p, (uint64_t)v);
 }
 
-size_t fd_feat_field_format(const fd_feat_params *p, const fd_feat *f, int i, char *buf)
-{
-    (void)p;
-    fd_feat *m = (fd_feat *)f; /* the accessors are shared with parse; nothing is written */
-    char *e = buf;
-    int64_t *v;
-    double *fv;
-    if ((v = int_field(m, i))) {
-        e = put_i64(buf, *v);
-    } else if ((fv = fix_field(m, i))) {
-        e = put_fix(e, *fv);
-    } else if (i == FF_ITEMS_SK) {
-        e = put_u64(buf, f->items_sk);
-    } else if (i == FF_CATS_SK) {
-        e = put_u64(buf, f->cats_sk);
-    } else if (i == FF_SESS_ID) {
-        e = put_u64(buf, f->sess_id);
-    } else if (i == FF_SESS_STAGE) {
-        e = put_i64(buf, f->sess_stage);
-    }
-    *e = '\0';
-    return (size_t)(e - buf);
-}
-
 /* Unsigned decimal of s[0..len); stops at the first non-digit. */
 static uint64_t parse_u64(const char *s, size_t len, size_t *pos)
 {
@@ -580,8 +556,9 @@ size_t fd_feat_record_format(const fd_feat_params *p, const fd_feat *f, char *bu
         memcpy(e, p->hl_name[i], n);
         e += n;
     }
-    /* The fields in fd_feat_field_name order, without the per-field
-     * dispatch of fd_feat_field_format (test_record checks they agree). */
+    /* The fields in fd_feat_field_name order, listed here by hand (the
+     * parser reaches them through int_field/fix_field; test_record checks
+     * that token i parsed alone as field i rebuilds the state). */
     const int64_t ints[] = {f->count[FD_EV_CLICK], f->count[FD_EV_CART], f->count[FD_EV_PURCHASE],
                             f->first_ts,           f->last_ts,           f->revenue_cents,
                             f->last_cart_ts,       f->last_purchase_ts,  f->sessions,
@@ -613,7 +590,7 @@ size_t fd_feat_record_format(const fd_feat_params *p, const fd_feat *f, char *bu
     return (size_t)(e - buf);
 }
 
-/* A field as fd_feat_field_format writes it: -?[0-9]{1,20}(.[0-9]{1,6})? */
+/* A field as fd_feat_record_format writes it: -?[0-9]{1,20}(.[0-9]{1,6})? */
 static bool field_token_ok(const char *s, size_t n)
 {
     size_t i = 0, d = 0;

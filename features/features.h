@@ -106,14 +106,12 @@ uint64_t fd_str_hash(const char *s);
 /* Estimate of distinct values from a 64-bit linear-counting bitmap. */
 double fd_sketch_estimate(uint64_t bits);
 
-/* Persistence: the stored fields of a user hash, in a fixed order.
- * fd_feat_field_count(p) names; fd_feat_field_name(p, i) their names;
- * fd_feat_field_format writes field i of f as text (decayed values as
- * "123.456789"), returns the length; fd_feat_field_parse reads it back
- * (absent or bad text = 0). Round trip is exact. */
+/* Persistence: the stored fields of a user, in a fixed order (the user
+ * record below). fd_feat_field_count(p) names; fd_feat_field_name(p, i)
+ * their names; fd_feat_field_parse reads field i from its text (integers;
+ * decayed values as "123.456789"; bad text = 0). */
 int fd_feat_field_count(const fd_feat_params *p);
 const char *fd_feat_field_name(const fd_feat_params *p, int i, char *buf, size_t n);
-size_t fd_feat_field_format(const fd_feat_params *p, const fd_feat *f, int i, char *buf);
 void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char *s, size_t len);
 #define FD_FEAT_FIELD_BUF  32 /* enough for any formatted field */
 #define FD_FEAT_FIELDS_MAX (18 + FD_DC__COUNT * FD_FEAT_MAX_HL)
@@ -124,8 +122,9 @@ void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char 
  *     "u1 " HALF-LIVES " " FIELD0 " " FIELD1 ... FIELDn-1
  *
  * HALF-LIVES is the comma-separated fd_duration_name of each half-life in
- * use ("1h,1d,7d,30d"), the fields are fd_feat_field_format's text in
- * fd_feat_field_name order, single spaces between tokens. One string, not
+ * use ("1h,1d,7d,30d"), the fields in fd_feat_field_name order (integers
+ * in decimal, decayed values with six decimals), single spaces between
+ * tokens. Round trip is exact. One string, not
  * a hash of fields: one MGET loads a batch of users and one MSET writes
  * them, and Redis stores it with one allocation (a 38-field hash cost
  * Redis ~12 us per write, see docs/BENCHMARKS.md).

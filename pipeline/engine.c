@@ -60,8 +60,9 @@
 #include "pipeline/redis.h"
 #include "pipeline/shard.h"
 
-#define ROUTE_CHUNK 512 /* messages routed per round */
-#define MAX_EPOCHS  4   /* pending epochs (normally one) */
+#define ROUTE_CHUNK  512 /* messages routed per round */
+#define PART_KEY_MAX 512 /* PREFIX part:TOPIC:P (part_key) */
+#define MAX_EPOCHS   4   /* pending epochs (normally one) */
 /* Flush before the interval when this many users changed (bounds the size
  * of one MULTI/EXEC and the memory of a snapshot). */
 #define FLUSH_DIRTY_USERS 100000
@@ -84,17 +85,53 @@ typedef struct part {
  * (a delivery wait per 512 windows) and starved the shards meanwhile.
  * Everything below is the closer thread's own while it runs; the consumer
  * thread uses it only after closer_stop joined it. */
+/* A helper thread: the flag that stops it, and the lock and condition it
+ * waits on (the closer and the writer's I/O thread). */
+typedef struct bgthread {
+    pthread_t thread;
+    bool started, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} bgthread;
+
+static void bg_init(bgthread *b)
+{
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+}
+
+static int bg_start(bgthread *b, void *(*fn)(void *), void *arg)
+{
+    b->started = pthread_create(&b->thread, NULL, fn, arg) == 0;
+    return b->started ? 0 : -1;
+}
+
+/* Set stop, wake the thread, join it. */
+static void bg_stop(bgthread *b)
+{
+    if (!b->started)
+        return;
+    pthread_mutex_lock(&b->mu);
+    b->stop = true;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->thread, NULL);
+    b->started = false;
+}
+
+static void bg_destroy(bgthread *b)
+{
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+}
+
 typedef struct part_empty {
     bool empty, nonempty;     /* the broker said the partition is (not) empty */
     int64_t empty_checked_at; /* when it was last asked (mono ms) */
 } part_empty;
 
 typedef struct closer {
-    pthread_t thread;
-    bool started;
-    pthread_mutex_t mu; /* guards stop and kicks */
-    pthread_cond_t cv;
-    bool stop;
+    bgthread t;             /* its mu guards kicks */
     uint64_t kicks;         /* writes since start: each may let windows close */
     fd_redis *redis;        /* the closer's connection */
     fd_metrics_enc *menc;   /* funnel-metrics messages */
@@ -114,10 +151,7 @@ typedef struct closer {
  * (write_poll waits for that first). */
 enum { IO_IDLE = 0, IO_PENDING, IO_DONE };
 typedef struct wio {
-    pthread_t thread;
-    bool started, stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    bgthread t; /* its mu guards what follows */
     int state;
     size_t n_replies;  /* to read; the last is kept */
     int rc;            /* 0, or -1: the connection failed (outcome unknown) */
@@ -188,8 +222,8 @@ struct fd_engine {
     int64_t queue_full_since;
     int fatal;
     int64_t last_flush_ms;
-    int64_t last_write_ms; /* how long the last MULTI/EXEC round trip took */
-    char key[512];
+    int64_t last_write_ms;  /* how long the last MULTI/EXEC round trip took */
+    char key[PART_KEY_MAX]; /* the consumer thread's part_key buffer */
 };
 
 static part *get_part(fd_engine *e, int32_t p)
@@ -221,12 +255,13 @@ static part *get_part(fd_engine *e, int32_t p)
     return &e->parts[p];
 }
 
-/* In e->key: the consumer thread's (the closer formats its own). */
-static const char *part_key(fd_engine *e, int32_t p)
+/* PREFIX part:TOPIC:P into the caller's buffer (the consumer thread and
+ * the closer both need it). */
+static const char *part_key(const fd_engine *e, int32_t p, char buf[PART_KEY_MAX])
 {
-    snprintf(e->key, sizeof e->key, "%spart:%s:%" PRId32, e->cfg->redis_key_prefix,
+    snprintf(buf, PART_KEY_MAX, "%spart:%s:%" PRId32, e->cfg->redis_key_prefix,
              e->cfg->kafka_topic_events, p);
-    return e->key;
+    return buf;
 }
 
 /* Queue a control item on every shard (they have reserved room for them). */
@@ -470,12 +505,9 @@ static void confirm(fd_engine *e, int upto)
 static const char *window_key(fd_engine *e, char *buf, size_t n, const char *span, int64_t start,
                               int32_t cat)
 {
-    if (cat == FD_CAT_TOTAL)
-        snprintf(buf, n, "%sfunnel:%s:%lld", e->cfg->redis_key_prefix, span, (long long)start);
-    else
-        snprintf(buf, n, "%sfunnel:%s:%lld:cat:%s", e->cfg->redis_key_prefix, span,
-                 (long long)start, fd_funnel_cat_name(&e->core.funnel, cat));
-    return buf;
+    return fd_funnel_key(buf, n, e->cfg->redis_key_prefix, span, start,
+                         cat == FD_CAT_TOTAL ? NULL : ":cat:",
+                         cat == FD_CAT_TOTAL ? NULL : fd_funnel_cat_name(&e->core.funnel, cat));
 }
 
 static bool hourly(const fd_engine *e)
@@ -612,10 +644,9 @@ static int64_t topic_watermark(fd_engine *e)
     int n = topic_partitions(e);
     if (n <= 0 || n > 65536)
         return INT64_MIN;
-    char err[256];
+    char err[256], pkey[PART_KEY_MAX];
     for (int p = 0; p < n; p++)
-        fd_redis_appendf(e->cl.redis, "HGET %spart:%s:%d max_ts", e->cfg->redis_key_prefix,
-                         e->cfg->kafka_topic_events, p); /* not part_key: the writer's buffer */
+        fd_redis_appendf(e->cl.redis, "HGET %s max_ts", part_key(e, p, pkey));
     redisReply **rep = calloc((size_t)n, sizeof *rep);
     if (!rep)
         return INT64_MIN;
@@ -648,10 +679,12 @@ static size_t append_report_reads(fd_engine *e, const char *span, int64_t start)
 {
     char key[600];
     int ncat = e->core.funnel.n_cats ? e->core.funnel.n_cats + 1 : 0;
-    window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL);
-    fd_redis_appendf(e->cl.redis, "HGETALL %s", key);
+    fd_redis_appendf(e->cl.redis, "HGETALL %s",
+                     window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL));
     for (int s = FD_STAGE_VISIT; s <= FD_STAGE_PURCHASE; s++)
-        fd_redis_appendf(e->cl.redis, "PFCOUNT %s:users:%s", key, fd_stage_name(s));
+        fd_redis_appendf(e->cl.redis, "PFCOUNT %s",
+                         fd_funnel_key(key, sizeof key, e->cfg->redis_key_prefix, span, start,
+                                       ":users:", fd_stage_name(s)));
     for (int c = 0; c < ncat; c++)
         fd_redis_appendf(e->cl.redis, "HGETALL %s", window_key(e, key, sizeof key, span, start, c));
     return (size_t)(5 + ncat);
@@ -731,11 +764,9 @@ static int push_window_keys(fd_engine *e, char ***argv, size_t *n, size_t *cap, 
         *cap = nc;
     }
     char key[600];
-    window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL);
-    size_t kl = strlen(key);
     for (int st = FD_STAGE_NONE; st <= FD_STAGE_PURCHASE; st++) {
-        if (st != FD_STAGE_NONE)
-            snprintf(key + kl, sizeof key - kl, ":users:%s", fd_stage_name(st));
+        fd_funnel_key(key, sizeof key, e->cfg->redis_key_prefix, span, start,
+                      st == FD_STAGE_NONE ? NULL : ":users:", fd_stage_name(st));
         if (!((*argv)[(*n)++] = strdup(key)))
             return -1;
     }
@@ -940,45 +971,38 @@ static void *closer_main(void *arg)
 {
     fd_engine *e = arg;
     uint64_t seen = 0;
-    pthread_mutex_lock(&e->cl.mu);
-    while (!e->cl.stop) {
+    pthread_mutex_lock(&e->cl.t.mu);
+    while (!e->cl.t.stop) {
         if (e->cl.kicks == seen) { /* a second without writes: retry what failed */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_sec += 1;
-            pthread_cond_timedwait(&e->cl.cv, &e->cl.mu, &ts);
-            if (e->cl.stop)
+            pthread_cond_timedwait(&e->cl.t.cv, &e->cl.t.mu, &ts);
+            if (e->cl.t.stop)
                 break;
         }
         seen = e->cl.kicks;
-        pthread_mutex_unlock(&e->cl.mu);
+        pthread_mutex_unlock(&e->cl.t.mu);
         close_windows(e);
-        pthread_mutex_lock(&e->cl.mu);
+        pthread_mutex_lock(&e->cl.t.mu);
     }
-    pthread_mutex_unlock(&e->cl.mu);
+    pthread_mutex_unlock(&e->cl.t.mu);
     return NULL;
 }
 
 /* A write landed: windows may have closed. */
 static void closer_kick(fd_engine *e)
 {
-    pthread_mutex_lock(&e->cl.mu);
+    pthread_mutex_lock(&e->cl.t.mu);
     e->cl.kicks++;
-    pthread_cond_signal(&e->cl.cv);
-    pthread_mutex_unlock(&e->cl.mu);
+    pthread_cond_signal(&e->cl.t.cv);
+    pthread_mutex_unlock(&e->cl.t.mu);
 }
 
 /* Stop and join the thread; its state is the caller's afterwards. */
 static void closer_stop(fd_engine *e)
 {
-    if (!e->cl.started)
-        return;
-    pthread_mutex_lock(&e->cl.mu);
-    e->cl.stop = true;
-    pthread_cond_signal(&e->cl.cv);
-    pthread_mutex_unlock(&e->cl.mu);
-    pthread_join(e->cl.thread, NULL);
-    e->cl.started = false;
+    bg_stop(&e->cl.t);
 }
 
 /* Write every complete pending epoch in one MULTI/EXEC: 1 when it is
@@ -1043,9 +1067,9 @@ static int write_epochs(fd_engine *e)
     if (!rep)
         goto out;
     for (int i = 0; i < n; i++)
-        fd_redis_appendf(e->redis, "WATCH %s", part_key(e, parts[i]));
+        fd_redis_appendf(e->redis, "WATCH %s", part_key(e, parts[i], e->key));
     for (int i = 0; i < n; i++)
-        fd_redis_appendf(e->redis, "HGET %s offset", part_key(e, parts[i]));
+        fd_redis_appendf(e->redis, "HGET %s offset", part_key(e, parts[i], e->key));
     if (fd_redis_read_replies(e->redis, NULL, (size_t)n, err, sizeof err) != 0 ||
         fd_redis_read_replies(e->redis, rep, (size_t)n, err, sizeof err) != 0) {
         set_blocked(e, true, "Redis unavailable");
@@ -1137,7 +1161,7 @@ static int write_epochs(fd_engine *e)
     }
     for (int i = 0; i < n; i++) {
         int32_t p = parts[i];
-        fd_redis_appendf(e->redis, "HSET %s offset %lld max_ts %lld", part_key(e, p),
+        fd_redis_appendf(e->redis, "HSET %s offset %lld max_ts %lld", part_key(e, p, e->key),
                          (long long)offset[p], (long long)max_ts[p]);
         n_cmds++;
         e->attempt_offset[p] = offset[p];
@@ -1155,11 +1179,11 @@ static int write_epochs(fd_engine *e)
                        .t_start = fd_mono_ms()};
     parts = NULL;
     offset = max_ts = NULL;
-    pthread_mutex_lock(&e->io.mu);
+    pthread_mutex_lock(&e->io.t.mu);
     e->io.n_replies = n_cmds;
     e->io.state = IO_PENDING;
-    pthread_cond_broadcast(&e->io.cv);
-    pthread_mutex_unlock(&e->io.mu);
+    pthread_cond_broadcast(&e->io.t.cv);
+    pthread_mutex_unlock(&e->io.t.mu);
     rc = 1;
 out:
     if (rep) {
@@ -1218,32 +1242,32 @@ static void write_poll(fd_engine *e, bool block)
 {
     if (!e->wf.active)
         return;
-    pthread_mutex_lock(&e->io.mu);
+    pthread_mutex_lock(&e->io.t.mu);
     while (block && e->io.state != IO_DONE)
-        pthread_cond_wait(&e->io.cv, &e->io.mu);
+        pthread_cond_wait(&e->io.t.cv, &e->io.t.mu);
     if (e->io.state != IO_DONE) {
-        pthread_mutex_unlock(&e->io.mu);
+        pthread_mutex_unlock(&e->io.t.mu);
         return;
     }
     int rc = e->io.rc;
     redisReply *x = e->io.reply;
     e->io.reply = NULL;
     e->io.state = IO_IDLE;
-    pthread_mutex_unlock(&e->io.mu);
+    pthread_mutex_unlock(&e->io.t.mu);
     finish_write(e, rc, x);
 }
 
 static void *io_main(void *arg)
 {
     fd_engine *e = arg;
-    pthread_mutex_lock(&e->io.mu);
+    pthread_mutex_lock(&e->io.t.mu);
     for (;;) {
-        while (!e->io.stop && e->io.state != IO_PENDING)
-            pthread_cond_wait(&e->io.cv, &e->io.mu);
+        while (!e->io.t.stop && e->io.state != IO_PENDING)
+            pthread_cond_wait(&e->io.t.cv, &e->io.t.mu);
         if (e->io.state != IO_PENDING)
             break; /* stop, nothing pending */
         size_t n = e->io.n_replies;
-        pthread_mutex_unlock(&e->io.mu);
+        pthread_mutex_unlock(&e->io.t.mu);
         char err[256];
         redisReply *x = NULL;
         int rc = fd_redis_read_replies(e->redis, NULL, n - 1, err, sizeof err);
@@ -1251,26 +1275,19 @@ static void *io_main(void *arg)
             rc = fd_redis_read_replies(e->redis, &x, 1, err, sizeof err);
         if (rc != 0)
             fd_warn("engine", "write: %s", err);
-        pthread_mutex_lock(&e->io.mu);
+        pthread_mutex_lock(&e->io.t.mu);
         e->io.rc = rc;
         e->io.reply = x;
         e->io.state = IO_DONE;
-        pthread_cond_broadcast(&e->io.cv);
+        pthread_cond_broadcast(&e->io.t.cv);
     }
-    pthread_mutex_unlock(&e->io.mu);
+    pthread_mutex_unlock(&e->io.t.mu);
     return NULL;
 }
 
 static void io_stop(fd_engine *e)
 {
-    if (!e->io.started)
-        return;
-    pthread_mutex_lock(&e->io.mu);
-    e->io.stop = true;
-    pthread_cond_broadcast(&e->io.cv);
-    pthread_mutex_unlock(&e->io.mu);
-    pthread_join(e->io.thread, NULL);
-    e->io.started = false;
+    bg_stop(&e->io.t);
     if (e->io.reply)
         freeReplyObject(e->io.reply);
     e->io.reply = NULL;
@@ -1365,7 +1382,7 @@ static void resolve_partitions(fd_engine *e)
         return;
     }
     for (int i = 0; i < n; i++)
-        fd_redis_appendf(e->redis, "HMGET %s offset max_ts", part_key(e, todo[i]));
+        fd_redis_appendf(e->redis, "HMGET %s offset max_ts", part_key(e, todo[i], e->key));
     redisReply *rep[1024];
     if (fd_redis_read_replies(e->redis, rep, (size_t)n, err, sizeof err) != 0) {
         set_blocked(e, true, "Redis unavailable while reading partition offsets");
@@ -1677,10 +1694,8 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         return NULL;
     }
     e->cfg = cfg;
-    pthread_mutex_init(&e->cl.mu, NULL);
-    pthread_cond_init(&e->cl.cv, NULL);
-    pthread_mutex_init(&e->io.mu, NULL);
-    pthread_cond_init(&e->io.cv, NULL);
+    bg_init(&e->cl.t);
+    bg_init(&e->io.t);
     atomic_init(&e->confirmed_epoch, 0);
     atomic_init(&e->abort, 0);
     atomic_init(&e->stalled, 0);
@@ -1745,16 +1760,14 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     if (!(e->consumer =
               fd_kafka_consumer_new(cfg, e->bootstraps, rebalance_cb, e, errstr, errstr_size)))
         goto fail;
-    if (pthread_create(&e->cl.thread, NULL, closer_main, e) != 0) {
+    if (bg_start(&e->cl.t, closer_main, e) != 0) {
         snprintf(errstr, errstr_size, "cannot start the window closer thread");
         goto fail;
     }
-    e->cl.started = true;
-    if (pthread_create(&e->io.thread, NULL, io_main, e) != 0) {
+    if (bg_start(&e->io.t, io_main, e) != 0) {
         snprintf(errstr, errstr_size, "cannot start the writer I/O thread");
         goto fail;
     }
-    e->io.started = true;
     fd_info("engine", "%d worker shard(s), %d queued messages each, %d users in memory at most",
             e->n_shards, cfg->engine_queue_messages, cfg->state_max_users_in_memory);
     return e;
@@ -1877,10 +1890,8 @@ void fd_engine_destroy(fd_engine *e)
     fd_metrics_enc_free(e->cl.menc);
     fd_redis_destroy(e->cl.redis);
     free(e->cl.pe);
-    pthread_cond_destroy(&e->cl.cv);
-    pthread_mutex_destroy(&e->cl.mu);
-    pthread_cond_destroy(&e->io.cv);
-    pthread_mutex_destroy(&e->io.mu);
+    bg_destroy(&e->cl.t);
+    bg_destroy(&e->io.t);
     free(e->wait);
     free(e->parts);
     free(e->attempt_offset);

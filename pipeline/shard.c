@@ -44,6 +44,8 @@ _Static_assert(FD_ST_DLQ_REASON0 + FD_REJ__COUNT <= FD_ST__COUNT, "raise FD_ST__
 typedef struct pstate {
     int64_t stats[FD_ST__COUNT];
     bool touched;
+    size_t mset_left; /* make_snapshot: changed users not yet in an MSET */
+    size_t mset_open; /* make_snapshot: users the open MSET still takes */
 } pstate;
 
 struct fd_shard {
@@ -81,8 +83,6 @@ struct fd_shard {
     size_t cap_sreach;
     uint64_t dense[DENSE_SET]; /* hour HyperLogLogs made dense (dense_first) */
     size_t n_dense;
-    size_t *mset_left; /* per partition: changed users not yet in an MSET */
-    size_t *mset_open; /* per partition: users the open MSET still takes */
     size_t n_batch;
     size_t *need; /* batch indices of users to load (POP_MAX) */
     char key[FD_ID_MAX + 512];
@@ -101,6 +101,16 @@ const char *fd_stat_name(int i, char *buf, size_t n)
     if (i == FD_ST_USER_UNREADABLE)
         return "user_records_unreadable";
     snprintf(buf, n, "dlq.%s", fd_reject_name((fd_reject)(i - FD_ST_DLQ_REASON0)));
+    return buf;
+}
+
+const char *fd_funnel_key(char *buf, size_t n, const char *prefix, const char *span, int64_t start,
+                          const char *sep, const char *name)
+{
+    if (sep)
+        snprintf(buf, n, "%sfunnel:%s:%lld%s%s", prefix, span, (long long)start, sep, name);
+    else
+        snprintf(buf, n, "%sfunnel:%s:%lld", prefix, span, (long long)start);
     return buf;
 }
 
@@ -135,13 +145,6 @@ static pstate *part_of(fd_shard *s, int32_t p)
             return NULL;
         memset(np + s->n_parts, 0, (size_t)(n - s->n_parts) * sizeof *np);
         s->parts = np;
-        size_t *l = realloc(s->mset_left, (size_t)n * sizeof *l);
-        if (l)
-            s->mset_left = l;
-        size_t *o = l ? realloc(s->mset_open, (size_t)n * sizeof *o) : NULL;
-        if (!o)
-            return NULL; /* n_parts unchanged: the arrays are still big enough */
-        s->mset_open = o;
         s->n_parts = n;
     }
     return &s->parts[p];
@@ -447,25 +450,26 @@ static int build_reaches(fd_shard *s, fd_resp *b)
         size_t j = i;
         while (j < m && r[j].key == r[i].key)
             j++;
-        int kl = snprintf(key, sizeof key, "%sfunnel:%s:%lld:users:%s", prefix,
-                          (r[i].key & 8) ? "1h" : fp->window_name, (long long)(r[i].key >> 4),
-                          fd_stage_name((int)(r[i].key & 7)));
+        fd_funnel_key(key, sizeof key, prefix, (r[i].key & 8) ? "1h" : fp->window_name,
+                      (int64_t)(r[i].key >> 4), ":users:", fd_stage_name((int)(r[i].key & 7)));
+        size_t kl = strlen(key);
         if ((r[i].key & 8) && dense_first(s, r[i].key)) {
             /* An hour's HyperLogLog starts dense (SET NX of an empty one):
              * Redis keeps a new HyperLogLog sparse until ~3 KB, and adding
-             * to a large sparse one scans it per element: the hours' PFADDs
-             * took ~80 % of Redis' time in funnelctl bench (1.0 of 1.3 s
-             * per 2 M events; 0.19 s for all PFADDs with dense hours). An
-             * hour that reaches a few thousand users is dense anyway. */
+             * to a large sparse one scans it per element. In funnelctl bench
+             * all PFADDs (windows and hours) took 1.0 s of Redis' 1.3 s
+             * of commands per 2 M events, and 0.19 s once the hours were
+             * dense. An hour that reaches a few thousand users is dense
+             * anyway. */
             fd_resp_cmd(b, 4);
             fd_resp_str(b, "SET");
-            fd_resp_arg(b, key, (size_t)kl);
+            fd_resp_arg(b, key, kl);
             fd_resp_arg(b, hll_empty_dense(), FD_HLL_DENSE_BYTES);
             fd_resp_str(b, "NX");
         }
         fd_resp_cmd(b, 2 + (int)(j - i));
         fd_resp_str(b, "PFADD");
-        fd_resp_arg(b, key, (size_t)kl);
+        fd_resp_arg(b, key, kl);
         for (size_t k = i; k < j; k++)
             fd_resp_arg(b, r[k].id, r[k].len);
         i = j;
@@ -517,26 +521,26 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
     fd_user *u;
     char rec[FD_FEAT_RECORD_MAX];
     for (int p = 0; p < s->n_parts; p++)
-        s->mset_left[p] = s->mset_open[p] = 0;
+        s->parts[p].mset_left = s->parts[p].mset_open = 0;
     while ((u = fd_user_table_next(s->users, &cur)))
         if (u->dirty && u->partition >= 0 && u->partition < s->n_parts)
-            s->mset_left[u->partition]++;
+            s->parts[u->partition].mset_left++;
     cur = 0;
     while ((u = fd_user_table_next(s->users, &cur))) {
         if (!u->dirty || u->partition < 0 || u->partition >= s->n_parts)
             continue;
         fd_chunk *c = chunk_for(sn, idx, u->partition);
-        int32_t p = u->partition;
-        if (s->mset_open[p] == 0) { /* start an MSET of the partition's next users */
-            size_t k = s->mset_left[p] < MSET_MAX ? s->mset_left[p] : MSET_MAX;
+        pstate *ps = &s->parts[u->partition];
+        if (ps->mset_open == 0) { /* start an MSET of the partition's next users */
+            size_t k = ps->mset_left < MSET_MAX ? ps->mset_left : MSET_MAX;
             fd_resp_cmd(&c->cmds, 1 + 2 * (int)k);
             fd_resp_str(&c->cmds, "MSET");
-            s->mset_open[p] = k;
+            ps->mset_open = k;
         }
         fd_resp_str(&c->cmds, user_key(s, u->id));
         fd_resp_arg(&c->cmds, rec, fd_feat_record_format(&s->env->core->feat, &u->f, rec));
-        s->mset_open[p]--;
-        s->mset_left[p]--;
+        ps->mset_open--;
+        ps->mset_left--;
         u->dirty = false;
         u->epoch = (uint32_t)epoch;
     }
@@ -802,8 +806,6 @@ void fd_shard_destroy(fd_shard *s)
     free(s->need);
     fd_resp_free(&s->mget);
     free(s->sreach);
-    free(s->mset_left);
-    free(s->mset_open);
     free(s->ring);
     pthread_cond_destroy(&s->nonempty);
     pthread_mutex_destroy(&s->mu);

@@ -122,6 +122,14 @@ struct fd_codec;
 /* A codec for the events topic as configured (input.*). NULL with errstr. */
 struct fd_codec *fd_input_codec_new(const fd_config *cfg, char *errstr, size_t errstr_size);
 
+/* The key of a funnel window or hour (docs/REDIS_KEYS.md) into buf:
+ * PREFIX funnel:SPAN:START, then SEP NAME when sep is not NULL
+ * (":users:", stage name; ":cat:", category). Returns buf. The one place
+ * the shape is spelled: the shards' PFADDs and the engine's writes, reads
+ * and deletions use it. */
+const char *fd_funnel_key(char *buf, size_t n, const char *prefix, const char *span, int64_t start,
+                          const char *sep, const char *name);
+
 /* The shard that owns a user id (or Kafka key). */
 int fd_shard_of(const char *id, size_t len, int n_shards);
 

@@ -50,3 +50,16 @@ int fd_cli_parse_u64(const char *prog, const char *opt, const char *s, uint64_t 
     *out = v;
     return 0;
 }
+
+int fd_cli_args_done(int pr, const char *prog, void (*usage)(FILE *))
+{
+    if (pr == 1) {
+        usage(stdout);
+        return 0;
+    }
+    if (pr < 0) {
+        fprintf(stderr, "%s --help shows the options.\n", prog);
+        return 2;
+    }
+    return -1;
+}

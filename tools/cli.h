@@ -7,6 +7,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Set by the first SIGINT/SIGTERM once fd_cli_catch_stop() ran; a second
  * signal exits at once with status 130. */
@@ -23,5 +24,10 @@ double fd_cli_now_s(void);
  * and returns -1. */
 int fd_cli_parse_u64(const char *prog, const char *opt, const char *s, uint64_t min, uint64_t max,
                      uint64_t *out);
+
+/* What a subcommand does with its parse_args result pr (1: --help, < 0:
+ * usage error, else go on): prints the usage to stdout, or the "--help"
+ * hint to stderr. Returns the exit status (0 or 2), or -1 to go on. */
+int fd_cli_args_done(int pr, const char *prog, void (*usage)(FILE *));
 
 #endif

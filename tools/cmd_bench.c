@@ -1262,15 +1262,9 @@ static void run_cleanup(bench_run *run)
 int fd_cmd_bench(int argc, char **argv)
 {
     bench_args a;
-    int pr = parse_args(argc, argv, &a);
-    if (pr == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (pr < 0) {
-        fprintf(stderr, PROG " --help shows the options.\n");
-        return 2;
-    }
+    int done = fd_cli_args_done(parse_args(argc, argv, &a), PROG, usage);
+    if (done >= 0)
+        return done;
     int rc = 1;
     char err[512];
     bench_run *run = calloc(1, sizeof *run);

@@ -43,6 +43,7 @@
 #include "features/features.h"
 #include "pipeline/codec.h"
 #include "pipeline/redis.h"
+#include "tools/cli.h"
 #include "tools/commands.h"
 
 #define PROG        "funnelctl features"
@@ -486,15 +487,9 @@ static int read_batch(feat_run *run, int from, int to)
 int fd_cmd_features(int argc, char **argv)
 {
     feat_args a;
-    int pr = parse_args(argc, argv, &a);
-    if (pr == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (pr < 0) {
-        fprintf(stderr, PROG " --help shows the options.\n");
-        return 2;
-    }
+    int done = fd_cli_args_done(parse_args(argc, argv, &a), PROG, usage);
+    if (done >= 0)
+        return done;
 
     int rc = 1;
     char err[1024];

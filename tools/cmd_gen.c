@@ -853,15 +853,9 @@ static void pace(sink *s, double t0, double rate, uint64_t n)
 int fd_cmd_gen(int argc, char **argv)
 {
     gen_args a;
-    int pr = parse_args(argc, argv, &a);
-    if (pr == 1) {
-        usage(stdout);
-        return 0;
-    }
-    if (pr < 0) {
-        fprintf(stderr, "funnelctl gen --help shows the options.\n");
-        return 2;
-    }
+    int done = fd_cli_args_done(parse_args(argc, argv, &a), "funnelctl gen", usage);
+    if (done >= 0)
+        return done;
 
     int rc = 1;
     char err[512] = "";
