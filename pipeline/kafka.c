@@ -21,7 +21,11 @@
 
 typedef struct producer_state {
     atomic_llong failures;
+    atomic_llong dlq_sent, dlq_done; /* dead letters produced / reported */
 } producer_state;
+
+/* msg_opaque of a dead letter: its delivery report counts in dlq_done */
+static char dlq_tag;
 
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -119,7 +123,7 @@ rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
         /* librdkafka's 100000 starves the shards
          * in bursts (BENCHMARKS.md); 1000000 was
          * faster but held ~0.9 GB on a backlog */
-        "queued.min.messages", "300000", NULL};
+        "queued.min.messages", FD_KAFKA_QUEUED_MIN, NULL};
     rd_kafka_conf_t *conf = base_conf(cfg, bootstraps, defaults, errstr, errstr_size);
     if (!conf)
         return NULL;
@@ -143,6 +147,8 @@ rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     producer_state *ps = opaque;
+    if (m->_private == &dlq_tag)
+        atomic_fetch_add(&ps->dlq_done, 1);
     if (m->err) {
         atomic_fetch_add(&ps->failures, 1);
         fd_err("kafka", "delivery to %s [%" PRId32 "] failed: %s", rd_kafka_topic_name(m->rkt),
@@ -224,10 +230,14 @@ int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_k
         rd_kafka_header_add(h, "fd.source.offset", -1, off, -1);
         if (len < src->len)
             rd_kafka_header_add(h, "fd.truncated", -1, orig_len, -1);
+        producer_state *ps = rd_kafka_opaque(producer);
+        atomic_fetch_add(&ps->dlq_sent, 1); /* before its report can come */
         rd_kafka_resp_err_t err = rd_kafka_producev(
             producer, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_KEY(src->key, src->key_len), RD_KAFKA_V_VALUE(src->payload, len),
-            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&dlq_tag), RD_KAFKA_V_END);
+        if (err)
+            atomic_fetch_sub(&ps->dlq_sent, 1);
         if (!err) {
             rd_kafka_poll(producer, 0);
             return 0; /* headers now owned by the message */
@@ -270,10 +280,69 @@ int fd_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, s
     }
 }
 
+int64_t fd_kafka_dlq_pending(rd_kafka_t *producer)
+{
+    producer_state *ps = rd_kafka_opaque(producer);
+    if (!ps)
+        return 0;
+    rd_kafka_poll(producer, 0); /* serve delivery reports */
+    /* done first: 0 then means every letter sent before that load is done */
+    int64_t done = atomic_load(&ps->dlq_done);
+    return (int64_t)atomic_load(&ps->dlq_sent) - done;
+}
+
 int fd_kafka_drain(rd_kafka_t *producer, int timeout_ms)
 {
     if (rd_kafka_outq_len(producer) == 0)
         return 0;
     rd_kafka_flush(producer, timeout_ms);
     return rd_kafka_outq_len(producer) == 0 ? 0 : -1;
+}
+
+void fd_fetch_nudge_init(fd_fetch_nudge *n, rd_kafka_t *rk)
+{
+    memset(n, 0, sizeof *n);
+    char v[32];
+    size_t len = sizeof v;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "queued.min.messages", v, &len) != RD_KAFKA_CONF_OK ||
+        atol(v) <= 0)
+        return;
+    n->queued_min = (size_t)atol(v);
+    n->q = rd_kafka_queue_get_consumer(rk);
+}
+
+void fd_fetch_nudge_destroy(fd_fetch_nudge *n)
+{
+    if (n->q)
+        rd_kafka_queue_destroy(n->q);
+    n->q = NULL;
+}
+
+int fd_fetch_nudge_check(fd_fetch_nudge *n, rd_kafka_t *rk)
+{
+    if (!n->q)
+        return 0;
+    size_t len = rd_kafka_queue_length(n->q);
+    if (len >= n->queued_min - n->queued_min / 8) {
+        n->full = true; /* at the mark, or just below it: fetching may have stopped */
+        return 0;
+    }
+    if (!n->full || len > n->queued_min / 2)
+        return 0;
+    n->full = false;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (rd_kafka_assignment(rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || !l)
+        return 0;
+    for (int i = 0; i < l->cnt; i++)
+        l->elems[i].offset = RD_KAFKA_OFFSET_END; /* "latest" */
+    if (l->cnt) {
+        /* The request is queued before it waits, and queueing is what
+         * wakes the thread: a short timeout, and a timeout is harmless. */
+        rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, l, 10);
+        n->nudges++;
+        fd_debug("kafka", "consumer queue drained to %zu of %zu: woke the fetcher (%s)", len,
+                 n->queued_min, err ? rd_kafka_err2str(err) : "ok");
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return 1;
 }

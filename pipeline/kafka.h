@@ -7,6 +7,7 @@
 #define FD_KAFKA_H
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,13 +49,48 @@ int64_t fd_kafka_delivery_failures(rd_kafka_t *producer);
 int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_kafka_message_t *src,
                          fd_reject reason, const char *error);
 
-/* Wait until every produced message is delivered, at most timeout_ms.
- * 0 when the queue is empty, -1 otherwise. */
 /* Produce a copy of key/value to topic, waiting out a full queue. 0, or -1
  * on an error that is not retriable (logged). */
 int fd_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, size_t key_len,
                      const void *value, size_t value_len);
 
+/* Dead letters produced (fd_kafka_produce_dlq, any thread) whose delivery
+ * is not reported yet, after serving the reports that are waiting. Other
+ * messages (metrics, alerts) do not count. */
+int64_t fd_kafka_dlq_pending(rd_kafka_t *producer);
+
+/* Wait until every produced message is delivered, at most timeout_ms.
+ * 0 when the queue is empty, -1 otherwise. */
 int fd_kafka_drain(rd_kafka_t *producer, int timeout_ms);
+
+/* The consumer queue size funneld asks librdkafka for (queued.min.messages). */
+#define FD_KAFKA_QUEUED_MIN "300000"
+
+/* Wakes librdkafka's fetcher after its consumer queue drained.
+ *
+ * librdkafka 2.0 stops fetching while the consumer queue holds
+ * queued.min.messages (counted over all partitions) and reconsiders only
+ * when a broker thread next wakes: on a reply, on an op, or after up to a
+ * second. A consumer slower than the broker drains such a queue in a few
+ * hundred ms and then waits the rest of that second with nothing to read
+ * (measured in docs/BENCHMARKS.md: 2-3 stops of ~0.6 s per 2 M events, for
+ * funneld and for a consumer that only counts). fd_fetch_nudge, called after
+ * polling, watches the queue length; once the queue was full and has drained
+ * to half, it asks the leaders of the assigned partitions for their latest
+ * offsets. That request is an op on each leader's broker thread, which wakes
+ * it, and the thread decides to fetch again. One ListOffsets per leader per
+ * drain; the answer is not used. Used by one thread. */
+typedef struct fd_fetch_nudge {
+    rd_kafka_queue_t *q; /* the consumer queue; NULL: disabled */
+    size_t queued_min;   /* the consumer's queued.min.messages */
+    bool full;           /* the queue reached it since the last nudge */
+    uint64_t nudges;     /* sent so far */
+} fd_fetch_nudge;
+
+/* Set up for consumer rk (after rd_kafka_poll_set_consumer). */
+void fd_fetch_nudge_init(fd_fetch_nudge *n, rd_kafka_t *rk);
+void fd_fetch_nudge_destroy(fd_fetch_nudge *n);
+/* Check the queue; nudge when it drained. 1 when it nudged, else 0. */
+int fd_fetch_nudge_check(fd_fetch_nudge *n, rd_kafka_t *rk);
 
 #endif
