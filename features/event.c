@@ -68,9 +68,25 @@ const char *fd_event_type_name(int type)
  * quantity 1, type click. */
 void fd_event_init(fd_event *ev)
 {
-    memset(ev, 0, sizeof *ev);
+    /* Every field, but only the first byte of each string: a memset of the
+     * whole event (1.3 KB) was ~3 % of a shard's time. Bytes after a
+     * string's terminator are unspecified. */
+    ev->event_id[0] = ev->user_id[0] = ev->item_id[0] = ev->session_id[0] = ev->category[0] = '\0';
+    ev->ts_ms = 0;
+    ev->price = 0;
     ev->quantity = 1;
     ev->type = FD_EV_CLICK;
+    ev->has_item = ev->has_session = ev->has_price = ev->has_category = false;
+}
+
+bool fd_event_equal(const fd_event *a, const fd_event *b)
+{
+    return !strcmp(a->event_id, b->event_id) && !strcmp(a->user_id, b->user_id) &&
+           !strcmp(a->item_id, b->item_id) && !strcmp(a->session_id, b->session_id) &&
+           !strcmp(a->category, b->category) && a->ts_ms == b->ts_ms &&
+           memcmp(&a->price, &b->price, sizeof a->price) == 0 && a->quantity == b->quantity &&
+           a->type == b->type && a->has_item == b->has_item && a->has_session == b->has_session &&
+           a->has_price == b->has_price && a->has_category == b->has_category;
 }
 
 static fd_reject fail(char *errstr, size_t errstr_size, fd_reject r, const char *fmt, ...)

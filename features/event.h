@@ -70,8 +70,13 @@ const char *fd_event_type_name(int type);
  * PURCHASE with a price, else 0. Integer so sums are exact in any order. */
 int64_t fd_event_revenue_cents(const fd_event *ev);
 
-/* Reset an event to defaults (all absent, quantity 1). */
+/* Reset an event to defaults (all absent, quantity 1). Only the first byte
+ * of each string is cleared: compare events field by field, not with memcmp. */
 void fd_event_init(fd_event *ev);
+
+/* Whether two events hold the same values (strings up to their terminator,
+ * price bit for bit). */
+bool fd_event_equal(const fd_event *a, const fd_event *b);
 
 /*
  * Validate a decoded event. ref_ts_ms is the reference for the future check:

@@ -141,6 +141,7 @@ typedef struct closer {
     int64_t topic_parts_at; /* when n_topic_parts was read */
     part_empty *pe;         /* per topic partition */
     int n_pe;
+    atomic_bool catching_up; /* the consumer has a backlog (set after each write) */
 } closer;
 
 /* The writer's I/O thread: once the consumer thread has queued a whole
@@ -226,9 +227,12 @@ struct fd_engine {
     int64_t last_write_ms;  /* how long the last MULTI/EXEC round trip took */
     char key[PART_KEY_MAX]; /* the consumer thread's part_key buffer */
 
-    fd_fetch_nudge nudge;   /* wakes librdkafka's fetcher after a full queue drained */
-    int64_t dlq_wait_since; /* a write waits for dead letters since (mono ms), or 0 */
+    fd_fetch_nudge nudge;       /* wakes librdkafka's fetcher after a full queue drained */
+    int64_t dlq_wait_since;     /* a write waits for dead letters since (mono ms), or 0 */
+    int64_t backlog_checked_ms; /* when cl.catching_up was last refreshed */
 };
+
+static bool backlog(const fd_engine *e);
 
 static part *get_part(fd_engine *e, int32_t p)
 {
@@ -983,10 +987,14 @@ static void close_windows(fd_engine *e)
     expire_windows(e, wm);
 }
 
+/* While a backlog is read, windows close at most this often: ingest first. */
+#define CLOSER_BACKLOG_MS 5000
+
 static void *closer_main(void *arg)
 {
     fd_engine *e = arg;
     uint64_t seen = 0;
+    int64_t last = fd_mono_ms();
     pthread_mutex_lock(&e->cl.t.mu);
     while (!e->cl.t.stop) {
         if (e->cl.kicks == seen) { /* a second without writes: retry what failed */
@@ -999,7 +1007,11 @@ static void *closer_main(void *arg)
         }
         seen = e->cl.kicks;
         pthread_mutex_unlock(&e->cl.t.mu);
-        close_windows(e);
+        int64_t now = fd_mono_ms();
+        if (!atomic_load(&e->cl.catching_up) || now - last >= CLOSER_BACKLOG_MS) {
+            last = now;
+            close_windows(e);
+        }
         pthread_mutex_lock(&e->cl.t.mu);
     }
     pthread_mutex_unlock(&e->cl.t.mu);
@@ -1244,8 +1256,10 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
                 e->parts[w->parts[i]].confirmed_max_ts = w->max_ts[w->parts[i]];
             confirm(e, w->n_epochs);
             set_blocked(e, false, NULL);
-            if (e->n_epochs == 0)
+            if (e->n_epochs == 0) {
+                atomic_store(&e->cl.catching_up, backlog(e));
                 closer_kick(e);
+            }
         } else {
             fd_err("engine", "EXEC: unexpected reply: %s",
                    x->type == REDIS_REPLY_ERROR ? x->str : "(not an array)");
@@ -1576,6 +1590,8 @@ static void route(fd_engine *e)
         size_t take = 0;
         for (; take < n; take++) {
             rd_kafka_message_t *m = e->wait[e->wait_head + take];
+            if (take + 8 < n) /* key and value, written by the fetcher on another core */
+                __builtin_prefetch(e->wait[e->wait_head + take + 8]->payload);
             const char *key = m->key ? (const char *)m->key : "";
             int s = fd_shard_of(key, m->key ? m->key_len : 0, e->n_shards);
             if (e->route_n[s] == e->route_room[s])
@@ -1742,6 +1758,7 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     atomic_init(&e->confirmed_epoch, 0);
     atomic_init(&e->abort, 0);
     atomic_init(&e->stalled, 0);
+    atomic_init(&e->cl.catching_up, false);
     if (!strcmp(cfg->kafka_brokers, "embedded")) {
         const char *topics[] = {cfg->kafka_topic_events, cfg->kafka_topic_dlq,
                                 cfg->kafka_topic_alerts, cfg->kafka_topic_metrics};
@@ -1854,6 +1871,10 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
                                  dirty_users(e) >= FLUSH_DIRTY_USERS)) {
             start_epoch(e);
             e->last_flush_ms = now;
+        }
+        if (now - e->backlog_checked_ms >= 1000) { /* the closer defers to a backlog */
+            e->backlog_checked_ms = now;
+            atomic_store(&e->cl.catching_up, backlog(e));
         }
         write_poll(e, false);
         if (e->n_epochs && write_epochs(e) == 0 && e->n_epochs == 0) { /* already applied */

@@ -669,6 +669,8 @@ static void hand_back(fd_shard *s, rd_kafka_message_t **msgs, size_t n)
             rd_kafka_message_destroy(msgs[i]);
 }
 
+#define PREFETCH_MSG 8 /* messages ahead */
+
 static void *shard_main(void *arg)
 {
     fd_shard *s = arg;
@@ -693,6 +695,13 @@ static void *shard_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         size_t n_consumed = 0;
         for (size_t i = 0; i < n; i++) {
+            /* The messages were written by librdkafka's fetcher on another
+             * core: fetch the next ones' headers and payloads early (the
+             * first read of each was ~7 % of a shard's time). */
+            if (i + PREFETCH_MSG < n && items[i + PREFETCH_MSG].kind == FD_ITEM_MSG)
+                __builtin_prefetch(items[i + PREFETCH_MSG].msg);
+            if (i + PREFETCH_MSG / 2 < n && items[i + PREFETCH_MSG / 2].kind == FD_ITEM_MSG)
+                __builtin_prefetch(items[i + PREFETCH_MSG / 2].msg->payload);
             if (items[i].kind == FD_ITEM_MSG) {
                 handle_msg(s, items[i].msg, items[i].value);
                 consumed[n_consumed++] = items[i].msg;

@@ -73,7 +73,7 @@ static int fuzz_decode(fd_format fmt, const uint8_t *data, size_t size)
     fd_codec_set_fast_path(codec(), 0);
     fd_reject r2 = fd_codec_decode(codec(), data, size, &slow, err2, sizeof err2);
     fd_codec_set_fast_path(codec(), 1);
-    if (r != r2 || (r == FD_OK && memcmp(&ev, &slow, sizeof ev) != 0)) {
+    if (r != r2 || (r == FD_OK && !fd_event_equal(&ev, &slow))) {
         fprintf(stderr, "fast path: %s (%s), Avro-C: %s (%s)\n", fd_reject_name(r), err,
                 fd_reject_name(r2), err2);
         abort();
