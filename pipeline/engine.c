@@ -189,6 +189,7 @@ struct fd_engine {
     rd_kafka_t *consumer, *producer;
     fd_redis *redis;         /* the writer's connection */
     fd_funnel_table *merged; /* the writer's scratch: windows of one write */
+    fd_resp wbuf;            /* the writer's scratch: commands of one write */
     fd_core_params core;     /* features and funnel parameters (shards share them) */
     fd_codec *codec;         /* the consumer thread's: event times for the watermark */
     closer cl;               /* closes windows and sends their metrics */
@@ -547,13 +548,20 @@ static size_t append_windows(fd_engine *e)
     char key[600], member[64];
     size_t cap = fd_funnel_count(e->merged);
     char **argv = calloc(2 + 2 * cap, sizeof *argv);
+    fd_resp *b = &e->wbuf; /* RESP built here: hiredis' printf-style
+                              formatting cost ~40 ms of this thread per write */
+    fd_resp_reset(b);
     while ((d = fd_funnel_next(e->merged, &cur))) {
         const char *span = d->partition == 0 ? e->core.funnel.window_name : "1h";
         window_key(e, key, sizeof key, span, d->start_ms, d->cat);
+        size_t klen = strlen(key);
         for (int f = 0; f < FD_FC__COUNT; f++)
             if (d->c[f]) {
-                fd_redis_appendf(e->redis, "HINCRBY %s %s %lld", key, fd_funnel_field_names[f],
-                                 (long long)d->c[f]);
+                fd_resp_cmd(b, 4);
+                fd_resp_str(b, "HINCRBY");
+                fd_resp_arg(b, key, klen);
+                fd_resp_str(b, fd_funnel_field_names[f]);
+                fd_resp_int(b, d->c[f]);
                 n_cmds++;
             }
         if (d->cat == FD_CAT_TOTAL && argv) {
@@ -565,6 +573,8 @@ static size_t append_windows(fd_engine *e)
             n_open++;
         }
     }
+    if (b->oom || (n_cmds && fd_redis_append_raw(e->redis, b->p, b->len, n_cmds) != 0))
+        e->fatal = 1; /* out of memory: this write is abandoned */
     if (argv && n_open) {
         char okey[512];
         snprintf(okey, sizeof okey, "%sfunnel:open", e->cfg->redis_key_prefix);
@@ -1952,6 +1962,7 @@ void fd_engine_destroy(fd_engine *e)
     free(e->route_n);
     free(e->route_room);
     fd_funnel_table_free(e->merged);
+    fd_resp_free(&e->wbuf);
     fd_codec_destroy(e->codec);
     fd_metrics_enc_free(e->cl.menc);
     fd_redis_destroy(e->cl.redis);
