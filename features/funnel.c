@@ -308,5 +308,6 @@ int fd_core_apply(const fd_core_params *p, struct fd_user *u, fd_funnel_table *w
     int64_t start = fd_funnel_start(&p->funnel, ev->ts_ms); /* one division per event */
     if (late_start(&p->funnel, start, part_max_ts))
         return 1;
-    return add_at(w, &p->funnel, partition, ev, &step, u->id, u->id_len, start) == 0 ? 0 : -1;
+    return add_at(w, &p->funnel, partition, ev, &step, fd_user_id(u), u->id_len, start) == 0 ? 0
+                                                                                             : -1;
 }

@@ -64,13 +64,20 @@ fd_user_table *fd_user_table_new(size_t initial_capacity)
     return t;
 }
 
+static void free_id(fd_user *u)
+{
+    if (u->id_len >= FD_USER_ID_INLINE)
+        free(u->id_.heap);
+    u->id_.heap = NULL;
+}
+
 void fd_user_table_free(fd_user_table *t)
 {
     if (!t)
         return;
     for (size_t i = 0; i < t->cap; i++)
         if (t->slots[i])
-            free(at(t, (uint32_t)(t->slots[i] & 0xffffffffu) - 1)->id);
+            free_id(at(t, (uint32_t)(t->slots[i] & 0xffffffffu) - 1));
     for (size_t b = 0; b < t->n_blocks; b++)
         free(t->blocks[b]);
     free(t->blocks);
@@ -90,7 +97,7 @@ static size_t probe(const fd_user_table *t, const char *id, size_t len, uint32_t
             return i;
         if ((uint32_t)(v >> 32) == h) {
             const fd_user *u = at(t, (uint32_t)(v & 0xffffffffu) - 1);
-            if (u->id_len == len && memcmp(u->id, id, len) == 0)
+            if (u->id_len == len && memcmp(fd_user_id(u), id, len) == 0)
                 return i;
         }
         i = (i + 1) & mask;
@@ -158,17 +165,19 @@ fd_user *fd_user_table_upsert(fd_user_table *t, const char *id, size_t len, bool
             return NULL;
         i = probe(t, id, len, h);
     }
-    char *copy = malloc(len + 1);
-    int64_t idx = copy ? take_index(t) : -1;
+    char *copy = len < FD_USER_ID_INLINE ? NULL : malloc(len + 1);
+    int64_t idx = copy || len < FD_USER_ID_INLINE ? take_index(t) : -1;
     if (idx < 0) {
         free(copy);
         return NULL;
     }
-    memcpy(copy, id, len);
-    copy[len] = '\0';
     fd_user *u = at(t, (uint32_t)idx);
     memset(u, 0, sizeof *u);
-    u->id = copy;
+    char *dst = copy ? copy : u->id_.inl;
+    memcpy(dst, id, len);
+    dst[len] = '\0';
+    if (copy)
+        u->id_.heap = copy;
     u->id_len = (uint32_t)len;
     u->hash = h;
     u->partition = -1;
@@ -215,8 +224,7 @@ int fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *
         uint32_t idx = (uint32_t)(v & 0xffffffffu) - 1;
         fd_user *u = at(t, idx);
         if (!keep(u, arg)) {
-            free(u->id);
-            u->id = NULL;
+            free_id(u);
             t->free_idx[t->n_free++] = idx;
             continue;
         }

@@ -16,8 +16,15 @@
 #include "features/event.h"
 #include "features/features.h"
 
+/* Ids shorter than this live in the user itself (no allocation: a malloc'd
+ * copy cost ~32 bytes per user, see BENCHMARKS.md "bytes per user"). */
+#define FD_USER_ID_INLINE 16
+
 typedef struct fd_user {
-    char *id; /* owned by the table */
+    union {
+        char *heap;                  /* id_len >= FD_USER_ID_INLINE: owned by the table */
+        char inl[FD_USER_ID_INLINE]; /* otherwise, NUL-terminated */
+    } id_;                           /* read through fd_user_id */
     uint32_t id_len;
     uint32_t hash;
     int32_t partition; /* Kafka partition the user's events come from */
@@ -27,6 +34,12 @@ typedef struct fd_user {
     bool queued;       /* in the load request being built (shard only) */
     fd_feat f;         /* the persistent state: features and session */
 } fd_user;
+
+/* The user's id, NUL-terminated; valid as long as the user. */
+static inline const char *fd_user_id(const fd_user *u)
+{
+    return u->id_len < FD_USER_ID_INLINE ? u->id_.inl : u->id_.heap;
+}
 
 typedef struct fd_user_table fd_user_table;
 

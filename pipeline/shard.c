@@ -537,7 +537,7 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
             fd_resp_str(&c->cmds, "MSET");
             ps->mset_open = k;
         }
-        fd_resp_str(&c->cmds, user_key(s, u->id));
+        fd_resp_str(&c->cmds, user_key(s, fd_user_id(u)));
         fd_resp_arg(&c->cmds, rec, fd_feat_record_format(&s->env->core->feat, &u->f, rec));
         ps->mset_open--;
         ps->mset_left--;

@@ -481,6 +481,21 @@ static void test_user_table(void)
     CHECK(fd_user_table_count(t) == 5000);
     CHECK(fd_user_table_find(t, "again-7", 7) != NULL);
     CHECK(fd_user_table_find(t, "user-2", 6) == u2);
+    CHECK(!strcmp(fd_user_id(u2), "user-2"));
+    /* ids of 15 bytes are kept in the user, longer ones in a copy: both
+     * read back whole, both are found, both are freed (LeakSanitizer) */
+    const char *ids[] = {"fifteen-bytes-1", "sixteen-bytes-12",
+                         "a-user-id-that-is-much-longer-than-the-inline-room"};
+    for (int i = 0; i < 3; i++) {
+        fd_user *u = fd_user_table_upsert(t, ids[i], strlen(ids[i]), &created);
+        CHECK(u && created && !strcmp(fd_user_id(u), ids[i]) && u->id_len == strlen(ids[i]));
+        CHECK(fd_user_table_find(t, ids[i], strlen(ids[i])) == u);
+        u->f.count[FD_EV_CLICK] = i; /* odd: removed by the filter below */
+    }
+    CHECK(fd_user_table_find(t, "sixteen-bytes-1", 15) == NULL);
+    CHECK(fd_user_table_filter(t, keep_even, NULL) == 0);
+    CHECK(fd_user_table_find(t, ids[1], strlen(ids[1])) == NULL);
+    CHECK(fd_user_table_find(t, ids[2], strlen(ids[2])) != NULL);
     fd_user_table_free(t);
 }
 
