@@ -228,6 +228,7 @@ struct fd_engine {
     int64_t last_write_ms;  /* how long the last MULTI/EXEC round trip took */
     char key[PART_KEY_MAX]; /* the consumer thread's part_key buffer */
 
+    rd_kafka_queue_t *cq;       /* the consumer's queue (batch consume) */
     fd_fetch_nudge nudge;       /* wakes librdkafka's fetcher after a full queue drained */
     int64_t dlq_wait_since;     /* a write waits for dead letters since (mono ms), or 0 */
     int64_t backlog_checked_ms; /* when cl.catching_up was last refreshed */
@@ -622,13 +623,13 @@ static int topic_partitions(fd_engine *e)
 }
 
 /* Whether the broker says partition p of the events topic has never held a
- * message, twice at least EMPTY_GRACE_MS apart. A partition seen non-empty
- * once is not asked again; an empty one at most every 5 s (a ListOffsets
- * round trip). One answer is not enough: a producer that just started may
- * not have reached the partition yet, and its first events, with event
- * times as old as any other partition's, would land in windows closed
- * without them (seen under load in test_restart_mid_stream). */
-#define EMPTY_GRACE_MS 5000
+ * message, in two answers at least EMPTY_RECHECK_MS apart. A partition seen
+ * non-empty once is not asked again; an empty one at most every
+ * EMPTY_RECHECK_MS (a ListOffsets round trip). One answer is not enough: a producer that just
+ * started may not have reached the partition yet, and its first events, with event times as old as
+ * any other partition's, would land in windows closed without them (seen under load in
+ * test_restart_mid_stream). */
+#define EMPTY_RECHECK_MS 5000
 static bool partition_known_empty(fd_engine *e, int32_t p)
 {
     if (p >= e->cl.n_pe) {
@@ -646,7 +647,7 @@ static bool partition_known_empty(fd_engine *e, int32_t p)
     if (pt->nonempty)
         return false;
     int64_t now = fd_mono_ms();
-    if (pt->empty_checked_at && now - pt->empty_checked_at < 5000)
+    if (pt->empty_checked_at && now - pt->empty_checked_at < EMPTY_RECHECK_MS)
         return pt->empty;
     int64_t lo = 0, hi = 0;
     pt->empty_checked_at = now;
@@ -658,7 +659,7 @@ static bool partition_known_empty(fd_engine *e, int32_t p)
         pt->empty_since = 0;
     else if (!pt->empty_since)
         pt->empty_since = now;
-    pt->empty = empty && now - pt->empty_since >= EMPTY_GRACE_MS;
+    pt->empty = empty && now - pt->empty_since >= EMPTY_RECHECK_MS;
     return pt->empty;
 }
 
@@ -1244,6 +1245,14 @@ out:
     return rc;
 }
 
+/* Whether a backlog is being read, for the closer, which defers to it
+ * (refreshed after each write and every second). */
+static void tell_closer_backlog(fd_engine *e)
+{
+    e->backlog_checked_ms = fd_mono_ms();
+    atomic_store(&e->cl.catching_up, backlog(e));
+}
+
 /* The consumer thread's side of a write whose replies io has read. */
 static void finish_write(fd_engine *e, int io_rc, redisReply *x)
 {
@@ -1267,7 +1276,7 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
             confirm(e, w->n_epochs);
             set_blocked(e, false, NULL);
             if (e->n_epochs == 0) {
-                atomic_store(&e->cl.catching_up, backlog(e));
+                tell_closer_backlog(e);
                 closer_kick(e);
             }
         } else {
@@ -1707,9 +1716,7 @@ static void poll_batch(fd_engine *e, int timeout_ms)
     if (m) {
         take(e, m);
         rd_kafka_message_t *batch[POLL_BATCH];
-        ssize_t n = e->nudge.q && !e->fatal
-                        ? rd_kafka_consume_batch_queue(e->nudge.q, 0, batch, POLL_BATCH)
-                        : 0;
+        ssize_t n = !e->fatal ? rd_kafka_consume_batch_queue(e->cq, 0, batch, POLL_BATCH) : 0;
         for (ssize_t i = 0; i < n; i++)
             if (!e->fatal)
                 take(e, batch[i]);
@@ -1830,6 +1837,7 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     if (!(e->consumer =
               fd_kafka_consumer_new(cfg, e->bootstraps, rebalance_cb, e, errstr, errstr_size)))
         goto fail;
+    e->cq = rd_kafka_queue_get_consumer(e->consumer);
     fd_fetch_nudge_init(&e->nudge, e->consumer);
     if (bg_start(&e->cl.t, closer_main, e) != 0) {
         snprintf(errstr, errstr_size, "cannot start the window closer thread");
@@ -1882,10 +1890,8 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
             start_epoch(e);
             e->last_flush_ms = now;
         }
-        if (now - e->backlog_checked_ms >= 1000) { /* the closer defers to a backlog */
-            e->backlog_checked_ms = now;
-            atomic_store(&e->cl.catching_up, backlog(e));
-        }
+        if (now - e->backlog_checked_ms >= 1000)
+            tell_closer_backlog(e);
         write_poll(e, false);
         if (e->n_epochs && write_epochs(e) == 0 && e->n_epochs == 0) { /* already applied */
             set_blocked(e, false, NULL);
@@ -1951,6 +1957,8 @@ void fd_engine_destroy(fd_engine *e)
     for (int k = 0; k < e->n_epochs; k++)
         epoch_destroy(e, e->epochs[k]);
     fd_fetch_nudge_destroy(&e->nudge);
+    if (e->cq)
+        rd_kafka_queue_destroy(e->cq);
     if (e->consumer)
         rd_kafka_destroy(e->consumer);
     fd_kafka_producer_destroy(e->producer);
