@@ -21,6 +21,8 @@
 #define FD_FEAT_MAX_HL  4       /* half-lives */
 #define FD_FIX          1000000 /* fixed-point scale of decayed values */
 #define FD_FEAT_MAX     (5 * FD_FEAT_MAX_HL + 15)
+/* fd_duration_name's longest spelling of an int64 ("-9223372036854775808ms") */
+#define FD_DURATION_NAME_MAX 24
 
 /* Session stages, in funnel order. */
 enum {
@@ -42,7 +44,7 @@ typedef struct fd_feat_params {
     int n_hl;
     int64_t hl_ms[FD_FEAT_MAX_HL];
     double inv_hl[FD_FEAT_MAX_HL];    /* 1 / hl_ms (a multiply, not a divide, per event) */
-    char hl_name[FD_FEAT_MAX_HL][16]; /* "1h", "7d", "90m", "1500ms" */
+    char hl_name[FD_FEAT_MAX_HL][FD_DURATION_NAME_MAX]; /* "1h", "7d", "90m", "1500ms" */
     int longest;                      /* index of the longest half-life */
     int64_t gap_ms;                   /* session.gap */
 } fd_feat_params;

@@ -39,7 +39,7 @@ extern const char *const fd_funnel_field_names[FD_FC__COUNT];
 typedef struct fd_funnel_params {
     int64_t window_ms;   /* divides FD_HOUR_MS */
     int64_t lateness_ms; /* funnel.allowed_lateness */
-    char window_name[16];
+    char window_name[FD_DURATION_NAME_MAX];
     int n_cats; /* breakdown categories; index n_cats is "other" */
     char cats[FD_FUNNEL_MAX_CATS][FD_ID_MAX + 1];
     uint64_t cat_hash[FD_FUNNEL_MAX_CATS];

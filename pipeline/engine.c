@@ -884,7 +884,7 @@ static int close_batch(fd_engine *e, int64_t wm)
     /* Round trip 1: read every closed window of this batch. */
     for (size_t i = 0; done && i < n; i++) {
         char span[16];
-        int64_t start;
+        int64_t start = 0;
         if (!parse_member(e, list->element[i]->str, span, &start, &span_ms[i]))
             continue;
         if (!span_ms[i] || start + span_ms[i] > wm) {
@@ -901,7 +901,7 @@ static int close_batch(fd_engine *e, int64_t wm)
         if (!span_ms[i])
             continue;
         char span[16];
-        int64_t start, len_ms;
+        int64_t start = 0, len_ms = 0; /* parsed once already: this parse succeeds */
         parse_member(e, list->element[i]->str, span, &start, &len_ms);
         parse_report(e, rep + at, span, span_ms[i], start, r);
         at += (size_t)(5 + ncat);
@@ -931,7 +931,7 @@ static int close_batch(fd_engine *e, int64_t wm)
         for (size_t k = 0; k < sent; k++) {
             const char *m = list->element[which[k]]->str;
             char span[16], key[600];
-            int64_t start, len_ms;
+            int64_t start = 0, len_ms = 0;
             parse_member(e, m, span, &start, &len_ms);
             window_key(e, key, sizeof key, span, start, FD_CAT_TOTAL);
             const double *rt = rates[k];

@@ -24,5 +24,5 @@ fi
 [ "${1:-}" = "--no-build" ] && exit 0
 BUILD="${FD_BUILD_DIR:-build}"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE="${FD_BUILD_TYPE:-RelWithDebInfo}" \
-      -DFD_SANITIZE="${FD_SANITIZE:-}" ${FD_CMAKE_ARGS:-} >/dev/null
+      -DFD_SANITIZE="${FD_SANITIZE:-}" -DFD_WERROR="${FD_WERROR:-ON}" ${FD_CMAKE_ARGS:-} >/dev/null
 cmake --build "$BUILD" -j"$(nproc)"
