@@ -40,6 +40,7 @@ typedef struct fd_config {
     char *kafka_group_id;       /* default "funneld" */
     char *kafka_topic_events;   /* default "events" */
     char *kafka_topic_dlq;      /* default "events.dlq" */
+    int64_t kafka_dlq_timeout_ms; /* default 60s */
     char *kafka_topic_alerts;   /* default "churn-alerts" */
     char *kafka_topic_metrics;  /* default "funnel-metrics" */
     char *kafka_metrics_format; /* avro | json; default avro */
@@ -69,6 +70,7 @@ typedef struct fd_config {
     int input_n_schema_ids;
     int64_t input_max_message_bytes;  /* 64..100MiB, default 1MiB */
     int64_t input_max_future_skew_ms; /* 0..30d, default 1h */
+    int input_max_price; /* currency units, price and price x quantity; 1..2e9, default 1e9 */
 
     /* engine.*, state.* */
     int engine_workers;                 /* 0 = number of cores; 0..256 */

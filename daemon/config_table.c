@@ -7,6 +7,8 @@
  */
 #include "daemon/config_table.h"
 
+#include "features/event.h" /* FD_MAX_PRICE_DEFAULT, FD_MAX_PRICE_LIMIT */
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,10 @@ const struct cf_key cf_keys[] = {
      NULL, "input topic (key = user id)"},
     {"kafka.topic_dlq", CF_STR, OFF(kafka_topic_dlq), 0, "events.dlq", 0, 0, 0, CF_NONEMPTY, NULL,
      NULL, "dead-letter topic for messages that fail to decode or validate"},
+    {"kafka.dlq_timeout_ms", CF_DURATION, OFF(kafka_dlq_timeout_ms), 0, NULL, 60000, 1000, 3600000,
+     0, NULL, NULL,
+     "how long a dead letter may stay undelivered (broker retries included); then it is counted "
+     "in stats dlq_failed and the writes it held back go on"},
     {"kafka.topic_alerts", CF_STR, OFF(kafka_topic_alerts), 0, "churn-alerts", 0, 0, 0, CF_NONEMPTY,
      NULL, NULL, "output topic for churn alerts"},
     {"kafka.topic_metrics", CF_STR, OFF(kafka_topic_metrics), 0, "funnel-metrics", 0, 0, 0,
@@ -58,9 +64,11 @@ const struct cf_key cf_keys[] = {
     {"redis.command_timeout_ms", CF_DURATION, OFF(redis_command_timeout_ms), 0, NULL, 5000, 1,
      10 * MS_MIN, 0, NULL, NULL, "timeout of one command or pipeline round trip"},
     {"redis.backoff_min_ms", CF_DURATION, OFF(redis_backoff_min_ms), 0, NULL, 100, 1, 10 * MS_MIN,
-     0, NULL, NULL, "first reconnect delay; doubles up to backoff_max_ms"},
+     0, NULL, NULL,
+     "first retry delay after Redis failed (reconnect) or refused a write (OOM, ...); doubles "
+     "up to backoff_max_ms"},
     {"redis.backoff_max_ms", CF_DURATION, OFF(redis_backoff_max_ms), 0, NULL, 10000, 1, 10 * MS_MIN,
-     0, NULL, NULL, "longest reconnect delay; must be >= backoff_min_ms"},
+     0, NULL, NULL, "longest retry delay (reconnect, refused write); must be >= backoff_min_ms"},
     {"redis.flush_interval_ms", CF_DURATION, OFF(redis_flush_interval_ms), 0, NULL, 200, 1, MS_MIN,
      0, NULL, NULL,
      "how often dirty state and offsets are written behind; while a backlog is read the interval "
@@ -79,6 +87,11 @@ const struct cf_key cf_keys[] = {
     {"input.max_future_skew", CF_DURATION, OFF(input_max_future_skew_ms), 0, NULL, MS_HOUR, 0,
      30 * MS_DAY, 0, NULL, NULL,
      "events stamped further ahead of the watermark than this are rejected"},
+    {"input.max_price", CF_INT, OFF(input_max_price), 0, NULL, FD_MAX_PRICE_DEFAULT, 1,
+     FD_MAX_PRICE_LIMIT, 0, NULL, NULL,
+     "largest unit price, and largest line total price x quantity, of an event, in whole currency "
+     "units; above it the event is rejected (bad_price, bad_quantity). The limit keeps every "
+     "amount exact and no sum can wrap (EVENTS.md, numeric bounds)"},
 
     {"engine.workers", CF_INT, OFF(engine_workers), 0, NULL, 0, 0, 256, 0, NULL, NULL,
      "shard threads that own the users (hash of user id); 0 = one per CPU core"},

@@ -152,13 +152,68 @@ typedef struct closer {
  * mu: the consumer thread touches e->redis only while state is IO_IDLE
  * (write_poll waits for that first). */
 enum { IO_IDLE = 0, IO_PENDING, IO_DONE };
+#define IO_ERR_MAX 16
 typedef struct wio {
     bgthread t; /* its mu guards what follows */
     int state;
     size_t n_replies;  /* to read; the last is kept */
+    size_t n_pre;      /* of them, before MULTI's (the PFADDs) */
     int rc;            /* 0, or -1: the connection failed (outcome unknown) */
     redisReply *reply; /* the last one (EXEC's) */
+    /* Error replies, for the consumer thread to name (see refused_cmd):
+     * among the n_pre, which (the first IO_ERR_MAX) and what Redis said;
+     * and the first one from MULTI on, which says why EXEC was aborted. */
+    size_t n_pre_err;
+    size_t pre_err_at[IO_ERR_MAX];
+    char pre_err[IO_ERR_MAX][160];
+    char queued_err[256];
 } wio;
+
+/* Commands Redis refused inside a write, by kind (stats write_errors.KIND):
+ * the key families of docs/REDIS_KEYS.md. */
+enum { WE_WINDOW = 0, WE_UNIQUE_USERS, WE_FUNNEL_OPEN, WE_USER, WE_STATS, WE_PART, WE__COUNT };
+static const char *const we_kind[WE__COUNT] = {"window", "unique_users", "funnel_open",
+                                               "user",   "stats",        "part"};
+/* The stats fields the writer adds: the shards' (FD_ST_*), then
+ * write_errors and write_errors.KIND (see stat_field). */
+#define SF_WE_TOTAL FD_ST__COUNT
+#define SF_WE0      (FD_ST__COUNT + 1)
+#define SF__COUNT   (SF_WE0 + WE__COUNT)
+
+/* A run of commands of one write, for naming the key of a refused one. */
+typedef struct wseg {
+    size_t first, n;    /* replies before MULTI's (pre), or EXEC's elements */
+    bool pre;           /* before MULTI (PFADDs) */
+    uint8_t kind;       /* WE_* */
+    const fd_resp *src; /* the commands (alive until the write is finished), or NULL */
+    int field;          /* WE_STATS: the SF_* field the HINCRBY adds to */
+    int64_t value;      /*   and by how much */
+    int32_t part;       /* WE_PART: the partition */
+} wseg;
+
+/* Keys already named in the log (refused_cmd): at most once per
+ * WKEY_RELOG_MS each; the rest go into a summary every WSUMMARY_MS. */
+#define WKEY_SLOTS    64
+#define WKEY_RELOG_MS (10 * 60 * 1000)
+#define WSUMMARY_MS   60000
+typedef struct wkeys {
+    uint64_t hash[WKEY_SLOTS];
+    int64_t at[WKEY_SLOTS]; /* when logged (mono ms); 0 = free */
+    uint64_t quiet;         /* refused commands not logged since the last summary */
+    int64_t summary_at;
+} wkeys;
+
+/* Redis refuses whole writes (OOM, MISCONF, READONLY, LOADING, NOAUTH, a
+ * partition key of another type, ...): retried with redis.backoff_*; logged
+ * when it starts, every REFUSE_SUMMARY_MS while it lasts, when it ends. */
+#define REFUSE_SUMMARY_MS 10000
+typedef struct wrefusal {
+    bool active;
+    fd_backoff bo;
+    char cause[320], code[32];
+    int64_t since, summary_at;
+    uint64_t attempts, at_summary;
+} wrefusal;
 
 /* What the consumer thread needs to finish a write once io read it. */
 typedef struct inflight {
@@ -173,13 +228,14 @@ typedef struct inflight {
 /* One flush: the offsets recorded at its marker and the shards' snapshots. */
 typedef struct epoch {
     uint64_t id;
-    int n_parts;         /* size of the arrays below */
-    int64_t *offset;     /* per partition; -1 = not in this epoch */
-    int64_t *max_ts;     /* per partition: its max_ts at the marker */
-    int64_t *data_loss;  /* per partition */
-    bool *valid;         /* per partition: still ours (false once revoked) */
-    fd_snapshot **snaps; /* per shard; NULL until it answered */
-    int missing;         /* shards yet to answer */
+    int n_parts;                       /* size of the arrays below */
+    int64_t *offset;                   /* per partition; -1 = not in this epoch */
+    int64_t *max_ts;                   /* per partition: its max_ts at the marker */
+    int64_t *data_loss;                /* per partition */
+    int64_t dlq_failed[FD_REJ__COUNT]; /* dead letters reported failed, taken into it */
+    bool *valid;                       /* per partition: still ours (false once revoked) */
+    fd_snapshot **snaps;               /* per shard; NULL until it answered */
+    int missing;                       /* shards yet to answer */
 } epoch;
 
 struct fd_engine {
@@ -219,6 +275,14 @@ struct fd_engine {
     inflight wf;             /* the write whose replies io is reading */
     bool write_ambiguous;    /* the last EXEC's outcome is unknown */
     int64_t *attempt_offset; /* per partition, offsets of that EXEC */
+    wrefusal refuse;         /* Redis refuses whole writes */
+    wseg *segs;              /* the write in flight's runs of commands */
+    size_t n_segs, cap_segs;
+    bool segs_oom;                 /* a run could not be recorded: its errors go unnamed */
+    wkeys wkeys;                   /* keys named in the log */
+    int64_t carry[SF__COUNT];      /* stats deltas not stored yet (refused, or write errors) */
+    int64_t carry_sent[SF__COUNT]; /* of them, in the write in flight (or the ambiguous one) */
+    fd_backoff carry_bo;           /* flush_carry's retries */
 
     bool blocked;    /* Redis or the producer unavailable */
     bool queue_full; /* a shard's queue is full */
@@ -228,10 +292,11 @@ struct fd_engine {
     int64_t last_write_ms;  /* how long the last MULTI/EXEC round trip took */
     char key[PART_KEY_MAX]; /* the consumer thread's part_key buffer */
 
-    rd_kafka_queue_t *cq;       /* the consumer's queue (batch consume) */
-    fd_fetch_nudge nudge;       /* wakes librdkafka's fetcher after a full queue drained */
-    int64_t dlq_wait_since;     /* a write waits for dead letters since (mono ms), or 0 */
-    int64_t backlog_checked_ms; /* when cl.catching_up was last refreshed */
+    rd_kafka_queue_t *cq;   /* the consumer's queue (batch consume) */
+    fd_fetch_nudge nudge;   /* wakes librdkafka's fetcher after a full queue drained */
+    int64_t dlq_wait_since; /* a write waits for dead letters since (mono ms), or 0 */
+    int64_t dlq_failed_taken[FD_REJ__COUNT]; /* fd_kafka_dlq_failed taken into epochs */
+    int64_t backlog_checked_ms;              /* when cl.catching_up was last refreshed */
 };
 
 static bool backlog(const fd_engine *e);
@@ -1044,6 +1109,328 @@ static void closer_stop(fd_engine *e)
     bg_stop(&e->cl.t);
 }
 
+/* ---- refused writes and refused commands ------------------------------ */
+
+/* The name of stats field i (SF_*). */
+static const char *stat_field(int i, char *buf, size_t n)
+{
+    if (i < FD_ST__COUNT)
+        return fd_stat_name(i, buf, n);
+    if (i == SF_WE_TOTAL)
+        return "write_errors";
+    snprintf(buf, n, "write_errors.%s", we_kind[i - SF_WE0]);
+    return buf;
+}
+
+static void seg_add(fd_engine *e, wseg sg)
+{
+    if (sg.n == 0)
+        return;
+    if (e->n_segs == e->cap_segs) {
+        size_t cap = e->cap_segs ? 2 * e->cap_segs : 256;
+        wseg *p = realloc(e->segs, cap * sizeof *p);
+        if (!p) {
+            e->segs_oom = true;
+            return;
+        }
+        e->segs = p;
+        e->cap_segs = cap;
+    }
+    e->segs[e->n_segs++] = sg;
+}
+
+/* The run holding reply at (before MULTI when pre, else EXEC's element). */
+static const wseg *seg_find(const fd_engine *e, bool pre, size_t at)
+{
+    for (size_t i = 0; i < e->n_segs; i++) {
+        const wseg *sg = &e->segs[i];
+        if (sg->pre == pre && at >= sg->first && at < sg->first + sg->n)
+            return sg;
+    }
+    return NULL;
+}
+
+/* The key of command k of run sg into buf. */
+static const char *seg_key(fd_engine *e, const wseg *sg, size_t k, char *buf, size_t n)
+{
+    const char *prefix = e->cfg->redis_key_prefix;
+    const char *a;
+    size_t len;
+    if (sg->src) {
+        if (fd_redis_wire_arg(sg->src->p, sg->src->len, k, 1, &a, &len) != 0)
+            snprintf(buf, n, "(a %s key)", we_kind[sg->kind]);
+        else
+            snprintf(buf, n, "%.*s", (int)(len < 1000 ? len : 1000), a);
+    } else if (sg->kind == WE_FUNNEL_OPEN) {
+        snprintf(buf, n, "%sfunnel:open", prefix);
+    } else if (sg->kind == WE_STATS) {
+        snprintf(buf, n, "%sstats", prefix);
+    } else if (sg->kind == WE_PART) {
+        char pk[PART_KEY_MAX];
+        snprintf(buf, n, "%s", part_key(e, sg->part, pk));
+    } else {
+        snprintf(buf, n, "(a %s key)", we_kind[sg->kind]);
+    }
+    return buf;
+}
+
+static uint64_t key_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+/* What a refused command of each kind means (the log line's second half). */
+static const char *const we_meaning[WE__COUNT] = {
+    [WE_WINDOW] = "the funnel counts it carried are lost (counted in stats write_errors.window)",
+    [WE_UNIQUE_USERS] = "the users it carried are missing from that HyperLogLog (counted in "
+                        "stats write_errors.unique_users)",
+    [WE_FUNNEL_OPEN] = "the windows of this write are not registered as open: they are not "
+                       "closed, reported or deleted (counted in stats write_errors.funnel_open)",
+    [WE_USER] = "that user's new record is not stored (counted in stats write_errors.user)",
+    [WE_STATS] = "its counts are kept in memory and sent again with every following write until "
+                 "Redis takes them (a restart before that loses them); repair the key (DEL or "
+                 "RENAME it)",
+    [WE_PART] = "the partition's offsets were not stored with this write (counted in stats "
+                "write_errors.part); writes stop until the key is repaired",
+};
+
+/* Name a key Redis refused a command on, at most once per WKEY_RELOG_MS;
+ * the others are summed up every WSUMMARY_MS. */
+static void name_key(fd_engine *e, const char *key, int kind, const char *msg)
+{
+    wkeys *w = &e->wkeys;
+    int64_t now = fd_mono_ms();
+    uint64_t h = key_hash(key);
+    int slot = 0;
+    for (int i = 0; i < WKEY_SLOTS; i++) {
+        if (w->at[i] && w->hash[i] == h && now - w->at[i] < WKEY_RELOG_MS) {
+            w->quiet++;
+            if (now - w->summary_at >= WSUMMARY_MS) {
+                fd_err("engine",
+                       "Redis refused %" PRIu64 " more command(s) on keys named before (in "
+                       "the last %" PRId64 " s; counted in stats write_errors.KIND)",
+                       w->quiet, (now - w->summary_at) / 1000);
+                w->quiet = 0;
+                w->summary_at = now;
+            }
+            return;
+        }
+        if (w->at[i] < w->at[slot])
+            slot = i; /* free (0) or the oldest */
+    }
+    w->hash[slot] = h;
+    w->at[slot] = now;
+    if (!w->summary_at)
+        w->summary_at = now;
+    fd_err("engine", "key %s: Redis refused a command of a write (%s key): %s; %s", key,
+           we_kind[kind], msg, we_meaning[kind]);
+}
+
+/* One command Redis refused inside an applied write: counted by kind (a
+ * refused stats delta is kept instead), named in the log. */
+static void refused_cmd(fd_engine *e, const wseg *sg, size_t at, const char *msg)
+{
+    char key[1100];
+    int kind = sg ? sg->kind : WE_WINDOW;
+    e->carry[SF_WE0 + kind]++;
+    e->carry[SF_WE_TOTAL]++;
+    if (sg && kind == WE_STATS)
+        e->carry[sg->field] += sg->value;
+    if (sg)
+        seg_key(e, sg, at - sg->first, key, sizeof key);
+    else
+        snprintf(key, sizeof key, "(unknown: out of memory)");
+    name_key(e, key, kind, msg ? msg : "(no text)");
+}
+
+/* An applied write (EXEC answered an array): count what Redis refused in
+ * it. Before confirm: the runs point into the epochs' snapshots. */
+static void count_refused(fd_engine *e, const redisReply *x)
+{
+    for (int i = 0; i < SF__COUNT; i++) {
+        e->carry[i] -= e->carry_sent[i]; /* stored, but what is refused below */
+        e->carry_sent[i] = 0;
+    }
+    size_t np = e->io.n_pre_err < IO_ERR_MAX ? e->io.n_pre_err : IO_ERR_MAX;
+    for (size_t j = 0; j < np; j++) {
+        const wseg *sg = seg_find(e, true, e->io.pre_err_at[j]);
+        refused_cmd(e, sg, e->io.pre_err_at[j], e->io.pre_err[j]);
+    }
+    if (e->io.n_pre_err > IO_ERR_MAX) { /* only PFADDs come before MULTI */
+        uint64_t more = e->io.n_pre_err - IO_ERR_MAX;
+        e->carry[SF_WE0 + WE_UNIQUE_USERS] += (int64_t)more;
+        e->carry[SF_WE_TOTAL] += (int64_t)more;
+        e->wkeys.quiet += more;
+    }
+    for (size_t k = 0; k < x->elements; k++)
+        if (x->element[k]->type == REDIS_REPLY_ERROR)
+            refused_cmd(e, seg_find(e, false, k), k, x->element[k]->str);
+}
+
+/* Redis refused a whole write (nothing of it applied): back off. */
+static void refused(fd_engine *e, const char *cause)
+{
+    wrefusal *r = &e->refuse;
+    int64_t now = fd_mono_ms();
+    if (!r->bo.min_ms)
+        fd_backoff_init(&r->bo, e->cfg->redis_backoff_min_ms, e->cfg->redis_backoff_max_ms,
+                        (uint64_t)now * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)e);
+    char code[sizeof r->code];
+    fd_redis_error_code(cause, code, sizeof code);
+    int64_t delay = fd_backoff_fail(&r->bo, now);
+    r->attempts++;
+    if (!r->active || strcmp(code, r->code) != 0) {
+        fd_err("engine",
+               "Redis refuses writes: %s; consumption paused, retrying with backoff %" PRId64
+               "..%" PRId64 " ms (nothing is lost)",
+               cause, r->bo.min_ms, r->bo.max_ms);
+        if (!r->active) {
+            r->since = now;
+            r->attempts = 1;
+        }
+        r->active = true;
+        r->summary_at = now;
+        r->at_summary = r->attempts;
+        snprintf(r->code, sizeof r->code, "%s", code);
+        snprintf(r->cause, sizeof r->cause, "%s", cause);
+    } else if (now - r->summary_at >= REFUSE_SUMMARY_MS) {
+        fd_warn("engine",
+                "Redis still refuses writes (%s) after %" PRId64 " s: %" PRIu64
+                " attempt(s) in the last %" PRId64 " s; next in %" PRId64 " ms",
+                r->code, (now - r->since) / 1000, r->attempts - r->at_summary,
+                (now - r->summary_at) / 1000, delay);
+        r->summary_at = now;
+        r->at_summary = r->attempts;
+    }
+    set_blocked(e, true, "Redis refuses writes");
+}
+
+/* A write was accepted: the refusal, if any, is over. */
+static void refusal_over(fd_engine *e)
+{
+    wrefusal *r = &e->refuse;
+    if (!r->active)
+        return;
+    fd_info("engine",
+            "Redis accepts writes again after %" PRId64 " ms and %" PRIu64
+            " refused attempt(s) (%s)",
+            fd_mono_ms() - r->since, r->attempts, r->code);
+    r->active = false;
+    r->attempts = 0;
+    fd_backoff_reset(&r->bo);
+}
+
+/* Backing off after a refused write: not yet time to try again. */
+static bool refusal_wait(const fd_engine *e)
+{
+    return e->refuse.active && !fd_backoff_ready(&e->refuse.bo, fd_mono_ms());
+}
+
+static bool carry_any(const fd_engine *e)
+{
+    for (int i = 0; i < SF__COUNT; i++)
+        if (e->carry[i])
+            return true;
+    return false;
+}
+
+/* Stats deltas left over (refused, or write errors found in the last
+ * write's reply) while no epoch is pending: written on their own, so that
+ * they do not wait for the next event. Retried with backoff while Redis
+ * refuses them; force = once more regardless (shutdown). */
+static void flush_carry(fd_engine *e, bool force)
+{
+    if (e->wf.active || e->n_epochs || e->write_ambiguous || !carry_any(e))
+        return;
+    int64_t now = fd_mono_ms();
+    if (!e->carry_bo.min_ms)
+        fd_backoff_init(&e->carry_bo, e->cfg->redis_backoff_min_ms, e->cfg->redis_backoff_max_ms,
+                        (uint64_t)now ^ 0x5851F42D4C957F2DULL);
+    if (!force && (!fd_backoff_ready(&e->carry_bo, now) || refusal_wait(e)))
+        return;
+    char err[256], key[600], name[64];
+    if (fd_redis_ensure(e->redis, err, sizeof err) != 0)
+        return;
+    snprintf(key, sizeof key, "%sstats", e->cfg->redis_key_prefix);
+    int field[SF__COUNT];
+    int64_t sent[SF__COUNT];
+    size_t n = 0;
+    fd_redis_appendf(e->redis, "MULTI");
+    for (int i = 0; i < SF__COUNT; i++)
+        if (e->carry[i]) {
+            fd_redis_appendf(e->redis, "HINCRBY %s %s %lld", key, stat_field(i, name, sizeof name),
+                             (long long)e->carry[i]);
+            field[n] = i;
+            sent[n++] = e->carry[i];
+        }
+    fd_redis_appendf(e->redis, "EXEC");
+    redisReply *x = NULL;
+    char queued[256] = "";
+    for (size_t i = 0; i < n + 2; i++) {
+        redisReply *y = NULL;
+        if (fd_redis_read_replies(e->redis, &y, 1, err, sizeof err) != 0) {
+            /* Sent, outcome unknown: not sent again (that could count twice). */
+            fd_err("engine",
+                   "writing stats deltas kept from earlier writes: %s; whether they "
+                   "were stored is unknown, and they are not sent again:",
+                   err);
+            for (size_t k = 0; k < n; k++)
+                fd_err("engine", "  not stored (perhaps): %s %s %lld", key,
+                       stat_field(field[k], name, sizeof name), (long long)sent[k]);
+            memset(e->carry, 0, sizeof e->carry);
+            return;
+        }
+        if (i == n + 1)
+            x = y;
+        else {
+            if (y->type == REDIS_REPLY_ERROR && !queued[0])
+                snprintf(queued, sizeof queued, "%s", y->str);
+            freeReplyObject(y);
+        }
+    }
+    if (x->type == REDIS_REPLY_ARRAY) {
+        if (e->refuse.active) {
+            refusal_over(e);
+            set_blocked(e, false, NULL);
+        }
+        bool again = false;
+        for (size_t k = 0; k < n; k++)
+            if (k >= x->elements || x->element[k]->type != REDIS_REPLY_ERROR) {
+                e->carry[field[k]] -= sent[k];
+            } else {
+                wseg sg = {.kind = WE_STATS, .field = field[k], .value = 0};
+                refused_cmd(e, &sg, 0, x->element[k]->str);
+                again = true;
+            }
+        if (again)
+            fd_backoff_fail(&e->carry_bo, fd_mono_ms());
+        else
+            fd_backoff_reset(&e->carry_bo);
+    } else {
+        refused(e, queued[0] ? queued : x->type == REDIS_REPLY_ERROR ? x->str : "EXEC: no array");
+    }
+    freeReplyObject(x);
+}
+
+/* At shutdown: stats deltas that could not be stored are named, so an
+ * operator can add them by hand. */
+static void report_carry(fd_engine *e)
+{
+    if (!carry_any(e))
+        return;
+    char name[64];
+    fd_err("engine",
+           "shutdown: stats deltas Redis did not take (add them by hand with HINCRBY "
+           "%sstats FIELD N once the key is repaired):",
+           e->cfg->redis_key_prefix);
+    for (int i = 0; i < SF__COUNT; i++)
+        if (e->carry[i])
+            fd_err("engine", "  %s %lld", stat_field(i, name, sizeof name), (long long)e->carry[i]);
+}
+
 /* Write every complete pending epoch in one MULTI/EXEC: 1 when it is
  * sent (write_poll finishes it), 0 when there was nothing to write (or it
  * was already written), -1 to retry later. */
@@ -1053,6 +1440,8 @@ static int write_epochs(fd_engine *e)
         return -1;
     if (e->n_epochs == 0 || !collect(e) || e->fatal)
         return e->n_epochs == 0 ? 0 : -1;
+    if (refusal_wait(e)) /* Redis refused the last try: backing off */
+        return -1;
     int rc = -1;
     char err[256];
     redisReply **rep = NULL;
@@ -1081,14 +1470,17 @@ static int write_epochs(fd_engine *e)
     for (int32_t p = 0; p < e->n_parts; p++)
         if (offset[p] >= 0)
             parts[n++] = p;
-    if (n == 0) { /* everything in them was revoked */
+    if (n == 0) {                             /* everything in them was revoked */
+        for (int k = 0; k < e->n_epochs; k++) /* counts are not lost: the next epoch's */
+            for (int r = 0; r < FD_REJ__COUNT; r++)
+                e->dlq_failed_taken[r] -= e->epochs[k]->dlq_failed[r];
         confirm(e, e->n_epochs);
         rc = 0;
         goto out;
     }
     if (fd_kafka_delivery_failures(e->producer) > 0) {
-        fd_err("engine", "a dead letter could not be delivered; stopping without storing the "
-                         "offsets past it (they will be reprocessed)");
+        fd_err("engine", "an output message could not be delivered; stopping without storing "
+                         "the offsets past it (they will be reprocessed)");
         e->fatal = 1;
         goto out;
     }
@@ -1100,34 +1492,62 @@ static int write_epochs(fd_engine *e)
         if (!e->dlq_wait_since)
             e->dlq_wait_since = fd_mono_ms();
         else if (fd_mono_ms() - e->dlq_wait_since >= DLQ_WAIT_PAUSE_MS)
-            set_blocked(e, true, "waiting for dead letters to be delivered");
+            set_blocked(e, true,
+                        "waiting for dead letters to be delivered (each is given up "
+                        "after kafka.dlq_timeout_ms)");
         goto out;
     }
     e->dlq_wait_since = 0;
+    /* Every dead letter of these epochs is reported: failures go with them
+     * (and those reported since, which is early but not twice). */
+    for (int r = 0; r < FD_REJ__COUNT; r++) {
+        int64_t f = fd_kafka_dlq_failed(e->producer, (fd_reject)r);
+        e->epochs[e->n_epochs - 1]->dlq_failed[r] += f - e->dlq_failed_taken[r];
+        e->dlq_failed_taken[r] = f;
+    }
     if (fd_redis_ensure(e->redis, err, sizeof err) != 0) {
         set_blocked(e, true, "Redis unavailable");
         goto out;
     }
 
     /* Round trip 1: WATCH the partition keys and read what is stored. */
-    rep = calloc((size_t)n + 1, sizeof *rep);
+    rep = calloc(2 * (size_t)n + 1, sizeof *rep);
     if (!rep)
         goto out;
     for (int i = 0; i < n; i++)
         fd_redis_appendf(e->redis, "WATCH %s", part_key(e, parts[i], e->key));
     for (int i = 0; i < n; i++)
         fd_redis_appendf(e->redis, "HGET %s offset", part_key(e, parts[i], e->key));
-    if (fd_redis_read_replies(e->redis, NULL, (size_t)n, err, sizeof err) != 0 ||
-        fd_redis_read_replies(e->redis, rep, (size_t)n, err, sizeof err) != 0) {
+    if (fd_redis_read_replies(e->redis, rep, 2 * (size_t)n, err, sizeof err) != 0) {
         set_blocked(e, true, "Redis unavailable");
+        goto out;
+    }
+    /* An error here (LOADING, NOAUTH, a partition key of another type, ...)
+     * refuses the whole write: nothing is sent, it is retried with backoff. */
+    for (int i = 0; i < 2 * n; i++) {
+        if (rep[i]->type != REDIS_REPLY_ERROR)
+            continue;
+        char cause[1400], code[32];
+        int32_t p = parts[i % n];
+        part_key(e, p, e->key);
+        if (i >= n && !strcmp(fd_redis_error_code(rep[i]->str, code, sizeof code), "WRONGTYPE"))
+            snprintf(cause, sizeof cause,
+                     "WRONGTYPE: key %s, partition %" PRId32
+                     "'s stored offset, is not a hash (another client wrote it); restore it: DEL "
+                     "it, then HSET it offset %" PRId64 " max_ts %" PRId64,
+                     e->key, p, e->parts[p].stored_offset, e->parts[p].confirmed_max_ts);
+        else
+            snprintf(cause, sizeof cause, "%s (%s %s)", rep[i]->str, i < n ? "WATCH" : "HGET",
+                     e->key);
+        fd_redis_appendf(e->redis, "UNWATCH");
+        fd_redis_read_replies(e->redis, NULL, 1, err, sizeof err);
+        refused(e, cause);
         goto out;
     }
     int applied = 0, fenced = 0;
     for (int i = 0; i < n; i++) {
         int32_t p = parts[i];
-        int64_t s = fd_redis_reply_int(rep[i], -1);
-        freeReplyObject(rep[i]);
-        rep[i] = NULL;
+        int64_t s = fd_redis_reply_int(rep[n + i], -1);
         if (s == e->parts[p].stored_offset)
             continue;
         if (e->write_ambiguous && s == e->attempt_offset[p]) {
@@ -1145,6 +1565,10 @@ static int write_epochs(fd_engine *e)
         fd_info("engine", "the previous write did apply (its reply was lost)");
         fd_redis_appendf(e->redis, "UNWATCH");
         fd_redis_read_replies(e->redis, NULL, 1, err, sizeof err);
+        for (int i = 0; i < SF__COUNT; i++) { /* with the stats deltas kept from before */
+            e->carry[i] -= e->carry_sent[i];
+            e->carry_sent[i] = 0;
+        }
         confirm(e, e->n_epochs);
         rc = 0;
         goto out;
@@ -1159,16 +1583,25 @@ static int write_epochs(fd_engine *e)
      * so outside the transaction, see shard.c build_reaches), then MULTI,
      * the snapshots, the offsets, EXEC. */
     size_t n_cmds = 0;
+    e->n_segs = 0; /* which command is which, to name a refused one's key */
+    e->segs_oom = false;
     for (int k = 0; k < e->n_epochs; k++)
         for (int i = 0; i < e->n_shards; i++) {
             const fd_resp *pf = &e->epochs[k]->snaps[i]->pfadd;
             if (pf->n_cmds) {
+                seg_add(e, (wseg){.first = n_cmds,
+                                  .n = pf->n_cmds,
+                                  .pre = true,
+                                  .kind = WE_UNIQUE_USERS,
+                                  .src = pf});
                 fd_redis_append_raw(e->redis, pf->p, pf->len, pf->n_cmds);
                 n_cmds += pf->n_cmds;
             }
         }
+    size_t n_pre = n_cmds;
     fd_redis_appendf(e->redis, "MULTI");
     n_cmds++;
+    size_t x0 = n_cmds; /* EXEC's element i answers command x0 + i */
     /* Users as the shards wrote them; minutes and stats merged over shards,
      * partitions and epochs: one HINCRBY per key and field. */
     int64_t stats[FD_ST__COUNT] = {0};
@@ -1181,6 +1614,10 @@ static int write_epochs(fd_engine *e)
                 int32_t p = ch->partition;
                 if (p >= ep->n_parts || !ep->valid[p] || !e->parts[p].assigned)
                     continue;
+                seg_add(e, (wseg){.first = n_cmds - x0,
+                                  .n = ch->cmds.n_cmds,
+                                  .kind = WE_USER,
+                                  .src = &ch->cmds});
                 fd_redis_append_raw(e->redis, ch->cmds.p, ch->cmds.len, ch->cmds.n_cmds);
                 n_cmds += ch->cmds.n_cmds;
                 for (int w = 0; w < ch->n_win; w++)
@@ -1192,22 +1629,37 @@ static int write_epochs(fd_engine *e)
         for (int32_t p = 0; p < ep->n_parts; p++)
             if (ep->valid[p])
                 stats[FD_ST_DATA_LOSS] += ep->data_loss[p];
+        for (int r = 0; r < FD_REJ__COUNT; r++) {
+            stats[FD_ST_DLQ_FAILED] += ep->dlq_failed[r];
+            stats[FD_ST_DLQ_FAILED_REASON0 + r] += ep->dlq_failed[r];
+        }
     }
     char wkey[600], sname[64];
-    n_cmds += append_windows(e);
+    size_t w0 = n_cmds - x0, nw = append_windows(e), nh = e->wbuf.n_cmds < nw ? e->wbuf.n_cmds : nw;
+    seg_add(e, (wseg){.first = w0, .n = nh, .kind = WE_WINDOW, .src = &e->wbuf});
+    seg_add(e, (wseg){.first = w0 + nh, .n = nw - nh, .kind = WE_FUNNEL_OPEN}); /* the ZADD */
+    n_cmds += nw;
+    /* The stats deltas, with those kept from earlier writes (refused, or
+     * the write errors found in their replies). */
     snprintf(wkey, sizeof wkey, "%sstats", e->cfg->redis_key_prefix);
-    for (int st = 0; st < FD_ST__COUNT; st++)
-        if (stats[st]) {
+    for (int st = 0; st < SF__COUNT; st++) {
+        int64_t v = (st < FD_ST__COUNT ? stats[st] : 0) + e->carry[st];
+        e->carry_sent[st] = e->carry[st];
+        if (v) {
+            seg_add(
+                e, (wseg){.first = n_cmds - x0, .n = 1, .kind = WE_STATS, .field = st, .value = v});
             fd_redis_appendf(e->redis, "HINCRBY %s %s %lld", wkey,
-                             fd_stat_name(st, sname, sizeof sname), (long long)stats[st]);
+                             stat_field(st, sname, sizeof sname), (long long)v);
             n_cmds++;
         }
+    }
     if (e->fatal) { /* out of memory merging: nothing of this is sent */
         fd_redis_disconnect(e->redis);
         goto out;
     }
     for (int i = 0; i < n; i++) {
         int32_t p = parts[i];
+        seg_add(e, (wseg){.first = n_cmds - x0, .n = 1, .kind = WE_PART, .part = p});
         fd_redis_appendf(e->redis, "HSET %s offset %lld max_ts %lld", part_key(e, p, e->key),
                          (long long)offset[p], (long long)max_ts[p]);
         n_cmds++;
@@ -1228,13 +1680,16 @@ static int write_epochs(fd_engine *e)
     offset = max_ts = NULL;
     pthread_mutex_lock(&e->io.t.mu);
     e->io.n_replies = n_cmds;
+    e->io.n_pre = n_pre;
+    e->io.n_pre_err = 0;
+    e->io.queued_err[0] = '\0';
     e->io.state = IO_PENDING;
     pthread_cond_broadcast(&e->io.t.cv);
     pthread_mutex_unlock(&e->io.t.mu);
     rc = 1;
 out:
     if (rep) {
-        for (int i = 0; i <= n; i++)
+        for (int i = 0; i < 2 * n + 1; i++)
             if (rep[i])
                 freeReplyObject(rep[i]);
         free(rep);
@@ -1267,10 +1722,8 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
         if (x->type == REDIS_REPLY_NIL) {
             fd_info("engine", "write raced with another writer (WATCH); retrying");
         } else if (x->type == REDIS_REPLY_ARRAY) {
-            for (size_t i = 0; i < x->elements; i++)
-                if (x->element[i]->type == REDIS_REPLY_ERROR)
-                    fd_err("engine", "command %zu of a write failed inside EXEC: %s", i + 1,
-                           x->element[i]->str);
+            refusal_over(e);
+            count_refused(e, x); /* before confirm: it names keys from the snapshots */
             for (int i = 0; i < w->n; i++)
                 e->parts[w->parts[i]].confirmed_max_ts = w->max_ts[w->parts[i]];
             confirm(e, w->n_epochs);
@@ -1280,9 +1733,11 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
                 closer_kick(e);
             }
         } else {
-            fd_err("engine", "EXEC: unexpected reply: %s",
-                   x->type == REDIS_REPLY_ERROR ? x->str : "(not an array)");
-            set_blocked(e, true, "Redis refused the write");
+            /* EXECABORT says only that a queued command was refused: the
+             * cause is that command's error (OOM, MISCONF, READONLY, ...). */
+            refused(e, e->io.queued_err[0]            ? e->io.queued_err
+                       : x->type == REDIS_REPLY_ERROR ? x->str
+                                                      : "EXEC: unexpected reply (not an array)");
         }
     }
     if (x)
@@ -1325,11 +1780,35 @@ static void *io_main(void *arg)
             break; /* stop, nothing pending */
         size_t n = e->io.n_replies;
         pthread_mutex_unlock(&e->io.t.mu);
+        size_t n_pre = e->io.n_pre;
         char err[256];
         redisReply *x = NULL;
-        int rc = fd_redis_read_replies(e->redis, NULL, n - 1, err, sizeof err);
-        if (rc == 0)
-            rc = fd_redis_read_replies(e->redis, &x, 1, err, sizeof err);
+        int rc = 0;
+        /* One reply at a time: the errors are kept (the consumer thread
+         * names what was refused and why); the rest are freed at once. */
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            redisReply *y = NULL;
+            rc = fd_redis_read_replies(e->redis, &y, 1, err, sizeof err);
+            if (rc != 0)
+                break;
+            if (i + 1 == n) {
+                x = y;
+                break;
+            }
+            if (y->type == REDIS_REPLY_ERROR) {
+                if (i < n_pre) {
+                    if (e->io.n_pre_err < IO_ERR_MAX) {
+                        e->io.pre_err_at[e->io.n_pre_err] = i;
+                        snprintf(e->io.pre_err[e->io.n_pre_err], sizeof e->io.pre_err[0], "%s",
+                                 y->str);
+                    }
+                    e->io.n_pre_err++;
+                } else if (!e->io.queued_err[0]) {
+                    snprintf(e->io.queued_err, sizeof e->io.queued_err, "%s", y->str);
+                }
+            }
+            freeReplyObject(y);
+        }
         if (rc != 0)
             fd_warn("engine", "write: %s", err);
         pthread_mutex_lock(&e->io.t.mu);
@@ -1590,6 +2069,36 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- routing -------------------------------------------------------------- */
 
+/* The next message routed of partition p is at offset `at`, past `from`,
+ * the offset after the last one routed (or the seek position). When the
+ * broker's log now starts after `from`, the gap was deleted before funneld
+ * read it: librdkafka reset the position to the log start (it logs that;
+ * auto.offset.reset) while reading. Counted like a stored offset found
+ * below the log start, with the epoch that stores the offset past it. A
+ * gap above the log start is no loss (transaction markers, compaction). */
+static void check_gap(fd_engine *e, int32_t p, int64_t from, int64_t at)
+{
+    int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
+    /* cached from the fetch responses (log start offset): no round trip */
+    rd_kafka_get_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi);
+    if (lo >= 0 && lo <= from) {
+        fd_debug("engine",
+                 "partition=%" PRId32 ": offsets %" PRId64 "..%" PRId64
+                 " hold no messages (log start %" PRId64 ")",
+                 p, from, at - 1, lo);
+        return;
+    }
+    int64_t lost = at - from;
+    part *pt = &e->parts[p];
+    fd_err("engine",
+           "DATA LOSS partition=%" PRId32 " fetch offset %" PRId64
+           " is below the log start %" PRId64 ": %" PRId64
+           " offsets were deleted by the broker before they were consumed "
+           "(consumption goes on at offset %" PRId64 ")",
+           p, from, lo >= 0 ? lo : at, lost, at);
+    pt->data_loss = lost > INT64_MAX - pt->data_loss ? INT64_MAX : pt->data_loss + lost;
+}
+
 /* Hand waiting messages to shards in poll order until one shard is full. */
 static void route(fd_engine *e)
 {
@@ -1642,6 +2151,8 @@ static void route(fd_engine *e)
         for (size_t k = 0; k < take; k++) {
             rd_kafka_message_t *m = e->wait[e->wait_head + k];
             part *pt = &e->parts[m->partition];
+            if (pt->next_offset >= 0 && m->offset > pt->next_offset)
+                check_gap(e, m->partition, pt->next_offset, m->offset);
             pt->next_offset = m->offset + 1;
             pt->dirty = true;
         }
@@ -1894,6 +2405,7 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         if (now - e->backlog_checked_ms >= 1000)
             tell_closer_backlog(e);
         write_poll(e, false);
+        flush_carry(e, false); /* stats deltas left over, when no epoch is pending */
         if (e->n_epochs && write_epochs(e) == 0 && e->n_epochs == 0) { /* already applied */
             set_blocked(e, false, NULL);
             closer_kick(e);
@@ -1927,19 +2439,38 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
             fd_sleep_ms(5);
     }
     bool flushed = !e->fatal && flush_now(e, deadline) == 0;
-    if (!e->fatal && !flushed)
-        fd_warn("engine",
-                "shutdown: could not write all state within %" PRId64
-                " ms; it will be reprocessed from the stored offsets",
-                e->cfg->engine_shutdown_timeout_ms);
+    if (!e->fatal) {
+        flush_carry(e, true);
+        report_carry(e);
+    }
+    int64_t undelivered = fd_kafka_dlq_pending(e->producer);
+    if (!e->fatal && !flushed) {
+        /* Nothing is lost (the offsets before it are not stored), but the
+         * stop is not clean: say why, and exit non-zero. */
+        if (undelivered > 0)
+            fd_err("engine",
+                   "shutdown: %" PRId64 " dead letter(s) not delivered to %s within %" PRId64
+                   " ms (engine.shutdown_timeout_ms): the state after their offsets is not "
+                   "stored and will be reprocessed",
+                   undelivered, e->cfg->kafka_topic_dlq, e->cfg->engine_shutdown_timeout_ms);
+        else
+            fd_err("engine",
+                   "shutdown: could not write all state within %" PRId64
+                   " ms (engine.shutdown_timeout_ms); it will be reprocessed from the stored "
+                   "offsets",
+                   e->cfg->engine_shutdown_timeout_ms);
+    }
     closer_stop(e); /* then close what the last writes allow, here */
     if (!e->fatal && flushed)
         close_windows(e);
     atomic_store(&e->abort, 1);
     rd_kafka_consumer_close(e->consumer);
-    fd_kafka_drain(e->producer, 5000);
-    fd_info("engine", "stopped");
-    return e->fatal ? -1 : 0;
+    bool drained = fd_kafka_drain(e->producer, 5000) == 0;
+    if (!drained)
+        fd_err("engine", "shutdown: %d output message(s) could not be delivered within 5 s",
+               rd_kafka_outq_len(e->producer));
+    fd_info("engine", "stopped%s", e->fatal || !flushed || !drained ? " (not cleanly)" : "");
+    return e->fatal || !flushed || !drained ? -1 : 0;
 }
 
 void fd_engine_destroy(fd_engine *e)
@@ -1981,6 +2512,7 @@ void fd_engine_destroy(fd_engine *e)
     free(e->wait);
     free(e->parts);
     free(e->attempt_offset);
+    free(e->segs);
     free(e->bootstraps);
     free(e);
 }

@@ -12,20 +12,76 @@
 #include "pipeline/kafka.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/clock.h"
 #include "daemon/log.h"
 
 typedef struct producer_state {
-    atomic_llong failures;
-    atomic_llong dlq_sent, dlq_done; /* dead letters produced / reported */
+    atomic_llong failures;                  /* other messages (metrics) failed for good */
+    atomic_llong dlq_sent, dlq_done;        /* dead letters produced / reported */
+    atomic_llong dlq_failed[FD_REJ__COUNT]; /* dead letters given up, by reason */
+    rd_kafka_topic_t *dlq_rkt;              /* the dead-letter topic, its own message.timeout.ms */
+    size_t max_bytes;                       /* the producer's message.max.bytes */
+    int64_t dlq_timeout_ms;
+    /* At most DLQ_LOG_BURST lines per DLQ_LOG_WINDOW_MS about failed dead
+     * letters; the rest are summed up in one line. Any thread. */
+    pthread_mutex_t log_lock;
+    int64_t log_window_start;
+    int log_lines;
+    int64_t log_suppressed;
 } producer_state;
 
-/* msg_opaque of a dead letter: its delivery report counts in dlq_done */
-static char dlq_tag;
+#define DLQ_LOG_BURST     10
+#define DLQ_LOG_WINDOW_MS 10000
+
+/* msg_opaque of a dead letter: where it came from, for its delivery report
+ * (counted in dlq_done, and in dlq_failed when it failed). Other messages
+ * are produced with no opaque. */
+typedef struct dlq_ref {
+    int32_t partition;
+    int64_t offset;
+    fd_reject reason;
+} dlq_ref;
+
+/* One line about a dead letter given up, within the rate limit. */
+static void dlq_log_failed(producer_state *ps, const dlq_ref *ref, const char *topic,
+                           const char *why)
+{
+    int64_t now = fd_mono_ms(), suppressed = 0;
+    bool log = false;
+    pthread_mutex_lock(&ps->log_lock);
+    if (now - ps->log_window_start >= DLQ_LOG_WINDOW_MS) {
+        suppressed = ps->log_suppressed;
+        ps->log_suppressed = 0;
+        ps->log_window_start = now;
+        ps->log_lines = 0;
+    }
+    if (ps->log_lines < DLQ_LOG_BURST) {
+        ps->log_lines++;
+        log = true;
+    } else {
+        ps->log_suppressed++;
+    }
+    pthread_mutex_unlock(&ps->log_lock);
+    if (suppressed)
+        fd_err("kafka",
+               "%" PRId64 " more dead letters were given up in the last %d s (see stats "
+               "dlq_failed)",
+               suppressed, DLQ_LOG_WINDOW_MS / 1000);
+    if (log)
+        fd_err("kafka",
+               "dead letter for partition=%" PRId32 " offset=%" PRId64
+               " (reason %s) could not be delivered to %s: %s; given up, counted in stats "
+               "dlq_failed.%s",
+               ref->partition, ref->offset, fd_reject_name(ref->reason), topic, why,
+               fd_reject_name(ref->reason));
+}
 
 static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -147,9 +203,16 @@ rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
 static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     producer_state *ps = opaque;
-    if (m->_private == &dlq_tag)
+    dlq_ref *ref = m->_private;
+    if (ref) {
+        /* failed first: dlq_pending 0 then means the failure is counted */
+        if (m->err) {
+            atomic_fetch_add(&ps->dlq_failed[ref->reason], 1);
+            dlq_log_failed(ps, ref, rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        }
         atomic_fetch_add(&ps->dlq_done, 1);
-    if (m->err) {
+        free(ref);
+    } else if (m->err) {
         atomic_fetch_add(&ps->failures, 1);
         fd_err("kafka", "delivery to %s [%" PRId32 "] failed: %s", rd_kafka_topic_name(m->rkt),
                m->partition, rd_kafka_err2str(m->err));
@@ -180,6 +243,8 @@ rd_kafka_t *fd_kafka_producer_new(const fd_config *cfg, const char *bootstraps, 
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
+    pthread_mutex_init(&ps->log_lock, NULL);
+    ps->dlq_timeout_ms = cfg->kafka_dlq_timeout_ms > 0 ? cfg->kafka_dlq_timeout_ms : 60000;
     rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
     rd_kafka_conf_set_opaque(conf, ps);
     char err[512];
@@ -187,8 +252,39 @@ rd_kafka_t *fd_kafka_producer_new(const fd_config *cfg, const char *bootstraps, 
     if (!rk) {
         snprintf(errstr, errstr_size, "creating Kafka producer: %s", err);
         rd_kafka_conf_destroy(conf);
+        pthread_mutex_destroy(&ps->log_lock);
         free(ps);
         return NULL;
+    }
+    char v[32];
+    size_t vlen = sizeof v;
+    long mb = 0;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes", v, &vlen) == RD_KAFKA_CONF_OK)
+        mb = atol(v);
+    ps->max_bytes = mb > 0 ? (size_t)mb : 1000000;
+    /* Dead letters, unlike other output, are given up after
+     * kafka.dlq_timeout_ms (retries included): the writes of every
+     * partition wait for them, so a topic that refuses them must not stop
+     * the daemon. Created here, before any thread produces, so that this
+     * topic configuration is the one librdkafka keeps. */
+    if (cfg->kafka_topic_dlq && *cfg->kafka_topic_dlq) {
+        rd_kafka_topic_conf_t *tc = rd_kafka_topic_conf_new();
+        char tmo[24];
+        snprintf(tmo, sizeof tmo, "%" PRId64, ps->dlq_timeout_ms);
+        if (rd_kafka_topic_conf_set(tc, "message.timeout.ms", tmo, err, sizeof err) !=
+            RD_KAFKA_CONF_OK) {
+            snprintf(errstr, errstr_size, "kafka.dlq_timeout_ms: %s", err);
+            rd_kafka_topic_conf_destroy(tc);
+            fd_kafka_producer_destroy(rk);
+            return NULL;
+        }
+        ps->dlq_rkt = rd_kafka_topic_new(rk, cfg->kafka_topic_dlq, tc);
+        if (!ps->dlq_rkt) {
+            snprintf(errstr, errstr_size, "kafka.topic_dlq: %s: %s", cfg->kafka_topic_dlq,
+                     rd_kafka_err2str(rd_kafka_last_error()));
+            fd_kafka_producer_destroy(rk);
+            return NULL;
+        }
     }
     return rk;
 }
@@ -204,25 +300,69 @@ void fd_kafka_producer_destroy(rd_kafka_t *producer)
     if (!producer)
         return;
     producer_state *ps = rd_kafka_opaque(producer);
-    rd_kafka_destroy(producer);
+    if (ps && ps->dlq_rkt)
+        rd_kafka_topic_destroy(ps->dlq_rkt);
+    rd_kafka_destroy(producer); /* reports of undelivered dead letters free their refs */
+    if (ps) {
+        if (ps->log_suppressed)
+            fd_err("kafka", "%" PRId64 " more dead letters were given up (see stats dlq_failed)",
+                   ps->log_suppressed);
+        pthread_mutex_destroy(&ps->log_lock);
+    }
     free(ps);
 }
 
-/* A dead letter keeps at most this much of a value the output topic would
- * refuse as too large; header fd.truncated then holds the original length. */
-#define DLQ_TRUNCATE_BYTES (64 * 1024)
+int64_t fd_kafka_dlq_failed(rd_kafka_t *producer, fd_reject reason)
+{
+    producer_state *ps = rd_kafka_opaque(producer);
+    if (!ps || (int)reason < 0 || reason >= FD_REJ__COUNT)
+        return 0;
+    return (int64_t)atomic_load(&ps->dlq_failed[reason]);
+}
+
+/* What a dead letter keeps of the rejected message (docs/EVENTS.md):
+ * - the key: at most FD_DLQ_KEY_MAX bytes (header fd.key.truncated then
+ *   holds the original length); a longer key is no user id anyway;
+ * - the value: whole when key, value and headers fit the producer's
+ *   message.max.bytes, else its first FD_DLQ_VALUE_MAX bytes (or less if
+ *   even that does not fit), with header fd.truncated = the original length. */
+#define DLQ_HEADER_ROOM 2048 /* headers (fd.error is < 512 bytes) and framing */
 
 int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_kafka_message_t *src,
                          fd_reject reason, const char *error)
 {
-    char part[16], off[24], orig_len[24];
+    producer_state *ps = rd_kafka_opaque(producer);
+    char part[16], off[24], orig_len[24], orig_key_len[24];
     snprintf(part, sizeof part, "%" PRId32, src->partition);
     snprintf(off, sizeof off, "%" PRId64, src->offset);
     snprintf(orig_len, sizeof orig_len, "%zu", src->len);
+    snprintf(orig_key_len, sizeof orig_key_len, "%zu", src->key_len);
     const char *src_topic = src->rkt ? rd_kafka_topic_name(src->rkt) : "";
-    size_t len = src->len;
+    if ((int)reason < 0 || reason >= FD_REJ__COUNT)
+        reason = FD_REJ_FIELD_TYPE;
+    size_t key_len = src->key ? src->key_len : 0;
+    if (key_len > FD_DLQ_KEY_MAX)
+        key_len = FD_DLQ_KEY_MAX;
+    size_t len = src->len, room = 0;
+    if (ps->max_bytes > key_len + DLQ_HEADER_ROOM)
+        room = ps->max_bytes - key_len - DLQ_HEADER_ROOM;
+    if (len > room)
+        len = room < FD_DLQ_VALUE_MAX ? room : FD_DLQ_VALUE_MAX;
+    if (len < src->len || key_len < src->key_len)
+        fd_warn("kafka",
+                "dead letter for partition=%s offset=%s: key %zu and value %zu bytes, too large "
+                "for %s: keeping %zu and %zu bytes (headers fd.key.truncated, fd.truncated)",
+                part, off, src->key_len, src->len, dlq_topic, key_len, len);
+    dlq_ref ref0 = {.partition = src->partition, .offset = src->offset, .reason = reason};
+    int64_t queue_full_since = 0;
     for (;;) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+        dlq_ref *ref = malloc(sizeof *ref);
+        if (!ref) {
+            dlq_log_failed(ps, &ref0, dlq_topic, "out of memory");
+            return -1;
+        }
+        *ref = ref0;
+        rd_kafka_headers_t *h = rd_kafka_headers_new(8);
         rd_kafka_header_add(h, "fd.reason", -1, fd_reject_name(reason), -1);
         rd_kafka_header_add(h, "fd.error", -1, error, -1);
         rd_kafka_header_add(h, "fd.source.topic", -1, src_topic, -1);
@@ -230,33 +370,40 @@ int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_k
         rd_kafka_header_add(h, "fd.source.offset", -1, off, -1);
         if (len < src->len)
             rd_kafka_header_add(h, "fd.truncated", -1, orig_len, -1);
-        producer_state *ps = rd_kafka_opaque(producer);
+        if (key_len < src->key_len)
+            rd_kafka_header_add(h, "fd.key.truncated", -1, orig_key_len, -1);
         atomic_fetch_add(&ps->dlq_sent, 1); /* before its report can come */
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            producer, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(src->key, src->key_len), RD_KAFKA_V_VALUE(src->payload, len),
-            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(&dlq_tag), RD_KAFKA_V_END);
-        if (err)
-            atomic_fetch_sub(&ps->dlq_sent, 1);
+        rd_kafka_resp_err_t err;
+        if (ps->dlq_rkt && !strcmp(dlq_topic, rd_kafka_topic_name(ps->dlq_rkt)))
+            err = rd_kafka_producev(
+                producer, RD_KAFKA_V_RKT(ps->dlq_rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(src->key, key_len), RD_KAFKA_V_VALUE(src->payload, len),
+                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(ref), RD_KAFKA_V_END);
+        else
+            err = rd_kafka_producev(
+                producer, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(src->key, key_len), RD_KAFKA_V_VALUE(src->payload, len),
+                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(ref), RD_KAFKA_V_END);
         if (!err) {
             rd_kafka_poll(producer, 0);
-            return 0; /* headers now owned by the message */
+            return 0; /* headers and ref now owned by the message */
         }
+        atomic_fetch_sub(&ps->dlq_sent, 1);
         rd_kafka_headers_destroy(h);
-        if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && len > DLQ_TRUNCATE_BYTES) {
-            fd_warn("kafka",
-                    "dead letter for partition=%s offset=%s is %zu bytes, too large for %s: "
-                    "keeping its first %d bytes (header fd.truncated)",
-                    part, off, src->len, dlq_topic, DLQ_TRUNCATE_BYTES);
-            len = DLQ_TRUNCATE_BYTES;
-            continue;
+        free(ref);
+        /* A full queue is waited out (librdkafka gives up on what it holds
+         * after kafka.dlq_timeout_ms, so this ends), but not for longer. */
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            int64_t now = fd_mono_ms();
+            if (!queue_full_since)
+                queue_full_since = now;
+            if (now - queue_full_since < ps->dlq_timeout_ms) {
+                rd_kafka_poll(producer, 100);
+                continue;
+            }
         }
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            fd_err("kafka", "producing dead letter for partition=%s offset=%s: %s", part, off,
-                   rd_kafka_err2str(err));
-            return -1;
-        }
-        rd_kafka_poll(producer, 100); /* wait out a full queue; never drop */
+        dlq_log_failed(ps, &ref0, dlq_topic, rd_kafka_err2str(err));
+        return -1; /* the caller counts it: it knows the partition's epoch */
     }
 }
 

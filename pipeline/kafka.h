@@ -29,23 +29,37 @@ rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
                                   void *opaque, char *errstr, size_t errstr_size);
 
 /* An idempotent producer that never gives up on a message
- * (message.timeout.ms=0): a full queue or a broker outage is waited out.
- * Delivery failures (only fatal errors remain) are counted; see
- * fd_kafka_delivery_failures. Caller destroys. */
+ * (message.timeout.ms=0) but dead letters (kafka.dlq_timeout_ms): a full
+ * queue or a broker outage is waited out. Delivery failures (only fatal
+ * errors remain) are counted; see fd_kafka_delivery_failures and
+ * fd_kafka_dlq_failed. Caller destroys. */
 rd_kafka_t *fd_kafka_producer_new(const fd_config *cfg, const char *bootstraps, char *errstr,
                                   size_t errstr_size);
 
 /* Destroy a producer made by fd_kafka_producer_new (NULL accepted). */
 void fd_kafka_producer_destroy(rd_kafka_t *producer);
 
-/* Messages whose delivery failed for good since the producer was created. */
+/* Messages other than dead letters whose delivery failed for good since
+ * the producer was created. */
 int64_t fd_kafka_delivery_failures(rd_kafka_t *producer);
 
+/* Dead letters of this reason reported failed (after librdkafka's retries,
+ * at most kafka.dlq_timeout_ms) since the producer was created; those
+ * fd_kafka_produce_dlq gave up itself are not in it. */
+int64_t fd_kafka_dlq_failed(rd_kafka_t *producer, fd_reject reason);
+
+/* Bounds of what a dead letter keeps of a rejected message. */
+#define FD_DLQ_KEY_MAX   1024        /* key bytes; header fd.key.truncated beyond */
+#define FD_DLQ_VALUE_MAX (64 * 1024) /* value bytes kept when the whole does not fit */
+
 /* Produce a copy of a rejected message to the dead-letter topic with its
- * original key and value and the headers fd.reason, fd.error,
- * fd.source.topic, fd.source.partition, fd.source.offset. Waits out a full
- * queue (polling the producer). 0, or -1 on a non-retriable error. Called by
- * the consumer thread. */
+ * key and value (bounded: FD_DLQ_KEY_MAX, and FD_DLQ_VALUE_MAX when the
+ * whole does not fit message.max.bytes) and the headers fd.reason,
+ * fd.error, fd.source.topic, fd.source.partition, fd.source.offset
+ * (fd.truncated, fd.key.truncated when cut). Waits out a full queue, at
+ * most kafka.dlq_timeout_ms. 0 when produced (its delivery is reported
+ * later: fd_kafka_dlq_pending); -1 when given up here (logged, rate-limited;
+ * the caller counts it). Any thread. */
 int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_kafka_message_t *src,
                          fd_reject reason, const char *error);
 

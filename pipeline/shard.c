@@ -39,7 +39,7 @@
 #define MSET_MAX     1024 /* users per MSET */
 #define DENSE_SET    4096 /* hour HyperLogLogs remembered as dense */
 
-_Static_assert(FD_ST_DLQ_REASON0 + FD_REJ__COUNT <= FD_ST__COUNT, "raise FD_ST__COUNT");
+_Static_assert(FD_REJ__COUNT <= 32, "raise the stats' room for reasons (shard.h)");
 
 typedef struct pstate {
     int64_t stats[FD_ST__COUNT];
@@ -86,6 +86,7 @@ struct fd_shard {
     size_t n_batch;
     size_t *need; /* batch indices of users to load (POP_MAX) */
     char key[FD_ID_MAX + 512];
+    bool load_err_logged; /* an error reply to the MGET was logged; cleared on success */
 };
 
 const char *fd_stat_name(int i, char *buf, size_t n)
@@ -100,7 +101,13 @@ const char *fd_stat_name(int i, char *buf, size_t n)
         return "late_events";
     if (i == FD_ST_USER_UNREADABLE)
         return "user_records_unreadable";
-    snprintf(buf, n, "dlq.%s", fd_reject_name((fd_reject)(i - FD_ST_DLQ_REASON0)));
+    if (i == FD_ST_DLQ_FAILED)
+        return "dlq_failed";
+    if (i >= FD_ST_DLQ_FAILED_REASON0)
+        snprintf(buf, n, "dlq_failed.%s",
+                 fd_reject_name((fd_reject)(i - FD_ST_DLQ_FAILED_REASON0)));
+    else
+        snprintf(buf, n, "dlq.%s", fd_reject_name((fd_reject)(i - FD_ST_DLQ_REASON0)));
     return buf;
 }
 
@@ -168,8 +175,67 @@ static const char *user_key(fd_shard *s, const char *id)
 
 /* ---- loading users ------------------------------------------------------ */
 
-/* One MGET for every user of the batch not in memory (one command, one
- * round trip). 0, or -1 when Redis failed (nothing applied; retry). */
+/* A user record funneld cannot read (another program wrote the key): say
+ * so with the key, count it, and the user starts afresh (its next write
+ * replaces the value). */
+static void unreadable(fd_shard *s, size_t k, const char *why)
+{
+    const char *id = s->batch[s->need[k]].user_id;
+    fd_err("shard", "user=%s key %s: unreadable user record, starting it afresh: %s", id,
+           user_key(s, id), why);
+    pstate *ps = part_of(s, s->batch_part[s->need[k]]);
+    if (ps) {
+        ps->stats[FD_ST_USER_UNREADABLE]++;
+        ps->touched = true;
+    }
+}
+
+/* MGET answers nil both for an absent key and for one of another type (a
+ * list, a hash, ...), so the load also asks EXISTS of the same keys: when
+ * it counts more keys than MGET returned strings, the nil ones are asked
+ * their TYPE (rare: only then a second round trip). A foreign value of any
+ * type is treated as an unreadable record. 0, or -1 when Redis failed. */
+static int check_foreign(fd_shard *s, const redisReply *r, size_t n_need, long long n_exist)
+{
+    long long n_str = 0;
+    for (size_t k = 0; k < n_need; k++)
+        n_str += r->element[k]->type == REDIS_REPLY_STRING;
+    if (n_exist <= n_str)
+        return 0;
+    char err[256];
+    size_t n_nil = 0;
+    for (size_t k = 0; k < n_need; k++)
+        if (r->element[k]->type != REDIS_REPLY_STRING) {
+            fd_redis_appendf(s->redis, "TYPE %s", user_key(s, s->batch[s->need[k]].user_id));
+            n_nil++;
+        }
+    redisReply **t = calloc(n_nil, sizeof *t);
+    if (!t || fd_redis_read_replies(s->redis, t, n_nil, err, sizeof err) != 0) {
+        if (fd_redis_pending(s->redis))
+            fd_redis_disconnect(s->redis);
+        free(t);
+        return -1;
+    }
+    for (size_t k = 0, j = 0; k < n_need; k++) {
+        if (r->element[k]->type == REDIS_REPLY_STRING)
+            continue;
+        const redisReply *ty = t[j++];
+        if (ty->type == REDIS_REPLY_STATUS && strcmp(ty->str, "none") != 0 &&
+            strcmp(ty->str, "string") != 0) {
+            char why[64];
+            snprintf(why, sizeof why, "the key holds a %s, not a string", ty->str);
+            unreadable(s, k, why);
+        }
+    }
+    for (size_t j = 0; j < n_nil; j++)
+        freeReplyObject(t[j]);
+    free(t);
+    return 0;
+}
+
+/* One MGET for every user of the batch not in memory, and an EXISTS of the
+ * same keys (one round trip). 0, or -1 when Redis failed (nothing applied;
+ * retry). */
 static int load_once(fd_shard *s)
 {
     size_t n_need = 0;
@@ -192,24 +258,37 @@ static int load_once(fd_shard *s)
         return 0;
     int rc = 0;
     char err[256];
-    redisReply *r = NULL;
+    redisReply *rr[2] = {NULL, NULL}, *r = NULL;
     fd_resp_reset(&s->mget);
-    fd_resp_cmd(&s->mget, 1 + (int)n_need);
-    fd_resp_str(&s->mget, "MGET");
-    for (size_t k = 0; k < n_need; k++)
-        fd_resp_str(&s->mget, user_key(s, s->batch[s->need[k]].user_id));
+    for (int c = 0; c < 2; c++) {
+        fd_resp_cmd(&s->mget, 1 + (int)n_need);
+        fd_resp_str(&s->mget, c == 0 ? "MGET" : "EXISTS");
+        for (size_t k = 0; k < n_need; k++)
+            fd_resp_str(&s->mget, user_key(s, s->batch[s->need[k]].user_id));
+    }
     if (s->mget.oom || fd_redis_ensure(s->redis, err, sizeof err) != 0 ||
-        fd_redis_append_raw(s->redis, s->mget.p, s->mget.len, 1) != 0 ||
-        fd_redis_read_replies(s->redis, &r, 1, err, sizeof err) != 0)
+        fd_redis_append_raw(s->redis, s->mget.p, s->mget.len, 2) != 0 ||
+        fd_redis_read_replies(s->redis, rr, 2, err, sizeof err) != 0)
         rc = -1;
     if (rc != 0 && fd_redis_pending(s->redis))
         fd_redis_disconnect(s->redis);
-    if (rc == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != n_need)) {
-        fd_err("shard", "shard=%d: unexpected reply (type %d) to MGET of %zu users%s%s", s->id,
-               r->type, n_need, r->type == REDIS_REPLY_ERROR ? ": " : "",
-               r->type == REDIS_REPLY_ERROR ? r->str : "");
+    r = rr[0];
+    if (rc == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != n_need ||
+                    rr[1]->type != REDIS_REPLY_INTEGER)) {
+        /* E.g. LOADING while Redis restarts: logged once, until a load works
+         * (process_batch retries every 50 ms). */
+        const redisReply *bad = r->type != REDIS_REPLY_ARRAY ? r : rr[1];
+        if (!s->load_err_logged)
+            fd_err("shard", "shard=%d: unexpected reply (type %d) to the load of %zu users%s%s",
+                   s->id, bad->type, n_need, bad->type == REDIS_REPLY_ERROR ? ": " : "",
+                   bad->type == REDIS_REPLY_ERROR ? bad->str : "");
+        s->load_err_logged = true;
         rc = -1;
     }
+    if (rc == 0 && check_foreign(s, r, n_need, rr[1]->integer) != 0)
+        rc = -1;
+    if (rc == 0)
+        s->load_err_logged = false;
     for (size_t k = 0; k < n_need; k++) {
         fd_user *u = s->batch_user[s->need[k]];
         u->queued = false;
@@ -220,21 +299,14 @@ static int load_once(fd_shard *s)
         memset(&u->f, 0, sizeof u->f);
         if (e->type == REDIS_REPLY_STRING &&
             fd_feat_record_parse(fp, &u->f, e->str, e->len, NULL, err, sizeof err) != 0) {
-            /* Not a record funneld wrote: say so, count it, start the user
-             * afresh (its next write replaces the unreadable value). */
-            int32_t p = s->batch_part[s->need[k]];
-            fd_err("shard", "user=%s key %s: unreadable user record, starting it afresh: %s",
-                   s->batch[s->need[k]].user_id, user_key(s, s->batch[s->need[k]].user_id), err);
-            pstate *ps = part_of(s, p);
-            if (ps) {
-                ps->stats[FD_ST_USER_UNREADABLE]++;
-                ps->touched = true;
-            }
+            memset(&u->f, 0, sizeof u->f);
+            unreadable(s, k, err);
         }
         u->loaded = true;
     }
-    if (r)
-        freeReplyObject(r);
+    for (int c = 0; c < 2; c++)
+        if (rr[c])
+            freeReplyObject(rr[c]);
     return rc;
 }
 
@@ -318,14 +390,12 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m, int64_t part_max_ts)
     if (why != FD_OK) {
         fd_debug("shard", "dead letter partition=%d offset=%lld reason=%s: %s", (int)m->partition,
                  (long long)m->offset, fd_reject_name(why), msg);
-        while (fd_kafka_produce_dlq(s->env->producer, s->env->cfg->kafka_topic_dlq, m, why, msg) !=
-               0) {
-            /* Not retriable by librdkafka (it logged why). The offset past
-             * this message must not be stored without its dead letter, so
-             * keep trying rather than drop it. */
-            if (atomic_load(s->env->abort))
-                break;
-            fd_sleep_ms(1000);
+        /* Given up at once only on an error retrying cannot mend (it was
+         * logged): counted with this partition's epoch, never silent. */
+        if (fd_kafka_produce_dlq(s->env->producer, s->env->cfg->kafka_topic_dlq, m, why, msg) !=
+            0) {
+            ps->stats[FD_ST_DLQ_FAILED]++;
+            ps->stats[FD_ST_DLQ_FAILED_REASON0 + why]++;
         }
         ps->stats[FD_ST_DLQ]++;
         ps->stats[FD_ST_DLQ_REASON0 + why]++;
@@ -729,7 +799,8 @@ fd_codec *fd_input_codec_new(const fd_config *cfg, char *errstr, size_t errstr_s
                         .schema_ids = refs,
                         .n_schema_ids = (size_t)cfg->input_n_schema_ids,
                         .encode_schema_id = cfg->input_n_schema_ids ? refs[0].id : 1,
-                        .max_message_bytes = (size_t)cfg->input_max_message_bytes};
+                        .max_message_bytes = (size_t)cfg->input_max_message_bytes,
+                        .max_price = cfg->input_max_price};
     char err[512];
     fd_codec *c = fd_codec_new(&co, err, sizeof err);
     if (!c)

@@ -33,9 +33,11 @@ enum {
     FD_ST_DATA_LOSS,
     FD_ST_LATE,
     FD_ST_USER_UNREADABLE, /* stored user records funneld could not read */
-    FD_ST_DLQ_REASON0
+    FD_ST_DLQ_FAILED,      /* dead letters given up (fd_kafka_dlq_failed) */
+    FD_ST_DLQ_REASON0,     /* "dlq.REASON": FD_REJ__COUNT of them */
+    FD_ST_DLQ_FAILED_REASON0 = FD_ST_DLQ_REASON0 + 32, /* "dlq_failed.REASON" */
 };
-#define FD_ST__COUNT (FD_ST_DLQ_REASON0 + 32)
+#define FD_ST__COUNT (FD_ST_DLQ_FAILED_REASON0 + 32)
 const char *fd_stat_name(int i, char *buf, size_t n);
 
 typedef enum fd_item_kind {

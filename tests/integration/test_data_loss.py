@@ -4,7 +4,11 @@
    start up without a word. A stored offset that fell below the log start
    must be logged as DATA LOSS with the number of offsets skipped, counted in
    `stats data_loss_offsets`, and consumption resumes at the log start.
-2. With state.max_users_in_memory far below the number of users, shards
+2. The same while funneld reads: the broker's retention moves the log start
+   past funneld's fetch position (funneld is stopped with SIGSTOP while
+   ~12 MiB more arrive); librdkafka resets to the log start and the jump is
+   logged as DATA LOSS and counted, exactly.
+3. With state.max_users_in_memory far below the number of users, shards
    evict users whose state is written and reload them on sight: counts still
    equal the truth.
 """
@@ -12,6 +16,7 @@
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import unittest
@@ -69,6 +74,54 @@ class DataLoss(unittest.TestCase):
             stats = r.hgetall(fdtest.PREFIX + "stats")
             self.assertEqual(int(stats["data_loss_offsets"]), lo - 10)
             self.assertEqual(int(stats["events"]), n - lo)
+
+    def test_log_start_passing_the_fetch_position_mid_stream_is_counted(self):
+        from confluent_kafka import Producer
+        with RedisServer() as redis, Broker(partitions=1) as kafka:
+            p = Producer({"bootstrap.servers": kafka.bootstrap, "compression.codec": "none",
+                          "linger.ms": 20, "queue.buffering.max.messages": 200000})
+
+            def produce(first, n, pad=""):
+                for i in range(first, first + n):
+                    v = A.event(event_id=f"e{i}", user_id=f"u{i % 500}",
+                                ts=1767225600000 + i, item_id=pad or None)
+                    while True:
+                        try:
+                            p.produce(TOPIC, key=f"u{i % 500}".encode(), value=v)
+                            break
+                        except BufferError:
+                            p.poll(0.05)
+                self.assertEqual(p.flush(60), 0)
+            first = 1000
+            produce(0, first)
+            r = redis.client()
+            part_key = f"{fdtest.PREFIX}part:{TOPIC}:0"
+            # a session that outlasts the stop: no rebalance, the fetcher resumes
+            cfg = fdtest.daemon_config(self.tmp / "fd.yaml", kafka.bootstrap, redis.url,
+                                       **{"kafka.properties": {"fetch.wait.max.ms": 50,
+                                                               "session.timeout.ms": 45000}})
+            with Daemon(cfg) as d:
+                harness.wait_until(lambda: int(r.hget(part_key, "offset") or 0) == first, 60,
+                                   what="funneld to store the first batch")
+                os.kill(d.pid, signal.SIGSTOP)
+                try:
+                    produce(first, 80000, pad="x" * 150)  # ~12 MiB: the broker drops the oldest
+                    (lo, hi), = fdtest.end_offsets(kafka.bootstrap, TOPIC).values()
+                finally:
+                    os.kill(d.pid, signal.SIGCONT)
+                self.assertGreater(lo, first, "the log start did not pass funneld's position")
+                m = d.wait_for_log(r"DATA LOSS partition=0 fetch offset (\d+) is below the log "
+                                   r"start (\d+): (\d+) offsets were deleted", timeout=30)
+                self.assertEqual(int(m.group(1)), first)
+                self.assertEqual(int(m.group(3)), lo - first)
+                harness.wait_until(lambda: int(r.hget(part_key, "offset") or 0) == hi, 60,
+                                   what="funneld to reach the end")
+                self.assertEqual(d.terminate(), 0)
+                self.assertNotIn("assigned, starting", d.log_text().split("DATA LOSS")[1],
+                                 "a rebalance, not the mid-stream path, handled the loss")
+            stats = r.hgetall(fdtest.PREFIX + "stats")
+            self.assertEqual(int(stats["data_loss_offsets"]), lo - first)
+            self.assertEqual(int(stats["events"]), first + hi - lo)
 
     def test_users_beyond_memory_bound_are_evicted_and_reloaded(self):
         framed = self.tmp / "events.bin"
