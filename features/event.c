@@ -110,9 +110,6 @@ static int id_terminated(const char *s)
     return memchr(s, '\0', FD_ID_MAX + 1) != NULL;
 }
 
-/* See event.h. Checks in a fixed order (user_id, ids, ts, type, price,
- * quantity), so the reason for an event with several faults is stable.
- * Writes errstr only on a reject. Any thread; no allocation. */
 bool fd_ts_is_future(int64_t ts_ms, int64_t ref_ts_ms, int64_t max_future_skew_ms)
 {
     if (ref_ts_ms <= 0)
@@ -133,8 +130,64 @@ fd_reject fd_event_validate_future(const fd_event *ev, int64_t ref_ts_ms,
                 (long long)(max_future_skew_ms > 0 ? max_future_skew_ms : 0));
 }
 
+/* input.max_price as used: <= 0 is the default, the limit caps it. */
+static int64_t max_price_of(int64_t max_price)
+{
+    if (max_price <= 0)
+        return FD_MAX_PRICE_DEFAULT;
+    return max_price < FD_MAX_PRICE_LIMIT ? max_price : FD_MAX_PRICE_LIMIT;
+}
+
+/* The price and quantity rules. The price is compared as a double first, so
+ * nothing out of range is ever rounded to an integer; then the line total in
+ * integer cents, exactly as fd_event_revenue_cents computes it. */
+static fd_reject check_amounts(const fd_event *ev, int64_t max_price, char *errstr,
+                               size_t errstr_size)
+{
+    if (ev->has_price) {
+        if (isnan(ev->price))
+            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
+                        "price: NaN is not a valid price (must be finite and >= 0)");
+        if (isinf(ev->price))
+            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
+                        "price: %sInf is not a valid price (must be finite and >= 0)",
+                        ev->price < 0 ? "-" : "+");
+        if (ev->price < 0)
+            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
+                        "price: %g is not a valid price (must be finite and >= 0)", ev->price);
+        if (ev->price > (double)max_price)
+            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
+                        "price: %.17g is over input.max_price (%lld)", ev->price,
+                        (long long)max_price);
+    }
+    if (ev->quantity < 1 || ev->quantity > FD_QUANTITY_MAX)
+        return fail(errstr, errstr_size, FD_REJ_BAD_QUANTITY,
+                    "quantity: %ld is not a valid quantity (must be 1..%d)", (long)ev->quantity,
+                    FD_QUANTITY_MAX);
+    if (ev->has_price) {
+        /* price <= max_price <= 2e9: the cents fit, and times a quantity
+         * <= 1e6 they stay under 2e17 */
+        int64_t line = (int64_t)llround(ev->price * 100.0) * ev->quantity;
+        if (line > max_price * 100)
+            return fail(errstr, errstr_size, FD_REJ_BAD_QUANTITY,
+                        "quantity: %ld x price %.17g = %lld.%02lld is over input.max_price (%lld)",
+                        (long)ev->quantity, ev->price, (long long)(line / 100),
+                        (long long)(line % 100), (long long)max_price);
+    }
+    return FD_OK;
+}
+
 fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_future_skew_ms,
                             char *errstr, size_t errstr_size)
+{
+    return fd_event_validate_max(ev, ref_ts_ms, max_future_skew_ms, 0, errstr, errstr_size);
+}
+
+/* See event.h. Checks in a fixed order (user_id, ids, ts, type, price,
+ * quantity, line total), so the reason for an event with several faults is stable.
+ * Writes errstr only on a reject. Any thread; no allocation. */
+fd_reject fd_event_validate_max(const fd_event *ev, int64_t ref_ts_ms, int64_t max_future_skew_ms,
+                                int64_t max_price, char *errstr, size_t errstr_size)
 {
     if (!id_terminated(ev->user_id))
         return fail(errstr, errstr_size, FD_REJ_FIELD_TOO_LONG, "user_id: longer than %d bytes",
@@ -157,6 +210,11 @@ fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_f
         return fail(errstr, errstr_size, FD_REJ_BAD_TS,
                     "ts: %lld is not a valid timestamp (must be > 0 epoch ms)",
                     (long long)ev->ts_ms);
+    if (ev->ts_ms > FD_TS_MAX_MS)
+        return fail(errstr, errstr_size, FD_REJ_BAD_TS,
+                    "ts: %lld is not a valid timestamp (must be <= %lld epoch ms, "
+                    "9999-12-31T23:59:59.999Z)",
+                    (long long)ev->ts_ms, FD_TS_MAX_MS);
     fd_reject fr = fd_event_validate_future(ev, ref_ts_ms, max_future_skew_ms, errstr, errstr_size);
     if (fr != FD_OK)
         return fr;
@@ -164,28 +222,18 @@ fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_f
         return fail(errstr, errstr_size, FD_REJ_UNKNOWN_TYPE,
                     "type: %u is not a known event type (click, cart, purchase)",
                     (unsigned)ev->type);
-    if (ev->has_price) {
-        if (isnan(ev->price))
-            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
-                        "price: NaN is not a valid price (must be finite and >= 0)");
-        if (isinf(ev->price))
-            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
-                        "price: %sInf is not a valid price (must be finite and >= 0)",
-                        ev->price < 0 ? "-" : "+");
-        if (ev->price < 0)
-            return fail(errstr, errstr_size, FD_REJ_BAD_PRICE,
-                        "price: %g is not a valid price (must be finite and >= 0)", ev->price);
-    }
-    if (ev->quantity < 1 || ev->quantity > 1000000)
-        return fail(errstr, errstr_size, FD_REJ_BAD_QUANTITY,
-                    "quantity: %ld is not a valid quantity (must be 1..1000000)",
-                    (long)ev->quantity);
-    return FD_OK;
+    return check_amounts(ev, max_price_of(max_price), errstr, errstr_size);
 }
 
 int64_t fd_event_revenue_cents(const fd_event *ev)
 {
-    if (ev->type != FD_EV_PURCHASE || !ev->has_price)
-        return 0;
-    return (int64_t)llround(ev->price * 100.0) * ev->quantity;
+    if (ev->type != FD_EV_PURCHASE || !ev->has_price || !(ev->price > 0))
+        return 0; /* NaN and negative prices included: no validator passes them */
+    /* Validated: price <= FD_MAX_PRICE_LIMIT, quantity <= FD_QUANTITY_MAX, so
+     * cents * quantity <= 2e17. Anything beyond is saturated, not wrapped. */
+    double cents = ev->price * 100.0;
+    int64_t q = ev->quantity > 0 ? ev->quantity : 0;
+    if (!(cents < 0x1p62) || (q && llround(cents) > INT64_MAX / q))
+        return INT64_MAX;
+    return (int64_t)llround(cents) * q;
 }

@@ -18,6 +18,32 @@
 
 #define FD_ID_MAX 256 /* max bytes of user_id / item_id / ... (without NUL) */
 
+/*
+ * The numeric bounds of an accepted event (docs/EVENTS.md "Numeric
+ * bounds"). They make every integer derived from an event exact and every
+ * sum of them overflow-free per event:
+ *
+ *   price     0 .. max_price currency units (input.max_price, at most
+ *             FD_MAX_PRICE_LIMIT), finite: price * 100 <= 2e11 is exact in a
+ *             double and fits an int64, so it is rounded to cents only after
+ *             this check;
+ *   quantity  1 .. FD_QUANTITY_MAX;
+ *   price * quantity  <= max_price as well (the line total): checked in
+ *             integer cents, where llround(price * 100) * quantity <=
+ *             2e11 * 1e6 = 2e17 cannot overflow;
+ *   ts        1 .. FD_TS_MAX_MS: adding any duration funneld knows (session
+ *             gap, window, lateness, retention: all under 2^50 ms) to an
+ *             event time cannot overflow.
+ *
+ * So an event carries at most max_price * 100 <= 2e11 cents of revenue, and
+ * in the decayed values' millionths of a unit at most 2e15 < 2^51 (exact).
+ * Sums over events are saturating (features.h: fd_sat_add).
+ */
+#define FD_QUANTITY_MAX      1000000
+#define FD_MAX_PRICE_DEFAULT 1000000000LL      /* input.max_price default: 1e9 currency units */
+#define FD_MAX_PRICE_LIMIT   2000000000LL      /* largest input.max_price */
+#define FD_TS_MAX_MS         253402300799999LL /* 9999-12-31T23:59:59.999Z */
+
 typedef enum fd_event_type {
     FD_EV_CLICK = 0,
     FD_EV_CART = 1,
@@ -52,10 +78,11 @@ typedef enum fd_reject {
     FD_REJ_FIELD_TOO_LONG, /* "field_too_long": a string over FD_ID_MAX bytes */
     FD_REJ_UNKNOWN_TYPE,   /* "unknown_event_type": type not click/cart/purchase */
     FD_REJ_BAD_USER_ID,    /* "bad_user_id": empty or containing NUL */
-    FD_REJ_BAD_TS,         /* "bad_ts": not positive or unparsable */
+    FD_REJ_BAD_TS,         /* "bad_ts": not 1..FD_TS_MAX_MS or unparsable */
     FD_REJ_FUTURE_TS,      /* "future_ts": beyond input.max_future_skew */
-    FD_REJ_BAD_PRICE,      /* "bad_price": NaN, infinite or negative */
-    FD_REJ_BAD_QUANTITY,   /* "bad_quantity": outside 1..1000000 */
+    FD_REJ_BAD_PRICE,      /* "bad_price": NaN, infinite, negative or over max_price */
+    FD_REJ_BAD_QUANTITY,   /* "bad_quantity": outside 1..1000000, or price * quantity
+                              over max_price */
     FD_REJ_KEY_MISMATCH,   /* "key_mismatch": Kafka key is not the user_id */
     FD_REJ__COUNT
 } fd_reject;
@@ -67,7 +94,11 @@ const char *fd_reject_name(fd_reject r);
 const char *fd_event_type_name(int type);
 
 /* Revenue of an event in cents: llround(price * 100) * quantity for a
- * PURCHASE with a price, else 0. Integer so sums are exact in any order. */
+ * PURCHASE with a price, else 0. Integer so sums are exact in any order.
+ * For a validated event it is at most max_price * 100 (<= 2e11). Defined
+ * for any event: a price that is NaN or negative counts 0, one whose cents
+ * would not fit an int64 (an event no validator accepted) INT64_MAX; no
+ * out-of-range double is ever converted to an integer. */
 int64_t fd_event_revenue_cents(const fd_event *ev);
 
 /* Reset an event to defaults (all absent, quantity 1). Only the first byte
@@ -83,10 +114,15 @@ bool fd_event_equal(const fd_event *a, const fd_event *b);
  * the caller passes the latest event time seen on the event's partition (or
  * the broker timestamp of the message when larger; 0 when neither is known,
  * which disables the future check). Returns FD_OK or the reason; on a reject
- * writes a one-line human message naming the field into errstr.
+ * writes a one-line human message naming the field into errstr. The price
+ * bound is FD_MAX_PRICE_DEFAULT; fd_event_validate_max takes it
+ * (input.max_price, currency units; <= 0 means the default, values over
+ * FD_MAX_PRICE_LIMIT count as FD_MAX_PRICE_LIMIT).
  */
 fd_reject fd_event_validate(const fd_event *ev, int64_t ref_ts_ms, int64_t max_future_skew_ms,
                             char *errstr, size_t errstr_size);
+fd_reject fd_event_validate_max(const fd_event *ev, int64_t ref_ts_ms, int64_t max_future_skew_ms,
+                                int64_t max_price, char *errstr, size_t errstr_size);
 
 /* Whether ts_ms is beyond ref_ts_ms + max_future_skew_ms (never when
  * ref_ts_ms <= 0: no reference). The one rule of the future check, used by

@@ -165,7 +165,17 @@ static inline uint64_t sketch_bit(const char *s)
     return 1ull << (word_hash(s) >> 58);
 }
 
-void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_sess_step *step)
+/* A decayed value after an add: at most FD_DC_MAX (*sat set when capped). */
+static inline double dc_cap(double v, bool *sat)
+{
+    if (v > FD_DC_MAX) {
+        *sat = true;
+        return FD_DC_MAX;
+    }
+    return v;
+}
+
+bool fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_sess_step *step)
 {
     const int64_t ts = ev->ts_ms;
     const int nh = p->n_hl;
@@ -195,12 +205,14 @@ void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_
     if (ts < f->first_ts)
         f->first_ts = ts;
 
-    /* counters */
+    /* counters: saturating (a validated event adds at most 2e11 cents, so
+     * only 4.6e7 events at input.max_price's limit reach INT64_MAX) */
+    bool sat = false;
     const int type = ev->type;
-    f->count[type]++;
+    f->count[type] = fd_sat_add(f->count[type], 1, &sat);
     int64_t rc = fd_event_revenue_cents(ev);
     step->revenue_cents = rc;
-    f->revenue_cents += rc;
+    f->revenue_cents = fd_sat_add(f->revenue_cents, rc, &sat);
     if (type == FD_EV_CART && ts > f->last_cart_ts)
         f->last_cart_ts = ts;
     if (type == FD_EV_PURCHASE && ts > f->last_purchase_ts)
@@ -209,16 +221,19 @@ void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_
         f->items_sk |= sketch_bit(ev->item_id);
     if (ev->has_category)
         f->cats_sk |= sketch_bit(ev->category);
-    const double rv = (double)rc * (FD_FIX / 100); /* revenue in millionths of a unit */
+    /* revenue in millionths of a unit: <= 2e15 < FD_DC_MAX for a validated
+     * event, capped for any other */
+    const double rv =
+        rc < (int64_t)(FD_DC_MAX / (FD_FIX / 100)) ? (double)rc * (FD_FIX / 100) : FD_DC_MAX;
     if (unit) {
         for (int h = 0; h < nh; h++) {
-            f->dc[type][h] += FD_FIX;
-            f->dc[FD_DC_REVENUE][h] += rv;
+            f->dc[type][h] = dc_cap(f->dc[type][h] + FD_FIX, &sat);
+            f->dc[FD_DC_REVENUE][h] = dc_cap(f->dc[FD_DC_REVENUE][h] + rv, &sat);
         }
     } else {
         for (int h = 0; h < nh; h++) {
-            f->dc[type][h] += rnd(FD_FIX * fac[h]);
-            f->dc[FD_DC_REVENUE][h] += rnd(rv * fac[h]);
+            f->dc[type][h] = dc_cap(f->dc[type][h] + rnd(FD_FIX * fac[h]), &sat);
+            f->dc[FD_DC_REVENUE][h] = dc_cap(f->dc[FD_DC_REVENUE][h] + rnd(rv * fac[h]), &sat);
         }
     }
 
@@ -250,23 +265,24 @@ void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_
     step->kind = kind;
     if (kind == FD_SESS_STALE) {
         step->from = step->to = f->sess_stage;
-        return;
+        return sat;
     }
     if (kind == FD_SESS_NEW) {
         if (f->sess_stage != FD_STAGE_NONE) { /* the previous session ends */
             if (f->sess_stage >= FD_STAGE_CART) {
                 double e = (double)(f->last_ts - f->sess_last) * p->inv_hl[p->longest];
                 double c = rnd(FD_FIX * fd_exp2_neg(e));
-                f->carted += c;
+                f->carted = dc_cap(f->carted + c, &sat);
                 if (f->sess_stage == FD_STAGE_CART)
-                    f->abandoned += c;
+                    f->abandoned = dc_cap(f->abandoned + c, &sat);
             }
-            if (ts > f->sess_last)
-                f->gap_sum_ms += ts - f->sess_last;
+            if (ts > f->sess_last) /* both in 0..FD_TS_MAX_MS: no overflow */
+                f->gap_sum_ms = fd_sat_add(f->gap_sum_ms, ts - f->sess_last, &sat);
         }
-        f->sessions++;
+        f->sessions = fd_sat_add(f->sessions, 1, &sat);
         for (int h = 0; h < nh; h++)
-            f->dc[FD_DC_SESSIONS][h] += unit ? FD_FIX : rnd(FD_FIX * fac[h]);
+            f->dc[FD_DC_SESSIONS][h] =
+                dc_cap(f->dc[FD_DC_SESSIONS][h] + (unit ? FD_FIX : rnd(FD_FIX * fac[h])), &sat);
         f->sess_id = sid;
         f->sess_start = f->sess_last = ts;
         f->sess_stage = FD_STAGE_NONE;
@@ -279,6 +295,7 @@ void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_
     int to = f->sess_stage > ev_stage ? f->sess_stage : ev_stage;
     f->sess_stage = to;
     step->to = to;
+    return sat;
 }
 
 /* ---- the vector ---------------------------------------------------------- */
@@ -469,6 +486,12 @@ static char *put_u64(char *p, uint64_t v)
 /* A fixed-point value (integral millionths in a double) as "-12.345678". */
 static char *put_fix(char *e, double fv)
 {
+    /* funneld's values stay within +-FD_DC_MAX; clamp anyway, so no double
+     * out of int64's range (or NaN) is ever converted */
+    if (!(fv >= -FD_DC_MAX))
+        fv = fv < 0 ? -FD_DC_MAX : 0;
+    else if (fv > FD_DC_MAX)
+        fv = FD_DC_MAX;
     int64_t x = (int64_t)fv;
     if (x < 0) {
         *e++ = '-';
@@ -495,12 +518,15 @@ static char *put_i64(char *p, int64_t v)
     return put_u64(p, (uint64_t)v);
 }
 
-/* Unsigned decimal of s[0..len); stops at the first non-digit. */
+/* Unsigned decimal of s[0..len); stops at the first non-digit; saturates
+ * at UINT64_MAX. */
 static uint64_t parse_u64(const char *s, size_t len, size_t *pos)
 {
     uint64_t v = 0;
-    while (*pos < len && s[*pos] >= '0' && s[*pos] <= '9')
-        v = v * 10 + (uint64_t)(s[(*pos)++] - '0');
+    while (*pos < len && s[*pos] >= '0' && s[*pos] <= '9') {
+        uint64_t d = (uint64_t)(s[(*pos)++] - '0');
+        v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
+    }
     return v;
 }
 
@@ -515,7 +541,10 @@ void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char 
     double *fv;
     if ((v = int_field(f, i))) {
         uint64_t u = parse_u64(s, len, &pos);
-        *v = neg ? -(int64_t)u : (int64_t)u;
+        if (neg)
+            *v = u > (uint64_t)INT64_MAX ? INT64_MIN : -(int64_t)u;
+        else
+            *v = u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)u;
     } else if ((fv = fix_field(f, i))) {
         uint64_t whole = parse_u64(s, len, &pos);
         int64_t frac = 0, scale = FD_FIX;
@@ -526,8 +555,10 @@ void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char 
                 frac += (s[pos++] - '0') * scale;
             }
         }
-        int64_t x = (int64_t)whole * FD_FIX + frac;
-        if (x > (1LL << 51)) /* beyond exact doubles: not a value funneld wrote */
+        /* beyond exact doubles: not a value funneld wrote (and whole * FD_FIX
+         * could overflow) */
+        int64_t x = whole >= (1ULL << 51) / FD_FIX ? 1LL << 51 : (int64_t)whole * FD_FIX + frac;
+        if (x > (1LL << 51))
             x = 1LL << 51;
         *fv = (double)(neg ? -x : x);
     } else if (i == FF_ITEMS_SK) {
@@ -682,6 +713,16 @@ int fd_feat_record_parse(const fd_feat_params *p, fd_feat *f, const char *s, siz
         snprintf(errstr, errstr_size, "%d fields, expected %d for half-lives \"%.*s\"", got, want,
                  (int)(end - 3), s + 3);
         goto bad;
+    }
+    static const int time_fields[] = {FF_FIRST_TS,         FF_LAST_TS,    FF_LAST_CART_TS,
+                                      FF_LAST_PURCHASE_TS, FF_SESS_START, FF_SESS_LAST};
+    for (size_t k = 0; k < sizeof time_fields / sizeof time_fields[0]; k++) {
+        int64_t t = *int_field(f, time_fields[k]);
+        if (t < 0 || t > FD_TS_MAX_MS) {
+            snprintf(errstr, errstr_size, "%s: %lld is not an event time (0..%lld)",
+                     field_names[time_fields[k]], (long long)t, FD_TS_MAX_MS);
+            goto bad;
+        }
     }
     if (missing_hl)
         *missing_hl = ~seen & ((1u << p->n_hl) - 1);

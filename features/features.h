@@ -21,8 +21,26 @@
 #define FD_FEAT_MAX_HL  4       /* half-lives */
 #define FD_FIX          1000000 /* fixed-point scale of decayed values */
 #define FD_FEAT_MAX     (5 * FD_FEAT_MAX_HL + 15)
+/* Largest decayed value (millionths): the values saturate here, where doubles
+ * stop being exact integers for rnd(); 2.2e9 events or currency units. */
+#define FD_DC_MAX 0x1p51
 /* fd_duration_name's longest spelling of an int64 ("-9223372036854775808ms") */
 #define FD_DURATION_NAME_MAX 24
+
+/* a + b, saturated at INT64_MAX / INT64_MIN instead of wrapping; sets *sat
+ * when it saturated (leaves it alone otherwise). Every sum of values
+ * derived from events (user totals, window and hour counters, their merges)
+ * goes through it: a sum that would overflow stays at the limit, which a
+ * reader can recognise, and the caller counts it (docs/FEATURES.md). */
+static inline int64_t fd_sat_add(int64_t a, int64_t b, bool *sat)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r)) {
+        *sat = true;
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    }
+    return r;
+}
 
 /* Session stages, in funnel order. */
 enum {
@@ -43,10 +61,10 @@ enum { FD_DC_CLICK = 0, FD_DC_CART, FD_DC_PURCHASE, FD_DC_REVENUE, FD_DC_SESSION
 typedef struct fd_feat_params {
     int n_hl;
     int64_t hl_ms[FD_FEAT_MAX_HL];
-    double inv_hl[FD_FEAT_MAX_HL];    /* 1 / hl_ms (a multiply, not a divide, per event) */
+    double inv_hl[FD_FEAT_MAX_HL]; /* 1 / hl_ms (a multiply, not a divide, per event) */
     char hl_name[FD_FEAT_MAX_HL][FD_DURATION_NAME_MAX]; /* "1h", "7d", "90m", "1500ms" */
-    int longest;                      /* index of the longest half-life */
-    int64_t gap_ms;                   /* session.gap */
+    int longest;                                        /* index of the longest half-life */
+    int64_t gap_ms;                                     /* session.gap */
 } fd_feat_params;
 
 /* Set up params. Returns 0, or -1 with a message (bad count, duplicate or
@@ -63,8 +81,9 @@ typedef struct fd_feat {
     int64_t first_ts, last_ts;   /* min / max event time (0 = none); last_ts = R */
     /* Decayed values as of last_ts, in millionths, by value and half-life.
      * Integral doubles (exact below 2^51, i.e. 2.2e9 events or currency
-     * units): rounding is one add and one subtract and the four half-lives
-     * of a value decay in one vector operation. Unused half-lives stay 0. */
+     * units; they saturate at FD_DC_MAX): rounding is one add and one
+     * subtract and the four half-lives of a value decay in one vector
+     * operation. Unused half-lives stay 0. */
     double dc[FD_DC__COUNT][FD_FEAT_MAX_HL];
     double abandoned, carted;               /* decayed at the longest half-life, millionths */
     int64_t revenue_cents;                  /* total */
@@ -86,8 +105,10 @@ typedef struct fd_sess_step {
     int64_t revenue_cents; /* fd_event_revenue_cents of the event (computed once) */
 } fd_sess_step;
 
-/* Apply one accepted event: counters, decayed values, session. O(1). */
-void fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_sess_step *step);
+/* Apply one accepted event: counters, decayed values, session. O(1).
+ * Sums saturate (fd_sat_add, FD_DC_MAX) instead of wrapping; returns
+ * whether one did (true: a total of the user stays at its limit). */
+bool fd_feat_update(const fd_feat_params *p, fd_feat *f, const fd_event *ev, fd_sess_step *step);
 
 /* Number of values in the vector for these params, and their names. */
 int fd_feat_count(const fd_feat_params *p);
@@ -134,10 +155,12 @@ void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char 
  * fd_feat_record_format writes it into buf (FD_FEAT_RECORD_MAX bytes, NUL
  * added), returns the length. fd_feat_record_parse reads one: 0 with *f
  * set, or -1 with errstr naming the token that is wrong (f is then all
- * zero). A record written with other half-lives is read too: the fixed
- * fields and the decayed values of every half-life in both lists are
- * kept, the others start at 0, and *missing_hl (may be NULL) gets bit i
- * set for each half-life of p the record lacks. */
+ * zero); a time field outside 0..FD_TS_MAX_MS is wrong too (no event
+ * funneld accepts has one, and session arithmetic on it could overflow);
+ * integers beyond int64 read as INT64_MAX / INT64_MIN. A record written with other half-lives is
+ * read too: the fixed fields and the decayed values of every half-life in both lists are kept, the
+ * others start at 0, and *missing_hl (may be NULL) gets bit i set for each half-life of p the
+ * record lacks. */
 #define FD_FEAT_RECORD_MAX (8 + FD_FEAT_MAX_HL * 16 + FD_FEAT_FIELDS_MAX * FD_FEAT_FIELD_BUF)
 size_t fd_feat_record_format(const fd_feat_params *p, const fd_feat *f, char *buf);
 int fd_feat_record_parse(const fd_feat_params *p, fd_feat *f, const char *s, size_t len,

@@ -25,6 +25,7 @@ struct fd_funnel_table {
     fd_funnel_delta *last[16];
     fd_funnel_reach *reach;
     size_t n_reach, cap_reach;
+    uint64_t saturated; /* fd_funnel_saturated */
 };
 
 int fd_funnel_params_init(fd_funnel_params *p, int64_t window_ms, int64_t lateness_ms,
@@ -190,17 +191,29 @@ int fd_funnel_merge(fd_funnel_table *t, int32_t partition, int32_t cat, int64_t 
     fd_funnel_delta *s = slot_get(t, partition, cat, start_ms);
     if (!s)
         return -1;
+    bool sat = false;
     for (int f = 0; f < FD_FC__COUNT; f++)
-        s->c[f] += c[f];
+        s->c[f] = fd_sat_add(s->c[f], c[f], &sat);
+    t->saturated += sat;
     return 0;
 }
 
-static void count_into(fd_funnel_delta *d, const fd_event *ev, const fd_sess_step *step, int64_t rc)
+uint64_t fd_funnel_saturated(const fd_funnel_table *t)
 {
-    for (int s = step->from + 1; s <= step->to; s++)
-        d->c[FD_FC_SESS_VISIT + s - FD_STAGE_VISIT]++;
-    d->c[FD_FC_CLICK + ev->type]++;
-    d->c[FD_FC_REVENUE_CENTS] += rc;
+    return t->saturated;
+}
+
+static void count_into(fd_funnel_table *t, fd_funnel_delta *d, const fd_event *ev,
+                       const fd_sess_step *step, int64_t rc)
+{
+    bool sat = false;
+    for (int s = step->from + 1; s <= step->to; s++) {
+        int64_t *c = &d->c[FD_FC_SESS_VISIT + s - FD_STAGE_VISIT];
+        *c = fd_sat_add(*c, 1, &sat);
+    }
+    d->c[FD_FC_CLICK + ev->type] = fd_sat_add(d->c[FD_FC_CLICK + ev->type], 1, &sat);
+    d->c[FD_FC_REVENUE_CENTS] = fd_sat_add(d->c[FD_FC_REVENUE_CENTS], rc, &sat);
+    t->saturated += sat;
 }
 
 static int add_at(fd_funnel_table *t, const fd_funnel_params *p, int32_t partition,
@@ -211,12 +224,12 @@ static int add_at(fd_funnel_table *t, const fd_funnel_params *p, int32_t partiti
     fd_funnel_delta *d = slot_get(t, partition, FD_CAT_TOTAL, start);
     if (!d)
         return -1;
-    count_into(d, ev, step, rc);
+    count_into(t, d, ev, step, rc);
     if (p->n_cats > 0) {
         fd_funnel_delta *dc = slot_get(t, partition, cat_index(p, ev), start);
         if (!dc)
             return -1;
-        count_into(dc, ev, step, rc);
+        count_into(t, dc, ev, step, rc);
     }
     for (int s = step->from + 1; s <= step->to; s++) {
         if (t->n_reach == t->cap_reach) {
@@ -302,7 +315,8 @@ int fd_core_apply(const fd_core_params *p, struct fd_user *u, fd_funnel_table *w
                   const fd_event *ev, int64_t part_max_ts)
 {
     fd_sess_step step;
-    fd_feat_update(&p->feat, &u->f, ev, &step);
+    if (fd_feat_update(&p->feat, &u->f, ev, &step))
+        w->saturated++;
     u->dirty = true;
     u->partition = partition;
     int64_t start = fd_funnel_start(&p->funnel, ev->ts_ms); /* one division per event */

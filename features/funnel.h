@@ -86,14 +86,23 @@ int64_t fd_funnel_start(const fd_funnel_params *p, int64_t ts_ms);
 bool fd_funnel_is_late(const fd_funnel_params *p, int64_t ts_ms, int64_t part_max_ts);
 
 /* Count one accepted, not late event whose session step is `step`, of user
- * `user`. 0 or -1 (out of memory). */
+ * `user`. 0 or -1 (out of memory). Counters saturate at INT64_MAX (counted
+ * in fd_funnel_saturated) instead of wrapping. */
 int fd_funnel_add(fd_funnel_table *t, const fd_funnel_params *p, int32_t partition,
                   const fd_event *ev, const fd_sess_step *step, const char *user,
                   uint32_t user_len);
 
-/* Add counters into (partition, cat, start). 0 or -1. */
+/* Add counters into (partition, cat, start). 0 or -1. Saturating, like
+ * fd_funnel_add: a counter that would pass INT64_MAX (or INT64_MIN) stays
+ * there and fd_funnel_saturated counts it. */
 int fd_funnel_merge(fd_funnel_table *t, int32_t partition, int32_t cat, int64_t start_ms,
                     const int64_t *c);
+
+/* How many times a sum saturated instead of overflowing since the table was
+ * created (never reset, not even by fd_funnel_clear): a window counter in
+ * fd_funnel_add / fd_funnel_merge, or a user total in fd_core_apply
+ * (fd_feat_update's answer). A caller reports the growth. */
+uint64_t fd_funnel_saturated(const fd_funnel_table *t);
 
 /* Iterate non-empty deltas: *cursor starts at 0; NULL at the end. */
 const fd_funnel_delta *fd_funnel_next(const fd_funnel_table *t, size_t *cursor);
@@ -118,8 +127,9 @@ struct fd_user;
  * unless the event is late on its partition (part_max_ts: the partition's
  * max event time before this event), the funnel windows of `partition`.
  * The user must be loaded (or known new). Returns 0, 1 when the event was
- * late (features updated, no window), -1 out of memory. Used by the
- * engine's shards and by `funnelctl bench --no-io`. */
+ * late (features updated, no window), -1 out of memory. A sum of the user
+ * or of a window that saturated is counted in fd_funnel_saturated(w). Used
+ * by the engine's shards and by `funnelctl bench --no-io`. */
 int fd_core_apply(const fd_core_params *p, struct fd_user *u, fd_funnel_table *w, int32_t partition,
                   const fd_event *ev, int64_t part_max_ts);
 

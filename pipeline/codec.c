@@ -9,9 +9,9 @@
  * hostile 100 MB message costs nothing), the event is reset to schema
  * defaults before decoding, and fd_event_validate runs after decoding (every
  * check but the future one, which needs the partition's reference time the
- * caller owns). A codec is single-threaded state: the Avro values, readers
- * and the encode buffer are reused from call to call, so the hot path does
- * not allocate beyond what Avro-C and jansson do internally.
+ * caller owns; with the codec's input.max_price). A codec is single-threaded state: the Avro
+ * values, readers and the encode buffer are reused from call to call, so the hot path does not
+ * allocate beyond what Avro-C and jansson do internally.
  */
 #include "pipeline/codec.h"
 
@@ -88,6 +88,11 @@ fd_codec *fd_codec_new(const fd_codec_opts *opts, char *errstr, size_t errstr_si
         fd_codec_fail(errstr, errstr_size, FD_OK, "codec: unknown format %d", (int)opts->format);
         return NULL;
     }
+    if (opts->max_price < 0 || opts->max_price > FD_MAX_PRICE_LIMIT) {
+        fd_codec_fail(errstr, errstr_size, FD_OK, "codec: max_price %lld is not 1..%lld",
+                      (long long)opts->max_price, FD_MAX_PRICE_LIMIT);
+        return NULL;
+    }
     fd_codec *c = calloc(1, sizeof *c);
     if (!c) {
         fd_codec_fail(errstr, errstr_size, FD_OK, "codec: out of memory");
@@ -95,6 +100,7 @@ fd_codec *fd_codec_new(const fd_codec_opts *opts, char *errstr, size_t errstr_si
     }
     c->format = opts->format;
     c->max_message_bytes = opts->max_message_bytes;
+    c->max_price = opts->max_price ? opts->max_price : FD_MAX_PRICE_DEFAULT;
     c->encode_schema_id = opts->encode_schema_id;
     c->fast_path = 1;
     if (c->format != FD_FMT_JSON && fd_avro_init(c, opts, errstr, errstr_size) != 0) {
@@ -111,7 +117,7 @@ int fd_codec_peek_ts(fd_codec *c, const void *buf, size_t len, int64_t *ts)
     if (c->format != FD_FMT_JSON) {
         int r = fd_avro_peek_ts(c, buf, len, ts);
         if (r <= 0)
-            return r == 0 && *ts > 0 ? 0 : -1;
+            return r == 0 && *ts > 0 && *ts <= FD_TS_MAX_MS ? 0 : -1;
     }
     if (!c->scratch && !(c->scratch = malloc(sizeof *c->scratch)))
         return -1;
@@ -149,7 +155,7 @@ fd_reject fd_codec_decode(fd_codec *c, const void *buf, size_t len, fd_event *ou
     }
     if (r != FD_OK)
         return r;
-    return fd_event_validate(out, 0, 0, errstr, errstr_size);
+    return fd_event_validate_max(out, 0, 0, c->max_price, errstr, errstr_size);
 }
 
 /* See codec.h. The thread that owns the codec. */

@@ -47,12 +47,14 @@ typedef struct fd_codec_opts {
     size_t n_schema_ids;
     int32_t encode_schema_id; /* confluent-avro: id written by encode */
     size_t max_message_bytes; /* decode rejects larger (0 = no limit) */
+    int64_t max_price;        /* input.max_price, currency units: 1..FD_MAX_PRICE_LIMIT
+                                 (0 = FD_MAX_PRICE_DEFAULT) */
 } fd_codec_opts;
 
 typedef struct fd_codec fd_codec;
 
 /* Create a codec. Loads and parses every schema file up front; on failure
- * returns NULL with a message naming the file in errstr. Caller frees with
+ * returns NULL with a message naming the file (or the bad option) in errstr. Caller frees with
  * fd_codec_destroy(). Any thread; the result is single-threaded. */
 fd_codec *fd_codec_new(const fd_codec_opts *opts, char *errstr, size_t errstr_size);
 
@@ -66,8 +68,8 @@ fd_reject fd_codec_decode(fd_codec *c, const void *buf, size_t len, fd_event *ou
 
 /* The event time of a message, for the partition watermark: read directly
  * for the canonical Avro layout (no validation of the other fields), else by
- * a full decode. 0 and *ts, or -1 when it cannot be read (the message will
- * be rejected by fd_codec_decode, or its ts is invalid). */
+ * a full decode. 0 and *ts (1..FD_TS_MAX_MS), or -1 when it cannot be read
+ * (the message will be rejected by fd_codec_decode, or its ts is invalid). */
 int fd_codec_peek_ts(fd_codec *c, const void *buf, size_t len, int64_t *ts);
 
 /* Encode an event in the codec's format into a buffer owned by the codec,

@@ -278,8 +278,9 @@ static int apply_default(fd_event *t, int f, json_t *def)
         return 0; /* absent, as fd_event_init left it */
     switch (f) {
     case F_QUANTITY:
-        if (!json_is_integer(def))
-            return -1;
+        if (!json_is_integer(def) || json_integer_value(def) < 1 ||
+            json_integer_value(def) > FD_QUANTITY_MAX)
+            return -1; /* an int32 cast of it would wrap */
         t->quantity = (int32_t)json_integer_value(def);
         return 0;
     case F_PRICE:
@@ -979,10 +980,10 @@ static fd_reject fast_decode(fd_avro_state *a, const uint8_t *p, size_t n, fd_ev
     if ((r = fast_opt_string(p, n, &pos, F_CATEGORY, ev->category, &ev->has_category, errstr,
                              errstr_size)))
         return r;
-    if (q < 1 || q > 1000000)
+    if (q < 1 || q > FD_QUANTITY_MAX)
         return fd_codec_fail(errstr, errstr_size, FD_REJ_BAD_QUANTITY,
-                             "quantity: %lld is not a valid quantity (must be 1..1000000)",
-                             (long long)q);
+                             "quantity: %lld is not a valid quantity (must be 1..%d)", (long long)q,
+                             FD_QUANTITY_MAX);
     ev->quantity = (int32_t)q;
     return FD_OK;
 }
@@ -1056,7 +1057,7 @@ static bool strict_decode(const fd_avro_state *a, const uint8_t *p, size_t n, fd
         ev->has_price = false;
         ev->price = 0;
     }
-    if (!strict_varint(p, n, &pos, 5, &v) || v < 1 || v > 1000000)
+    if (!strict_varint(p, n, &pos, 5, &v) || v < 1 || v > FD_QUANTITY_MAX)
         return false;
     ev->quantity = (int32_t)v;
     return strict_opt_string(p, n, &pos, ev->category, &ev->has_category) && pos == n;
@@ -1131,11 +1132,10 @@ static fd_reject decode_body(fd_codec *c, avro_dec *d, const uint8_t *p, size_t 
         if ((r = get_number(d, F_QUANTITY, &dv, &lv, &present, errstr, errstr_size)))
             return r;
         if (present) {
-            if (lv < 1 || lv > 1000000)
+            if (lv < 1 || lv > FD_QUANTITY_MAX) /* before the cast to int32 */
                 return fd_codec_fail(errstr, errstr_size, FD_REJ_BAD_QUANTITY,
-                                     "quantity: %lld is not a valid quantity (must be "
-                                     "1..1000000)",
-                                     (long long)lv);
+                                     "quantity: %lld is not a valid quantity (must be 1..%d)",
+                                     (long long)lv, FD_QUANTITY_MAX);
             ev->quantity = (int32_t)lv;
         }
     }

@@ -16,6 +16,7 @@ typedef struct fd_avro_state fd_avro_state; /* codec_avro.c */
 struct fd_codec {
     fd_format format;
     size_t max_message_bytes;
+    int64_t max_price; /* input.max_price (resolved: never 0) */
     int32_t encode_schema_id;
     fd_avro_state *avro; /* avro and confluent-avro only */
     int fast_path;       /* canonical Avro layout decoded without Avro-C (default 1) */

@@ -276,11 +276,11 @@ fd_reject fd_json_decode(fd_codec *c, const uint8_t *p, size_t n, fd_event *ev, 
             goto out;
         }
         json_int_t q = json_integer_value(v);
-        if (q < 1 || q > 1000000) {
+        if (q < 1 || q > FD_QUANTITY_MAX) { /* before the cast to int32 */
             r = fd_codec_fail(errstr, errstr_size, FD_REJ_BAD_QUANTITY,
                               "quantity: %" JSON_INTEGER_FORMAT
-                              " is not a valid quantity (must be 1..1000000)",
-                              q);
+                              " is not a valid quantity (must be 1..%d)",
+                              q, FD_QUANTITY_MAX);
             goto out;
         }
         ev->quantity = (int32_t)q;

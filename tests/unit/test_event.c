@@ -94,10 +94,17 @@ int main(void)
     CHECK_CONTAINS(err, "ts:");
     ev.ts_ms = 1000000 + 3600000;
     CHECK(v(&ev, 1000000, 3600000, err) == FD_OK);
-    ev.ts_ms = INT64_MAX;
+    ev.ts_ms = FD_TS_MAX_MS;
     CHECK(v(&ev, 0, 3600000, err) == FD_OK); /* no reference: no future check */
     CHECK(v(&ev, 1000000, 0, err) == FD_REJ_FUTURE_TS);
-    CHECK(v(&ev, INT64_MAX - 5, 3600000, err) == FD_OK); /* no overflow */
+    CHECK(v(&ev, FD_TS_MAX_MS - 5, 3600000, err) == FD_OK);
+    CHECK(fd_ts_is_future(INT64_MAX, INT64_MAX - 5, 3600000) == false); /* no overflow */
+    CHECK(fd_ts_is_future(INT64_MAX, 1000000, 0) == true);
+    ev.ts_ms = FD_TS_MAX_MS + 1; /* past 9999-12-31: bad whatever the reference */
+    CHECK(v(&ev, 0, 0, err) == FD_REJ_BAD_TS);
+    CHECK_CONTAINS(err, "ts: 253402300800000 is not a valid timestamp");
+    ev.ts_ms = INT64_MAX;
+    CHECK(v(&ev, 0, 0, err) == FD_REJ_BAD_TS);
 
     ev = good();
     ev.type = 3;
@@ -122,6 +129,45 @@ int main(void)
     ev.has_price = false;
     ev.price = NAN; /* ignored when absent */
     CHECK(v(&ev, 0, 0, err) == FD_OK);
+
+    /* input.max_price: the unit price and the line total price x quantity */
+    ev = good();
+    ev.has_price = true;
+    ev.price = (double)FD_MAX_PRICE_DEFAULT;
+    CHECK(v(&ev, 0, 0, err) == FD_OK);
+    ev.price = 1000000000.01;
+    CHECK(v(&ev, 0, 0, err) == FD_REJ_BAD_PRICE);
+    CHECK_STR(err, "price: 1000000000.01 is over input.max_price (1000000000)");
+    ev.price = 1e300;
+    CHECK(v(&ev, 0, 0, err) == FD_REJ_BAD_PRICE);
+    ev.price = 5e16;
+    CHECK(v(&ev, 0, 0, err) == FD_REJ_BAD_PRICE);
+    ev.price = 0.25;
+    ev.quantity = FD_QUANTITY_MAX;
+    CHECK(v(&ev, 0, 0, err) == FD_OK);
+    ev.price = 1000.01; /* x 1e6 = 1,000,010,000 */
+    CHECK(v(&ev, 0, 0, err) == FD_REJ_BAD_QUANTITY);
+    CHECK_STR(err, "quantity: 1000000 x price 1000.01 = 1000010000.00 is over input.max_price "
+                   "(1000000000)");
+    /* fd_event_validate_max: another bound; <= 0 is the default, the limit caps */
+    ev.price = 100.0;
+    ev.quantity = 1;
+    CHECK(fd_event_validate_max(&ev, 0, 0, 100, err, 256) == FD_OK);
+    ev.quantity = 2;
+    CHECK(fd_event_validate_max(&ev, 0, 0, 100, err, 256) == FD_REJ_BAD_QUANTITY);
+    CHECK(fd_event_validate_max(&ev, 0, 0, 200, err, 256) == FD_OK);
+    ev.price = 100.01;
+    ev.quantity = 1;
+    CHECK(fd_event_validate_max(&ev, 0, 0, 100, err, 256) == FD_REJ_BAD_PRICE);
+    CHECK_CONTAINS(err, "input.max_price (100)");
+    ev.price = 1.5e9;
+    CHECK(fd_event_validate_max(&ev, 0, 0, 0, err, 256) == FD_REJ_BAD_PRICE);
+    CHECK(fd_event_validate_max(&ev, 0, 0, INT64_MAX, err, 256) == FD_OK);
+    ev.price = 2.5e9;
+    CHECK(fd_event_validate_max(&ev, 0, 0, INT64_MAX, err, 256) == FD_REJ_BAD_PRICE);
+    /* the order of the checks: a bad price before a bad quantity */
+    ev.quantity = 0;
+    CHECK(v(&ev, 0, 0, err) == FD_REJ_BAD_PRICE);
 
     ev = good();
     ev.quantity = 0;
