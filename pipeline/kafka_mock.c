@@ -75,8 +75,18 @@ int fd_mock_create_topic(fd_mock *m, const char *topic, int partitions, char *er
 
 void fd_mock_push_errors(fd_mock *m, int16_t api_key, int count, int err)
 {
+    /* One array, one call: pushed one at a time, the mock grows its error
+     * stack by one each (100000 took over 30 s under AddressSanitizer). */
+    rd_kafka_resp_err_t *errs = count > 0 ? malloc((size_t)count * sizeof *errs) : NULL;
+    if (!errs) {
+        for (int i = 0; i < count; i++)
+            rd_kafka_mock_push_request_errors(m->mc, api_key, 1, (rd_kafka_resp_err_t)err);
+        return;
+    }
     for (int i = 0; i < count; i++)
-        rd_kafka_mock_push_request_errors(m->mc, api_key, 1, (rd_kafka_resp_err_t)err);
+        errs[i] = (rd_kafka_resp_err_t)err;
+    rd_kafka_mock_push_request_errors_array(m->mc, api_key, (size_t)count, errs);
+    free(errs);
 }
 
 int fd_mock_broker_set_up(fd_mock *m, int32_t id, int up)

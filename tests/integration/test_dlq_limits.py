@@ -126,7 +126,7 @@ class DlqLimits(unittest.TestCase):
         msgs = self.mixed(n_good=40, n_bad=25)
         with RedisServer() as redis, Broker(partitions=2, control=True) as kafka:
             pos = produce(kafka.bootstrap, msgs)
-            self.assertEqual(kafka.control(f"errors {PRODUCE} 100000 "
+            self.assertEqual(kafka.control(f"errors {PRODUCE} 20000 "
                                            f"{TOPIC_AUTHORIZATION_FAILED}"), "ok")
             r = redis.client()
             with Daemon(self.config(kafka, redis)) as d:
@@ -154,7 +154,7 @@ class DlqLimits(unittest.TestCase):
         msgs = self.mixed(n_good=10, n_bad=3)
         with RedisServer() as redis, Broker(partitions=1, control=True) as kafka:
             produce(kafka.bootstrap, msgs)
-            self.assertEqual(kafka.control(f"errors {PRODUCE} 100000 {NOT_ENOUGH_REPLICAS}"),
+            self.assertEqual(kafka.control(f"errors {PRODUCE} 20000 {NOT_ENOUGH_REPLICAS}"),
                              "ok")
             r = redis.client()
             cfg = self.config(kafka, redis, **{"kafka.dlq_timeout_ms": 3000})
@@ -174,7 +174,7 @@ class DlqLimits(unittest.TestCase):
         msgs = self.mixed(n_good=10, n_bad=3)
         with RedisServer() as redis, Broker(partitions=1, control=True) as kafka:
             pos = produce(kafka.bootstrap, msgs)
-            self.assertEqual(kafka.control(f"errors {PRODUCE} 100000 {NOT_ENOUGH_REPLICAS}"),
+            self.assertEqual(kafka.control(f"errors {PRODUCE} 20000 {NOT_ENOUGH_REPLICAS}"),
                              "ok")
             r = redis.client()
             cfg = self.config(kafka, redis, **{"kafka.dlq_timeout_ms": 600000,
