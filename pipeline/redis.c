@@ -68,17 +68,12 @@ struct fd_redis {
     char *password; /* NULL = no AUTH */
     int64_t connect_timeout_ms;
     int64_t command_timeout_ms;
-    int64_t backoff_min_ms;
-    int64_t backoff_max_ms;
 
-    size_t pending;          /* replies still to read */
-    int64_t backoff_ms;      /* the delay the next failure will schedule (before jitter) */
-    int64_t last_delay_ms;   /* the delay the last failure scheduled (after jitter) */
-    int64_t next_attempt_ms; /* monotonic; 0 = may try now */
-    unsigned attempts;       /* connect attempts since the outage began */
-    int in_outage;           /* a warning was logged and no success since */
+    size_t pending;    /* replies still to read */
+    fd_backoff bo;     /* when the next connect attempt may be made */
+    unsigned attempts; /* connect attempts since the outage began */
+    int in_outage;     /* a warning was logged and no success since */
     int ever_connected;
-    uint64_t rng;
     char last_err[512];
 };
 
@@ -105,15 +100,112 @@ static void set_err(char *errstr, size_t errstr_size, const char *fmt, ...)
     va_end(ap);
 }
 
-static uint64_t rng_next(fd_redis *r)
+/* ---- backoff, error codes, wire protocol -------------------------------- */
+
+static uint64_t rng_next(fd_backoff *b)
 {
     /* xorshift64*: jitter only, not security. */
-    uint64_t x = r->rng;
+    uint64_t x = b->rng;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    r->rng = x;
+    b->rng = x;
     return x * 0x2545F4914F6CDD1DULL;
+}
+
+void fd_backoff_init(fd_backoff *b, int64_t min_ms, int64_t max_ms, uint64_t seed)
+{
+    *b = (fd_backoff){.min_ms = min_ms > 0 ? min_ms : 1, .max_ms = max_ms, .rng = seed ? seed : 1};
+    if (b->max_ms < b->min_ms)
+        b->max_ms = b->min_ms;
+    b->base_ms = b->min_ms;
+}
+
+int64_t fd_backoff_fail(fd_backoff *b, int64_t now_ms)
+{
+    int64_t base = b->base_ms;
+    int64_t span = base / 5; /* jitter in [-10%, +10%] */
+    int64_t delay =
+        base - span / 2 + (span > 0 ? (int64_t)(rng_next(b) % (uint64_t)(span + 1)) : 0);
+    if (delay < b->min_ms)
+        delay = b->min_ms;
+    if (delay > b->max_ms)
+        delay = b->max_ms;
+    b->last_ms = delay;
+    b->until_ms = now_ms + delay;
+    b->base_ms = base * 2 > b->max_ms ? b->max_ms : base * 2;
+    return delay;
+}
+
+int fd_backoff_ready(const fd_backoff *b, int64_t now_ms)
+{
+    return now_ms >= b->until_ms;
+}
+
+void fd_backoff_reset(fd_backoff *b)
+{
+    b->base_ms = b->min_ms;
+    b->last_ms = 0;
+    b->until_ms = 0;
+}
+
+const char *fd_redis_error_code(const char *msg, char *buf, size_t n)
+{
+    size_t k = 0;
+    if (msg)
+        while (msg[k] >= 'A' && msg[k] <= 'Z')
+            k++;
+    if (n == 0)
+        return buf;
+    if (k == 0 || (msg[k] != ' ' && msg[k] != '\0') || k + 1 > n) {
+        snprintf(buf, n, "ERR");
+        return buf;
+    }
+    memcpy(buf, msg, k);
+    buf[k] = '\0';
+    return buf;
+}
+
+/* "<c><decimal>\r\n" at *p (within end): the number, *p moved past it; -1. */
+static long long wire_num(const char **p, const char *end, char c)
+{
+    const char *q = *p;
+    if (q >= end || *q++ != c)
+        return -1;
+    long long v = 0;
+    int digits = 0;
+    while (q < end && *q >= '0' && *q <= '9' && digits < 12) {
+        v = v * 10 + (*q++ - '0');
+        digits++;
+    }
+    if (!digits || end - q < 2 || q[0] != '\r' || q[1] != '\n')
+        return -1;
+    *p = q + 2;
+    return v;
+}
+
+int fd_redis_wire_arg(const char *buf, size_t len, size_t cmd, int arg, const char **out,
+                      size_t *out_len)
+{
+    const char *p = buf, *end = buf + len;
+    for (size_t c = 0;; c++) {
+        long long argc = wire_num(&p, end, '*');
+        if (argc < 0)
+            return -1;
+        for (long long a = 0; a < argc; a++) {
+            long long l = wire_num(&p, end, '$');
+            if (l < 0 || end - p < l + 2)
+                return -1;
+            if (c == cmd && a == arg) {
+                *out = p;
+                *out_len = (size_t)l;
+                return 0;
+            }
+            p += l + 2;
+        }
+        if (c == cmd)
+            return -1; /* fewer arguments */
+    }
 }
 
 /* ---- URL ---------------------------------------------------------------- */
@@ -324,14 +416,9 @@ fd_redis *fd_redis_new(const fd_redis_opts *opts, char *errstr, size_t errstr_si
     }
     r->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 2000;
     r->command_timeout_ms = opts->command_timeout_ms > 0 ? opts->command_timeout_ms : 5000;
-    r->backoff_min_ms = opts->backoff_min_ms > 0 ? opts->backoff_min_ms : 100;
-    r->backoff_max_ms = opts->backoff_max_ms > 0 ? opts->backoff_max_ms : 10000;
-    if (r->backoff_max_ms < r->backoff_min_ms)
-        r->backoff_max_ms = r->backoff_min_ms;
-    r->backoff_ms = r->backoff_min_ms;
-    r->rng = (uint64_t)fd_mono_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)r;
-    if (r->rng == 0)
-        r->rng = 1;
+    fd_backoff_init(&r->bo, opts->backoff_min_ms > 0 ? opts->backoff_min_ms : 100,
+                    opts->backoff_max_ms > 0 ? opts->backoff_max_ms : 10000,
+                    (uint64_t)fd_mono_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)r);
     return r;
 fail:
     fd_redis_destroy(r);
@@ -359,21 +446,11 @@ void fd_redis_destroy(fd_redis *r)
 static void note_failure(fd_redis *r, const char *what)
 {
     snprintf(r->last_err, sizeof r->last_err, "%s", what);
-    int64_t base = r->backoff_ms;
-    int64_t span = base / 5; /* jitter in [-10%, +10%] */
-    int64_t delay =
-        base - span / 2 + (span > 0 ? (int64_t)(rng_next(r) % (uint64_t)(span + 1)) : 0);
-    if (delay < r->backoff_min_ms)
-        delay = r->backoff_min_ms;
-    if (delay > r->backoff_max_ms)
-        delay = r->backoff_max_ms;
-    r->last_delay_ms = delay;
-    r->next_attempt_ms = fd_mono_ms() + delay;
-    r->backoff_ms = base * 2 > r->backoff_max_ms ? r->backoff_max_ms : base * 2;
+    fd_backoff_fail(&r->bo, fd_mono_ms());
     if (!r->in_outage) {
         r->in_outage = 1;
         fd_warn(SUBSYS, "url=%s %s; retrying with backoff %lld..%lld ms", r->url, what,
-                (long long)r->backoff_min_ms, (long long)r->backoff_max_ms);
+                (long long)r->bo.min_ms, (long long)r->bo.max_ms);
     }
 }
 
@@ -464,10 +541,10 @@ int fd_redis_ensure(fd_redis *r, char *errstr, size_t errstr_size)
     if (r->c)
         return 0;
     int64_t now = fd_mono_ms();
-    if (now < r->next_attempt_ms) {
+    if (!fd_backoff_ready(&r->bo, now)) {
         set_err(errstr, errstr_size, "redis %s: not connected (%s); next attempt in %lld ms",
                 r->url, r->last_err[0] ? r->last_err : "disconnected",
-                (long long)(r->next_attempt_ms - now));
+                (long long)(r->bo.until_ms - now));
         return -1;
     }
     r->attempts++;
@@ -482,9 +559,7 @@ int fd_redis_ensure(fd_redis *r, char *errstr, size_t errstr_size)
     r->ever_connected = 1;
     r->attempts = 0;
     r->pending = 0;
-    r->backoff_ms = r->backoff_min_ms;
-    r->last_delay_ms = 0;
-    r->next_attempt_ms = 0;
+    fd_backoff_reset(&r->bo);
     r->last_err[0] = '\0';
     return 0;
 }
@@ -506,7 +581,7 @@ int fd_redis_connect_wait(fd_redis *r, int64_t timeout_ms, volatile int *stop, c
                     (long long)timeout_ms, r->last_err[0] ? r->last_err : "unknown error");
             return -1;
         }
-        int64_t wake = r->next_attempt_ms < deadline ? r->next_attempt_ms : deadline;
+        int64_t wake = r->bo.until_ms < deadline ? r->bo.until_ms : deadline;
         int64_t nap = wake - now;
         if (nap > 50) /* look at *stop at least every 50 ms */
             nap = 50;
@@ -530,14 +605,14 @@ void fd_redis_disconnect(fd_redis *r)
 
 int64_t fd_redis_backoff_ms(const fd_redis *r)
 {
-    return r->last_delay_ms;
+    return r->bo.last_ms;
 }
 
 int64_t fd_redis_retry_in_ms(const fd_redis *r)
 {
     if (r->c)
         return 0;
-    int64_t d = r->next_attempt_ms - fd_mono_ms();
+    int64_t d = r->bo.until_ms - fd_mono_ms();
     return d > 0 ? d : 0;
 }
 

@@ -94,6 +94,38 @@ int64_t fd_redis_retry_in_ms(const fd_redis *r);
 unsigned fd_redis_attempts(const fd_redis *r);
 const char *fd_redis_url(const fd_redis *r);
 
+/* ---- helpers the writer shares with the connection ---------------------
+ *
+ * fd_backoff: exponential backoff with +-10% jitter, from min_ms doubling
+ * to max_ms. fd_backoff_fail schedules the next attempt after a failure
+ * (returns the delay, jitter included, in [min_ms, max_ms]);
+ * fd_backoff_ready says whether that time has come; fd_backoff_reset
+ * starts over at min_ms (after a success). Monotonic ms throughout. */
+typedef struct fd_backoff {
+    int64_t min_ms, max_ms;
+    int64_t base_ms;  /* the delay the next failure schedules (before jitter) */
+    int64_t last_ms;  /* the delay the last failure scheduled (after jitter); 0 = none */
+    int64_t until_ms; /* no attempt before this; 0 = now */
+    uint64_t rng;
+} fd_backoff;
+
+void fd_backoff_init(fd_backoff *b, int64_t min_ms, int64_t max_ms, uint64_t seed);
+int64_t fd_backoff_fail(fd_backoff *b, int64_t now_ms);
+int fd_backoff_ready(const fd_backoff *b, int64_t now_ms);
+void fd_backoff_reset(fd_backoff *b);
+
+/* The code of a Redis error reply: its first word when that is in capitals
+ * ("OOM", "MISCONF", "READONLY", "LOADING", "NOAUTH", "WRONGTYPE",
+ * "EXECABORT", "ERR", ...), else "ERR". Into buf (returned). */
+const char *fd_redis_error_code(const char *msg, char *buf, size_t n);
+
+/* In the wire protocol buf[0..len) (commands as resp.h builds them), argument
+ * arg (0 = the command name) of command cmd (0-based): *out and *out_len
+ * point into buf. 0, or -1 when buf holds fewer commands or arguments or is
+ * not well-formed. For naming the key of a command Redis refused. */
+int fd_redis_wire_arg(const char *buf, size_t len, size_t cmd, int arg, const char **out,
+                      size_t *out_len);
+
 /* Parse a URL into its parts (exposed for tests). host/path buffers get the
  * host or socket path. Returns 0 or -1 with errstr. */
 int fd_redis_parse_url(const char *url, char *host, size_t host_size, int *port, int *is_unix,

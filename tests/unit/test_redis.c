@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pipeline/resp.h"
 #include "tests/unit/check.h"
 
 #define MAX_SERVERS 4
@@ -688,6 +689,109 @@ out:
     CHECK(reconnected == 1);
 }
 
+/* fd_backoff: doubling from min to max with +-10% jitter, reset. */
+static void test_backoff(void)
+{
+    fd_backoff b;
+    fd_backoff_init(&b, 100, 1000, 42);
+    CHECK(fd_backoff_ready(&b, 0));
+    int64_t want[] = {100, 200, 400, 800, 1000, 1000};
+    for (int i = 0; i < 6; i++) {
+        int64_t d = fd_backoff_fail(&b, 5000);
+        int64_t lo = want[i] - want[i] / 10, hi = want[i] + want[i] / 10;
+        if (lo < 100)
+            lo = 100;
+        if (hi > 1000)
+            hi = 1000;
+        CHECK(d >= lo && d <= hi);
+        CHECK(b.last_ms == d);
+        CHECK(!fd_backoff_ready(&b, 5000 + d - 1));
+        CHECK(fd_backoff_ready(&b, 5000 + d));
+    }
+    fd_backoff_reset(&b);
+    CHECK(fd_backoff_ready(&b, 0) && b.last_ms == 0);
+    int64_t d = fd_backoff_fail(&b, 0);
+    CHECK(d >= 100 && d <= 110);
+    fd_backoff_init(&b, 500, 100, 1); /* max below min: min wins */
+    CHECK(fd_backoff_fail(&b, 0) == 500 && fd_backoff_fail(&b, 0) == 500);
+}
+
+/* Error codes and the keys of commands in the wire protocol. */
+static void test_error_code_and_wire(void)
+{
+    char code[32];
+    CHECK_STR(fd_redis_error_code("OOM command not allowed when used memory > 'maxmemory'.", code,
+                                  sizeof code),
+              "OOM");
+    CHECK_STR(fd_redis_error_code("WRONGTYPE Operation against a key", code, sizeof code),
+              "WRONGTYPE");
+    CHECK_STR(fd_redis_error_code("EXECABORT Transaction discarded", code, sizeof code),
+              "EXECABORT");
+    CHECK_STR(fd_redis_error_code("LOADING", code, sizeof code), "LOADING");
+    CHECK_STR(fd_redis_error_code("hash value is not an integer", code, sizeof code), "ERR");
+    CHECK_STR(fd_redis_error_code("OOMx", code, sizeof code), "ERR");
+    CHECK_STR(fd_redis_error_code(NULL, code, sizeof code), "ERR");
+    CHECK_STR(fd_redis_error_code("MISCONF Redis is configured", code, 4), "ERR"); /* too long */
+
+    fd_resp b = {0};
+    fd_resp_cmd(&b, 4);
+    fd_resp_str(&b, "HINCRBY");
+    fd_resp_str(&b, "fd:v2:funnel:1m:60000");
+    fd_resp_str(&b, "click");
+    fd_resp_int(&b, 3);
+    fd_resp_cmd(&b, 3);
+    fd_resp_str(&b, "PFADD");
+    fd_resp_arg(&b, "k\r\n2", 4); /* any bytes */
+    fd_resp_str(&b, "u1");
+    CHECK(!b.oom);
+    const char *a = NULL;
+    size_t len = 0;
+    CHECK(fd_redis_wire_arg(b.p, b.len, 0, 1, &a, &len) == 0);
+    CHECK(len == 21 && !memcmp(a, "fd:v2:funnel:1m:60000", len));
+    CHECK(fd_redis_wire_arg(b.p, b.len, 0, 3, &a, &len) == 0 && len == 1 && a[0] == '3');
+    CHECK(fd_redis_wire_arg(b.p, b.len, 1, 1, &a, &len) == 0);
+    CHECK(len == 4 && !memcmp(a, "k\r\n2", 4));
+    CHECK(fd_redis_wire_arg(b.p, b.len, 1, 0, &a, &len) == 0 && len == 5);
+    CHECK(fd_redis_wire_arg(b.p, b.len, 1, 3, &a, &len) == -1);     /* no such argument */
+    CHECK(fd_redis_wire_arg(b.p, b.len, 2, 1, &a, &len) == -1);     /* no such command */
+    CHECK(fd_redis_wire_arg(b.p, b.len - 3, 1, 2, &a, &len) == -1); /* cut short */
+    CHECK(fd_redis_wire_arg("*1\r\n$9\r\nab\r\n", 13, 0, 0, &a, &len) == -1);
+    fd_resp_free(&b);
+}
+
+/* What the writer sees of a Redis that refuses writes (maxmemory below what
+ * it uses, noeviction): each queued write command is refused with OOM and
+ * EXEC answers EXECABORT; reads still work. The cause is the queued reply. */
+static void test_refused_transaction(const char *sock)
+{
+    char url[400], err[512] = "", code[32];
+    snprintf(url, sizeof url, "unix://%s?db=5", sock);
+    fd_redis *r = connect_url(url);
+    if (!r)
+        return;
+    check_cmd_str(r, "OK", "SET %s %s", "fd:test:oom", "x");
+    check_cmd_str(r, "OK", "CONFIG SET %s %s", "maxmemory", "1");
+    CHECK(fd_redis_appendf(r, "MULTI") == 0);
+    CHECK(fd_redis_appendf(r, "HINCRBY %s %s %d", "fd:test:oomh", "f", 1) == 0);
+    CHECK(fd_redis_appendf(r, "EXEC") == 0);
+    CHECK(fd_redis_appendf(r, "GET %s", "fd:test:oom") == 0);
+    redisReply *rep[4] = {0};
+    CHECK(fd_redis_read_replies(r, rep, 4, err, sizeof err) == 0);
+    CHECK(rep[1] && rep[1]->type == REDIS_REPLY_ERROR);
+    if (rep[1] && rep[1]->type == REDIS_REPLY_ERROR)
+        CHECK_STR(fd_redis_error_code(rep[1]->str, code, sizeof code), "OOM");
+    CHECK(rep[2] && rep[2]->type == REDIS_REPLY_ERROR);
+    if (rep[2] && rep[2]->type == REDIS_REPLY_ERROR)
+        CHECK_STR(fd_redis_error_code(rep[2]->str, code, sizeof code), "EXECABORT");
+    CHECK(rep[3] && rep[3]->type == REDIS_REPLY_STRING);
+    for (int i = 0; i < 4; i++)
+        if (rep[i])
+            freeReplyObject(rep[i]);
+    CHECK(fd_redis_connected(r)); /* an error reply is not an I/O error */
+    check_cmd_str(r, "OK", "CONFIG SET %s %s", "maxmemory", "0");
+    fd_redis_destroy(r);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -707,7 +811,10 @@ int main(void)
     int port = free_tcp_port();
 
     test_parse_url();
+    test_backoff();
+    test_error_code_and_wire();
     start_server(0, sock, port, NULL);
+    test_refused_transaction(sock);
     test_unix_and_tcp(sock, port);
     test_pipeline(sock);
     test_password(sock_pw);
