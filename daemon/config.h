@@ -35,15 +35,15 @@ typedef struct fd_config {
     char *source_path; /* file it was loaded from ("" for defaults) */
 
     /* kafka.* */
-    char *kafka_brokers;        /* "embedded" or bootstrap list; default "embedded" */
-    int kafka_partitions;       /* embedded: partitions of each topic; 1..1024, default 4 */
-    char *kafka_group_id;       /* default "funneld" */
-    char *kafka_topic_events;   /* default "events" */
-    char *kafka_topic_dlq;      /* default "events.dlq" */
+    char *kafka_brokers;          /* "embedded" or bootstrap list; default "embedded" */
+    int kafka_partitions;         /* embedded: partitions of each topic; 1..1024, default 4 */
+    char *kafka_group_id;         /* default "funneld" */
+    char *kafka_topic_events;     /* default "events" */
+    char *kafka_topic_dlq;        /* default "events.dlq" */
     int64_t kafka_dlq_timeout_ms; /* default 60s */
-    char *kafka_topic_alerts;   /* default "churn-alerts" */
-    char *kafka_topic_metrics;  /* default "funnel-metrics" */
-    char *kafka_metrics_format; /* avro | json; default avro */
+    char *kafka_topic_alerts;     /* default "churn-alerts" */
+    char *kafka_topic_metrics;    /* default "funnel-metrics" */
+    char *kafka_metrics_format;   /* avro | json; default avro */
     char *kafka_metrics_schema; /* default conf/schemas/funnel_metrics.avsc (relative to config dir)
                                  */
     fd_kv kafka_props[FD_CONFIG_MAX_PROPS]; /* kafka.properties: passed to librdkafka */

@@ -1620,9 +1620,11 @@ static int write_epochs(fd_engine *e)
                                   .src = &ch->cmds});
                 fd_redis_append_raw(e->redis, ch->cmds.p, ch->cmds.len, ch->cmds.n_cmds);
                 n_cmds += ch->cmds.n_cmds;
+                uint64_t sat = fd_funnel_saturated(e->merged);
                 for (int w = 0; w < ch->n_win; w++)
                     if (merge_window(e, &ch->win[w]) != 0)
                         e->fatal = 1;
+                stats[FD_ST_SATURATED] += (int64_t)(fd_funnel_saturated(e->merged) - sat);
                 for (int st = 0; st < FD_ST__COUNT; st++)
                     stats[st] += ch->stats[st];
             }

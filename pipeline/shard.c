@@ -103,6 +103,8 @@ const char *fd_stat_name(int i, char *buf, size_t n)
         return "user_records_unreadable";
     if (i == FD_ST_DLQ_FAILED)
         return "dlq_failed";
+    if (i == FD_ST_SATURATED)
+        return "saturated_sums";
     if (i >= FD_ST_DLQ_FAILED_REASON0)
         snprintf(buf, n, "dlq_failed.%s",
                  fd_reject_name((fd_reject)(i - FD_ST_DLQ_FAILED_REASON0)));
@@ -343,7 +345,9 @@ static void process_batch(fd_shard *s)
         int32_t p = s->batch_part[i];
         if (!u->dirty)
             atomic_fetch_add(&s->n_dirty, 1);
+        uint64_t sat = fd_funnel_saturated(s->funnel);
         int rc = fd_core_apply(s->env->core, u, s->funnel, p, ev, s->batch_ref[i]);
+        s->parts[p].stats[FD_ST_SATURATED] += (int64_t)(fd_funnel_saturated(s->funnel) - sat);
         if (rc < 0)
             fd_err("shard", "shard=%d out of memory counting windows", s->id);
         else if (rc == 1)

@@ -34,6 +34,7 @@ enum {
     FD_ST_LATE,
     FD_ST_USER_UNREADABLE, /* stored user records funneld could not read */
     FD_ST_DLQ_FAILED,      /* dead letters given up (fd_kafka_dlq_failed) */
+    FD_ST_SATURATED,       /* sums that stopped at their limit (fd_funnel_saturated) */
     FD_ST_DLQ_REASON0,     /* "dlq.REASON": FD_REJ__COUNT of them */
     FD_ST_DLQ_FAILED_REASON0 = FD_ST_DLQ_REASON0 + 32, /* "dlq_failed.REASON" */
 };
