@@ -31,10 +31,11 @@
  * struct and moved into the caller's only on success, so a failed load
  * leaves *cfg freed and zeroed.
  *
- * Paths written in the file (input.schema, input.schema_ids values,
- * redis.password_file) are resolved against the directory of the file (for
- * a buffer: left relative to the working directory). Defaults are not
- * resolved: they are relative to the working directory.
+ * Relative paths (input.schema, input.schema_ids values,
+ * kafka.metrics_schema, redis.password_file), written in the file or left at
+ * their defaults, are resolved against the directory of the file, never the
+ * working directory, so `--check-config` and the start agree from anywhere
+ * (for a buffer: left as they are).
  */
 #include "daemon/config_table.h"
 
@@ -190,6 +191,12 @@ static int fail(struct loader *ld, yaml_mark_t m, const char *path, const char *
         va_start(ap, fmt);
         vsnprintf(ld->errstr + n, ld->errstr_size - (size_t)n, fmt, ap);
         va_end(ap);
+    }
+    /* A message may quote a value: never a URL's credentials. */
+    char *copy = strdup(ld->errstr);
+    if (copy) {
+        fd_config_redact_urls(copy, ld->errstr, ld->errstr_size);
+        free(copy);
     }
     return -1;
 }
@@ -731,6 +738,26 @@ static int load_common(fd_config *cfg, const char *name, const char *basedir, co
     yaml_parser_set_input_string(&ld.parser, (const unsigned char *)buf, len);
     if (load_stream(&ld) == 0 && check_cross(&ld) == 0)
         rc = 0;
+    for (size_t i = 0; rc == 0 && i < cf_nkeys; i++) {
+        const struct cf_key *k = &cf_keys[i];
+        if (ld.set[i]) {
+            tmp.key_line[i] = (int)ld.mark[i].line + 1;
+            tmp.key_col[i] = (int)ld.mark[i].column + 1;
+        } else if (k->type == CF_PATH && basedir) {
+            /* A default path is relative to the file's directory too: the
+             * same file finds the same schemas from any working directory. */
+            char **slot = str_at(&tmp, k);
+            if (*slot && **slot && (*slot)[0] != '/') {
+                char *p = resolve_path(basedir, *slot);
+                if (!p) {
+                    rc = oom(&ld, zero, k->name);
+                    break;
+                }
+                free(*slot);
+                *slot = p;
+            }
+        }
+    }
 
     if (ld.have_ev)
         yaml_event_delete(&ld.ev);

@@ -13,6 +13,7 @@
 #ifndef FD_CONFIG_H
 #define FD_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,8 +32,13 @@ typedef struct fd_config_schema_id {
     char *path; /* resolved relative to the config file's directory */
 } fd_config_schema_id;
 
+#define FD_CONFIG_MAX_KEYS 64 /* = CF_MAX_KEYS */
+
 typedef struct fd_config {
     char *source_path; /* file it was loaded from ("" for defaults) */
+    /* Where each key's value is in the file (1-based), in the order of
+     * fd_config_key_name; line 0 = not in the file (its default). */
+    int key_line[FD_CONFIG_MAX_KEYS], key_col[FD_CONFIG_MAX_KEYS];
 
     /* kafka.* */
     char *kafka_brokers;          /* "embedded" or bootstrap list; default "embedded" */
@@ -130,6 +136,20 @@ int fd_config_categories(const fd_config *cfg, char (*out)[257], int max, char *
 
 /* Dotted name of the i-th key ("kafka.brokers"), NULL past the last one. */
 const char *fd_config_key_name(size_t i);
+
+/* Where a key's value comes from, for a message about it:
+ * "FILE:LINE:COL: KEY" when the file sets it, "FILE: KEY (default)" when
+ * not. Returns buf. */
+const char *fd_config_where(const fd_config *cfg, const char *key, char *buf, size_t n);
+
+/* Is a property of this name a secret, never to be printed? librdkafka's
+ * own sensitive properties, any name containing password, secret,
+ * oauthbearer, jaas or kinit, and names ending in .pem or .key. */
+bool fd_config_is_secret_key(const char *name);
+
+/* s with the credentials of any URL in it ("scheme://user:pw@host")
+ * replaced by "<redacted>", into buf (truncated to n). Returns buf. */
+const char *fd_config_redact_urls(const char *s, char *buf, size_t n);
 
 /* A parsed redis.url. For unix sockets host holds the socket path. */
 typedef struct fd_redis_addr {

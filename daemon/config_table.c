@@ -43,10 +43,9 @@ const struct cf_key cf_keys[] = {
      CF_NONEMPTY, NULL, NULL, "output topic for per-window funnel metrics"},
     {"kafka.metrics_format", CF_ENUM, OFF(kafka_metrics_format), 0, "avro", 0, 0, 0, 0, "avro|json",
      NULL, "encoding of the funnel-metrics messages"},
-    {"kafka.metrics_schema", CF_PATH, OFF(kafka_metrics_schema), 0,
-     "conf/schemas/funnel_metrics.avsc", 0, 0, 0, CF_NONEMPTY, NULL, NULL,
-     "Avro schema of the funnel-metrics messages; a value set in the file is relative to the "
-     "file's directory"},
+    {"kafka.metrics_schema", CF_PATH, OFF(kafka_metrics_schema), 0, "schemas/funnel_metrics.avsc",
+     0, 0, 0, CF_NONEMPTY, NULL, NULL,
+     "Avro schema of the funnel-metrics messages; relative to the config file's directory"},
     {"kafka.properties", CF_PROPS, OFF(kafka_props), OFF(kafka_n_props), NULL, 0, 0,
      FD_CONFIG_MAX_PROPS, 0, NULL, NULL,
      "map of librdkafka properties passed through as-is (numbers and booleans as text)"},
@@ -76,9 +75,8 @@ const struct cf_key cf_keys[] = {
 
     {"input.format", CF_ENUM, OFF(input_format), 0, "avro", 0, 0, 0, 0, "avro|confluent-avro|json",
      NULL, "encoding of messages on the events topic"},
-    {"input.schema", CF_PATH, OFF(input_schema), 0, "conf/schemas/event.avsc", 0, 0, 0, CF_NONEMPTY,
-     NULL, NULL,
-     "reader schema (.avsc); a value set in the file is relative to the file's directory"},
+    {"input.schema", CF_PATH, OFF(input_schema), 0, "schemas/event.avsc", 0, 0, 0, CF_NONEMPTY,
+     NULL, NULL, "reader schema (.avsc); relative to the config file's directory"},
     {"input.schema_ids", CF_SCHEMA_IDS, OFF(input_schema_ids), OFF(input_n_schema_ids), NULL, 0, 0,
      FD_CONFIG_MAX_SCHEMA_IDS, 0, NULL, NULL,
      "confluent-avro: map of writer schema id -> .avsc path"},
@@ -373,11 +371,103 @@ static void print_quoted(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static bool is_secret(const char *key)
+/* The properties librdkafka 2.0.2 flags _RK_SENSITIVE (rdkafka_conf.c): with
+ * debug=conf it prints them as [redacted] itself (checked on Debian 12's
+ * 2.0.2), plus sasl.oauthbearer.client.secret (sensitive in later ones). */
+static const char *const rdkafka_sensitive[] = {"sasl.username",
+                                                "sasl.password",
+                                                "sasl.oauthbearer.config",
+                                                "ssl.key.location",
+                                                "ssl.key.password",
+                                                "ssl.key.pem",
+                                                "ssl_key",
+                                                "ssl.ca.pem",
+                                                "ssl.keystore.password",
+                                                "sasl.oauthbearer.client.secret",
+                                                NULL};
+
+static bool ends_with(const char *s, const char *suffix)
 {
-    size_t n = strlen(key);
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcasecmp(s + n - m, suffix);
+}
+
+bool fd_config_is_secret_key(const char *key)
+{
+    if (!key)
+        return true;
+    for (size_t i = 0; rdkafka_sensitive[i]; i++)
+        if (!strcasecmp(key, rdkafka_sensitive[i]))
+            return true;
     return strcasestr(key, "password") || strcasestr(key, "secret") ||
-           strcasestr(key, "sasl.oauthbearer") || (n >= 4 && !strcasecmp(key + n - 4, ".key"));
+           strcasestr(key, "oauthbearer") || strcasestr(key, "jaas") || strcasestr(key, "kinit") ||
+           ends_with(key, ".pem") || ends_with(key, ".key") || ends_with(key, "_key");
+}
+
+const char *fd_config_redact_urls(const char *s, char *buf, size_t n)
+{
+    if (!n)
+        return buf;
+    size_t o = 0;
+    const char *p = s ? s : "";
+    while (*p && o + 1 < n) {
+        const char *sep = strstr(p, "://");
+        if (!sep) {
+            size_t l = strlen(p);
+            if (l > n - 1 - o)
+                l = n - 1 - o;
+            memcpy(buf + o, p, l);
+            o += l;
+            break;
+        }
+        /* copy through "://", then look for userinfo before the authority ends */
+        size_t l = (size_t)(sep + 3 - p);
+        if (l > n - 1 - o)
+            l = n - 1 - o;
+        memcpy(buf + o, p, l);
+        o += l;
+        p = sep + 3;
+        size_t auth = strcspn(p, "/?# \t\"'");
+        const char *at = memrchr(p, '@', auth);
+        if (at) {
+            static const char red[] = "<redacted>@";
+            size_t rl = sizeof red - 1;
+            if (rl > n - 1 - o)
+                rl = n - 1 - o;
+            memcpy(buf + o, red, rl);
+            o += rl;
+            p = at + 1;
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+const char *fd_config_where(const fd_config *cfg, const char *key, char *buf, size_t n)
+{
+    const char *file = cfg && cfg->source_path && *cfg->source_path ? cfg->source_path : "-";
+    for (size_t i = 0; i < cf_nkeys; i++)
+        if (!strcmp(cf_keys[i].name, key)) {
+            if (cfg && cfg->key_line[i] > 0)
+                snprintf(buf, n, "%s:%d:%d: %s", file, cfg->key_line[i], cfg->key_col[i], key);
+            else
+                snprintf(buf, n, "%s: %s (default)", file, key);
+            return buf;
+        }
+    snprintf(buf, n, "%s: %s", file, key);
+    return buf;
+}
+
+/* A value quoted, with the credentials of any URL in it redacted. */
+static void print_redacted(FILE *out, const char *v)
+{
+    v = v ? v : "";
+    size_t n = strlen(v) + 1;
+    for (const char *a = v; (a = strchr(a, '@')); a++)
+        n += 11; /* "<redacted>@" for as little as "@" */
+    char *buf = malloc(n);
+    print_quoted(out, buf ? fd_config_redact_urls(v, buf, n) : "<redacted>");
+    free(buf);
 }
 
 /* Print section headers for name ("a.b.c") that differ from prev's. */
@@ -416,7 +506,7 @@ void fd_config_print(const fd_config *cfg, FILE *out)
         if (cf_is_string_type(k->type)) {
             const char *v = *cstr_at(cfg, k);
             fputc(' ', out);
-            print_quoted(out, v ? v : "");
+            print_redacted(out, v);
             fputc('\n', out);
         } else if (k->type == CF_PROPS) {
             const fd_kv *kv = (const fd_kv *)((const char *)cfg + k->off);
@@ -426,9 +516,10 @@ void fd_config_print(const fd_config *cfg, FILE *out)
                 fprintf(out, "%*s", (depth + 1) * 2, "");
                 print_quoted(out, kv[j].key ? kv[j].key : "");
                 fputs(": ", out);
-                print_quoted(out, !kv[j].key || is_secret(kv[j].key)
-                                      ? "<redacted>"
-                                      : (kv[j].value ? kv[j].value : ""));
+                if (fd_config_is_secret_key(kv[j].key))
+                    print_quoted(out, "<redacted>");
+                else
+                    print_redacted(out, kv[j].value);
                 fputc('\n', out);
             }
         } else if (k->type == CF_SCHEMA_IDS) {

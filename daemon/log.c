@@ -4,6 +4,8 @@
  */
 #include "daemon/log.h"
 
+#include "daemon/config.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -81,6 +83,15 @@ void fd_log(int level, const char *subsys, const char *fmt, ...)
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2)
         len = sizeof line - 2;
+    line[len] = 0;
+    /* No line shows a URL's credentials (a client.id, a broker list, a
+     * librdkafka message quoting a property): cheap unless "://" and '@'. */
+    if (strstr(line + n, "://") && strchr(line + n, '@')) {
+        char red[sizeof line];
+        fd_config_redact_urls(line + n, red, sizeof line - (size_t)n - 1);
+        len = (size_t)n + strlen(red);
+        memcpy(line + n, red, len - (size_t)n);
+    }
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;

@@ -114,7 +114,10 @@ int main(int argc, char **argv)
         fd_config_free(&cfg);
         return 1;
     }
-    if (fd_kafka_check_properties(&cfg, err, sizeof err) != 0) {
+    /* Everything the start reads, before --check-config answers: the two
+     * agree from any working directory. */
+    if (fd_kafka_check_properties(&cfg, err, sizeof err) != 0 ||
+        (!print && fd_engine_check_config(&cfg, err, sizeof err) != 0)) {
         fprintf(stderr, "%s\n", err);
         fd_config_free(&cfg);
         return 1;

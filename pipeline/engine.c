@@ -2369,6 +2369,45 @@ fail:
     return NULL;
 }
 
+int fd_engine_check_config(const fd_config *cfg, char *errstr, size_t errstr_size)
+{
+    char err[768], where[600];
+    fd_redis_opts ro = fd_redis_opts_from_config(cfg);
+    fd_redis *r = fd_redis_new(&ro, err, sizeof err);
+    if (!r) {
+        const char *key = cfg->redis_password_file && *cfg->redis_password_file
+                              ? "redis.password_file"
+                              : "redis.url";
+        snprintf(errstr, errstr_size, "%s: %s", fd_config_where(cfg, key, where, sizeof where),
+                 err);
+        return -1;
+    }
+    fd_redis_destroy(r);
+    fd_core_params cp;
+    if (core_params(cfg, &cp, err, sizeof err) != 0) {
+        snprintf(errstr, errstr_size, "%s: %s", cfg->source_path, err);
+        return -1;
+    }
+    fd_codec *c = fd_input_codec_new(cfg, err, sizeof err);
+    if (!c) {
+        const char *key = cfg->input_n_schema_ids ? "input.schema_ids" : "input.schema";
+        snprintf(errstr, errstr_size, "%s: %s", fd_config_where(cfg, key, where, sizeof where),
+                 err);
+        return -1;
+    }
+    fd_codec_destroy(c);
+    fd_metrics_enc *m =
+        fd_metrics_enc_new(!strcmp(cfg->kafka_metrics_format, "json"), cfg->kafka_metrics_schema,
+                           "funneld " FD_VERSION, err, sizeof err);
+    if (!m) {
+        snprintf(errstr, errstr_size, "%s: %s",
+                 fd_config_where(cfg, "kafka.metrics_schema", where, sizeof where), err);
+        return -1;
+    }
+    fd_metrics_enc_free(m);
+    return 0;
+}
+
 const char *fd_engine_embedded_bootstraps(const fd_engine *e)
 {
     return e->mock ? e->bootstraps : NULL;

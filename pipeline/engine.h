@@ -22,6 +22,13 @@ typedef struct fd_engine fd_engine;
  * NULL with errstr on failure. Caller destroys. cfg must outlive it. */
 fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size);
 
+/* Load and check everything the start reads besides the network: the
+ * schemas (and their compatibility), the Redis URL and password file, the
+ * feature and funnel parameters. 0, or -1 with "FILE:LINE:COL: KEY: why"
+ * (or "FILE: KEY (default): why") in errstr. No connection is made. Both
+ * `funneld --check-config` and the start run it, so they agree. */
+int fd_engine_check_config(const fd_config *cfg, char *errstr, size_t errstr_size);
+
 /* What the engine polls between batches: *stop ends the run; when *reload
  * becomes non-zero it is reset and on_reload(arg) is called on the engine's
  * thread (may be NULL). Signal handlers only set these flags. */

@@ -125,9 +125,15 @@ static int conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, 
 static int user_prop_set(rd_kafka_conf_t *conf, const fd_config *cfg, const fd_kv *kv, char *errstr,
                          size_t errstr_size)
 {
-    char err[512];
+    char err[512], red[512];
     if (rd_kafka_conf_set(conf, kv->key, kv->value, err, sizeof err) == RD_KAFKA_CONF_OK)
         return 0;
+    /* librdkafka's message may quote the value: not a secret's, nor a URL's
+     * credentials. */
+    if (fd_config_is_secret_key(kv->key) && kv->value && *kv->value && strstr(err, kv->value))
+        snprintf(err, sizeof err, "invalid value (<redacted>)");
+    fd_config_redact_urls(err, red, sizeof red);
+    memcpy(err, red, sizeof err);
     if (cfg->source_path && *cfg->source_path && kv->line > 0)
         snprintf(errstr, errstr_size, "%s:%d:%d: kafka.properties.%s: %s", cfg->source_path,
                  kv->line, kv->col, kv->key, err);

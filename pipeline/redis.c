@@ -278,15 +278,18 @@ int fd_redis_parse_url(const char *url, char *host, size_t host_size, int *port,
         return 0;
     }
 
+    char shown[512]; /* the URL as it may be printed: no credentials */
+    fd_config_redact_urls(url, shown, sizeof shown);
     if (!strncmp(url, "rediss://", 9)) {
-        set_err(errstr, errstr_size, "bad redis URL \"%s\": TLS (rediss://) is not supported", url);
+        set_err(errstr, errstr_size, "bad redis URL \"%s\": TLS (rediss://) is not supported",
+                shown);
         return -1;
     }
     if (strncmp(url, "redis://", 8) != 0) {
         set_err(errstr, errstr_size,
                 "bad redis URL \"%s\": scheme must be redis:// or unix:// "
                 "(redis://host:port/db, unix:///path?db=N)",
-                url);
+                shown);
         return -1;
     }
     const char *p = url + 8;

@@ -764,6 +764,13 @@ static int write_config(const bench_run *run, const bench_args *a, const char *p
     yaml_str(f, run->topic);
     fputs("\n  topic_dlq: ", f);
     yaml_str(f, dlq);
+    /* the metrics schema beside the event schema (conf/schemas/) */
+    char msch[PATH_MAX + 32];
+    const char *slash = strrchr(run->schema, '/');
+    snprintf(msch, sizeof msch, "%.*sfunnel_metrics.avsc",
+             slash ? (int)(slash - run->schema + 1) : 0, run->schema);
+    fputs("\n  metrics_schema: ", f);
+    yaml_str(f, msch);
     fputs("\nredis:\n  url: ", f);
     yaml_str(f, url);
     fputs("\n  key_prefix: ", f);

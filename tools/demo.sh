@@ -121,6 +121,7 @@ cat >"$tmp/funneld.yaml" <<EOF
 kafka:
   brokers: embedded
   partitions: 4
+  metrics_schema: $ROOT/conf/schemas/funnel_metrics.avsc
 redis:
   url: unix://$SOCK
   key_prefix: "$PREFIX"

@@ -99,7 +99,7 @@ static void test_defaults(void)
     CHECK(c.redis_backoff_max_ms == 10000);
     CHECK(c.redis_flush_interval_ms == 200);
     CHECK_STR(c.input_format, "avro");
-    CHECK_STR(c.input_schema, "conf/schemas/event.avsc");
+    CHECK_STR(c.input_schema, "schemas/event.avsc"); /* a buffer: not resolved */
     CHECK(c.input_n_schema_ids == 0);
     CHECK(c.input_max_message_bytes == 1024 * 1024);
     CHECK(c.input_max_future_skew_ms == 3600 * 1000);
@@ -145,6 +145,16 @@ static void test_shipped_config(void)
      * except for source_path, which print does not show */
     fd_config d = {0};
     fd_config_defaults(&d);
+    /* default paths are relative to the file's directory, conf/ */
+    char **paths[] = {&d.input_schema, &d.kafka_metrics_schema};
+    for (size_t i = 0; i < 2; i++) {
+        char *p = malloc(strlen(*paths[i]) + 6);
+        if (p) {
+            sprintf(p, "conf/%s", *paths[i]);
+            free(*paths[i]);
+            *paths[i] = p;
+        }
+    }
     char *a = print_to_string(&c), *b = print_to_string(&d);
     CHECK_STR(a, b);
     free(a);
@@ -217,7 +227,7 @@ static void test_values(void)
     CHECK_STR(c.log_level, "debug");
     /* untouched keys keep their defaults */
     CHECK_STR(c.kafka_group_id, "funneld");
-    CHECK_STR(c.input_schema, "conf/schemas/event.avsc");
+    CHECK_STR(c.input_schema, "schemas/event.avsc");
     fd_config_free(&c);
 
     CHECK(load(&c, "input:\n  max_message_bytes: 100MiB\n  max_future_skew: 0\n") == 0);
@@ -342,8 +352,8 @@ static void test_errors(void)
                       NAME ":2:8: redis.url: invalid value 'redis://h:0/0': port must be");
     expect_err_prefix("redis:\n  url: redis://h:6379/x\n",
                       NAME ":2:8: redis.url: invalid value 'redis://h:6379/x': database");
-    expect_err_prefix("redis:\n  url: redis://:pw@h:6379\n",
-                      NAME ":2:8: redis.url: invalid value 'redis://:pw@h:6379': credentials");
+    expect_err_prefix("redis:\n  url: redis://:pw@h:6379\n", NAME
+                      ":2:8: redis.url: invalid value 'redis://<redacted>@h:6379': credentials");
     expect_err_prefix("redis:\n  url: unix://run/r.sock\n",
                       NAME ":2:8: redis.url: invalid value 'unix://run/r.sock': unix socket "
                            "path must be absolute");
