@@ -20,8 +20,8 @@
 #define MIB     (1024 * KIB)
 #define GIB     (1024 * MIB)
 
-#define CF_MAX_KEYS FD_CONFIG_MAX_KEYS /* upper bound on the table's length (checked statically)   \
-                                        */
+/* upper bound on the table's length (checked statically) */
+#define CF_MAX_KEYS FD_CONFIG_MAX_KEYS
 
 enum cf_type {
     CF_STR,        /* char *; any scalar text */
