@@ -19,6 +19,10 @@ def schema_path():
     return str(source_dir() / "conf" / "schemas" / "event.avsc")
 
 
+def metrics_schema_path():
+    return str(source_dir() / "conf" / "schemas" / "funnel_metrics.avsc")
+
+
 def gen(out, truth, events=50000, users=5000, seed=7, fmt="avro", extra=()):
     """Write a framed file and its truth with funnelctl gen; returns the truth."""
     cmd = [str(build_dir() / "funnelctl"), "gen", "--seed", str(seed), "--events", str(events),

@@ -61,6 +61,7 @@ class WrongTypes(unittest.TestCase):
             cfg = harness.write_config(self.tmp / "werr.yaml", {
                 "kafka.brokers": "embedded", "kafka.partitions": 2, "redis.url": redis.url,
                 "input.format": "json", "input.schema": fdtest.schema_path(),
+                "kafka.metrics_schema": fdtest.metrics_schema_path(),
                 "redis.flush_interval_ms": 50, "redis.backoff_min_ms": 50,
                 "redis.backoff_max_ms": 500})
             with Daemon(cfg) as d:
@@ -120,6 +121,7 @@ class WrongTypes(unittest.TestCase):
             cfg = harness.write_config(self.tmp / "part.yaml", {
                 "kafka.brokers": "embedded", "kafka.partitions": 1, "redis.url": redis.url,
                 "input.format": "json", "input.schema": fdtest.schema_path(),
+                "kafka.metrics_schema": fdtest.metrics_schema_path(),
                 "redis.flush_interval_ms": 50, "redis.backoff_min_ms": 50,
                 "redis.backoff_max_ms": 400})
             with Daemon(cfg) as d:
