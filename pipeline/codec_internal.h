@@ -1,5 +1,5 @@
 /*
- * codec_internal.h - what codec.c, codec_avro.c and codec_json.c share.
+ * codec_internal.h - what codec.c, codec_avro*.c and codec_json.c share.
  * Not part of the public API: include only from pipeline/codec*.c.
  */
 #ifndef FD_CODEC_INTERNAL_H
@@ -11,7 +11,7 @@
 #include "features/event.h"
 #include "pipeline/codec.h"
 
-typedef struct fd_avro_state fd_avro_state; /* codec_avro.c */
+typedef struct fd_avro_state fd_avro_state; /* codec_avro_internal.h */
 
 struct fd_codec {
     fd_format format;
@@ -36,7 +36,7 @@ fd_reject fd_codec_fail(char *errstr, size_t errstr_size, fd_reject r, const cha
 fd_reject fd_codec_copy_id(char dst[FD_ID_MAX + 1], const char *field, const char *s, size_t len,
                            char *errstr, size_t errstr_size);
 
-/* codec_avro.c: set up / tear down c->avro from opts (errstr names the file). */
+/* codec_avro*.c: set up / tear down c->avro from opts (errstr names the file). */
 int fd_avro_init(fd_codec *c, const fd_codec_opts *opts, char *errstr, size_t errstr_size);
 void fd_avro_free(fd_avro_state *a);
 fd_reject fd_avro_decode(fd_codec *c, const uint8_t *p, size_t n, fd_event *ev, char *errstr,

@@ -13,34 +13,13 @@
 
 #include "pipeline/codec.h"
 #include "tests/unit/check.h"
+#include "tests/unit/codec_fixture.h"
 
 static char err[1024];
 
-static const char *src(const char *rel)
-{
-    static char bufs[4][1024];
-    static int n;
-    const char *dir = getenv("FD_SOURCE_DIR");
-    char *b = bufs[n++ % 4];
-    snprintf(b, sizeof bufs[0], "%s%s%s", dir ? dir : "", dir ? "/" : "", rel);
-    return b;
-}
-
 static fd_codec *mk(fd_format f, size_t max)
 {
-    static fd_schema_ref ids[2];
-    ids[0] = (fd_schema_ref){1, src("conf/schemas/event.avsc")};
-    ids[1] = (fd_schema_ref){7, src("conf/schemas/event.v0.avsc")};
-    fd_codec_opts o = {.format = f,
-                       .schema_path = src("conf/schemas/event.avsc"),
-                       .schema_ids = ids,
-                       .n_schema_ids = 2,
-                       .encode_schema_id = 1,
-                       .max_message_bytes = max};
-    fd_codec *c = fd_codec_new(&o, err, sizeof err);
-    if (!c)
-        fprintf(stderr, "fd_codec_new: %s\n", err);
-    return c;
+    return codec_fixture_new(f, max, 0, err, sizeof err);
 }
 
 static fd_reject dec(fd_codec *c, const void *p, size_t n, fd_event *ev)
