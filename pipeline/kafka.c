@@ -379,17 +379,18 @@ int fd_kafka_produce_dlq(rd_kafka_t *producer, const char *dlq_topic, const rd_k
         if (key_len < src->key_len)
             rd_kafka_header_add(h, "fd.key.truncated", -1, orig_key_len, -1);
         atomic_fetch_add(&ps->dlq_sent, 1); /* before its report can come */
-        rd_kafka_resp_err_t err;
-        if (ps->dlq_rkt && !strcmp(dlq_topic, rd_kafka_topic_name(ps->dlq_rkt)))
-            err = rd_kafka_producev(
-                producer, RD_KAFKA_V_RKT(ps->dlq_rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(src->key, key_len), RD_KAFKA_V_VALUE(src->payload, len),
-                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(ref), RD_KAFKA_V_END);
-        else
-            err = rd_kafka_producev(
-                producer, RD_KAFKA_V_TOPIC(dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_KEY(src->key, key_len), RD_KAFKA_V_VALUE(src->payload, len),
-                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(ref), RD_KAFKA_V_END);
+        /* the handle with kafka.dlq_timeout_ms; another topic (tests) gets
+         * librdkafka's refcounted handle of that name */
+        bool own = !ps->dlq_rkt || strcmp(dlq_topic, rd_kafka_topic_name(ps->dlq_rkt)) != 0;
+        rd_kafka_topic_t *rkt = own ? rd_kafka_topic_new(producer, dlq_topic, NULL) : ps->dlq_rkt;
+        rd_kafka_resp_err_t err =
+            !rkt ? rd_kafka_last_error()
+                 : rd_kafka_producev(
+                       producer, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                       RD_KAFKA_V_KEY(src->key, key_len), RD_KAFKA_V_VALUE(src->payload, len),
+                       RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(ref), RD_KAFKA_V_END);
+        if (own && rkt)
+            rd_kafka_topic_destroy(rkt);
         if (!err) {
             rd_kafka_poll(producer, 0);
             return 0; /* headers and ref now owned by the message */
