@@ -1,0 +1,91 @@
+/*
+ * bench_int.h - what the files of `funnelctl bench` share: the options, the
+ * run (everything acquired, released by run_cleanup() in cmd_bench.c), the
+ * result, and the functions one file calls in another:
+ *
+ *   cmd_bench.c      options, usage, main and cleanup
+ *   bench_proc.c     small helpers and child processes
+ *   bench_kafka.c    Kafka: topic, producer, consumers (the limit and kcat)
+ *   bench_funneld.c  Redis and the funneld run (config, timing)
+ *   bench_report.c   output: JSON and the human table
+ *   bench_core.c     the functional core alone (tools/bench.h)
+ */
+#ifndef FD_BENCH_INT_H
+#define FD_BENCH_INT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "pipeline/kafka_mock.h"
+#include "pipeline/redis.h"
+#include "tools/bench.h"
+#include "tools/gen.h"
+
+struct FTW;
+
+#define PROG        "funnelctl bench"
+#define POLL_MS     50
+#define MAX_PARTS   1024
+#define STOP_WAIT_S 30.0
+
+typedef struct bench_args {
+    fd_gen_opts gen;
+    int partitions, format, workers, reps;
+    double timeout_s;
+    const char *brokers, *topic, *redis_url, *funneld, *schema, *funneld_log;
+    bool json, core_only, no_kcat;
+} bench_args;
+
+/* Everything the run acquires; released by run_cleanup() in reverse. */
+typedef struct bench_run {
+    char dir[PATH_MAX]; /* temp dir: config, logs, redis socket; "" = none */
+    char schema[PATH_MAX], funneld[PATH_MAX + 16], funneld_log[PATH_MAX + 16];
+    fd_mock *mock;
+    char brokers[1024], topic[256], prefix[128];
+    int nparts;
+    int64_t hi[MAX_PARTS]; /* end offset of every partition */
+    uint64_t total;        /* sum of hi */
+    pid_t redis_pid, funneld_pid;
+    fd_redis *redis;
+    bool given_redis;
+} bench_run;
+
+typedef struct bench_result {
+    double raw_s, raw_first_s, raw_eps, kcat_s, kcat_eps, e2e_s, e2e_first_s, e2e_eps;
+    bool have_kcat;
+    int workers;
+    bool workers_supported;
+    double redis_cmds, redis_polls, peak_rss, funneld_cpu_s;
+    int64_t funneld_events;
+    fd_bench_core_result core;
+} bench_result;
+
+/* bench_proc.c */
+int bench_find_in_path(const char *name, char *buf, size_t size);
+int bench_exe_dir(char *buf, size_t size);
+void bench_show_tail(const char *what, const char *path);
+pid_t bench_spawn(char *const argv[], int out_fd, int err_fd);
+int bench_wait_child(pid_t *pid, double timeout_s);
+int bench_stop_child(pid_t *pid, int sig, double timeout_s);
+int bench_run_to_end(char *const argv[], const char *log, double timeout_s);
+int bench_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw);
+
+/* bench_kafka.c */
+int bench_load_topic(bench_run *run, const bench_args *a);
+int bench_raw_consume(const bench_run *run, double timeout_s, double *secs, double *first_s);
+int bench_kcat_consume(const bench_run *run, const char *kcat, double timeout_s, double *secs);
+
+/* bench_funneld.c */
+int bench_redis_open(bench_run *run, const bench_args *a);
+void bench_redis_delete_prefix(bench_run *run);
+int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res);
+
+/* bench_report.c */
+void bench_print_json(const bench_args *a, const bench_run *run, const bench_result *r);
+void bench_print_table(FILE *out, const bench_args *a, const bench_run *run, const bench_result *r);
+
+#endif
