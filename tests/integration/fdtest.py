@@ -305,6 +305,47 @@ def daemon_config(path, bootstrap, redis_url, **extra):
     return harness.write_config(path, overrides)
 
 
+def retrying_config(path, bootstrap, redis_url, backoff_min_ms, backoff_max_ms, **extra):
+    """daemon_config for tests where Redis stops taking writes: flush every
+    50 ms and retry with the given backoff."""
+    return daemon_config(path, bootstrap, redis_url,
+                         **{"redis.flush_interval_ms": 50,
+                            "redis.backoff_min_ms": backoff_min_ms,
+                            "redis.backoff_max_ms": backoff_max_ms, **extra})
+
+
+def start_until_events(test, r, producer, events, timeout=60):
+    """Start a RateProducer and wait (asserting) until stats events > events."""
+    producer.start()
+    test.assertTrue(sleep_until(
+        lambda: int(r.hget(PREFIX + "stats", "events") or 0) > events, timeout),
+        f"stats events did not pass {events}")
+
+
+def produce_positions(bootstrap, topic, msgs, **producer_conf):
+    """Produce msgs [(key, value)] with confluent_kafka (acks=all, 20 MiB
+    messages allowed; producer_conf adds or overrides properties) and return
+    each message's delivery position [(partition, offset)], in order."""
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 20 * 1024 * 1024,
+                  "acks": "all", **producer_conf})
+    out = [None] * len(msgs)
+    errors = []
+
+    def cb(i):
+        def on_delivery(err, m):
+            if err:
+                errors.append(err)
+            else:
+                out[i] = (m.partition(), m.offset())
+        return on_delivery
+    for i, (key, value) in enumerate(msgs):
+        p.produce(topic, key=key, value=value, on_delivery=cb(i))
+        p.poll(0)
+    assert p.flush(60) == 0 and not errors, f"produce failed: {errors}"
+    return out
+
+
 def sleep_until(pred, timeout):
     deadline = time.monotonic() + timeout * SLOW
     while time.monotonic() < deadline:

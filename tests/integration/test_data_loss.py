@@ -32,29 +32,39 @@ from harness import Broker, Daemon, RedisServer  # noqa: E402
 TOPIC = "events"
 
 
+def producer(bootstrap):
+    """An uncompressed confluent_kafka producer with room for a big backlog."""
+    from confluent_kafka import Producer
+    return Producer({"bootstrap.servers": bootstrap, "compression.codec": "none",
+                     "linger.ms": 20, "queue.buffering.max.messages": 200000})
+
+
+def produce_events(test, p, first, n, pad=""):
+    """Produce Avro clicks first..first+n-1 (users u0..u499, item_id pad or
+    none) with p, waiting when its queue is full; asserts all are delivered."""
+    for i in range(first, first + n):
+        v = A.event(event_id=f"e{i}", user_id=f"u{i % 500}", ts=1767225600000 + i,
+                    item_id=pad or None)
+        while True:
+            try:
+                p.produce(TOPIC, key=f"u{i % 500}".encode(), value=v)
+                break
+            except BufferError:
+                p.poll(0.05)
+    test.assertEqual(p.flush(60), 0)
+
+
 class DataLoss(unittest.TestCase):
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="fd-loss-"))
         self.addCleanup(shutil.rmtree, self.tmp, True)
 
     def test_offset_below_log_start_is_reported_and_counted(self):
-        from confluent_kafka import Producer
         with RedisServer() as redis, Broker(partitions=1) as kafka:
             # ~12 MiB uncompressed into one partition: the broker drops the oldest.
-            p = Producer({"bootstrap.servers": kafka.bootstrap, "compression.codec": "none",
-                          "linger.ms": 20, "queue.buffering.max.messages": 200000})
-            pad = "x" * 150
+            p = producer(kafka.bootstrap)
             n = 80000
-            for i in range(n):
-                v = A.event(event_id=f"e{i}", user_id=f"u{i % 500}", ts=1767225600000 + i,
-                            item_id=pad)
-                while True:
-                    try:
-                        p.produce(TOPIC, key=f"u{i % 500}".encode(), value=v)
-                        break
-                    except BufferError:
-                        p.poll(0.05)
-            self.assertEqual(p.flush(60), 0)
+            produce_events(self, p, 0, n, pad="x" * 150)
             (lo, hi), = fdtest.end_offsets(kafka.bootstrap, TOPIC).values()
             self.assertEqual(hi, n)
             self.assertGreater(lo, 0, "the broker kept everything; nothing to lose")
@@ -76,24 +86,10 @@ class DataLoss(unittest.TestCase):
             self.assertEqual(int(stats["events"]), n - lo)
 
     def test_log_start_passing_the_fetch_position_mid_stream_is_counted(self):
-        from confluent_kafka import Producer
         with RedisServer() as redis, Broker(partitions=1) as kafka:
-            p = Producer({"bootstrap.servers": kafka.bootstrap, "compression.codec": "none",
-                          "linger.ms": 20, "queue.buffering.max.messages": 200000})
-
-            def produce(first, n, pad=""):
-                for i in range(first, first + n):
-                    v = A.event(event_id=f"e{i}", user_id=f"u{i % 500}",
-                                ts=1767225600000 + i, item_id=pad or None)
-                    while True:
-                        try:
-                            p.produce(TOPIC, key=f"u{i % 500}".encode(), value=v)
-                            break
-                        except BufferError:
-                            p.poll(0.05)
-                self.assertEqual(p.flush(60), 0)
+            p = producer(kafka.bootstrap)
             first = 1000
-            produce(0, first)
+            produce_events(self, p, 0, first)
             r = redis.client()
             part_key = f"{fdtest.PREFIX}part:{TOPIC}:0"
             # a session that outlasts the stop: no rebalance, the fetcher resumes
@@ -105,7 +101,8 @@ class DataLoss(unittest.TestCase):
                                    what="funneld to store the first batch")
                 os.kill(d.pid, signal.SIGSTOP)
                 try:
-                    produce(first, 80000, pad="x" * 150)  # ~12 MiB: the broker drops the oldest
+                    # ~12 MiB: the broker drops the oldest
+                    produce_events(self, p, first, 80000, pad="x" * 150)
                     (lo, hi), = fdtest.end_offsets(kafka.bootstrap, TOPIC).values()
                 finally:
                     os.kill(d.pid, signal.SIGCONT)

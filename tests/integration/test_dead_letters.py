@@ -33,24 +33,9 @@ BIG = 10 * 1024 * 1024      # "a 10 MB string"
 
 def produce(bootstrap, msgs):
     """msgs: [(key, value, reason-or-None)] -> same with (partition, offset)."""
-    from confluent_kafka import Producer
-    p = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 20 * 1024 * 1024,
-                  "compression.codec": "lz4", "acks": "all"})
-    out = [None] * len(msgs)
-    errors = []
-
-    def cb(i):
-        def on_delivery(err, m):
-            if err:
-                errors.append(err)
-            else:
-                out[i] = (m.partition(), m.offset())
-        return on_delivery
-    for i, (key, value, _) in enumerate(msgs):
-        p.produce(TOPIC, key=key, value=value, on_delivery=cb(i))
-        p.poll(0)
-    assert p.flush(60) == 0 and not errors, f"produce failed: {errors}"
-    return [(k, v, why, pos) for (k, v, why), pos in zip(msgs, out)]
+    pos = fdtest.produce_positions(bootstrap, TOPIC, [(k, v) for k, v, _ in msgs],
+                                   **{"compression.codec": "lz4"})
+    return [(k, v, why, at) for (k, v, why), at in zip(msgs, pos)]
 
 
 class DeadLetters(unittest.TestCase):

@@ -47,28 +47,6 @@ def ev(i, user="ua", **kw):
     return json.dumps(e).encode()
 
 
-def produce(bootstrap, msgs):
-    """msgs: [(key, value)] -> [(partition, offset)]"""
-    from confluent_kafka import Producer
-    p = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 20 * 1024 * 1024,
-                  "acks": "all"})
-    out = [None] * len(msgs)
-    errors = []
-
-    def cb(i):
-        def on_delivery(err, m):
-            if err:
-                errors.append(err)
-            else:
-                out[i] = (m.partition(), m.offset())
-        return on_delivery
-    for i, (key, value) in enumerate(msgs):
-        p.produce(TOPIC, key=key, value=value, on_delivery=cb(i))
-        p.poll(0)
-    assert p.flush(60) == 0 and not errors, f"produce failed: {errors}"
-    return out
-
-
 class DlqLimits(unittest.TestCase):
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="fd-dlqlim-"))
@@ -94,7 +72,7 @@ class DlqLimits(unittest.TestCase):
         msgs = [(b"ua", ev(0)), (big_key, b"{}"), (b"ua", ev(1)),
                 (big_user.encode(), ev(2, user=big_user)), (b"ua", ev(3))]
         with RedisServer() as redis, Broker(partitions=1) as kafka:
-            pos = produce(kafka.bootstrap, msgs)
+            pos = fdtest.produce_positions(kafka.bootstrap, TOPIC, msgs)
             r = redis.client()
             with Daemon(self.config(kafka, redis)) as d:
                 fdtest.wait_consumed(r, kafka.bootstrap, TOPIC, timeout=60, daemon=d)
@@ -125,7 +103,7 @@ class DlqLimits(unittest.TestCase):
     def test_dlq_topic_refusing_everything_is_counted_not_blocking(self):
         msgs = self.mixed(n_good=40, n_bad=25)
         with RedisServer() as redis, Broker(partitions=2, control=True) as kafka:
-            pos = produce(kafka.bootstrap, msgs)
+            pos = fdtest.produce_positions(kafka.bootstrap, TOPIC, msgs)
             self.assertEqual(kafka.control(f"errors {PRODUCE} 20000 "
                                            f"{TOPIC_AUTHORIZATION_FAILED}"), "ok")
             r = redis.client()
@@ -153,7 +131,7 @@ class DlqLimits(unittest.TestCase):
     def test_dlq_topic_retrying_forever_gives_up_after_timeout(self):
         msgs = self.mixed(n_good=10, n_bad=3)
         with RedisServer() as redis, Broker(partitions=1, control=True) as kafka:
-            produce(kafka.bootstrap, msgs)
+            fdtest.produce_positions(kafka.bootstrap, TOPIC, msgs)
             self.assertEqual(kafka.control(f"errors {PRODUCE} 20000 {NOT_ENOUGH_REPLICAS}"),
                              "ok")
             r = redis.client()
@@ -173,7 +151,7 @@ class DlqLimits(unittest.TestCase):
     def test_stop_with_undeliverable_dead_letters_exits_nonzero(self):
         msgs = self.mixed(n_good=10, n_bad=3)
         with RedisServer() as redis, Broker(partitions=1, control=True) as kafka:
-            pos = produce(kafka.bootstrap, msgs)
+            pos = fdtest.produce_positions(kafka.bootstrap, TOPIC, msgs)
             self.assertEqual(kafka.control(f"errors {PRODUCE} 20000 {NOT_ENOUGH_REPLICAS}"),
                              "ok")
             r = redis.client()

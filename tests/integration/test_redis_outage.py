@@ -31,16 +31,12 @@ class RedisOutage(unittest.TestCase):
         framed = self.tmp / "events.bin"
         truth = fdtest.gen(framed, self.tmp / "truth.json", events=30000, users=3000, seed=11)
         with RedisServer(appendonly=True) as redis, Broker(partitions=4) as kafka:
-            cfg = fdtest.daemon_config(self.tmp / "fd.yaml", kafka.bootstrap, redis.url,
-                                       **{"redis.flush_interval_ms": 50,
-                                          "redis.backoff_min_ms": 50,
-                                          "redis.backoff_max_ms": 500})
+            cfg = fdtest.retrying_config(self.tmp / "fd.yaml", kafka.bootstrap, redis.url,
+                                         backoff_min_ms=50, backoff_max_ms=500)
             producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, framed, rate=5000)
             with Daemon(cfg) as d:
                 r = redis.client()
-                producer.start()
-                self.assertTrue(fdtest.sleep_until(
-                    lambda: int(r.hget(fdtest.PREFIX + "stats", "events") or 0) > 5000, 60))
+                fdtest.start_until_events(self, r, producer, 5000, timeout=60)
                 mark = len(d.log_text())
                 redis.stop()
                 d.wait_for_log(r"pausing consumption", timeout=20, start=mark)

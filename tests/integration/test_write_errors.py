@@ -43,6 +43,24 @@ def clicks(users, ts, tag):
         for i, u in enumerate(users)).encode()
 
 
+def embedded_config(path, redis, partitions, backoff_max_ms):
+    """A JSON-input config on funneld's embedded Kafka mock cluster, flushing
+    every 50 ms and retrying refused writes from 50 ms to backoff_max_ms."""
+    return harness.write_config(path, {
+        "kafka.brokers": "embedded", "kafka.partitions": partitions, "redis.url": redis.url,
+        "input.format": "json", "input.schema": fdtest.schema_path(),
+        "kafka.metrics_schema": fdtest.metrics_schema_path(),
+        "redis.flush_interval_ms": 50, "redis.backoff_min_ms": 50,
+        "redis.backoff_max_ms": backoff_max_ms})
+
+
+def kcat_produce(test, boot, data):
+    """Produce kcat -K: input to TOPIC at boot; the test fails if kcat does."""
+    p = subprocess.run(["kcat", "-b", boot, "-P", "-t", TOPIC, "-K:"],
+                       input=data, capture_output=True, timeout=60)
+    test.assertEqual(p.returncode, 0, p.stderr)
+
+
 class WrongTypes(unittest.TestCase):
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="fd-werr-"))
@@ -58,24 +76,15 @@ class WrongTypes(unittest.TestCase):
             r.rpush(skey, "foreign")
             r.rpush(PREFIX + "user:ulist", "foreign")
             r.hset(PREFIX + "user:uhash", "foreign", "1")
-            cfg = harness.write_config(self.tmp / "werr.yaml", {
-                "kafka.brokers": "embedded", "kafka.partitions": 2, "redis.url": redis.url,
-                "input.format": "json", "input.schema": fdtest.schema_path(),
-                "kafka.metrics_schema": fdtest.metrics_schema_path(),
-                "redis.flush_interval_ms": 50, "redis.backoff_min_ms": 50,
-                "redis.backoff_max_ms": 500})
+            cfg = embedded_config(self.tmp / "werr.yaml", redis, partitions=2,
+                                  backoff_max_ms=500)
             with Daemon(cfg) as d:
                 boot = d.wait_for_log(r"embedded Kafka mock cluster listening at (\S+)").group(1)
 
-                def produce(data):
-                    p = subprocess.run(["kcat", "-b", boot, "-P", "-t", TOPIC, "-K:"],
-                                       input=data, capture_output=True, timeout=60)
-                    self.assertEqual(p.returncode, 0, p.stderr)
-
                 # Two rounds, so that several writes hit the same keys.
                 for rnd in range(2):
-                    produce(clicks(users, w1 + 1000 * rnd, f"a{rnd}") +
-                            clicks(users, w2 + 1000 * rnd, f"b{rnd}"))
+                    kcat_produce(self, boot, clicks(users, w1 + 1000 * rnd, f"a{rnd}") +
+                                 clicks(users, w2 + 1000 * rnd, f"b{rnd}"))
                     fdtest.wait_consumed(r, boot, TOPIC, timeout=30, daemon=d)
                 # Consumption went on; the foreign values were left alone.
                 self.assertEqual(r.type(skey), "list")
@@ -118,26 +127,17 @@ class WrongTypes(unittest.TestCase):
         pkey = f"{PREFIX}part:{TOPIC}:0"
         with RedisServer() as redis:
             r = redis.client()
-            cfg = harness.write_config(self.tmp / "part.yaml", {
-                "kafka.brokers": "embedded", "kafka.partitions": 1, "redis.url": redis.url,
-                "input.format": "json", "input.schema": fdtest.schema_path(),
-                "kafka.metrics_schema": fdtest.metrics_schema_path(),
-                "redis.flush_interval_ms": 50, "redis.backoff_min_ms": 50,
-                "redis.backoff_max_ms": 400})
+            cfg = embedded_config(self.tmp / "part.yaml", redis, partitions=1,
+                                  backoff_max_ms=400)
             with Daemon(cfg) as d:
                 boot = d.wait_for_log(r"embedded Kafka mock cluster listening at (\S+)").group(1)
 
-                def produce(data):
-                    p = subprocess.run(["kcat", "-b", boot, "-P", "-t", TOPIC, "-K:"],
-                                       input=data, capture_output=True, timeout=60)
-                    self.assertEqual(p.returncode, 0, p.stderr)
-
-                produce(clicks(users, T0, "a"))
+                kcat_produce(self, boot, clicks(users, T0, "a"))
                 fdtest.wait_consumed(r, boot, TOPIC, timeout=30, daemon=d)
                 r.delete(pkey)
                 r.rpush(pkey, "foreign")
                 mark = len(d.log_text())
-                produce(clicks(users, T0 + 1000, "b"))
+                kcat_produce(self, boot, clicks(users, T0 + 1000, "b"))
                 m = d.wait_for_log(rf"Redis refuses writes: WRONGTYPE: key {pkey}.*HSET it "
                                    rf"offset (\d+) max_ts (\d+)", timeout=30, start=mark)
                 d.wait_for_log(r"pausing consumption", timeout=10, start=mark)
@@ -155,7 +155,6 @@ class WrongTypes(unittest.TestCase):
             self.assertNotIn("another instance wrote it", log)
 
 
-
 class RedisFull(unittest.TestCase):
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="fd-oom-"))
@@ -166,16 +165,12 @@ class RedisFull(unittest.TestCase):
         truth = fdtest.gen(framed, self.tmp / "truth.json", events=20000, users=2000, seed=5)
         with RedisServer(extra_args=["--maxmemory-policy", "noeviction"]) as redis, \
                 Broker(partitions=2) as kafka:
-            cfg = fdtest.daemon_config(self.tmp / "fd.yaml", kafka.bootstrap, redis.url,
-                                       **{"redis.flush_interval_ms": 50,
-                                          "redis.backoff_min_ms": 100,
-                                          "redis.backoff_max_ms": 1000})
+            cfg = fdtest.retrying_config(self.tmp / "fd.yaml", kafka.bootstrap, redis.url,
+                                         backoff_min_ms=100, backoff_max_ms=1000)
             producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, framed, rate=4000)
             with Daemon(cfg) as d:
                 r = redis.client()
-                producer.start()
-                self.assertTrue(fdtest.sleep_until(
-                    lambda: int(r.hget(PREFIX + "stats", "events") or 0) > 3000, 60))
+                fdtest.start_until_events(self, r, producer, 3000, timeout=60)
                 # funneld's own writes fill what is left.
                 mark = len(d.log_text())
                 used = int(r.info("memory")["used_memory"])
