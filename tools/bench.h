@@ -4,7 +4,7 @@
  * exactly the per-event work of an engine shard (fd_user_table_upsert +
  * fd_core_apply) on the calling thread, with no Kafka, Redis or clock in
  * the loop. The orchestration (broker, redis-server, funneld, kcat) lives
- * in tools/cmd_bench.c.
+ * in tools/cmd_bench.c and the bench_*.c files (tools/bench_int.h).
  */
 #ifndef FD_BENCH_H
 #define FD_BENCH_H
