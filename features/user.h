@@ -15,6 +15,7 @@
 
 #include "features/event.h"
 #include "features/features.h"
+#include "models/churn_user.h"
 
 /* Ids shorter than this live in the user itself (no allocation: a malloc'd
  * copy cost ~32 bytes per user, see BENCHMARKS.md "bytes per user"). */
@@ -27,12 +28,13 @@ typedef struct fd_user {
     } id_;                           /* read through fd_user_id */
     uint32_t id_len;
     uint32_t hash;
-    int32_t partition; /* Kafka partition the user's events come from */
-    uint32_t epoch;    /* flush epoch that last carried this user's state */
-    bool dirty;        /* changed since the last snapshot */
-    bool loaded;       /* state read from the store (or known absent) */
-    bool queued;       /* in the load request being built (shard only) */
-    fd_feat f;         /* the persistent state: features and session */
+    int32_t partition;   /* Kafka partition the user's events come from */
+    uint32_t epoch;      /* flush epoch that last carried this user's state */
+    bool dirty;          /* changed since the last snapshot */
+    bool loaded;         /* state read from the store (or known absent) */
+    bool queued;         /* in the load request being built (shard only) */
+    fd_feat f;           /* the persistent state: features and session */
+    fd_churn_user churn; /* the churn model's per-user state (models/churn.h) */
 } fd_user;
 
 /* The user's id, NUL-terminated; valid as long as the user. */
