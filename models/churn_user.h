@@ -20,10 +20,10 @@ typedef struct fd_churn_user {
     uint8_t next_cp;  /* next inactivity checkpoint of the open episode to score
                          (0..n_cp; n_cp: only the horizon is left) */
     uint8_t flags;    /* FD_CU_* */
-    /* not persisted (the shard's bookkeeping) */
-    uint8_t in_timer;    /* the user has an entry in its partition's timer heap */
-    uint8_t set_changed; /* FD_CU_PENDING changed since the last snapshot */
-    uint8_t pad_[2];
+    /* not persisted: the shard's bookkeeping (pipeline/shard_churn.c) */
+    uint32_t
+        heap_pos : 31; /* 1 + index of the user's entry in its partition's timer heap; 0 = none */
+    uint32_t set_changed : 1; /* FD_CU_PENDING changed since the last snapshot */
 } fd_churn_user;
 
 #endif
