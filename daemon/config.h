@@ -50,6 +50,8 @@ typedef struct fd_config {
     char *kafka_topic_alerts;     /* default "churn-alerts" */
     char *kafka_topic_metrics;    /* default "funnel-metrics" */
     char *kafka_metrics_format;   /* avro | json; default avro */
+    char *kafka_alerts_format;    /* avro | json; default avro */
+    char *kafka_alerts_schema;  /* default conf/schemas/churn_alert.avsc (relative to config dir) */
     char *kafka_metrics_schema; /* default conf/schemas/funnel_metrics.avsc (relative to config dir)
                                  */
     fd_kv kafka_props[FD_CONFIG_MAX_PROPS]; /* kafka.properties: passed to librdkafka */
@@ -92,8 +94,21 @@ typedef struct fd_config {
     char *funnel_categories;            /* comma-separated names; default "" (no breakdown) */
     int64_t funnel_retention_ms;        /* TTL of window keys; default 7d */
 
+    /* churn.* (docs/CHURN.md); the reals are validated decimal text, read with fd_config_real */
+    char *churn_enabled;                                  /* on|off; default on */
+    int64_t churn_horizon_ms;                             /* default 14d */
+    char *churn_alert_threshold;                          /* (0,1); default "0.7" */
+    char *churn_rearm_margin;                             /* [0,1); default "0.1" */
+    int churn_min_events;                                 /* default 3 */
+    int64_t churn_alert_cooldown_ms;                      /* default 7d */
+    int churn_warmup_examples;                            /* default 5000 */
+    char *churn_alpha, *churn_beta, *churn_l1, *churn_l2; /* FTRL-Proximal */
+
     char *log_level; /* error|warn|info|debug; default info */
 } fd_config;
+
+/* A real-valued key's text (validated by the loader) as a double. */
+double fd_config_real(const char *val);
 
 /* Fill *cfg with defaults. Caller owns the strings: fd_config_free(). */
 void fd_config_defaults(fd_config *cfg);

@@ -18,6 +18,10 @@
 static int check_redis_url(const char *val, char *why, size_t why_size);
 static int check_half_lives(const char *val, char *why, size_t why_size);
 static int check_categories(const char *val, char *why, size_t why_size);
+static int check_probability(const char *val, char *why, size_t why_size);
+static int check_margin(const char *val, char *why, size_t why_size);
+static int check_positive_real(const char *val, char *why, size_t why_size);
+static int check_nonneg_real(const char *val, char *why, size_t why_size);
 
 #define OFF(f) offsetof(fd_config, f)
 
@@ -46,6 +50,11 @@ const struct cf_key cf_keys[] = {
     {"kafka.metrics_schema", CF_PATH, OFF(kafka_metrics_schema), 0, "schemas/funnel_metrics.avsc",
      0, 0, 0, CF_NONEMPTY, NULL, NULL,
      "Avro schema of the funnel-metrics messages; relative to the config file's directory"},
+    {"kafka.alerts_format", CF_ENUM, OFF(kafka_alerts_format), 0, "avro", 0, 0, 0, 0, "avro|json",
+     NULL, "encoding of the churn-alert messages"},
+    {"kafka.alerts_schema", CF_PATH, OFF(kafka_alerts_schema), 0, "schemas/churn_alert.avsc", 0, 0,
+     0, CF_NONEMPTY, NULL, NULL,
+     "Avro schema of the churn-alert messages; relative to the config file's directory"},
     {"kafka.properties", CF_PROPS, OFF(kafka_props), OFF(kafka_n_props), NULL, 0, 0,
      FD_CONFIG_MAX_PROPS, 0, NULL, NULL,
      "map of librdkafka properties passed through as-is (numbers and booleans as text)"},
@@ -123,6 +132,33 @@ const struct cf_key cf_keys[] = {
      3650 * MS_DAY, 0, NULL, NULL,
      "event time a closed window's keys are kept before funneld deletes them; the hourly keys keep "
      "30 times as long"},
+
+    {"churn.enabled", CF_ENUM, OFF(churn_enabled), 0, "on", 0, 0, 0, 0, "on|off", NULL,
+     "the online churn model: labels, learning, scoring and alerts (docs/CHURN.md)"},
+    {"churn.horizon", CF_DURATION, OFF(churn_horizon_ms), 0, NULL, 14 * MS_DAY, MS_MIN,
+     3650 * MS_DAY, 0, NULL, NULL,
+     "event-time silence after a user's last event that makes the user churned; inactivity "
+     "checkpoints are scored at 1/8, 1/4 and 1/2 of it"},
+    {"churn.alert_threshold", CF_STR, OFF(churn_alert_threshold), 0, "0.7", 0, 0, 0, CF_NONEMPTY,
+     NULL, check_probability, "risk (0..1, exclusive) at or above which a user is alerted"},
+    {"churn.rearm_margin", CF_STR, OFF(churn_rearm_margin), 0, "0.1", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_margin,
+     "an alerted user is alerted again only after an event, or after its risk fell below "
+     "alert_threshold minus this (0 <= margin < 1)"},
+    {"churn.min_events", CF_INT, OFF(churn_min_events), 0, NULL, 3, 1, 1000000000, 0, NULL, NULL,
+     "events a user must have had before it can be alerted"},
+    {"churn.alert_cooldown", CF_DURATION, OFF(churn_alert_cooldown_ms), 0, NULL, 7 * MS_DAY, 0,
+     3650 * MS_DAY, 0, NULL, NULL, "least event time between two alerts of one user"},
+    {"churn.warmup_examples", CF_INT, OFF(churn_warmup_examples), 0, NULL, 5000, 0, 2000000000, 0,
+     NULL, NULL, "no alert before the model has learned this many examples"},
+    {"churn.alpha", CF_STR, OFF(churn_alpha), 0, "0.05", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_positive_real, "FTRL-Proximal learning rate (> 0, at most 100)"},
+    {"churn.beta", CF_STR, OFF(churn_beta), 0, "1", 0, 0, 0, CF_NONEMPTY, NULL, check_nonneg_real,
+     "FTRL-Proximal smoothing (0..100)"},
+    {"churn.l1", CF_STR, OFF(churn_l1), 0, "1", 0, 0, 0, CF_NONEMPTY, NULL, check_nonneg_real,
+     "L1 regularisation (0..100; larger: sparser weights)"},
+    {"churn.l2", CF_STR, OFF(churn_l2), 0, "1", 0, 0, 0, CF_NONEMPTY, NULL, check_nonneg_real,
+     "L2 regularisation (0..100)"},
 
     {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
      "least severe level that is logged"},
@@ -740,4 +776,48 @@ static int check_categories(const char *val, char *why, size_t why_size)
     int rc = split_list(val, cat_item, &a, why, why_size) < 0 ? -1 : 0;
     free(scratch);
     return rc;
+}
+
+/* A decimal real number in [lo, hi] (exclusive ends where asked): the
+ * churn model's parameters. Parsed again with fd_config_real. */
+static int check_real(const char *val, double lo, double hi, bool lo_open, bool hi_open, char *why,
+                      size_t why_size)
+{
+    char *end;
+    double d = strtod(val, &end);
+    if (end == val || *end || d != d) {
+        snprintf(why, why_size, "\"%s\" is not a number", val);
+        return -1;
+    }
+    if (d < lo || d > hi || (lo_open && d == lo) || (hi_open && d == hi)) {
+        snprintf(why, why_size, "%s is out of range (%s%g .. %g%s)", val, lo_open ? "above " : "",
+                 lo, hi, hi_open ? ", exclusive" : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_probability(const char *val, char *why, size_t why_size)
+{
+    return check_real(val, 0, 1, true, true, why, why_size);
+}
+
+static int check_margin(const char *val, char *why, size_t why_size)
+{
+    return check_real(val, 0, 1, false, true, why, why_size);
+}
+
+static int check_positive_real(const char *val, char *why, size_t why_size)
+{
+    return check_real(val, 0, 100, true, false, why, why_size);
+}
+
+static int check_nonneg_real(const char *val, char *why, size_t why_size)
+{
+    return check_real(val, 0, 100, false, false, why, why_size);
+}
+
+double fd_config_real(const char *val)
+{
+    return val ? strtod(val, NULL) : 0.0;
 }

@@ -17,6 +17,7 @@ static void usage(FILE *out)
                  "  broker    run a standalone Kafka mock cluster on loopback until SIGTERM\n"
                  "  bench     funneld end to end vs a plain consumer and kcat, and the core alone\n"
                  "  features  users' feature vectors as funneld stored them in Redis\n"
+                 "  bench-model  the churn model's learning and scoring speed on one core\n"
                  "\n"
                  "funnelctl COMMAND --help shows a command's options.\n");
 }
@@ -34,6 +35,8 @@ int main(int argc, char **argv)
         return fd_cmd_broker(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))
         return fd_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench-model"))
+        return fd_cmd_bench_model(argc - 1, argv + 1);
     if (!strcmp(cmd, "features"))
         return fd_cmd_features(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {

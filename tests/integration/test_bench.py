@@ -64,6 +64,25 @@ class Bench(unittest.TestCase):
         self.assertGreater(j["core_events_per_s_per_core"], 0)
         self.assertNotIn("ratio", j)
 
+    def test_bench_model_json(self):
+        """bench-model learns (mean prequential p is a probability strictly
+        inside 0..1) and times every figure it names."""
+        r = subprocess.run([FUNNELCTL, "bench-model", "--json", "--examples", "20000",
+                            "--reps", "1", "--batch", "256"],
+                           capture_output=True, text=True, timeout=60 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual((j["inputs"], j["examples"], j["batch"]), (64, 20000, 256))
+        for k in ("learn_ns_per_example", "predict_ns_per_example", "transform_ns_per_example",
+                  "batch_loop_ns_per_example", "batch_dgemv_ns_per_example"):
+            self.assertGreater(j[k], 0, k)
+        self.assertIn(j["batch_faster"], ("loop", "dgemv"))
+        self.assertTrue(0.05 < j["mean_p"] < 0.95, j["mean_p"])
+        bad = subprocess.run([FUNNELCTL, "bench-model", "--examples", "0"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--examples", bad.stderr)
+
     def test_usage_errors(self):
         for args in (["--events", "0"], ["--partitions", "x"], ["--format", "xml"], ["--nope"]):
             r = subprocess.run([FUNNELCTL, "bench", *args], capture_output=True, text=True,

@@ -146,8 +146,8 @@ static void test_shipped_config(void)
     fd_config d = {0};
     fd_config_defaults(&d);
     /* default paths are relative to the file's directory, conf/ */
-    char **paths[] = {&d.input_schema, &d.kafka_metrics_schema};
-    for (size_t i = 0; i < 2; i++) {
+    char **paths[] = {&d.input_schema, &d.kafka_metrics_schema, &d.kafka_alerts_schema};
+    for (size_t i = 0; i < 3; i++) {
         char *p = malloc(strlen(*paths[i]) + 6);
         if (p) {
             sprintf(p, "conf/%s", *paths[i]);
