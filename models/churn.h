@@ -54,6 +54,8 @@ typedef struct fd_churn_params {
 
 /* Defaults (above) for the feature params. */
 void fd_churn_params_default(fd_churn_params *p, const fd_feat_params *feat);
+/* Horizon H, with the checkpoints at H/8, H/4, H/2. */
+void fd_churn_params_set_horizon(fd_churn_params *p, int64_t horizon_ms);
 /* 0, or -1 with a message naming the bad value. */
 int fd_churn_params_check(const fd_churn_params *p, char *errstr, size_t errstr_size);
 
@@ -123,8 +125,8 @@ static inline double fd_churn_risk(const fd_user *u)
 
 /* The persisted part of fd_churn_user as the user record's suffix
  * " m RISK_Q NEXT_CP FLAGS ALERT_TS" (FD_CHURN_USER_TEXT_MAX bytes, NUL
- * added); returns the length. parse reads the text after " m " ... no:
- * the whole suffix starting with " m "; 0, or -1 with errstr. */
+ * added); returns the length. fd_churn_user_parse reads that whole
+ * suffix (starting with " m "): 0, or -1 with errstr (c untouched). */
 #define FD_CHURN_USER_TEXT_MAX 64
 size_t fd_churn_user_format(const fd_churn_user *c, char *buf);
 int fd_churn_user_parse(fd_churn_user *c, const char *s, size_t len, char *errstr,
