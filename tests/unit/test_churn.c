@@ -291,11 +291,11 @@ static void test_alerts_once_per_episode(void)
     CHECK(r.alert[0].risk > 0.99 && r.alert[0].threshold == 0.7);
     CHECK(r.alert[0].monetary_cents == 1250);
     CHECK(r.alert[0].n_reasons >= 1 && r.alert[0].reason_feature[0] == 0);
-    /* contribution w x: w = 0.5, x = log2(1 + value) (no standardiser
-     * refresh yet: mean 0, scale 1) */
-    CHECK_NEAR(r.alert[0].reason_contrib[0], 0.5 * fd_lr_fast_log1p2(r.alert[0].reason_value[0]),
-               1e-6);
+    /* contribution w x: w ~ 0.5 (two learning steps since it was forced),
+     * x = log2(1 + value) (no standardiser refresh yet: mean 0, scale 1) */
     CHECK(r.alert[0].reason_value[0] > 0);
+    CHECK_NEAR(r.alert[0].reason_contrib[0] / fd_lr_fast_log1p2(r.alert[0].reason_value[0]), 0.5,
+               0.1);
     CHECK(strlen(r.alert[0].alert_id) == 16);
     CHECK(m.q.alerts == 1);
     /* the checkpoints: still at risk but disarmed: no second alert */
