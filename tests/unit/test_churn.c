@@ -9,6 +9,7 @@
 #include "features/features.h"
 #include "features/user.h"
 #include "models/churn.h"
+#include "models/timer.h"
 
 #define DAY 86400000LL
 #define T0  1700000000000LL
@@ -394,6 +395,74 @@ static void test_params(void)
     CHECK_CONTAINS(err, "checkpoint 1");
 }
 
+/* The indexed heap against a brute-force model: random pushes, moves,
+ * removals and pops; every position reported is where the entry is, and
+ * pops come out in due order. */
+typedef struct tref {
+    size_t pos;
+    int64_t due;
+    int in;
+} tref;
+
+static void moved(void *ref, size_t pos)
+{
+    ((tref *)ref)->pos = pos;
+}
+
+static void test_timer_heap(void)
+{
+    enum { N = 300 };
+    static tref r[N];
+    memset(r, 0, sizeof r);
+    fd_timer_heap h = {0};
+    h.moved = moved;
+    uint64_t s = 12345;
+    int bad_pos = 0, bad_order = 0;
+    int64_t last_pop = INT64_MIN;
+    for (int step = 0; step < 20000; step++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        int k = (int)((s >> 33) % N);
+        int op = (int)((s >> 20) % 5);
+        int64_t due = (int64_t)((s >> 40) % 1000) + (last_pop > 0 ? last_pop : 0);
+        if (op <= 1) { /* set (push or move) */
+            CHECK(fd_timer_set(&h, r[k].pos, due, &r[k]) == 0);
+            r[k].due = due;
+            r[k].in = 1;
+        } else if (op == 2) {
+            fd_timer_remove(&h, r[k].pos);
+            r[k].in = 0;
+        } else if (op == 3 && h.n) {
+            fd_timer t = fd_timer_pop(&h);
+            tref *x = t.ref;
+            int64_t min = INT64_MAX;
+            for (int i = 0; i < N; i++)
+                if (r[i].in && r[i].due < min)
+                    min = r[i].due;
+            bad_order += t.due != min || x->due != t.due;
+            x->in = 0;
+            last_pop = t.due;
+        }
+        size_t in = 0;
+        for (int i = 0; i < N; i++) {
+            in += (size_t)r[i].in;
+            if (r[i].in)
+                bad_pos += r[i].pos == 0 || r[i].pos > h.n || h.a[r[i].pos - 1].ref != &r[i] ||
+                           h.a[r[i].pos - 1].due != r[i].due;
+            else
+                bad_pos += r[i].pos != 0;
+        }
+        bad_pos += in != h.n;
+    }
+    CHECK(bad_pos == 0);
+    CHECK(bad_order == 0);
+    CHECK(fd_timer_bytes(&h) >= h.n * sizeof(fd_timer));
+    fd_timer_free(&h);
+    int left = 0;
+    for (int i = 0; i < N; i++)
+        left += r[i].pos != 0;
+    CHECK(left == 0 && h.n == 0 && h.a == NULL);
+}
+
 int main(void)
 {
     int64_t hl[4] = {3600000, DAY, 7 * DAY, 30 * DAY};
@@ -409,5 +478,6 @@ int main(void)
     test_alert_ids_stable();
     test_suffix();
     test_params();
+    test_timer_heap();
     return check_report();
 }
