@@ -10,16 +10,18 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: funnelctl COMMAND [OPTIONS]\n"
-                 "\n"
-                 "commands:\n"
-                 "  gen       write a synthetic clickstream to Kafka or a file, with ground truth\n"
-                 "  broker    run a standalone Kafka mock cluster on loopback until SIGTERM\n"
-                 "  bench     funneld end to end vs a plain consumer and kcat, and the core alone\n"
-                 "  features  users' feature vectors as funneld stored them in Redis\n"
-                 "  bench-model  the churn model's learning and scoring speed on one core\n"
-                 "\n"
-                 "funnelctl COMMAND --help shows a command's options.\n");
+    fprintf(out,
+            "usage: funnelctl COMMAND [OPTIONS]\n"
+            "\n"
+            "commands:\n"
+            "  gen       write a synthetic clickstream to Kafka or a file, with ground truth\n"
+            "  broker    run a standalone Kafka mock cluster on loopback until SIGTERM\n"
+            "  bench     funneld end to end vs a plain consumer and kcat, and the core alone\n"
+            "  features  users' feature vectors as funneld stored them in Redis\n"
+            "  bench-model  the churn model's learning and scoring speed on one core\n"
+            "  eval      the churn model's prequential quality over a stream, beside scikit-learn\n"
+            "\n"
+            "funnelctl COMMAND --help shows a command's options.\n");
 }
 
 int main(int argc, char **argv)
@@ -37,6 +39,8 @@ int main(int argc, char **argv)
         return fd_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench-model"))
         return fd_cmd_bench_model(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval"))
+        return fd_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "features"))
         return fd_cmd_features(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
