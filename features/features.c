@@ -642,9 +642,18 @@ static bool field_token_ok(const char *s, size_t n)
     return i == n;
 }
 
+size_t fd_feat_record_len(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 3 <= len; i++)
+        if (s[i] == ' ' && s[i + 1] == 'm' && s[i + 2] == ' ')
+            return i;
+    return len;
+}
+
 int fd_feat_record_parse(const fd_feat_params *p, fd_feat *f, const char *s, size_t len,
                          unsigned *missing_hl, char *errstr, size_t errstr_size)
 {
+    len = fd_feat_record_len(s, len); /* the model's suffix is not ours */
     memset(f, 0, sizeof *f);
     if (missing_hl)
         *missing_hl = 0;

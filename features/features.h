@@ -165,5 +165,9 @@ void fd_feat_field_parse(const fd_feat_params *p, fd_feat *f, int i, const char 
 size_t fd_feat_record_format(const fd_feat_params *p, const fd_feat *f, char *buf);
 int fd_feat_record_parse(const fd_feat_params *p, fd_feat *f, const char *s, size_t len,
                          unsigned *missing_hl, char *errstr, size_t errstr_size);
+/* The record may go on with the churn model's suffix " m ..." (models/churn.h,
+ * docs/REDIS_KEYS.md): fd_feat_record_parse reads only what comes before it.
+ * The length of that part. */
+size_t fd_feat_record_len(const char *s, size_t len);
 
 #endif

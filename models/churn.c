@@ -246,7 +246,6 @@ static void resolve(const fd_churn_params *p, fd_churn_model *m, fd_user *u, int
     }
     c->flags &= (uint8_t) ~(FD_CU_PENDING | FD_CU_ALERTED);
     c->next_cp = 0;
-    c->set_changed = 1;
 }
 
 /* ---- the engine ---------------------------------------------------------- */
@@ -277,7 +276,6 @@ int64_t fd_churn_after_event(const fd_churn_params *p, fd_churn_model *m, fd_use
     if (!(c->flags & FD_CU_PENDING)) {
         c->flags |= FD_CU_PENDING;
         c->next_cp = 0;
-        c->set_changed = 1;
         c->flags &= (uint8_t)~FD_CU_DISARMED; /* active again: re-armed */
         score(p, m, u, u->f.last_ts, p->n_cp, sink);
     } else {
@@ -355,7 +353,7 @@ int fd_churn_user_parse(fd_churn_user *c, const char *s, size_t len, char *errst
     c->flags = (uint8_t)flags;
     c->alert_ts = ats;
     c->heap_pos = 0;
-    c->set_changed = 0;
+    c->in_set = (flags & FD_CU_PENDING) != 0; /* written in the same MULTI/EXEC */
     return 0;
 }
 

@@ -22,8 +22,8 @@ typedef struct fd_churn_user {
     uint8_t flags;    /* FD_CU_* */
     /* not persisted: the shard's bookkeeping (pipeline/shard_churn.c) */
     uint32_t
-        heap_pos : 31; /* 1 + index of the user's entry in its partition's timer heap; 0 = none */
-    uint32_t set_changed : 1; /* FD_CU_PENDING changed since the last snapshot */
+        heap_pos : 31;   /* 1 + index of the user's entry in its partition's timer heap; 0 = none */
+    uint32_t in_set : 1; /* the user is in its partition's pending set in Redis (as last written) */
 } fd_churn_user;
 
 #endif

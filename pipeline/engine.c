@@ -6,6 +6,7 @@
  * closes funnel windows (closer.c). This file: the helper threads, pausing,
  * epochs, creation, the main loop and shutdown.
  */
+#include "pipeline/churn_state.h"
 #include "pipeline/engine_int.h"
 
 static void bg_init(bgthread *b)
@@ -176,6 +177,8 @@ static void epoch_destroy(fd_engine *e, epoch *ep)
     free(ep->max_ts);
     free(ep->data_loss);
     free(ep->valid);
+    free(ep->model);
+    free(ep->quality);
     free(ep);
 }
 
@@ -217,6 +220,13 @@ int eng_start_epoch(fd_engine *e)
     }
     ep->missing = e->n_shards;
     e->epochs[e->n_epochs++] = ep;
+    /* The churn timers of every shard follow the partition's whole stream,
+     * not only the events that shard saw (shard_churn.c). */
+    for (int32_t p = 0; e->churn_on && p < e->n_parts; p++)
+        if (ep->valid[p])
+            eng_broadcast(
+                e,
+                (fd_item){.kind = FD_ITEM_WATERMARK, .partition = p, .value = e->parts[p].max_ts});
     fd_item it = {.kind = FD_ITEM_MARKER, .value = (int64_t)ep->id};
     eng_broadcast(e, it);
     return 0;
@@ -243,6 +253,13 @@ bool eng_collect(fd_engine *e)
                 }
                 ep->snaps[i] = sn;
                 ep->missing--;
+                if (ep->missing == 0 && !e->fatal && eng_churn_merge(e, ep) != 0) {
+                    fd_err("engine",
+                           "out of memory merging the churn model of epoch %" PRIu64
+                           "; stopping without writing it",
+                           ep->id);
+                    e->fatal = 1;
+                }
             }
         }
         all &= ep->missing == 0;
@@ -423,6 +440,7 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         return NULL;
     }
     e->cfg = cfg;
+    pthread_mutex_init(&e->pub.mu, NULL);
     bg_init(&e->cl.t);
     bg_init(&e->io.t);
     atomic_init(&e->confirmed_epoch, 0);
@@ -451,6 +469,8 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         goto fail;
     if (core_params(cfg, &e->core, errstr, errstr_size) != 0)
         goto fail;
+    if (eng_churn_init(e, errstr, errstr_size) != 0)
+        goto fail;
     if (!(e->codec = fd_input_codec_new(cfg, errstr, errstr_size)))
         goto fail;
     if (!(e->cl.redis = fd_redis_new(&ro, err, sizeof err))) {
@@ -473,7 +493,9 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
                                 (size_t)cfg->state_max_users_in_memory / (size_t)e->n_shards + 1,
                             .confirmed_epoch = &e->confirmed_epoch,
                             .abort = &e->abort,
-                            .stalled = &e->stalled};
+                            .stalled = &e->stalled,
+                            .churn = e->churn_on ? &e->churn : NULL,
+                            .model = &e->pub};
     e->shards = calloc((size_t)e->n_shards, sizeof *e->shards);
     e->route_buf = malloc((size_t)e->n_shards * ROUTE_CHUNK * sizeof *e->route_buf);
     e->route_n = calloc((size_t)e->n_shards, sizeof *e->route_n);
@@ -676,6 +698,7 @@ void fd_engine_destroy(fd_engine *e)
     fd_kafka_producer_destroy(e->producer);
     fd_mock_destroy(e->mock);
     fd_redis_destroy(e->redis);
+    eng_churn_free(e);
     free(e->shards);
     free(e->route_buf);
     free(e->reap);

@@ -37,6 +37,8 @@
 #include "pipeline/kafka_mock.h"
 #include "pipeline/redis.h"
 #include "pipeline/shard.h"
+#include "pipeline/model_pub.h"
+#include "models/churn.h"
 
 #define ROUTE_CHUNK  512 /* messages routed per round */
 #define PART_KEY_MAX 512 /* PREFIX part:TOPIC:P (eng_part_key) */
@@ -118,9 +120,18 @@ typedef struct wio {
 
 /* Commands Redis refused inside a write, by kind (stats write_errors.KIND):
  * the key families of docs/REDIS_KEYS.md. */
-enum { WE_WINDOW = 0, WE_UNIQUE_USERS, WE_FUNNEL_OPEN, WE_USER, WE_STATS, WE_PART, WE__COUNT };
-static const char *const we_kind[WE__COUNT] = {"window", "unique_users", "funnel_open",
-                                               "user",   "stats",        "part"};
+enum {
+    WE_WINDOW = 0,
+    WE_UNIQUE_USERS,
+    WE_FUNNEL_OPEN,
+    WE_USER,
+    WE_STATS,
+    WE_PART,
+    WE_MODEL,
+    WE__COUNT
+};
+static const char *const we_kind[WE__COUNT] = {"window", "unique_users", "funnel_open", "user",
+                                               "stats",  "part",         "model"};
 /* The stats fields the writer adds: the shards' (FD_ST_*), then
  * write_errors and write_errors.KIND (see stat_field). */
 #define SF_WE_TOTAL FD_ST__COUNT
@@ -183,6 +194,8 @@ typedef struct epoch {
     bool *valid;                       /* per partition: still ours (false once revoked) */
     fd_snapshot **snaps;               /* per shard; NULL until it answered */
     int missing;                       /* shards yet to answer */
+    fd_lr *model;                      /* churn: the merged model after this epoch */
+    fd_quality *quality;               /* ... and the quality sums */
 } epoch;
 
 struct fd_engine {
@@ -194,6 +207,11 @@ struct fd_engine {
     fd_funnel_table *merged; /* the writer's scratch: windows of one write */
     fd_resp wbuf;            /* the writer's scratch: commands of one write */
     fd_core_params core;     /* features and funnel parameters (shards share them) */
+    fd_churn_params churn;   /* churn model parameters (shards share them) */
+    bool churn_on;           /* churn.enabled */
+    fd_model_pub pub;        /* the merged model, published to the shards */
+    fd_lr G;                 /* the merged model (consumer thread) */
+    fd_quality Gq;           /* the merged quality sums */
     fd_codec *codec;         /* the consumer thread's: event times for the watermark */
     closer cl;               /* closes windows and sends their metrics */
     fd_shard **shards;

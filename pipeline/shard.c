@@ -69,6 +69,9 @@ void fd_snapshot_free(fd_snapshot *s)
     }
     fd_resp_free(&s->pfadd);
     free(s->chunks);
+    free(s->lr_cur);
+    free(s->lr_prev);
+    free(s->q_delta);
     free(s);
 }
 
@@ -234,6 +237,8 @@ static int load_once(fd_shard *s)
             fd_feat_record_parse(fp, &u->f, e->str, e->len, NULL, err, sizeof err) != 0) {
             memset(&u->f, 0, sizeof u->f);
             unreadable(s, k, err);
+        } else if (e->type == REDIS_REPLY_STRING) {
+            sch_parse(s, u, e->str, e->len);
         }
         u->loaded = true;
     }
@@ -268,6 +273,7 @@ static void process_batch(fd_shard *s)
         fd_info("shard", "shard=%d loading users again", s->id);
         atomic_fetch_sub(s->env->stalled, 1);
     }
+    sch_adopt(s);
     for (size_t i = 0; i < s->n_batch; i++) {
         const fd_event *ev = &s->batch[i];
         fd_user *u = s->batch_user[i];
@@ -277,7 +283,9 @@ static void process_batch(fd_shard *s)
         if (!u->dirty)
             atomic_fetch_add(&s->n_dirty, 1);
         uint64_t sat = fd_funnel_saturated(s->funnel);
+        sch_before(s, u, p, ev->ts_ms, s->batch_ref[i]);
         int rc = fd_core_apply(s->env->core, u, s->funnel, p, ev, s->batch_ref[i]);
+        sch_after(s, u, p, ev->ts_ms);
         s->parts[p].stats[FD_ST_SATURATED] += (int64_t)(fd_funnel_saturated(s->funnel) - sat);
         if (rc < 0)
             fd_err("shard", "shard=%d out of memory counting windows", s->id);
@@ -363,7 +371,132 @@ typedef struct evict_arg {
 static bool keep_unconfirmed(const fd_user *u, void *arg)
 {
     const evict_arg *a = arg;
-    return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0;
+    return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0 || u->churn.heap_pos != 0;
+}
+
+/* The churn part of a snapshot's commands, per partition, after its MSETs:
+ * ZADD PREFIX churn:risk of the users just written (their latest risk), and
+ * SADD / SREM of PREFIX churn:pending:P for the users whose open episode
+ * started or ended (docs/REDIS_KEYS.md). */
+static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, uint64_t epoch)
+{
+    char key[600], score[32];
+    size_t cur = 0;
+    fd_user *u;
+    sch_risk_key(s, key, sizeof key);
+    while ((u = fd_user_table_next(s->users, &cur))) {
+        if (u->epoch != (uint32_t)epoch || u->partition < 0 || u->partition >= s->n_parts)
+            continue;
+        pstate *ps = &s->parts[u->partition];
+        fd_chunk *c = chunk_for(sn, idx, u->partition);
+        if (ps->risk_open == 0) {
+            size_t k = ps->risk_left < MSET_MAX ? ps->risk_left : MSET_MAX;
+            fd_resp_cmd(&c->cmds, 2 + 2 * (int)k);
+            fd_resp_str(&c->cmds, "ZADD");
+            fd_resp_str(&c->cmds, key);
+            ps->risk_open = k;
+        }
+        int n = snprintf(score, sizeof score, "%.4f", fd_churn_risk(u));
+        fd_resp_arg(&c->cmds, score, (size_t)n);
+        fd_resp_arg(&c->cmds, fd_user_id(u), u->id_len);
+        ps->risk_open--;
+        ps->risk_left--;
+    }
+    cur = 0;
+    while ((u = fd_user_table_next(s->users, &cur))) {
+        if (u->epoch != (uint32_t)epoch || u->partition < 0 || u->partition >= s->n_parts)
+            continue;
+        bool pending = (u->churn.flags & FD_CU_PENDING) != 0;
+        if (pending == (bool)u->churn.in_set)
+            continue;
+        fd_chunk *c = chunk_for(sn, idx, u->partition);
+        fd_resp_cmd(&c->cmds, 3);
+        fd_resp_str(&c->cmds, pending ? "SADD" : "SREM");
+        fd_resp_str(&c->cmds, sch_pending_key(s, u->partition, key, sizeof key));
+        fd_resp_arg(&c->cmds, fd_user_id(u), u->id_len);
+        u->churn.in_set = pending;
+    }
+}
+
+/* A partition starts: its users with an open episode (PREFIX
+ * churn:pending:P) that this shard owns are loaded and their timers armed,
+ * so an episode whose user never returns still ends at L + H. Waits out a
+ * Redis outage like a load. */
+static int partinit_once(fd_shard *s, int32_t p)
+{
+    char key[600], err[256];
+    redisReply *r = NULL;
+    if (fd_redis_ensure(s->redis, err, sizeof err) != 0 ||
+        fd_redis_appendf(s->redis, "SMEMBERS %s", sch_pending_key(s, p, key, sizeof key)) != 0 ||
+        fd_redis_read_replies(s->redis, &r, 1, err, sizeof err) != 0) {
+        if (fd_redis_pending(s->redis))
+            fd_redis_disconnect(s->redis);
+        return -1;
+    }
+    int rc = 0;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        rc = -1;
+        goto out;
+    }
+    size_t armed = 0;
+    for (size_t i = 0; i < r->elements && rc == 0; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_STRING || fd_shard_of(e->str, e->len, s->env->n_shards) != s->id)
+            continue;
+        bool created;
+        fd_user *u = fd_user_table_upsert(s->users, e->str, e->len, &created);
+        if (!u) {
+            rc = -1;
+            break;
+        }
+        if (!u->loaded) {
+            redisReply *g = NULL;
+            if (fd_redis_appendf(s->redis, "GET %s", user_key(s, e->str)) != 0 ||
+                fd_redis_read_replies(s->redis, &g, 1, err, sizeof err) != 0) {
+                if (fd_redis_pending(s->redis))
+                    fd_redis_disconnect(s->redis);
+                rc = -1;
+                break;
+            }
+            memset(&u->f, 0, sizeof u->f);
+            memset(&u->churn, 0, sizeof u->churn);
+            if (g->type == REDIS_REPLY_STRING &&
+                fd_feat_record_parse(&s->env->core->feat, &u->f, g->str, g->len, NULL, err,
+                                     sizeof err) == 0)
+                sch_parse(s, u, g->str, g->len);
+            else
+                memset(&u->f, 0, sizeof u->f);
+            freeReplyObject(g);
+            u->loaded = true;
+            u->partition = p;
+        }
+        int64_t due = fd_churn_next_due(s->env->churn, u);
+        if (due >= 0 && u->churn.heap_pos == 0) {
+            sch_arm(s, u, p, due);
+            armed++;
+        }
+    }
+    if (armed)
+        fd_info("churn", "shard=%d partition=%d: %zu users with an open episode, timers armed",
+                s->id, (int)p, armed);
+out:
+    freeReplyObject(r);
+    return rc;
+}
+
+static void partinit_churn(fd_shard *s, int32_t p)
+{
+    bool warned = false;
+    while (partinit_once(s, p) != 0) {
+        if (atomic_load(s->env->abort))
+            return;
+        if (!warned)
+            fd_warn("shard", "shard=%d waiting for Redis to load partition %d's open episodes",
+                    s->id, (int)p);
+        warned = true;
+        fd_sleep_ms(50);
+    }
+    atomic_store(&s->n_users, fd_user_table_count(s->users));
 }
 
 static void make_snapshot(fd_shard *s, uint64_t epoch)
@@ -385,9 +518,10 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
      * count them first (each MSET starts with its length). */
     size_t cur = 0;
     fd_user *u;
-    char rec[FD_FEAT_RECORD_MAX];
+    char rec[FD_FEAT_RECORD_MAX + FD_CHURN_USER_TEXT_MAX];
     for (int p = 0; p < s->n_parts; p++)
-        s->parts[p].mset_left = s->parts[p].mset_open = 0;
+        s->parts[p].mset_left = s->parts[p].mset_open = s->parts[p].risk_left =
+            s->parts[p].risk_open = 0;
     while ((u = fd_user_table_next(s->users, &cur)))
         if (u->dirty && u->partition >= 0 && u->partition < s->n_parts)
             s->parts[u->partition].mset_left++;
@@ -404,12 +538,19 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
             ps->mset_open = k;
         }
         fd_resp_str(&c->cmds, user_key(s, fd_user_id(u)));
-        fd_resp_arg(&c->cmds, rec, fd_feat_record_format(&s->env->core->feat, &u->f, rec));
+        size_t rl = fd_feat_record_format(&s->env->core->feat, &u->f, rec);
+        if (s->cm)
+            rl += sch_suffix(u, rec + rl);
+        fd_resp_arg(&c->cmds, rec, rl);
         ps->mset_open--;
         ps->mset_left--;
         u->dirty = false;
         u->epoch = (uint32_t)epoch;
+        if (s->cm)
+            ps->risk_left++;
     }
+    if (s->cm)
+        churn_commands(s, sn, idx, epoch);
     cur = 0;
     const fd_funnel_delta *d;
     while ((d = fd_funnel_next(s->funnel, &cur))) {
@@ -427,6 +568,8 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
         c->win[c->n_win++] = *d;
     }
     if (build_reaches(s, &sn->pfadd) != 0)
+        sn->error = 1;
+    if (sch_snapshot(s, sn, epoch) != 0)
         sn->error = 1;
     fd_funnel_clear(s->funnel, -1);
     atomic_store(&s->n_dirty, 0);
@@ -474,6 +617,7 @@ static bool keep_other_partitions(const fd_user *u, void *arg)
 static void drop_partition(fd_shard *s, int32_t p)
 {
     fd_funnel_clear(s->funnel, p); /* first: its reaches borrow the users' ids */
+    sch_drop(s, p);                /* and its timers point at them */
     drop_arg a = {p};
     if (fd_user_table_filter(s->users, keep_other_partitions, &a) != 0) {
         /* Out of memory rebuilding: forget everything instead; users reload. */
@@ -491,13 +635,18 @@ static void handle_control(fd_shard *s, const fd_item *it)
     process_batch(s);
     switch (it->kind) {
     case FD_ITEM_PARTINIT:
-        part_of(s, it->partition);
+        if (part_of(s, it->partition) && s->cm)
+            partinit_churn(s, it->partition);
         break;
     case FD_ITEM_MARKER:
         make_snapshot(s, (uint64_t)it->value);
         break;
     case FD_ITEM_DROP:
         drop_partition(s, it->partition);
+        break;
+    case FD_ITEM_WATERMARK:
+        if (it->partition >= 0 && it->partition < s->n_parts)
+            sch_watermark(s, it->partition, it->value);
         break;
     default:
         break;
@@ -632,6 +781,8 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
         goto fail;
     }
     char err[512];
+    if (sch_new(s, errstr, errstr_size) != 0)
+        goto fail;
     if (!(s->codec = fd_input_codec_new(cfg, errstr, errstr_size)))
         goto fail;
     fd_redis_opts ro = fd_redis_opts_from_config(cfg);
@@ -672,6 +823,7 @@ void fd_shard_destroy(fd_shard *s)
     fd_snapshot_free(s->snap);
     fd_codec_destroy(s->codec);
     fd_redis_destroy(s->redis);
+    sch_free(s); /* before the users: the timers point at them */
     fd_user_table_free(s->users);
     fd_funnel_table_free(s->funnel);
     free(s->batch_ref);

@@ -42,11 +42,12 @@ enum {
 const char *fd_stat_name(int i, char *buf, size_t n);
 
 typedef enum fd_item_kind {
-    FD_ITEM_MSG = 0,  /* msg: consumed message (handed back, see fd_shard_reap); value:
-                         the partition's max event time before it (watermark input) */
-    FD_ITEM_PARTINIT, /* partition starts (value unused) */
-    FD_ITEM_MARKER,   /* epoch: snapshot what changed since the last marker */
-    FD_ITEM_DROP,     /* partition: forget its users and counters */
+    FD_ITEM_MSG = 0,   /* msg: consumed message (handed back, see fd_shard_reap); value:
+                          the partition's max event time before it (watermark input) */
+    FD_ITEM_PARTINIT,  /* partition starts (value unused) */
+    FD_ITEM_MARKER,    /* epoch: snapshot what changed since the last marker */
+    FD_ITEM_DROP,      /* partition: forget its users and counters */
+    FD_ITEM_WATERMARK, /* value: the partition's max event time (churn timers), before a marker */
 } fd_item_kind;
 
 typedef struct fd_item {
@@ -72,6 +73,11 @@ typedef struct fd_snapshot {
     fd_resp pfadd; /* PFADDs of the funnel's unique users, all partitions (idempotent:
                       sent before the MULTI/EXEC, whatever becomes of the partitions) */
     int error;     /* out of memory while building: the epoch cannot be written */
+    /* the churn model (model_pub.h): the replica at this marker and at the
+     * previous one, and the quality the shard counted in between; NULL when
+     * churn is off */
+    struct fd_lr *lr_cur, *lr_prev;
+    struct fd_quality *q_delta;
 } fd_snapshot;
 
 void fd_snapshot_free(fd_snapshot *s); /* NULL accepted */
@@ -86,8 +92,11 @@ typedef struct fd_shard_env {
     int n_shards;
     size_t max_users;                            /* per shard */
     const atomic_uint_fast64_t *confirmed_epoch; /* last epoch written to Redis */
-    atomic_int *abort;   /* set at a failed shutdown: stop waiting for Redis */
-    atomic_int *stalled; /* shards now waiting for Redis to load users */
+    atomic_int *abort;                   /* set at a failed shutdown: stop waiting for Redis */
+    atomic_int *stalled;                 /* shards now waiting for Redis to load users */
+    const struct fd_churn_params *churn; /* NULL: churn.enabled off */
+    struct fd_model_pub *model;          /* the merged model (model_pub.h) */
+    struct fd_alert_enc *alerts;         /* churn alert encoder (pipeline/alert.h) */
 } fd_shard_env;
 
 typedef struct fd_shard fd_shard;

@@ -21,6 +21,8 @@
 #include "pipeline/codec.h"
 #include "pipeline/kafka.h"
 #include "pipeline/redis.h"
+#include "models/churn.h"
+#include "models/timer.h"
 
 #define POP_MAX      1024
 #define CONTROL_ROOM 1024
@@ -32,8 +34,10 @@ _Static_assert(FD_REJ__COUNT <= 32, "raise the stats' room for reasons (shard.h)
 typedef struct pstate {
     int64_t stats[FD_ST__COUNT];
     bool touched;
-    size_t mset_left; /* make_snapshot: changed users not yet in an MSET */
-    size_t mset_open; /* make_snapshot: users the open MSET still takes */
+    size_t mset_left;            /* make_snapshot: changed users not yet in an MSET */
+    size_t mset_open;            /* make_snapshot: users the open MSET still takes */
+    fd_timer_heap timers;        /* churn label and checkpoint timers (shard_churn.c) */
+    size_t risk_left, risk_open; /* make_snapshot: the ZADDs of the risk ranking */
 } pstate;
 
 struct fd_shard {
@@ -75,7 +79,42 @@ struct fd_shard {
     size_t *need; /* batch indices of users to load (POP_MAX) */
     char key[FD_ID_MAX + 512];
     bool load_err_logged; /* an error reply to the MGET was logged; cleared on success */
+
+    /* the churn model (shard_churn.c); cm NULL when churn is off */
+    fd_churn_model *cm; /* the replica R and the quality counted since the last marker */
+    fd_lr *prev;        /* R at the last marker (or the merged model it adopted since) */
+    uint64_t prev_epoch;
+    fd_churn_sink sink;
+    int32_t cur_part; /* the partition of the user the engine is working on */
+    fd_resp alert_buf;
 };
+
+/* shard_churn.c */
+int sch_new(fd_shard *s, char *errstr, size_t errstr_size);
+void sch_free(fd_shard *s);
+/* Around fd_core_apply of an event at ts of u on partition p; ref: the
+ * partition's max event time before it (the watermark input). */
+void sch_before(fd_shard *s, fd_user *u, int32_t p, int64_t ts, int64_t ref);
+void sch_after(fd_shard *s, fd_user *u, int32_t p, int64_t ts);
+/* Arm u's timer at due (a user loaded with an open episode). */
+void sch_arm(fd_shard *s, fd_user *u, int32_t p, int64_t due);
+/* Attach the model to a snapshot (and start the next epoch's delta). */
+int sch_snapshot(fd_shard *s, fd_snapshot *sn, uint64_t epoch);
+/* Adopt a merged model the writer published, when it is this shard's. */
+void sch_adopt(fd_shard *s);
+/* The partition's max event time reached max_ts: fire its due timers. */
+void sch_watermark(fd_shard *s, int32_t p, int64_t max_ts);
+/* Forget a partition's timers. */
+void sch_drop(fd_shard *s, int32_t p);
+/* The user record's suffix (models/churn.h), and reading it back. */
+size_t sch_suffix(const fd_user *u, char *buf);
+void sch_parse(fd_shard *s, fd_user *u, const char *rec, size_t len);
+/* PARTINIT: load the partition's users with open episodes and arm their
+ * timers. 0, or -1 (Redis error: retried by the caller). */
+int sch_partinit(fd_shard *s, int32_t p);
+/* Keys (docs/REDIS_KEYS.md) */
+const char *sch_pending_key(const fd_shard *s, int32_t p, char *buf, size_t n);
+const char *sch_risk_key(const fd_shard *s, char *buf, size_t n);
 
 /* shard_reach.c: the PFADDs of the funnel's unique users of a snapshot
  * (each hour HyperLogLog made dense first), into b. 0 or -1. */

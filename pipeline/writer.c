@@ -35,6 +35,7 @@
  *    partition is paused (backpressure, nothing dropped); the consumer keeps
  *    polling so the group membership stays alive.
  */
+#include "pipeline/churn_state.h"
 #include "pipeline/engine_int.h"
 
 /* An epoch has waited this long for its dead letters' delivery: pause. */
@@ -197,6 +198,8 @@ static const char *const we_meaning[WE__COUNT] = {
                  "RENAME it)",
     [WE_PART] = "the partition's offsets were not stored with this write (counted in stats "
                 "write_errors.part); writes stop until the key is repaired",
+    [WE_MODEL] = "the churn model learned in this write is not stored (counted in stats "
+                 "write_errors.model); a restart goes back to the last stored model",
 };
 
 /* Name a key Redis refused a command on, at most once per WKEY_RELOG_MS;
@@ -661,6 +664,14 @@ int eng_write_epochs(fd_engine *e)
         fd_redis_disconnect(e->redis);
         goto out;
     }
+    /* The churn model merged at the newest of these epochs (churn_state.c):
+     * with the offsets it goes with. */
+    for (int k = e->n_epochs - 1; k >= 0; k--)
+        if (e->epochs[k]->model) {
+            seg_add(e, (wseg){.first = n_cmds - x0, .n = 1, .kind = WE_MODEL});
+            n_cmds += eng_churn_append(e, e->epochs[k]);
+            break;
+        }
     for (int i = 0; i < n; i++) {
         int32_t p = parts[i];
         seg_add(e, (wseg){.first = n_cmds - x0, .n = 1, .kind = WE_PART, .part = p});

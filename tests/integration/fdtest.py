@@ -85,6 +85,13 @@ def parse_user_record(value):
     """A user record (str or bytes) -> {field name: text value}."""
     if isinstance(value, bytes):
         value = value.decode()
+    # the churn model's suffix " m RISK_Q NEXT_CP FLAGS ALERT_TS" (CHURN.md)
+    model = None
+    if " m " in value:
+        value, rest = value.split(" m ", 1)
+        model = rest.split(" ")
+        if len(model) != 4:
+            raise ValueError(f"bad churn suffix: {rest!r}")
     tokens = value.split(" ")
     if len(tokens) < 2 or tokens[0] != "u1":
         raise ValueError(f"not a u1 user record: {value[:40]!r}")
@@ -92,7 +99,10 @@ def parse_user_record(value):
     names = list(USER_FIXED_FIELDS) + [f"{d}_{h}" for h in hls for d in USER_DECAYED]
     if len(tokens) - 2 != len(names):
         raise ValueError(f"{len(tokens) - 2} fields, want {len(names)}: {value[:60]!r}")
-    return dict(zip(names, tokens[2:]))
+    rec = dict(zip(names, tokens[2:]))
+    if model is not None:
+        rec.update(zip(("churn_risk_q", "churn_next_cp", "churn_flags", "churn_alert_ts"), model))
+    return rec
 
 
 def user_records(r, uids, prefix=PREFIX):
@@ -103,22 +113,51 @@ def user_records(r, uids, prefix=PREFIX):
     return [None if v is None else parse_user_record(v) for v in pipe.execute()]
 
 
+# What the churn model learned is the same in every run of the same events
+# (the examples and labels: CHURN.md), but the weights, and so every risk
+# and alert, depend on how the shards' replicas were merged (the number of
+# workers and the epochs' boundaries). redis_state keeps the former.
+MODEL_EXACT_FIELDS = ("examples", "churned", "reactivated", "horizon_s")
+
+
+def _user_value(v):
+    """A user record without the model-dependent part of its churn suffix
+    (risk, alert time, the alert flags): the episode state stays."""
+    if isinstance(v, bytes):
+        v = v.decode()
+    if " m " not in v:
+        return v
+    head, tail = v.split(" m ", 1)
+    _risk, next_cp, flags, _alert_ts = tail.split(" ")
+    return f"{head} m - {next_cp} {int(flags) & 0x03} -"
+
+
 def redis_state(r):
     """Every funneld key -> its value, for exact comparisons between runs:
     hashes as dicts, HyperLogLogs as their PFCOUNT (the encoding may depend
-    on the order of PFADDs, the set does not), sorted sets as lists."""
+    on the order of PFADDs, the set does not), sorted sets as lists, sets
+    sorted; of the churn model, what must not depend on the merge order
+    (MODEL_EXACT_FIELDS, the risk ranking's members)."""
     out = {}
     for k in r.scan_iter(match=PREFIX + "*", count=1000):
         t = r.type(k)
         t = t.decode() if isinstance(t, bytes) else t
-        if t == "hash":
+        ks = k.decode() if isinstance(k, bytes) else k
+        if t == "hash" and ks.endswith(":model:churn"):
+            h = {(f.decode() if isinstance(f, bytes) else f): v for f, v in r.hgetall(k).items()}
+            out[k] = {f: h.get(f) for f in MODEL_EXACT_FIELDS}
+        elif t == "hash":
             out[k] = r.hgetall(k)
-        elif t == "string" and ":user:" in (k.decode() if isinstance(k, bytes) else k):
-            out[k] = ("user", r.get(k))
+        elif t == "string" and ":user:" in ks:
+            out[k] = ("user", _user_value(r.get(k)))
         elif t == "string":
             out[k] = ("pfcount", r.pfcount(k))
+        elif t == "zset" and ks.endswith(":churn:risk"):
+            out[k] = ("zset members", sorted(r.zrange(k, 0, -1)))
         elif t == "zset":
             out[k] = ("zset", r.zrange(k, 0, -1, withscores=True))
+        elif t == "set":
+            out[k] = ("set", sorted(r.smembers(k)))
         else:
             out[k] = (t,)
     return out

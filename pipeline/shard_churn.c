@@ -1,0 +1,200 @@
+/*
+ * shard_churn.c - the churn model inside a shard (docs/CHURN.md): the
+ * per-partition timers driven by the partition's watermark, the replica
+ * the shard trains without a lock, its hand-over at each marker
+ * (model_pub.h), the users' risk ranking and the pending set in Redis.
+ *
+ * Why it is built this way:
+ *
+ * - One timer heap per partition, keyed by event time. The watermark of an
+ *   event is its partition's max event time before it minus
+ *   funnel.allowed_lateness, so the timers fire at the same points of a
+ *   partition's stream in every run, with any number of shards (a
+ *   partition's events all go through one shard, in order).
+ *
+ * - The users with an open episode are in PREFIX churn:pending:P (a set,
+ *   written in the epoch's MULTI/EXEC with their records). At a partition's
+ *   start they are loaded and their timers armed, so after a restart or a
+ *   rebalance an episode whose user never comes back still ends in churn
+ *   at L + H: nothing is lost or learned twice.
+ *
+ * - Users with a timer are never evicted (their timer points at them);
+ *   dropping a partition clears its heap first.
+ */
+#include <inttypes.h>
+
+#include "daemon/log.h"
+#include "pipeline/model_pub.h"
+#include "pipeline/shard_int.h"
+
+static void moved(void *ref, size_t pos)
+{
+    ((fd_user *)ref)->churn.heap_pos = (uint32_t)pos;
+}
+
+static void on_alert(void *ctx, const fd_churn_alert *a)
+{
+    fd_shard *s = ctx;
+    (void)s;
+    fd_debug("churn", "alert %s user=%.64s risk=%.3f", a->alert_id, fd_user_id(a->user), a->risk);
+}
+
+int sch_new(fd_shard *s, char *errstr, size_t errstr_size)
+{
+    if (!s->env->churn)
+        return 0;
+    s->cm = malloc(sizeof *s->cm);
+    s->prev = malloc(sizeof *s->prev);
+    if (!s->cm || !s->prev) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    fd_churn_model_init(s->cm, s->env->churn);
+    pthread_mutex_lock(&s->env->model->mu);
+    s->cm->lr = s->env->model->lr;
+    s->prev_epoch = s->env->model->epoch;
+    pthread_mutex_unlock(&s->env->model->mu);
+    *s->prev = s->cm->lr;
+    s->sink = (fd_churn_sink){.ctx = s, .alert = on_alert, .example = NULL};
+    return 0;
+}
+
+void sch_free(fd_shard *s)
+{
+    for (int p = 0; p < s->n_parts; p++)
+        fd_timer_free(&s->parts[p].timers);
+    free(s->cm);
+    free(s->prev);
+    fd_resp_free(&s->alert_buf);
+}
+
+static void mark_dirty(fd_shard *s, fd_user *u)
+{
+    if (!u->dirty) {
+        atomic_fetch_add(&s->n_dirty, 1);
+        u->dirty = true;
+    }
+}
+
+static void set_timer(fd_shard *s, fd_user *u, int32_t p, int64_t due)
+{
+    fd_timer_heap *h = &s->parts[p].timers;
+    h->moved = moved;
+    if (due < 0)
+        fd_timer_remove(h, u->churn.heap_pos);
+    else if (fd_timer_set(h, u->churn.heap_pos, due, u) != 0)
+        fd_err("churn",
+               "shard=%d out of memory arming a timer: the episode of a user ends at "
+               "its next event instead",
+               s->id);
+}
+
+void sch_arm(fd_shard *s, fd_user *u, int32_t p, int64_t due)
+{
+    set_timer(s, u, p, due);
+}
+
+static void fire(fd_shard *s, int32_t p, int64_t wm)
+{
+    fd_timer_heap *h = &s->parts[p].timers;
+    const fd_timer *t;
+    while ((t = fd_timer_top(h)) && t->due <= wm) {
+        fd_user *u = t->ref;
+        int64_t due = fd_churn_on_timer(s->env->churn, s->cm, u, wm, &s->sink);
+        mark_dirty(s, u);
+        set_timer(s, u, p, due);
+    }
+}
+
+void sch_watermark(fd_shard *s, int32_t p, int64_t max_ts)
+{
+    if (s->cm && max_ts > 0)
+        fire(s, p, max_ts - s->env->cfg->funnel_allowed_lateness_ms);
+}
+
+void sch_before(fd_shard *s, fd_user *u, int32_t p, int64_t ts, int64_t ref)
+{
+    if (!s->cm)
+        return;
+    if (ref > 0)
+        fire(s, p, ref - s->env->cfg->funnel_allowed_lateness_ms);
+    fd_churn_before_event(s->env->churn, s->cm, u, ts, &s->sink);
+}
+
+void sch_after(fd_shard *s, fd_user *u, int32_t p, int64_t ts)
+{
+    if (!s->cm)
+        return;
+    set_timer(s, u, p, fd_churn_after_event(s->env->churn, s->cm, u, ts, &s->sink));
+}
+
+int sch_snapshot(fd_shard *s, fd_snapshot *sn, uint64_t epoch)
+{
+    if (!s->cm)
+        return 0;
+    sn->lr_cur = malloc(sizeof *sn->lr_cur);
+    sn->lr_prev = malloc(sizeof *sn->lr_prev);
+    sn->q_delta = malloc(sizeof *sn->q_delta);
+    if (!sn->lr_cur || !sn->lr_prev || !sn->q_delta)
+        return -1;
+    *sn->lr_cur = s->cm->lr;
+    *sn->lr_prev = *s->prev;
+    *sn->q_delta = s->cm->q;
+    fd_quality_init(&s->cm->q);
+    *s->prev = s->cm->lr;
+    s->prev_epoch = epoch;
+    return 0;
+}
+
+void sch_adopt(fd_shard *s)
+{
+    if (!s->cm)
+        return;
+    fd_model_pub *pub = s->env->model;
+    pthread_mutex_lock(&pub->mu);
+    if (pub->epoch == s->prev_epoch && pub->epoch != 0 && pub->lr.version != s->prev->version) {
+        /* R = G + (R - R at the marker); from now on the delta is from G */
+        fd_lr_rebase(&s->cm->lr, s->prev, &pub->lr, &s->env->churn->lr);
+        *s->prev = pub->lr;
+    }
+    pthread_mutex_unlock(&pub->mu);
+}
+
+void sch_drop(fd_shard *s, int32_t p)
+{
+    if (p >= 0 && p < s->n_parts) {
+        s->parts[p].timers.moved = moved;
+        fd_timer_clear(&s->parts[p].timers);
+    }
+}
+
+size_t sch_suffix(const fd_user *u, char *buf)
+{
+    return fd_churn_user_format(&u->churn, buf);
+}
+
+void sch_parse(fd_shard *s, fd_user *u, const char *rec, size_t len)
+{
+    memset(&u->churn, 0, sizeof u->churn);
+    size_t at = fd_feat_record_len(rec, len);
+    if (at == len)
+        return; /* written without the model: no episode known */
+    char err[160];
+    if (fd_churn_user_parse(&u->churn, rec + at, len - at, err, sizeof err) != 0) {
+        memset(&u->churn, 0, sizeof u->churn);
+        fd_warn("churn", "shard=%d user %.64s: %s (its model state starts over)", s->id,
+                fd_user_id(u), err);
+    }
+}
+
+const char *sch_pending_key(const fd_shard *s, int32_t p, char *buf, size_t n)
+{
+    snprintf(buf, n, "%schurn:pending:%d", s->env->cfg->redis_key_prefix, (int)p);
+    return buf;
+}
+
+const char *sch_risk_key(const fd_shard *s, char *buf, size_t n)
+{
+    snprintf(buf, n, "%schurn:risk", s->env->cfg->redis_key_prefix);
+    return buf;
+}
