@@ -371,7 +371,7 @@ typedef struct evict_arg {
 static bool keep_unconfirmed(const fd_user *u, void *arg)
 {
     const evict_arg *a = arg;
-    return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0 || u->churn.heap_pos != 0;
+    return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0;
 }
 
 /* The churn part of a snapshot's commands, per partition, after its MSETs:
@@ -418,6 +418,35 @@ static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, uint64_t epoc
     }
 }
 
+fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p)
+{
+    char err[256];
+    bool created;
+    fd_user *u = fd_user_table_upsert(s->users, id, len, &created);
+    if (!u || u->loaded)
+        return u;
+    redisReply *g = NULL;
+    if (fd_redis_ensure(s->redis, err, sizeof err) != 0 ||
+        fd_redis_appendf(s->redis, "GET %s", user_key(s, fd_user_id(u))) != 0 ||
+        fd_redis_read_replies(s->redis, &g, 1, err, sizeof err) != 0) {
+        if (fd_redis_pending(s->redis))
+            fd_redis_disconnect(s->redis);
+        return NULL; /* stays not loaded: the next sight loads it */
+    }
+    memset(&u->f, 0, sizeof u->f);
+    memset(&u->churn, 0, sizeof u->churn);
+    if (g->type == REDIS_REPLY_STRING && fd_feat_record_parse(&s->env->core->feat, &u->f, g->str,
+                                                              g->len, NULL, err, sizeof err) == 0)
+        sch_parse(s, u, g->str, g->len);
+    else
+        memset(&u->f, 0, sizeof u->f);
+    freeReplyObject(g);
+    u->loaded = true;
+    u->partition = p;
+    atomic_store(&s->n_users, fd_user_table_count(s->users));
+    return u;
+}
+
 /* A partition starts: its users with an open episode (PREFIX
  * churn:pending:P) that this shard owns are loaded and their timers armed,
  * so an episode whose user never returns still ends at L + H. Waits out a
@@ -443,32 +472,10 @@ static int partinit_once(fd_shard *s, int32_t p)
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_STRING || fd_shard_of(e->str, e->len, s->env->n_shards) != s->id)
             continue;
-        bool created;
-        fd_user *u = fd_user_table_upsert(s->users, e->str, e->len, &created);
+        fd_user *u = shard_load_user(s, e->str, e->len, p);
         if (!u) {
             rc = -1;
             break;
-        }
-        if (!u->loaded) {
-            redisReply *g = NULL;
-            if (fd_redis_appendf(s->redis, "GET %s", user_key(s, e->str)) != 0 ||
-                fd_redis_read_replies(s->redis, &g, 1, err, sizeof err) != 0) {
-                if (fd_redis_pending(s->redis))
-                    fd_redis_disconnect(s->redis);
-                rc = -1;
-                break;
-            }
-            memset(&u->f, 0, sizeof u->f);
-            memset(&u->churn, 0, sizeof u->churn);
-            if (g->type == REDIS_REPLY_STRING &&
-                fd_feat_record_parse(&s->env->core->feat, &u->f, g->str, g->len, NULL, err,
-                                     sizeof err) == 0)
-                sch_parse(s, u, g->str, g->len);
-            else
-                memset(&u->f, 0, sizeof u->f);
-            freeReplyObject(g);
-            u->loaded = true;
-            u->partition = p;
         }
         int64_t due = fd_churn_next_due(s->env->churn, u);
         if (due >= 0 && u->churn.heap_pos == 0) {
@@ -598,6 +605,11 @@ publish:
     if (fd_user_table_count(s->users) > s->env->max_users) {
         evict_arg a = {(uint32_t)atomic_load(s->env->confirmed_epoch)};
         size_t before = fd_user_table_count(s->users);
+        /* an evicted user's churn timer stays, holding its id (shard_churn.c) */
+        cur = 0;
+        while (s->cm && (u = fd_user_table_next(s->users, &cur)))
+            if (u->churn.heap_pos && !keep_unconfirmed(u, &a))
+                sch_ghost(s, u);
         if (fd_user_table_filter(s->users, keep_unconfirmed, &a) == 0)
             fd_debug("shard", "shard=%d evicted %zu users", s->id,
                      before - fd_user_table_count(s->users));

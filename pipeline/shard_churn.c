@@ -27,9 +27,34 @@
 #include "pipeline/model_pub.h"
 #include "pipeline/shard_int.h"
 
+/* A timer of an evicted user: its id (the reference is tagged with bit 0). */
+typedef struct ghost {
+    int32_t partition;
+    uint32_t len;
+    char id[];
+} ghost;
+
+static inline bool is_ghost(const void *ref)
+{
+    return ((uintptr_t)ref & 1) != 0;
+}
+
+static inline ghost *ghost_of(void *ref)
+{
+    return (ghost *)((uintptr_t)ref & ~(uintptr_t)1);
+}
+
 static void moved(void *ref, size_t pos)
 {
-    ((fd_user *)ref)->churn.heap_pos = (uint32_t)pos;
+    if (!is_ghost(ref))
+        ((fd_user *)ref)->churn.heap_pos = (uint32_t)pos;
+}
+
+static void free_ghosts(fd_timer_heap *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (is_ghost(h->a[i].ref))
+            free(ghost_of(h->a[i].ref));
 }
 
 static void on_alert(void *ctx, const fd_churn_alert *a)
@@ -61,8 +86,10 @@ int sch_new(fd_shard *s, char *errstr, size_t errstr_size)
 
 void sch_free(fd_shard *s)
 {
-    for (int p = 0; p < s->n_parts; p++)
+    for (int p = 0; p < s->n_parts; p++) {
+        free_ghosts(&s->parts[p].timers);
         fd_timer_free(&s->parts[p].timers);
+    }
     free(s->cm);
     free(s->prev);
     fd_resp_free(&s->alert_buf);
@@ -94,11 +121,46 @@ void sch_arm(fd_shard *s, fd_user *u, int32_t p, int64_t due)
     set_timer(s, u, p, due);
 }
 
+void sch_ghost(fd_shard *s, fd_user *u)
+{
+    int32_t p = u->partition;
+    if (p < 0 || p >= s->n_parts || !u->churn.heap_pos)
+        return;
+    fd_timer_heap *h = &s->parts[p].timers;
+    int64_t due = h->a[u->churn.heap_pos - 1].due;
+    ghost *g = malloc(sizeof *g + u->id_len + 1);
+    if (!g)
+        return; /* the user stays (keep() sees its timer) */
+    g->partition = p;
+    g->len = u->id_len;
+    memcpy(g->id, fd_user_id(u), u->id_len + 1);
+    fd_timer_remove(h, u->churn.heap_pos);
+    if (fd_timer_push(h, due, (void *)((uintptr_t)g | 1)) != 0)
+        free(g);
+}
+
 static void fire(fd_shard *s, int32_t p, int64_t wm)
 {
     fd_timer_heap *h = &s->parts[p].timers;
     const fd_timer *t;
     while ((t = fd_timer_top(h)) && t->due <= wm) {
+        if (is_ghost(t->ref)) {
+            ghost *g = ghost_of(t->ref);
+            fd_user *u = shard_load_user(s, g->id, g->len, g->partition);
+            if (!u) {
+                fd_warn("churn",
+                        "shard=%d cannot load user %.64s for its churn timer; retried "
+                        "at the next watermark",
+                        s->id, g->id);
+                return;
+            }
+            fd_timer_pop(h);
+            free(g);
+            if (u->churn.heap_pos == 0)
+                set_timer(s, u, p, fd_churn_on_timer(s->env->churn, s->cm, u, wm, &s->sink));
+            mark_dirty(s, u);
+            continue;
+        }
         fd_user *u = t->ref;
         int64_t due = fd_churn_on_timer(s->env->churn, s->cm, u, wm, &s->sink);
         mark_dirty(s, u);
@@ -164,6 +226,7 @@ void sch_drop(fd_shard *s, int32_t p)
 {
     if (p >= 0 && p < s->n_parts) {
         s->parts[p].timers.moved = moved;
+        free_ghosts(&s->parts[p].timers);
         fd_timer_clear(&s->parts[p].timers);
     }
 }

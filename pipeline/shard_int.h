@@ -104,6 +104,12 @@ int sch_snapshot(fd_shard *s, fd_snapshot *sn, uint64_t epoch);
 void sch_adopt(fd_shard *s);
 /* The partition's max event time reached max_ts: fire its due timers. */
 void sch_watermark(fd_shard *s, int32_t p, int64_t max_ts);
+/* u is about to be evicted: its timer keeps its id instead (a ghost),
+ * and loads it again when it fires. */
+void sch_ghost(fd_shard *s, fd_user *u);
+/* shard.c: find or load (one GET) a user of partition p; NULL on a Redis
+ * error or out of memory. */
+fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p);
 /* Forget a partition's timers. */
 void sch_drop(fd_shard *s, int32_t p);
 /* The user record's suffix (models/churn.h), and reading it back. */

@@ -24,9 +24,9 @@
  *   recommender to learn (the vectors are exported as truth).
  *
  * - Skew and churn. Session rates follow a Pareto(1.5) weight, so the top
- *   1% of users make roughly a fifth of the traffic. Churners slow down as
- *   their churn time approaches (gaps grow up to 5x) and emit nothing at or
- *   after it; a session running into it is cut there.
+ *   1% of users make roughly a fifth of the traffic. Churners slow down in
+ *   the four weeks before their churn time (gaps grow up to 5x) and emit
+ *   nothing at or after it; a session running into it is cut there.
  *
  * - Disorder without losing the truth. With max_disorder_ms > 0 each event
  *   gets a key ts + jitter (jitter uniform in [0, D]) and goes through a
@@ -56,7 +56,8 @@
 #define MAX_CLICKS        60
 #define PARETO_ALPHA      1.5
 #define WEIGHT_CAP        1000.0
-#define CHURN_SLOWDOWN    4.0 /* gap multiplier grows to 1 + this at churn */
+#define CHURN_SLOWDOWN    4.0               /* gap multiplier grows to 1 + this at churn */
+#define CHURN_RAMP_MS     (28 * 86400000LL) /* ... over the last 4 weeks before it */
 
 enum { ST_CLICK = 0, ST_CART = 1, ST_PURCHASE = 2 };
 
@@ -488,10 +489,19 @@ static void schedule_next(fd_gen *g, uint32_t u, int64_t ts)
         /* end of session: gap to the next one, growing for churners */
         double m = 1.0;
         if (us->churn_ts != INT64_MAX) {
-            double f = (double)(ts - g->o.start_ms) / (double)(us->churn_ts - g->o.start_ms);
+            /* the slowdown ramps up over the CHURN_RAMP_MS before churn_ts
+             * (or since the start, when that is later) */
+            int64_t from = us->churn_ts - CHURN_RAMP_MS;
+            if (from < g->o.start_ms)
+                from = g->o.start_ms;
+            double f = (double)(ts - from) / (double)(us->churn_ts - from);
             m += CHURN_SLOWDOWN * (f < 0 ? 0 : f > 1 ? 1 : f);
         }
-        next = ts + delay_ms(r, 60000, us->gap_ms * m);
+        /* Gamma(3) gaps: users keep a rhythm, a silence of several mean
+         * gaps is rare unless the user is slipping away */
+        double mean = us->gap_ms * m / 3.0;
+        next = ts + delay_ms(r, 60000, 0) + delay_ms(r, 0, mean) + delay_ms(r, 0, mean) +
+               delay_ms(r, 0, mean);
     }
     if (next < us->churn_ts)
         uh_push(g, next, u);
