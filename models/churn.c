@@ -47,10 +47,11 @@
 /* Checkpoints at H/8, H/4, H/2 for horizon h. */
 static void default_checkpoints(fd_churn_params *p)
 {
-    p->n_cp = 3;
+    p->n_cp = 4;
     p->cp_ms[0] = p->horizon_ms / 8;
     p->cp_ms[1] = p->horizon_ms / 4;
-    p->cp_ms[2] = p->horizon_ms / 2;
+    p->cp_ms[2] = 3 * p->horizon_ms / 8;
+    p->cp_ms[3] = p->horizon_ms / 2;
 }
 
 void fd_churn_params_default(fd_churn_params *p, const fd_feat_params *feat)
@@ -59,12 +60,15 @@ void fd_churn_params_default(fd_churn_params *p, const fd_feat_params *feat)
     p->feat = feat;
     p->horizon_ms = 14 * DAY_MS;
     default_checkpoints(p);
-    p->threshold = 0.7;
+    p->threshold = 0.5;
     p->rearm_margin = 0.1;
     p->min_events = 3;
     p->cooldown_ms = 7 * DAY_MS;
     p->warmup_examples = 5000;
     fd_lr_params_default(&p->lr, feat ? fd_feat_count(feat) : 1);
+    p->lr.alpha = 0.5; /* measured with funnelctl eval (docs/CHURN.md) */
+    p->lr.l1 = 0.0;
+    p->lr.l2 = 0.1;
 }
 
 int fd_churn_params_check(const fd_churn_params *p, char *errstr, size_t errstr_size)

@@ -8,7 +8,7 @@
  * checkpoint timers driven by the stream's watermark (newest event time
  * minus funnel.allowed_lateness) exactly as a shard drives them. The
  * stream is a `funnelctl gen` stream with planted churn and a fixed seed
- * (default: 5000 users over 120 days, so with H = 14 days many episodes
+ * (default: 2000 users, 1.5 M events over about 120 days, so with H = 14 days many episodes
  * resolve), or a recorded one (--input FILE --format json: one event
  * object per line, the schema of docs/EVENTS.md).
  *
@@ -67,7 +67,7 @@ static void usage(FILE *out)
                  "recall and lead time) beside two scikit-learn peers trained on the same\n"
                  "labelled examples (tools/eval_peers.py, Debian python3-sklearn).\n"
                  "\n"
-                 "  --users N           generated users (default 5000)\n"
+                 "  --users N           generated users (default 2000)\n"
                  "  --events N          generated events (default 1500000)\n"
                  "  --span DURATION     generated event-time span (default 120d)\n"
                  "  --seed N            generator seed (default 1)\n"
@@ -146,7 +146,7 @@ static int parse_args(int argc, char **argv, ev_args *a)
                                          {"json", no_argument, 0, O_JSON},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    a->users = 5000;
+    a->users = 2000;
     a->events = 1500000;
     a->span_ms = 120 * DAY_MS;
     a->seed = 1;

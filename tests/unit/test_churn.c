@@ -82,9 +82,23 @@ static int64_t timer(const fd_churn_params *p, fd_churn_model *m, fd_user *u, in
     return fd_churn_on_timer(p, m, u, wm, &sink);
 }
 
+static fd_lr_params lrp; /* the tests' FTRL parameters (setup) */
+
+/* The tests' engine: three checkpoints at H/8, H/4, H/2, threshold 0.7, and
+ * a slow learner (alpha 0.05, l1 = l2 = 1) so a forced weight stays near
+ * where it was put. The defaults are checked in test_params. */
 static void setup(fd_churn_params *p, fd_churn_model *m)
 {
     fd_churn_params_default(p, &feat);
+    p->n_cp = 3;
+    p->cp_ms[0] = p->horizon_ms / 8;
+    p->cp_ms[1] = p->horizon_ms / 4;
+    p->cp_ms[2] = p->horizon_ms / 2;
+    p->threshold = 0.7;
+    p->lr.alpha = 0.05;
+    p->lr.l1 = 1.0;
+    p->lr.l2 = 1.0;
+    lrp = p->lr;
     char err[200];
     CHECK(fd_churn_params_check(p, err, sizeof err) == 0);
     fd_churn_model_init(m, p);
@@ -263,7 +277,7 @@ static void force_risk(fd_churn_model *m, double bias)
 {
     /* z set to match (w is derived from z and g2 at every learning step):
      * the few steps learned during the test move it only a little */
-    double a = 0.05, beta = 1.0, l1 = 1.0, l2 = 1.0;
+    double a = lrp.alpha, beta = lrp.beta, l1 = lrp.l1, l2 = lrp.l2;
     m->lr.w[FD_LR_MAX_FEAT] = bias;
     m->lr.z[FD_LR_MAX_FEAT] = -bias * (beta + sqrt(m->lr.g2[FD_LR_MAX_FEAT])) / a;
     m->lr.w[0] = 0.5; /* one input with a weight: a reason */
@@ -383,8 +397,10 @@ static void test_params(void)
     fd_churn_params p;
     fd_churn_params_default(&p, &feat);
     char err[200];
+    CHECK(p.n_cp == 4 && p.threshold == 0.5 && p.lr.alpha == 0.5 && p.lr.l1 == 0);
     fd_churn_params_set_horizon(&p, 8 * DAY);
-    CHECK(p.cp_ms[0] == DAY && p.cp_ms[2] == 4 * DAY);
+    CHECK(p.cp_ms[0] == DAY && p.cp_ms[1] == 2 * DAY && p.cp_ms[2] == 3 * DAY &&
+          p.cp_ms[3] == 4 * DAY);
     CHECK(fd_churn_params_check(&p, err, sizeof err) == 0);
     p.threshold = 1.0;
     CHECK(fd_churn_params_check(&p, err, sizeof err) == -1);
