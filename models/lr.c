@@ -257,61 +257,31 @@ HOT double fd_lr_predict(const fd_lr *m, const double *raw)
 
 /* ---- derived state ------------------------------------------------------- */
 
-/* The learning-rate terms are float (8 lanes a vector, and float sqrt and
- * divide cost a fraction of double ones); z and g2 stay double. to_f
- * clamps at FLT_MAX so a huge g2 or z (only reachable through a parsed
- * text) gives a huge finite float, never inf (inf - inf would be NaN). */
-INL float to_f(double v)
+/* w for one coordinate from z and sqrt(g2). max(|z| - l1, 0) is
+ * (a + |a|) / 2 (exact), no compare, so the loops vectorise; d_floor is
+ * DBL_MIN when beta = l2 = 0 (a coordinate with g2 = 0 would divide 0 by 0)
+ * and 0 otherwise (d + 0 = d exactly). */
+INL double weight_of(double z, double sg2, double inv_alpha, double beta, double l1, double l2,
+                     double d_floor)
 {
-    return (float)(v < (double)FLT_MAX ? v : (double)FLT_MAX);
+    double d = (beta + sg2) * inv_alpha + l2 + d_floor;
+    double a = fabs(z) - l1;
+    return -copysign(0.5 * (a + fabs(a)), z) / d;
 }
 
-/* sqrt(g2) as the schedule uses it: kept per coordinate in sg. */
-INL float sqrt_of(double g2)
+static double d_floor_of(double beta, double l2)
 {
-    return sqrtf(to_f(g2));
+    return beta == 0 && l2 == 0 ? DBL_MIN : 0.0;
 }
 
-typedef struct lr_consts {
-    double inv_alpha, l1;
-    float ia, beta, l2, d_floor;
-} lr_consts;
-
-/* d_floor is FLT_MIN when beta = l2 = 0 (a coordinate with g2 = 0 would
- * divide 0 by 0) and 0 otherwise (d + 0 = d exactly). */
-static lr_consts consts_of(const fd_lr_params *p, int bias)
-{
-    double l1 = bias ? 0.0 : p->l1, l2 = bias ? 0.0 : p->l2;
-    lr_consts c = {.inv_alpha = 1.0 / p->alpha, .l1 = l1};
-    c.ia = (float)c.inv_alpha;
-    c.beta = (float)p->beta;
-    c.l2 = (float)l2;
-    c.d_floor = p->beta == 0 && l2 == 0 ? FLT_MIN : 0.0f;
-    return c;
-}
-
-/* w for one coordinate from z and sg = sqrt_of(g2): max(|z| - l1, 0) is
- * (a + |a|) / 2 (exact), no compare, so the loops vectorise; the quotient
- * is a float one, clamped at FLT_MAX (a tiny d with beta = l2 = 0). */
-INL double weight_of(double z, float sg, const lr_consts *c)
-{
-    float d = (c->beta + sg) * c->ia + c->l2 + c->d_floor;
-    double a = fabs(z) - c->l1;
-    float q = to_f(0.5 * (a + fabs(a))) / d;
-    q = q < FLT_MAX ? q : FLT_MAX;
-    return -copysign((double)q, z);
-}
-
-/* sg and w from z and g2 for every coordinate. */
+/* w from z and g2 for every coordinate. */
 static void derive_w(fd_lr *m, const fd_lr_params *p)
 {
-    lr_consts c = consts_of(p, 0), cb = consts_of(p, 1);
-    for (int i = 0; i < NF; i++) {
-        m->sg[i] = sqrt_of(m->g2[i]);
-        m->w[i] = weight_of(m->z[i], m->sg[i], &c);
-    }
-    m->sg[BIAS] = sqrt_of(m->g2[BIAS]);
-    m->w[BIAS] = weight_of(m->z[BIAS], m->sg[BIAS], &cb);
+    double inv_alpha = 1.0 / p->alpha, df = d_floor_of(p->beta, p->l2);
+    for (int i = 0; i < NF; i++)
+        m->w[i] = weight_of(m->z[i], sqrt(m->g2[i]), inv_alpha, p->beta, p->l1, p->l2, df);
+    m->w[BIAS] = weight_of(m->z[BIAS], sqrt(m->g2[BIAS]), inv_alpha, p->beta, 0.0, 0.0,
+                           d_floor_of(p->beta, 0));
 }
 
 /* mean / inv_std from the sums (inputs 0..n-1; the rest stay 0 / 1). */
@@ -363,28 +333,28 @@ HOT double fd_lr_learn(fd_lr *m, const fd_lr_params *p, const double *raw, int l
     double pr = sigmoid(margin_of(m, x));
     double gy = pr - (label ? 1.0 : 0.0);
 
-    lr_consts c = consts_of(p, 0), cb = consts_of(p, 1);
+    double inv_alpha = 1.0 / p->alpha, beta = p->beta, l1 = p->l1, l2 = p->l2;
+    double df = d_floor_of(beta, l2);
     for (int i = 0; i < NF; i++) {
         double g = gy * x[i];
-        double g2n = m->g2[i] + g * g;
-        float sn = sqrt_of(g2n);
-        /* the difference of two floats is exact in double */
-        double sigma = ((double)sn - (double)m->sg[i]) * c.inv_alpha;
+        double g2 = m->g2[i];
+        double g2n = g2 + g * g;
+        double sn = sqrt(g2n);
+        double sigma = (sn - sqrt(g2)) * inv_alpha;
         double z = m->z[i] + (g - sigma * m->w[i]);
         m->z[i] = z;
         m->g2[i] = g2n;
-        m->sg[i] = sn;
-        m->w[i] = weight_of(z, sn, &c);
+        m->w[i] = weight_of(z, sn, inv_alpha, beta, l1, l2, df);
     }
     {
         double g = gy;
-        double g2n = m->g2[BIAS] + g * g;
-        float sn = sqrt_of(g2n);
-        double sigma = ((double)sn - (double)m->sg[BIAS]) * cb.inv_alpha;
+        double g2 = m->g2[BIAS];
+        double g2n = g2 + g * g;
+        double sn = sqrt(g2n);
+        double sigma = (sn - sqrt(g2)) * inv_alpha;
         m->z[BIAS] += g - sigma * m->w[BIAS];
         m->g2[BIAS] = g2n;
-        m->sg[BIAS] = sn;
-        m->w[BIAS] = weight_of(m->z[BIAS], sn, &cb);
+        m->w[BIAS] = weight_of(m->z[BIAS], sn, inv_alpha, beta, 0.0, 0.0, d_floor_of(beta, 0));
     }
     return pr;
 }

@@ -43,7 +43,6 @@ typedef struct fd_lr {
     double z[FD_LR_MAX_FEAT + 1];
     double g2[FD_LR_MAX_FEAT + 1]; /* sum of squared gradients ("n" in the paper) */
     double w[FD_LR_MAX_FEAT + 1];  /* derived from z, g2: kept current by every step */
-    float sg[FD_LR_MAX_FEAT + 1];  /* derived: sqrt(g2) in float, as the schedule uses it */
     /* standardiser: sums over the transformed inputs of learned examples */
     double s_n;
     double s_sum[FD_LR_MAX_FEAT], s_sq[FD_LR_MAX_FEAT];
