@@ -336,6 +336,8 @@ def daemon_config(path, bootstrap, redis_url, **extra):
                  "input.schema": schema_path(),
                  "kafka.metrics_schema": str(source_dir() / "conf" / "schemas" /
                                              "funnel_metrics.avsc"),
+                 "kafka.alerts_schema": str(source_dir() / "conf" / "schemas" /
+                                            "churn_alert.avsc"),
                  # generated streams cover days of event time in seconds: keep
                  # every window (retention is in event time)
                  "funnel.retention": "3650d",

@@ -81,8 +81,11 @@ class Faults(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def config(self, kafka, redis, name, **extra):
+        # churn.horizon 1d: the generated week confirms churn episodes, so the
+        # churn model learns labels of both kinds (CHURN.md)
         return fdtest.daemon_config(self.tmp / f"{name}.yaml", kafka.bootstrap, redis.url,
-                                    **{"redis.flush_interval_ms": 50, **extra})
+                                    **{"redis.flush_interval_ms": 50, "churn.horizon": "1d",
+                                       "churn.warmup_examples": 0, **extra})
 
     def reference(self):
         """Redis state after one uninterrupted run on the same input (computed
@@ -98,6 +101,7 @@ class Faults(unittest.TestCase):
                 fdtest.compare_with_truth(self, r, self.truth)
                 Faults._reference = fdtest.redis_state(r)
                 Faults._reference_metrics = fdtest.metrics_by_id(self, kafka.bootstrap)
+                Faults._reference_model = r.hgetall(fdtest.PREFIX + "model:churn")
         return Faults._reference
 
     def finish(self, d, r, kafka, producer):
@@ -160,9 +164,20 @@ class Faults(unittest.TestCase):
             fdtest.compare_with_truth(self, r, self.truth)
             state = fdtest.redis_state(r)
             metrics = fdtest.metrics_by_id(self, kafka.bootstrap)
+            model = r.hgetall(fdtest.PREFIX + "model:churn")
         self.assertTrue(state == reference,
                         "Redis after five kills vs one uninterrupted run: "
                         + fdtest.state_diff(state, reference))
+        # The churn model: the examples learned (in redis_state: exactly
+        # equal) include churned ones, and the quality is within 0.01 of the
+        # uninterrupted run's (the weights depend on the merge order only).
+        ref_model = Faults._reference_model
+        self.assertGreater(int(ref_model["examples"]), 100000)
+        self.assertGreater(int(ref_model["churned"]), 100, "the week confirmed churn episodes")
+        self.assertEqual(model["examples"], ref_model["examples"])
+        self.assertGreater(float(ref_model["auc"]), 0.7)
+        self.assertLess(abs(float(model["auc"]) - float(ref_model["auc"])), 0.01,
+                        (model["auc"], ref_model["auc"]))
         # Funnel-metrics messages, deduplicated by id, equal the uninterrupted
         # run's (a window sent before a kill is sent again, identical).
         want = Faults._reference_metrics
