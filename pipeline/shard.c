@@ -402,19 +402,37 @@ static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, uint64_t epoc
         ps->risk_open--;
         ps->risk_left--;
     }
-    cur = 0;
-    while ((u = fd_user_table_next(s->users, &cur))) {
-        if (u->epoch != (uint32_t)epoch || u->partition < 0 || u->partition >= s->n_parts)
-            continue;
-        bool pending = (u->churn.flags & FD_CU_PENDING) != 0;
-        if (pending == (bool)u->churn.in_set)
-            continue;
-        fd_chunk *c = chunk_for(sn, idx, u->partition);
-        fd_resp_cmd(&c->cmds, 3);
-        fd_resp_str(&c->cmds, pending ? "SADD" : "SREM");
-        fd_resp_str(&c->cmds, sch_pending_key(s, u->partition, key, sizeof key));
-        fd_resp_arg(&c->cmds, fd_user_id(u), u->id_len);
-        u->churn.in_set = pending;
+    /* the pending set: count the SREMs and SADDs per partition, then send
+     * them as few commands of at most MSET_MAX members */
+    for (int p = 0; p < s->n_parts; p++)
+        s->parts[p].set_left[0] = s->parts[p].set_left[1] = s->parts[p].set_open[0] =
+            s->parts[p].set_open[1] = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        cur = 0;
+        while ((u = fd_user_table_next(s->users, &cur))) {
+            if (u->epoch != (uint32_t)epoch || u->partition < 0 || u->partition >= s->n_parts)
+                continue;
+            int add = (u->churn.flags & FD_CU_PENDING) != 0;
+            if (add == (int)u->churn.in_set)
+                continue;
+            pstate *ps = &s->parts[u->partition];
+            if (pass == 0) {
+                ps->set_left[add]++;
+                continue;
+            }
+            fd_chunk *c = chunk_for(sn, idx, u->partition);
+            if (ps->set_open[add] == 0) {
+                size_t k = ps->set_left[add] < MSET_MAX ? ps->set_left[add] : MSET_MAX;
+                fd_resp_cmd(&c->cmds, 2 + (int)k);
+                fd_resp_str(&c->cmds, add ? "SADD" : "SREM");
+                fd_resp_str(&c->cmds, sch_pending_key(s, u->partition, key, sizeof key));
+                ps->set_open[add] = k;
+            }
+            fd_resp_arg(&c->cmds, fd_user_id(u), u->id_len);
+            ps->set_open[add]--;
+            ps->set_left[add]--;
+            u->churn.in_set = (unsigned)add;
+        }
     }
 }
 

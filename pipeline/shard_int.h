@@ -34,10 +34,11 @@ _Static_assert(FD_REJ__COUNT <= 32, "raise the stats' room for reasons (shard.h)
 typedef struct pstate {
     int64_t stats[FD_ST__COUNT];
     bool touched;
-    size_t mset_left;            /* make_snapshot: changed users not yet in an MSET */
-    size_t mset_open;            /* make_snapshot: users the open MSET still takes */
-    fd_timer_heap timers;        /* churn label and checkpoint timers (shard_churn.c) */
-    size_t risk_left, risk_open; /* make_snapshot: the ZADDs of the risk ranking */
+    size_t mset_left;                /* make_snapshot: changed users not yet in an MSET */
+    size_t mset_open;                /* make_snapshot: users the open MSET still takes */
+    fd_timer_heap timers;            /* churn label and checkpoint timers (shard_churn.c) */
+    size_t risk_left, risk_open;     /* make_snapshot: the ZADDs of the risk ranking */
+    size_t set_left[2], set_open[2]; /* ... the SREMs [0] and SADDs [1] of the pending set */
 } pstate;
 
 struct fd_shard {
