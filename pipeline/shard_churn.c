@@ -227,7 +227,7 @@ void sch_drop(fd_shard *s, int32_t p)
     if (p >= 0 && p < s->n_parts) {
         s->parts[p].timers.moved = moved;
         free_ghosts(&s->parts[p].timers);
-        fd_timer_clear(&s->parts[p].timers);
+        fd_timer_free(&s->parts[p].timers); /* drop_partition then zeroes the pstate */
     }
 }
 
