@@ -6,6 +6,7 @@
  * closes funnel windows (closer.c). This file: the helper threads, pausing,
  * epochs, creation, the main loop and shutdown.
  */
+#include "pipeline/churn_setup.h"
 #include "pipeline/churn_state.h"
 #include "pipeline/engine_int.h"
 
@@ -547,6 +548,13 @@ int fd_engine_check_config(const fd_config *cfg, char *errstr, size_t errstr_siz
     fd_core_params cp;
     if (core_params(cfg, &cp, err, sizeof err) != 0) {
         snprintf(errstr, errstr_size, "%s: %s", cfg->source_path, err);
+        return -1;
+    }
+    fd_churn_params chp;
+    if (fd_churn_enabled(cfg) &&
+        fd_churn_params_from_config(&chp, cfg, &cp.feat, err, sizeof err)) {
+        snprintf(errstr, errstr_size, "%s: %s",
+                 fd_config_where(cfg, "churn.horizon", where, sizeof where), err);
         return -1;
     }
     fd_codec *c = fd_input_codec_new(cfg, err, sizeof err);
