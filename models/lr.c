@@ -75,7 +75,8 @@
  * (no FMA: ISO C mode keeps -ffp-contract=off), so they give the same bits.
  * The helpers they call are always inlined, so they are vectorised for
  * the clone's ISA too. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) &&       \
+    !defined(__SANITIZE_THREAD__) /* an ifunc resolver runs before TSan is up */
 #define HOT __attribute__((target_clones("avx2", "default")))
 #else
 #define HOT
