@@ -30,17 +30,36 @@
  *   denominator with beta = 0 never divides 0 by 0).
  *   w is derived from z and g2 and kept current after every step (and by
  *   init, merge, rebase and parse), so scoring reads w directly.
+ *   Precision: z, g2 (the state, in the text form and in merges) and
+ *   sigma are double; the learning-rate terms are float arithmetic, which
+ *   is what makes the step fast (a float sqrt and divide over 8 or 16
+ *   lanes cost a fraction of double ones): sg_i = sqrt(g2_i) rounded to a
+ *   float (g2 rounded to a float first, the root clamped at 2^60) is kept
+ *   per coordinate as derived state, so the old root is never computed
+ *   again; sigma = (sg_new - sg_old) / alpha is exact up to the
+ *   multiplication (a difference of two floats is exact in double), so
+ *   the sum of the sigmas still telescopes to sg / alpha; w is a float
+ *   quotient (|z| - l1 and the denominator in float, the parameters taken
+ *   as floats in {0} and [2^-60, 2^60], the quotient clamped at FLT_MAX),
+ *   within a few float ulps of the double formula. derive_w computes sg and
+ *   w with the very same operations as the step, so a model merged from
+ *   one replica, or read back from its text, has the same w bit for bit.
  *
  * - Speed: the hot loops run over all FD_LR_MAX_FEAT coordinates, fixed
- *   trip count, no branches (selects), so GCC vectorises them at -O2;
- *   coordinates n..FD_LR_MAX_FEAT-1 see x = 0, which keeps their z, g2 and
- *   w at 0 (g = 0 changes nothing). sqrt needs -fno-math-errno to become
- *   sqrtpd (CMakeLists.txt sets it for this file). The dot product keeps 8
- *   partial sums in a fixed order, so it vectorises without
- *   -ffast-math and the result does not depend on the vector width.
+ *   trip count, no branches (selects; clamps are integer operations on the
+ *   bits, since GCC does not if-convert float compares here), so GCC
+ *   vectorises them at -O2; coordinates n..FD_LR_MAX_FEAT-1 see x = 0,
+ *   which keeps their z, g2 and w at 0 (g = 0 changes nothing). sqrtf
+ *   needs -fno-math-errno to become sqrtps (CMakeLists.txt sets it for this
+ *   file). The dot product keeps 8 partial sums in a fixed order, so it
+ *   vectorises without -ffast-math and the result does not depend on the
+ *   vector width. Helpers called from the hot functions must be inlined
+ *   (INL): an out-of-line call from the AVX-512 clone into baseline code
+ *   cost ~150 ns per example when consts_of was one.
  *
- * - Determinism: only IEEE + - * / and sqrt (correctly rounded
- *   everywhere), no libm call (the sigmoid uses fd_exp2_neg, the log is
+ * - Determinism: only IEEE + - * / and sqrt, in double and float, and the
+ *   conversions between them (all correctly rounded everywhere), no libm
+ *   call (the sigmoid uses fd_exp2_neg, the log is
  *   our own), no FMA contraction (ISO C mode), sums in a fixed order: the
  *   same examples in the same order give bit-identical state on any x86-64
  *   or other IEEE machine.
@@ -54,8 +73,8 @@
  *   the text), so a model read back predicts and continues learning bit for
  *   bit like the one written, whatever its since_refresh.
  *
- * - A NaN input is taken as 0 (t = 0) so one bad value cannot poison z and
- *   g2 for good; +-inf gives t = +-1024.
+ * - A NaN or +-inf input is taken as 0 (t = 0) so one bad value cannot
+ *   poison z and g2 for good; finite inputs past 2^126 give t = +-126.
  */
 #include "models/lr.h"
 
@@ -69,31 +88,42 @@
 
 #include "features/features.h"
 
-/* The hot functions are compiled twice, for AVX2 and for the x86-64
- * baseline (SSE2), and the loader picks one for the CPU (GCC function
- * multi-versioning). Both do the same IEEE operations in the same order
- * (no FMA: ISO C mode keeps -ffp-contract=off), so they give the same bits.
+/* The hot functions are compiled three times, for AVX-512 (16 float or 8
+ * double lanes), AVX2 and the x86-64 baseline (SSE2), and the loader picks
+ * one for the CPU (GCC function multi-versioning). All do the same IEEE
+ * operations in the same order (no FMA: ISO C mode keeps
+ * -ffp-contract=off), so they give the same bits; FD_LR_NO_CLONES builds
+ * one ISA only (-mavx512f, -mavx2 or none), which is how that was checked:
+ * the same stream gave the same text form and predictions in all three and
+ * at -O0.
  * The helpers they call are always inlined, so they are vectorised for
  * the clone's ISA too. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) &&       \
-    !defined(__SANITIZE_THREAD__) /* an ifunc resolver runs before TSan is up */
-#define HOT __attribute__((target_clones("avx2", "default")))
+    !defined(__SANITIZE_THREAD__) /* an ifunc resolver runs before TSan is up */ &&                \
+    !defined(FD_LR_NO_CLONES) /* one ISA only: the determinism check across ISAs */
+#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define HOT
 #endif
 #define INL static inline __attribute__((always_inline))
 
-#define NF         FD_LR_MAX_FEAT
-#define BIAS       FD_LR_MAX_FEAT
-#define MARGIN     35.0
-#define VAR_EPS    1e-6
-#define LOG2E      1.4426950408889634074 /* 1 / ln 2 */
-#define SQRT2      1.4142135623730950488
-#define TWO52      4503599627370496.0 /* 2^52 */
-#define EXP_ONES   0x3FF0000000000000ULL
-#define MANT_MASK  0x000FFFFFFFFFFFFFULL
-#define EXP_MASK   0x7FF0000000000000ULL
-#define SQRT2_MANT 0x6A09E667F3BCDULL /* mantissa bits of sqrt(2) */
+#define NF          FD_LR_MAX_FEAT
+#define BIAS        FD_LR_MAX_FEAT
+#define MARGIN      35.0
+#define VAR_EPS     1e-6
+#define LOG2E       1.4426950408889634074 /* 1 / ln 2 */
+#define SQRT2       1.4142135623730950488
+#define TWO52       4503599627370496.0 /* 2^52 */
+#define EXP_ONES    0x3FF0000000000000ULL
+#define MANT_MASK   0x000FFFFFFFFFFFFFULL
+#define EXP_MASK    0x7FF0000000000000ULL
+#define SQRT2_MANT  0x6A09E667F3BCDULL /* mantissa bits of sqrt(2) */
+#define SIGN_BIT    0x8000000000000000ULL
+#define TINY_BITS   0x00800000U /* 2^-126 as a float */
+#define HUGE_BITS   0x7E800000U /* 2^126 as a float */
+#define SQRT2_MANTF 0x3504F3U   /* mantissa bits of sqrt(2) as a float */
+#define SG_MAX_BITS 0x5D800000U /* 2^60 as a float */
+#define FMAXF_BITS  0x7F7FFFFFU /* FLT_MAX as a float */
 
 void fd_lr_params_default(fd_lr_params *p, int n)
 {
@@ -147,42 +177,62 @@ static inline double double_of(uint64_t u)
     return d;
 }
 
+static inline uint32_t bits_of_f(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float float_of(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 /*
- * log2(1 + |v|) with the sign of v, for finite v. u = 1 + |v| = 2^e m with
- * m in [sqrt(1/2), sqrt(2)) taken from the IEEE bits with integer
- * operations only (e through the 2^52 trick, no int64 -> double
- * conversion, no compare), so the loops that call it vectorise on SSE2;
- * log2(m) = f Q(f) with f = m - 1 and Q a degree-8 Chebyshev fit of
- * log2(1 + f) / f on that range (relative error 3e-8; f Q(f) stays
- * accurate for tiny f). The rounding error of 1 + |v|, c = |v| - (u - 1)
- * (exact for u < 2^53), is added back as c 2^-e / ln 2 (c / u to within a
- * factor m, which is all the accuracy it needs): that keeps the relative
- * error down to the subnormals.
+ * log2(1 + |v|) with the sign of v, in float arithmetic (8 lanes a vector
+ * with AVX2) from a double v. |v| is first clamped to [2^-126, 2^126] with
+ * integer operations on its bits (below 2^-126 it is taken as 0, above as
+ * 2^126: t saturates at +-126, and float subnormals, which are slow, never
+ * occur), then rounded to a float a. u = 1 + a = 2^e m with m in
+ * [sqrt(1/2), sqrt(2)) taken from the float's bits (integer operations and
+ * an int32 -> float conversion only, no compare, so the loops vectorise on
+ * SSE2 too); log2(m) = f Q(f) with f = m - 1 and Q a degree-5 Chebyshev
+ * fit of log2(1 + f) / f on that range (relative error 8.3e-6; f Q(f)
+ * stays accurate for tiny f). The rounding error of 1 + a, c = a - (u - 1)
+ * (exact for u < 2^24), is added back as c 2^-e / ln 2, which keeps the
+ * relative error down to 2^-126. Relative error < 1e-5 in all (rounding v to
+ * a float adds 6e-8 at most); exact at 2^k - 1.
  */
 INL double log1p2(double v)
 {
-    double a = fabs(v);
-    double u = 1.0 + a;
-    double c = a - (u - 1.0);
-    uint64_t b = bits_of(u);
-    uint64_t E = b >> 52; /* 1023..2046 */
-    uint64_t mant = b & MANT_MASK;
-    uint64_t big = (SQRT2_MANT - mant) >> 63; /* 1 when m > sqrt(2) */
-    double e = double_of(0x4330000000000000ULL | (E + big)) - (TWO52 + 1023.0);
-    double m = double_of(mant | ((1023 - big) << 52));
-    double scale = double_of((2046 - E) << 52); /* 2^-(E - 1023) */
-    double f = m - 1.0;
-    double q = 0.1231096846719146;
-    q = q * f - 0.20586188051276055;
-    q = q * f + 0.21607822552243777;
-    q = q * f - 0.23916988140104181;
-    q = q * f + 0.28790326092450147;
-    q = q * f - 0.36069326813533614;
-    q = q * f + 0.48091075345941253;
-    q = q * f - 0.72134746824956242;
-    q = q * f + 1.4426950035679822;
-    double r = e + (f * q + c * scale * LOG2E);
-    return copysign(r, v);
+    uint32_t b = bits_of_f((float)v); /* past FLT_MAX: inf */
+    uint32_t sign = b & 0x80000000U;
+    uint32_t ab = b & 0x7FFFFFFFU;
+    uint32_t lo = (ab - TINY_BITS) >> 31; /* 1 when |v| < 2^-126 */
+    uint32_t hi = (HUGE_BITS - ab) >> 31; /* 1 when |v| > 2^126 (inf too) */
+    ab = (ab & (lo + hi - 1)) | (HUGE_BITS & (0 - hi));
+    float a = float_of(ab);
+    float u = 1.0f + a;
+    float c = a - (u - 1.0f);
+    uint32_t bu = bits_of_f(u);
+    uint32_t E = bu >> 23; /* 127..253 */
+    uint32_t mant = bu & 0x7FFFFFU;
+    uint32_t big = (SQRT2_MANTF - mant) >> 31; /* 1 when m > sqrt(2) */
+    float e = (float)(int32_t)(E + big - 127);
+    float m = float_of(mant | ((127 - big) << 23));
+    float scale = float_of((254 - E) << 23); /* 2^-(E - 127), a normal float */
+    float f = m - 1.0f;
+    float q = -0.202289268f;
+    q = q * f + 0.316898197f;
+    q = q * f - 0.366925776f;
+    q = q * f + 0.479925573f;
+    q = q * f - 0.721195757f;
+    q = q * f + 1.44270039f;
+    float r = e + (f * q + c * scale * (float)LOG2E); /* >= +0 */
+    return (double)float_of(bits_of_f(r) | sign);
 }
 
 double fd_lr_fast_log1p2(double v)
@@ -197,10 +247,14 @@ double fd_lr_fast_log1p2(double v)
 INL void transform_t(int n, const double *raw, double *t)
 {
     double r[NF];
-    memcpy(r, raw, (size_t)n * sizeof *r);
-    memset(r + n, 0, (size_t)(NF - n) * sizeof *r);
+    const double *src = raw;
+    if (n < NF) {
+        memcpy(r, raw, (size_t)n * sizeof *r);
+        memset(r + n, 0, (size_t)(NF - n) * sizeof *r);
+        src = r;
+    }
     for (int i = 0; i < NF; i++) {
-        uint64_t b = bits_of(r[i]);
+        uint64_t b = bits_of(src[i]);
         uint64_t finite = ((b & EXP_MASK) - EXP_MASK) >> 63; /* exponent not all ones */
         t[i] = log1p2(double_of(b & (0 - finite)));
     }
@@ -258,31 +312,76 @@ HOT double fd_lr_predict(const fd_lr *m, const double *raw)
 
 /* ---- derived state ------------------------------------------------------- */
 
-/* w for one coordinate from z and sqrt(g2). max(|z| - l1, 0) is
- * (a + |a|) / 2 (exact), no compare, so the loops vectorise; d_floor is
- * DBL_MIN when beta = l2 = 0 (a coordinate with g2 = 0 would divide 0 by 0)
- * and 0 otherwise (d + 0 = d exactly). */
-INL double weight_of(double z, double sg2, double inv_alpha, double beta, double l1, double l2,
-                     double d_floor)
+/* The learning-rate terms are float (8 lanes a vector, and float sqrt and
+ * divide cost a fraction of double ones); z and g2 stay double. to_f
+ * clamps at FLT_MAX so a huge g2 or z (only reachable through a parsed
+ * text) gives a huge finite float, never inf (inf - inf would be NaN). */
+/* min(q, the float of bits lim) for q >= 0 (inf too): integer operations,
+ * no compare, so the loops vectorise */
+INL float clamp_f(float q, uint32_t lim)
 {
-    double d = (beta + sg2) * inv_alpha + l2 + d_floor;
-    double a = fabs(z) - l1;
-    return -copysign(0.5 * (a + fabs(a)), z) / d;
+    uint32_t b = bits_of_f(q);
+    uint32_t big = (lim - b) >> 31;
+    return float_of((b & (big - 1)) | (lim & (0 - big)));
 }
 
-static double d_floor_of(double beta, double l2)
+/* sqrt(g2) as the schedule uses it (kept per coordinate in sg): a float,
+ * clamped at 2^60 (a g2 past FLT_MAX is inf as a float). */
+INL float sqrt_of(double g2)
 {
-    return beta == 0 && l2 == 0 ? DBL_MIN : 0.0;
+    return clamp_f(sqrtf((float)g2), SG_MAX_BITS);
 }
 
-/* w from z and g2 for every coordinate. */
+typedef struct lr_consts {
+    double inv_alpha;
+    float ia, beta, l1, l2, d_floor;
+} lr_consts;
+
+/* A parameter as a float in {0} and [2^-60, 2^60]: the denominator below
+ * stays finite and normal. */
+INL float fparam(double v)
+{
+    return v < 0x1p-60 ? 0.0f : v > 0x1p60 ? 0x1p60f : (float)v;
+}
+
+/* d_floor is FLT_MIN when beta = l2 = 0 as floats (a coordinate with
+ * g2 = 0 would divide 0 by 0) and 0 otherwise (d + 0 = d exactly). */
+INL lr_consts consts_of(const fd_lr_params *p, int bias)
+{
+    double l2 = bias ? 0.0 : p->l2;
+    lr_consts c = {.inv_alpha = 1.0 / p->alpha};
+    c.l1 = bias ? 0.0f : p->l1 > 0x1p120 ? 0x1p120f : (float)p->l1;
+    c.ia = fparam(c.inv_alpha);
+    if (c.ia == 0)
+        c.ia = 0x1p-60f;
+    c.beta = fparam(p->beta);
+    c.l2 = fparam(l2);
+    c.d_floor = c.beta == 0 && c.l2 == 0 ? FLT_MIN : 0.0f;
+    return c;
+}
+
+/* w for one coordinate from z and sg = sqrt_of(g2): max(|z| - l1, 0) is
+ * (a + |a|) / 2 (exact), no compare, so the loops vectorise; the quotient
+ * is a float one, clamped at FLT_MAX. */
+INL double weight_of(double z, float sg, const lr_consts *c)
+{
+    float d = (c->beta + sg) * c->ia + c->l2 + c->d_floor;
+    float zf = (float)z; /* past FLT_MAX: inf, and q is clamped */
+    float a = fabsf(zf) - c->l1;
+    float q = clamp_f(0.5f * (a + fabsf(a)) / d, FMAXF_BITS);
+    return -(double)copysignf(q, zf);
+}
+
+/* sg and w from z and g2 for every coordinate. */
 static void derive_w(fd_lr *m, const fd_lr_params *p)
 {
-    double inv_alpha = 1.0 / p->alpha, df = d_floor_of(p->beta, p->l2);
-    for (int i = 0; i < NF; i++)
-        m->w[i] = weight_of(m->z[i], sqrt(m->g2[i]), inv_alpha, p->beta, p->l1, p->l2, df);
-    m->w[BIAS] = weight_of(m->z[BIAS], sqrt(m->g2[BIAS]), inv_alpha, p->beta, 0.0, 0.0,
-                           d_floor_of(p->beta, 0));
+    lr_consts c = consts_of(p, 0), cb = consts_of(p, 1);
+    for (int i = 0; i < NF; i++) {
+        m->sg[i] = sqrt_of(m->g2[i]);
+        m->w[i] = weight_of(m->z[i], m->sg[i], &c);
+    }
+    m->sg[BIAS] = sqrt_of(m->g2[BIAS]);
+    m->w[BIAS] = weight_of(m->z[BIAS], m->sg[BIAS], &cb);
 }
 
 /* mean / inv_std from the sums (inputs 0..n-1; the rest stay 0 / 1). */
@@ -334,28 +433,28 @@ HOT double fd_lr_learn(fd_lr *m, const fd_lr_params *p, const double *raw, int l
     double pr = sigmoid(margin_of(m, x));
     double gy = pr - (label ? 1.0 : 0.0);
 
-    double inv_alpha = 1.0 / p->alpha, beta = p->beta, l1 = p->l1, l2 = p->l2;
-    double df = d_floor_of(beta, l2);
+    lr_consts c = consts_of(p, 0), cb = consts_of(p, 1);
     for (int i = 0; i < NF; i++) {
         double g = gy * x[i];
-        double g2 = m->g2[i];
-        double g2n = g2 + g * g;
-        double sn = sqrt(g2n);
-        double sigma = (sn - sqrt(g2)) * inv_alpha;
+        double g2n = m->g2[i] + g * g;
+        float sn = sqrt_of(g2n);
+        /* the difference of two floats is exact in double */
+        double sigma = ((double)sn - (double)m->sg[i]) * c.inv_alpha;
         double z = m->z[i] + (g - sigma * m->w[i]);
         m->z[i] = z;
         m->g2[i] = g2n;
-        m->w[i] = weight_of(z, sn, inv_alpha, beta, l1, l2, df);
+        m->sg[i] = sn;
+        m->w[i] = weight_of(z, sn, &c);
     }
     {
         double g = gy;
-        double g2 = m->g2[BIAS];
-        double g2n = g2 + g * g;
-        double sn = sqrt(g2n);
-        double sigma = (sn - sqrt(g2)) * inv_alpha;
+        double g2n = m->g2[BIAS] + g * g;
+        float sn = sqrt_of(g2n);
+        double sigma = ((double)sn - (double)m->sg[BIAS]) * cb.inv_alpha;
         m->z[BIAS] += g - sigma * m->w[BIAS];
         m->g2[BIAS] = g2n;
-        m->w[BIAS] = weight_of(m->z[BIAS], sn, inv_alpha, beta, 0.0, 0.0, d_floor_of(beta, 0));
+        m->sg[BIAS] = sn;
+        m->w[BIAS] = weight_of(m->z[BIAS], sn, &cb);
     }
     return pr;
 }

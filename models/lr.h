@@ -8,7 +8,8 @@
  *
  * Pipeline of one example:
  *   raw feature vector (fd_feat_eval, up to FD_LR_MAX_FEAT values)
- *   -> t_i = sign(r_i) * log2(1 + |r_i|)       (fd_lr_fast_log1p2: heavy tails)
+ *   -> t_i = sign(r_i) * log2(1 + |r_i|)       (fd_lr_fast_log1p2: heavy tails;
+ *                                                NaN and +-inf taken as 0)
  *   -> x_i = (t_i - mean_i) * inv_std_i        (standardiser; refreshed every
  *                                                FD_LR_STD_REFRESH examples)
  *   -> p = sigmoid(w . x + w_bias)
@@ -47,16 +48,21 @@ typedef struct fd_lr {
     double s_n;
     double s_sum[FD_LR_MAX_FEAT], s_sq[FD_LR_MAX_FEAT];
     double mean[FD_LR_MAX_FEAT], inv_std[FD_LR_MAX_FEAT]; /* derived */
-    uint64_t since_refresh; /* examples since mean/inv_std were refreshed */
-    uint64_t examples;      /* examples learned, ever */
-    uint64_t version;       /* bumped by every merge that changed the model */
+    uint64_t since_refresh;       /* examples since mean/inv_std were refreshed */
+    uint64_t examples;            /* examples learned, ever */
+    uint64_t version;             /* bumped by every merge that changed the model */
+    float sg[FD_LR_MAX_FEAT + 1]; /* derived: sqrt(g2) in float, as the schedule uses it */
 } fd_lr;
 
 void fd_lr_init(fd_lr *m, const fd_lr_params *p);
 
 /* raw -> x (the standardised inputs the weights apply to). */
 void fd_lr_transform(const fd_lr *m, const double *raw, double *x);
-/* sign(v) * log2(1 + |v|), relative error < 1e-6, no libm call. */
+/* sign(v) * log2(1 + |v|) in float arithmetic, no libm call: relative
+ * error < 1e-5 for 2^-126 <= |v| <= 2^126, exact at 2^k - 1, monotone;
+ * +-0 (the sign kept) for |v| < 2^-126 (absolute error < 2^-125);
+ * saturates at +-126 for finite |v| > 2^126; +-inf and NaN are returned
+ * as they are (fd_lr_transform takes those inputs as 0). */
 double fd_lr_fast_log1p2(double v);
 
 /* Probability of label 1 for raw inputs (transform + dot + sigmoid). */
