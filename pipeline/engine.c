@@ -248,8 +248,11 @@ bool eng_collect(fd_engine *e)
                 if (sn->error) {
                     fd_err("engine",
                            "shard=%d could not prepare epoch %" PRIu64
-                           " (out of memory); stopping without writing it",
-                           i, ep->id);
+                           " (%s); stopping without writing it",
+                           i, ep->id,
+                           sn->error == 2 ? "internal error: a Redis command got the wrong "
+                                            "number of arguments"
+                                          : "out of memory");
                     e->fatal = 1;
                 }
                 ep->snaps[i] = sn;

@@ -70,12 +70,17 @@ static void put(fd_resp *b, const char *s, size_t n)
 
 void fd_resp_cmd(fd_resp *b, int argc)
 {
+    if (b->owed != 0 || argc < 1)
+        b->cut = 1;
+    b->owed = argc;
     put_header(b, '*', (uint64_t)argc);
     b->n_cmds++;
 }
 
 void fd_resp_arg(fd_resp *b, const char *s, size_t len)
 {
+    if (b->owed-- <= 0)
+        b->cut = 1;
     put_header(b, '$', len);
     if (reserve(b, len + 2) != 0)
         return;
@@ -101,6 +106,8 @@ void fd_resp_cat(fd_resp *b, const fd_resp *other)
 {
     if (other->oom)
         b->oom = 1;
+    if (b->owed != 0 || other->owed != 0 || other->cut)
+        b->cut = 1;
     put(b, other->p, other->len);
     b->n_cmds += other->n_cmds;
 }
@@ -110,6 +117,8 @@ void fd_resp_reset(fd_resp *b)
     b->len = 0;
     b->n_cmds = 0;
     b->oom = 0;
+    b->owed = 0;
+    b->cut = 0;
 }
 
 void fd_resp_free(fd_resp *b)

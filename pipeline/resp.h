@@ -14,7 +14,18 @@ typedef struct fd_resp {
     size_t len, cap;
     size_t n_cmds; /* commands appended */
     int oom;       /* an allocation failed: the buffer is incomplete */
+    int64_t owed;  /* arguments the open command still expects */
+    int cut;       /* a command got fewer or more arguments than it announced:
+                    * the buffer must never reach Redis (a protocol error
+                    * closes the connection, and the retry would fail alike) */
 } fd_resp;
+
+/* The buffer is whole: no allocation failed and every command got exactly
+ * the arguments it announced. */
+static inline int fd_resp_ok(const fd_resp *b)
+{
+    return !b->oom && !b->cut && b->owed == 0;
+}
 
 /* Start a command of argc arguments (the name counts). */
 void fd_resp_cmd(fd_resp *b, int argc);

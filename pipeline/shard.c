@@ -403,17 +403,19 @@ static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, uint64_t epoc
         ps->risk_left--;
     }
     /* the pending set: count the SREMs and SADDs per partition, then send
-     * them as few commands of at most MSET_MAX members */
+     * them as few commands of at most MSET_MAX members: all SREMs first, then
+     * all SADDs, so one command's members are never cut by the other's
+     * header (a mixed epoch once gave Redis a protocol error) */
     for (int p = 0; p < s->n_parts; p++)
         s->parts[p].set_left[0] = s->parts[p].set_left[1] = s->parts[p].set_open[0] =
             s->parts[p].set_open[1] = 0;
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 3; pass++) {
         cur = 0;
         while ((u = fd_user_table_next(s->users, &cur))) {
             if (u->epoch != (uint32_t)epoch || u->partition < 0 || u->partition >= s->n_parts)
                 continue;
             int add = (u->churn.flags & FD_CU_PENDING) != 0;
-            if (add == (int)u->churn.in_set)
+            if (add == (int)u->churn.in_set || (pass > 0 && add != pass - 1))
                 continue;
             pstate *ps = &s->parts[u->partition];
             if (pass == 0) {
@@ -608,8 +610,10 @@ static void make_snapshot(fd_shard *s, uint64_t epoch)
         ps->touched = false;
     }
     for (int i = 0; i < sn->n_chunks; i++)
-        if (sn->chunks[i].cmds.oom)
-            sn->error = 1;
+        if (!fd_resp_ok(&sn->chunks[i].cmds))
+            sn->error = sn->chunks[i].cmds.oom ? 1 : 2;
+    if (!fd_resp_ok(&sn->pfadd))
+        sn->error = sn->pfadd.oom ? 1 : 2;
 publish:
     free(idx);
     if (!sn)

@@ -72,7 +72,7 @@ typedef struct fd_snapshot {
     int n_chunks;
     fd_resp pfadd; /* PFADDs of the funnel's unique users, all partitions (idempotent:
                       sent before the MULTI/EXEC, whatever becomes of the partitions) */
-    int error;     /* out of memory while building: the epoch cannot be written */
+    int error;     /* 1 out of memory, 2 a malformed command: the epoch cannot be written */
     /* the churn model (model_pub.h): the replica at this marker and at the
      * previous one, and the quality the shard counted in between; NULL when
      * churn is off */

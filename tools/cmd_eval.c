@@ -68,8 +68,9 @@ static void usage(FILE *out)
                  "labelled examples (tools/eval_peers.py, Debian python3-sklearn).\n"
                  "\n"
                  "  --users N           generated users (default 2000)\n"
-                 "  --events N          generated events (default 1500000)\n"
-                 "  --span DURATION     generated event-time span (default 120d)\n"
+                 "  --events N          generated events, at most (default 2000000)\n"
+                 "  --span DURATION     generated event-time span: the stream stops there\n"
+                 "                      (default 120d)\n"
                  "  --seed N            generator seed (default 1)\n"
                  "  --churn-fraction F  share of generated users that churn (default 0.3)\n"
                  "  --horizon DURATION  churn.horizon (default: the config's, 14d)\n"
@@ -147,7 +148,7 @@ static int parse_args(int argc, char **argv, ev_args *a)
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     a->users = 2000;
-    a->events = 1500000;
+    a->events = 2000000;
     a->span_ms = 120 * DAY_MS;
     a->seed = 1;
     a->churn_fraction = 0.3;
@@ -349,7 +350,9 @@ static int run_stream(const ev_args *a, ev_run *r, const fd_feat_params *fp, int
         }
         start = o.start_ms;
         int rc = 0;
-        while (!fd_cli_stop && fd_gen_next(g, &ev) == 1) {
+        /* the span bounds the stream (the generator's is rough: as churners
+         * leave, the others' events stretch it) */
+        while (!fd_cli_stop && fd_gen_next(g, &ev) == 1 && ev.ts_ms < start + a->span_ms) {
             if (apply(r, fp, &ev, lateness, &sink) < 0) {
                 fprintf(stderr, PROG ": out of memory\n");
                 rc = -1;
@@ -439,8 +442,11 @@ static json_t *run_peers(const char *script, const char *csv)
     json_t *j = json_loadf(p, 0, &je);
     int st = pclose(p);
     if (!j || st != 0 || !json_is_object(j)) {
-        fprintf(stderr, PROG ": the peers (%s) failed (exit %d)%s%s\n", script,
-                WIFEXITED(st) ? WEXITSTATUS(st) : -1, j ? "" : ": ", j ? "" : je.text);
+        if (st != 0)
+            fprintf(stderr, PROG ": the peers (%s) failed (exit %d)\n", script,
+                    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+        else
+            fprintf(stderr, PROG ": the peers (%s) printed no JSON object: %s\n", script, je.text);
         json_decref(j);
         return NULL;
     }

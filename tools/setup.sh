@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config librdkafka-dev libhiredis-dev libavro-dev
       libopenblas-dev libyaml-dev libjansson-dev redis-server redis-tools kcat
-      python3 python3-confluent-kafka python3-redis clang libclang-rt-14-dev clang-format)
+      python3 python3-confluent-kafka python3-redis python3-numpy python3-sklearn
+      clang libclang-rt-14-dev clang-format)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import SLOW, build_dir  # noqa: E402
 
 FUNNELCTL = str(build_dir() / "funnelctl")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DAY = 86400000
 KEYS = ("auc", "logloss", "alert_precision", "alert_recall", "median_lead_time_s", "horizon_s",
         "examples", "positives", "alerts", "churned", "reactivated", "calibration")
@@ -37,7 +38,9 @@ class Eval(unittest.TestCase):
         for k in KEYS:
             self.assertIn(k, j)
         self.assertEqual(j["horizon_s"], 14 * 86400)
-        self.assertEqual(j["events"], 200000)
+        # the span bounds the stream: it stops at day 90 or at --events
+        self.assertLessEqual(j["events"], 200000)
+        self.assertGreater(j["events"], 100000)
         self.assertGreater(j["churned"], 20, "90 days of planted churn confirm some episodes")
         self.assertGreater(j["positives"], 0)
         self.assertLess(j["positives"], j["examples"])
@@ -49,6 +52,66 @@ class Eval(unittest.TestCase):
         again = run_eval(*args)
         self.assertEqual(again.returncode, 0, again.stderr)
         self.assertEqual(json.loads(again.stdout), j, "the same stream gives the same figures")
+
+    def test_peers_on_the_same_examples(self):
+        """The scikit-learn peers (tools/eval_peers.py) run on the examples
+        funneld's model learned, and their AUCs come out beside its own."""
+        with tempfile.TemporaryDirectory() as d:
+            csv = os.path.join(d, "ex.csv")
+            r = subprocess.run([FUNNELCTL, "eval", "--json", "--users", "300", "--events",
+                                "100000", "--span", "60d", "--seed", "3", "--csv", csv],
+                               capture_output=True, text=True, timeout=300 * SLOW)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            j = json.loads(r.stdout)
+            with open(csv) as f:
+                f.readline()
+                yp = [(int(c[1]), float(c[2])) for c in (ln.split(",", 3) for ln in f)]
+        for k in ("batch_auc", "sgd_auc", "online_auc_test"):
+            self.assertIn(k, j)
+            self.assertTrue(0.5 < j[k] <= 1.0, f"{k} = {j[k]}")
+        # exact AUC of funneld's prequential p (rank sum, ties one half)
+        yp.sort(key=lambda t: t[1])
+        rank_sum, i, npos = 0.0, 0, sum(y for y, _ in yp)
+        while i < len(yp):
+            k = i
+            while k < len(yp) and yp[k][1] == yp[i][1]:
+                k += 1
+            rank_sum += sum(y for y, _ in yp[i:k]) * (i + k + 1) / 2.0
+            i = k
+        exact = (rank_sum - npos * (npos + 1) / 2.0) / (npos * (len(yp) - npos))
+        self.assertAlmostEqual(j["online_auc"], exact, places=6,
+                               msg="the peers score funneld's own predictions")
+        self.assertLess(abs(j["auc"] - exact), 0.05,
+                        "funneld's windowed, binned AUC tracks the exact one")
+        self.assertIn("running the scikit-learn peers", r.stderr)
+
+    def test_peers_script_errors(self):
+        script = os.path.join(ROOT, "tools", "eval_peers.py")
+        with tempfile.TemporaryDirectory() as d:
+            cases = {
+                "missing.csv": (None, "No such file"),
+                "empty.csv": ("", "header must start with ts,label,p"),
+                "short.csv": ("ts,label,p,x\n1,0,0.5\n", "short.csv:2: 3 cells, the header has 4"),
+                "nan.csv": ("ts,label,p,x\n1,0,0.5,abc\n", "nan.csv:2: column x: not a number: 'abc'"),
+                "one.csv": ("ts,label,p,x\n" + "".join(f"{i},0,0.1,{i}\n" for i in range(20)),
+                            "only one class"),
+            }
+            for name, (text, want) in cases.items():
+                path = os.path.join(d, name)
+                if text is not None:
+                    with open(path, "w") as f:
+                        f.write(text)
+                r = subprocess.run(["/usr/bin/python3", script, path], capture_output=True,
+                                   text=True, timeout=60)
+                self.assertEqual(r.returncode, 2, f"{name}: {r.stderr}")
+                self.assertIn(want, r.stderr, name)
+                self.assertEqual(r.stdout, "", name)
+            # funnelctl eval passes a peers failure on with a non-zero exit
+            r = subprocess.run([FUNNELCTL, "eval", "--users", "50", "--events", "2000",
+                                "--span", "5d", "--peers-script", os.path.join(d, "none.py")],
+                               capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("the peers", r.stderr)
 
     def test_csv_of_labelled_examples(self):
         with tempfile.TemporaryDirectory() as d:

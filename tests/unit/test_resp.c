@@ -45,6 +45,47 @@ static void test_resp_bytes(void)
     fd_resp_free(NULL);
 }
 
+/* A command cut by another's header (the SREM/SADD bug of the pending set),
+ * one with an argument too many, and one left open are all caught, so such a
+ * buffer never reaches Redis. */
+static void test_resp_cut(void)
+{
+    fd_resp b = {0};
+    fd_resp_cmd(&b, 3);
+    fd_resp_str(&b, "SREM");
+    fd_resp_str(&b, "k");
+    fd_resp_str(&b, "u1");
+    CHECK(fd_resp_ok(&b));
+    fd_resp_cmd(&b, 3);
+    fd_resp_str(&b, "SREM");
+    fd_resp_str(&b, "k");
+    CHECK(!fd_resp_ok(&b)); /* one member owed */
+    fd_resp_cmd(&b, 3);     /* ... and cut by the next header */
+    fd_resp_str(&b, "SADD");
+    fd_resp_str(&b, "k");
+    fd_resp_str(&b, "u2");
+    CHECK(b.cut && !fd_resp_ok(&b));
+    fd_resp_reset(&b);
+    CHECK(fd_resp_ok(&b));
+
+    fd_resp_cmd(&b, 1);
+    fd_resp_str(&b, "PING");
+    fd_resp_str(&b, "extra");
+    CHECK(!fd_resp_ok(&b));
+    fd_resp_reset(&b);
+
+    fd_resp open = {0}, whole = {0};
+    fd_resp_cmd(&open, 2);
+    fd_resp_str(&open, "GET");
+    fd_resp_cmd(&whole, 1);
+    fd_resp_str(&whole, "PING");
+    fd_resp_cat(&whole, &open);
+    CHECK(!fd_resp_ok(&whole)); /* an open command travels with a cat */
+    fd_resp_free(&b);
+    fd_resp_free(&open);
+    fd_resp_free(&whole);
+}
+
 static void test_window_merge(void)
 {
     char err[128];
@@ -98,6 +139,7 @@ static void test_window_merge(void)
 int main(void)
 {
     test_resp_bytes();
+    test_resp_cut();
     test_window_merge();
     return check_report();
 }
