@@ -422,6 +422,143 @@ void eng_close_windows(fd_engine *e)
     expire_windows(e, wm);
 }
 
+/* ---- churn alerts ----------------------------------------------------- */
+
+#define ALERT_BATCH 512
+
+typedef struct apair {
+    const redisReply *f, *v;
+} apair;
+
+static int cmp_field(const void *a, const void *b)
+{
+    const redisReply *x = ((const apair *)a)->f, *y = ((const apair *)b)->f;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->str, y->str, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* One batch of the alert outbox (PREFIX churn:outbox, filled by the shards
+ * in the epochs' MULTI/EXEC, shard_churn.c) to kafka.topic_alerts, oldest
+ * event time first, keyed by user id; the fields are deleted only once
+ * every message is delivered. Delivery is at-least-once: a crash between
+ * the delivery and the HDEL, or two instances draining at once, sends an
+ * alert twice with the same alert_id. 1: more to send, 0: empty, -1: an
+ * error (retried at the next tick). */
+static int send_alert_batch(fd_engine *e)
+{
+    char key[512], err[256], cursor[32] = "0";
+    snprintf(key, sizeof key, "%schurn:outbox", e->cfg->redis_key_prefix);
+    redisReply *pages[16] = {0};
+    int n_pages = 0;
+    size_t n = 0;
+    do { /* HSCAN pages until ALERT_BATCH pairs or the end */
+        redisReply *r = NULL;
+        if (fd_redis_appendf(e->cl.redis, "HSCAN %s %s COUNT %d", key, cursor, ALERT_BATCH) ||
+            fd_redis_read_replies(e->cl.redis, &r, 1, err, sizeof err) != 0)
+            goto fail;
+        pages[n_pages++] = r;
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY ||
+            r->element[0]->len >= sizeof cursor) {
+            fd_err("engine", "alerts: unexpected HSCAN reply for %s", key);
+            goto fail;
+        }
+        memcpy(cursor, r->element[0]->str, r->element[0]->len + 1);
+        n += r->element[1]->elements / 2;
+    } while (strcmp(cursor, "0") != 0 && n < ALERT_BATCH && n_pages < 16);
+
+    int rc = strcmp(cursor, "0") != 0 ? 1 : 0;
+    if (n == 0)
+        goto out;
+    /* field, value pairs, sorted by field ("<ts>:<id>"), duplicates dropped */
+    apair *pairs = malloc(n * sizeof *pairs);
+    const char **argv = malloc((n + 2) * sizeof *argv);
+    size_t *argl = malloc((n + 2) * sizeof *argl);
+    if (!pairs || !argv || !argl) {
+        free(pairs);
+        free(argv);
+        free(argl);
+        goto fail;
+    }
+    size_t k = 0;
+    for (int i = 0; i < n_pages; i++) {
+        redisReply *a = pages[i]->element[1];
+        for (size_t j = 0; j + 1 < a->elements; j += 2)
+            pairs[k++] = (apair){a->element[j], a->element[j + 1]};
+    }
+    qsort(pairs, k, sizeof *pairs, cmp_field);
+    int64_t failed0 = fd_kafka_delivery_failures(e->producer);
+    size_t n_del = 0, sent = 0;
+    bool ok = true;
+    for (size_t i = 0; i < k && ok; i++) {
+        if (i > 0 && cmp_field(&pairs[i - 1], &pairs[i]) == 0)
+            continue;
+        const redisReply *f = pairs[i].f, *val = pairs[i].v;
+        if (f->type != REDIS_REPLY_STRING)
+            continue;
+        argv[2 + n_del] = f->str;
+        argl[2 + n_del] = f->len;
+        n_del++;
+        const char *nul =
+            val && val->type == REDIS_REPLY_STRING ? memchr(val->str, '\0', val->len) : NULL;
+        if (!nul) {
+            fd_err("engine", "alerts: %s field %.*s is not \"<user id>\\0<message>\"; deleted", key,
+                   (int)(f->len > 64 ? 64 : f->len), f->str);
+            continue;
+        }
+        size_t kl = (size_t)(nul - val->str);
+        if (fd_kafka_produce(e->producer, e->cfg->kafka_topic_alerts, val->str, kl, nul + 1,
+                             val->len - kl - 1) != 0)
+            ok = false; /* logged; nothing of this batch is deleted */
+        else
+            sent++;
+    }
+    if (ok && sent &&
+        (fd_kafka_drain(e->producer, 10000) != 0 ||
+         fd_kafka_delivery_failures(e->producer) != failed0)) {
+        fd_warn("engine", "alerts: %zu alert(s) to %s not all delivered; sent again later", sent,
+                e->cfg->kafka_topic_alerts);
+        ok = false;
+    }
+    if (ok) {
+        argv[0] = "HDEL";
+        argl[0] = 4;
+        argv[1] = key;
+        argl[1] = strlen(key);
+        redisReply *r = NULL;
+        if (fd_redis_appendv(e->cl.redis, (int)(2 + n_del), argv, argl) != 0 ||
+            fd_redis_read_replies(e->cl.redis, &r, 1, err, sizeof err) != 0)
+            ok = false;
+        if (r)
+            freeReplyObject(r);
+        fd_debug("engine", "alerts: sent %zu churn alert(s) to %s", sent,
+                 e->cfg->kafka_topic_alerts);
+    }
+    free(pairs);
+    free(argv);
+    free(argl);
+    if (!ok)
+        rc = -1;
+out:
+    for (int i = 0; i < n_pages; i++)
+        freeReplyObject(pages[i]);
+    return rc;
+fail:
+    for (int i = 0; i < n_pages; i++)
+        freeReplyObject(pages[i]);
+    return -1;
+}
+
+void eng_send_alerts(fd_engine *e)
+{
+    char err[256];
+    if (!e->env.churn || fd_redis_ensure(e->cl.redis, err, sizeof err) != 0)
+        return;
+    for (int round = 0; round < 64 && send_alert_batch(e) == 1; round++)
+        ;
+}
+
 /* While a backlog is read, windows close at most this often: ingest first. */
 #define CLOSER_BACKLOG_MS 5000
 
@@ -446,6 +583,7 @@ void *eng_closer_main(void *arg)
         if (!atomic_load(&e->cl.catching_up) || now - last >= CLOSER_BACKLOG_MS) {
             last = now;
             eng_close_windows(e);
+            eng_send_alerts(e);
         }
         pthread_mutex_lock(&e->cl.t.mu);
     }

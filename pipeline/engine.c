@@ -8,6 +8,7 @@
  */
 #include "pipeline/churn_setup.h"
 #include "pipeline/churn_state.h"
+#include "pipeline/alert.h"
 #include "pipeline/engine_int.h"
 
 static void bg_init(bgthread *b)
@@ -577,6 +578,16 @@ int fd_engine_check_config(const fd_config *cfg, char *errstr, size_t errstr_siz
         return -1;
     }
     fd_metrics_enc_free(m);
+    if (fd_churn_enabled(cfg)) {
+        fd_alert_enc *a = fd_alert_enc_new(!strcmp(cfg->kafka_alerts_format, "json"),
+                                           cfg->kafka_alerts_schema, NULL, err, sizeof err);
+        if (!a) {
+            snprintf(errstr, errstr_size, "%s: %s",
+                     fd_config_where(cfg, "kafka.alerts_schema", where, sizeof where), err);
+            return -1;
+        }
+        fd_alert_enc_free(a);
+    }
     return 0;
 }
 
@@ -674,8 +685,10 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
                    e->cfg->engine_shutdown_timeout_ms);
     }
     eng_closer_stop(e); /* then close what the last writes allow, here */
-    if (!e->fatal && flushed)
+    if (!e->fatal && flushed) {
         eng_close_windows(e);
+        eng_send_alerts(e);
+    }
     atomic_store(&e->abort, 1);
     rd_kafka_consumer_close(e->consumer);
     bool drained = fd_kafka_drain(e->producer, 5000) == 0;

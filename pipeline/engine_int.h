@@ -266,6 +266,8 @@ struct fd_engine {
 
 /* closer.c */
 void eng_close_windows(fd_engine *e);
+/* Send the churn-alert outbox to kafka.topic_alerts (closer.c). */
+void eng_send_alerts(fd_engine *e);
 void eng_closer_kick(fd_engine *e);
 void *eng_closer_main(void *arg);
 void eng_closer_stop(fd_engine *e);

@@ -36,6 +36,8 @@ const char *fd_stat_name(int i, char *buf, size_t n)
         return "dlq_failed";
     if (i == FD_ST_SATURATED)
         return "saturated_sums";
+    if (i == FD_ST_ALERTS)
+        return "churn_alerts";
     if (i >= FD_ST_DLQ_FAILED_REASON0)
         snprintf(buf, n, "dlq_failed.%s",
                  fd_reject_name((fd_reject)(i - FD_ST_DLQ_FAILED_REASON0)));
@@ -436,6 +438,12 @@ static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, uint64_t epoc
             u->churn.in_set = (unsigned)add;
         }
     }
+    /* the alerts fired since the last snapshot (shard_churn.c) */
+    for (int p = 0; p < s->n_parts; p++)
+        if (s->parts[p].outbox.len) {
+            fd_chunk *c = chunk_for(sn, idx, p);
+            sch_outbox(s, p, &c->cmds);
+        }
 }
 
 fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p)

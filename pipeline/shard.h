@@ -35,6 +35,7 @@ enum {
     FD_ST_USER_UNREADABLE, /* stored user records funneld could not read */
     FD_ST_DLQ_FAILED,      /* dead letters given up (fd_kafka_dlq_failed) */
     FD_ST_SATURATED,       /* sums that stopped at their limit (fd_funnel_saturated) */
+    FD_ST_ALERTS,          /* churn alerts fired (written to the outbox) */
     FD_ST_DLQ_REASON0,     /* "dlq.REASON": FD_REJ__COUNT of them */
     FD_ST_DLQ_FAILED_REASON0 = FD_ST_DLQ_REASON0 + 32, /* "dlq_failed.REASON" */
 };
@@ -96,7 +97,6 @@ typedef struct fd_shard_env {
     atomic_int *stalled;                 /* shards now waiting for Redis to load users */
     const struct fd_churn_params *churn; /* NULL: churn.enabled off */
     struct fd_model_pub *model;          /* the merged model (model_pub.h) */
-    struct fd_alert_enc *alerts;         /* churn alert encoder (pipeline/alert.h) */
 } fd_shard_env;
 
 typedef struct fd_shard fd_shard;

@@ -24,6 +24,7 @@
 #include <inttypes.h>
 
 #include "daemon/log.h"
+#include "pipeline/alert.h"
 #include "pipeline/model_pub.h"
 #include "pipeline/shard_int.h"
 
@@ -57,11 +58,75 @@ static void free_ghosts(fd_timer_heap *h)
             free(ghost_of(h->a[i].ref));
 }
 
+/* An alert goes into its partition's outbox: HSET PREFIX churn:outbox
+ * "<ts_ms, 16 digits>:<alert_id>" "<user id>\0<message>", written with the
+ * epoch's records in its MULTI/EXEC; the closer sends the outbox to
+ * kafka.topic_alerts and deletes what was delivered (closer.c). So an
+ * alert of an epoch that is never written is never sent (its replay fires
+ * it again, with the same id), and one that was written is sent at least
+ * once. */
 static void on_alert(void *ctx, const fd_churn_alert *a)
 {
     fd_shard *s = ctx;
-    (void)s;
-    fd_debug("churn", "alert %s user=%.64s risk=%.3f", a->alert_id, fd_user_id(a->user), a->risk);
+    const fd_user *u = a->user;
+    pstate *ps = u->partition >= 0 && u->partition < s->n_parts ? &s->parts[u->partition] : NULL;
+    if (!ps || !s->alert_enc)
+        return;
+    char names[FD_CHURN_REASONS][64];
+    fd_alert_msg m = {.alert_id = a->alert_id,
+                      .user_id = fd_user_id(u),
+                      .ts_ms = a->ts,
+                      .risk = a->risk,
+                      .threshold = a->threshold,
+                      .model_version = (int64_t)a->model_version,
+                      .n_reasons = a->n_reasons,
+                      .last_activity_ms = a->last_activity_ts,
+                      .monetary_cents = a->monetary_cents};
+    for (int i = 0; i < a->n_reasons && i < FD_ALERT_REASONS; i++) {
+        m.reasons[i].feature =
+            fd_feat_name(&s->env->core->feat, a->reason_feature[i], names[i], sizeof names[i]);
+        m.reasons[i].value = a->reason_value[i];
+        m.reasons[i].contribution = a->reason_contrib[i];
+    }
+    const void *out;
+    size_t len;
+    if (fd_alert_encode(s->alert_enc, &m, &out, &len) != 0) {
+        fd_err("churn", "shard=%d alert %s for user %.64s could not be encoded (out of memory?)",
+               s->id, a->alert_id, fd_user_id(u));
+        return;
+    }
+    char field[64];
+    int fl = snprintf(field, sizeof field, "%016" PRId64 ":%s", a->ts < 0 ? 0 : a->ts, a->alert_id);
+    fd_resp_cmd(&ps->outbox, 4);
+    fd_resp_str(&ps->outbox, "HSET");
+    fd_resp_str(&ps->outbox, s->alert_key);
+    fd_resp_arg(&ps->outbox, field, (size_t)fl);
+    /* the value: the user id (the Kafka key), a NUL, the message */
+    fd_resp *b = &ps->outbox;
+    size_t idl = u->id_len, vl = idl + 1 + len;
+    char stack[4096], *v = vl <= sizeof stack ? stack : malloc(vl);
+    if (!v) {
+        b->oom = 1;
+        return;
+    }
+    memcpy(v, fd_user_id(u), idl);
+    v[idl] = '\0';
+    memcpy(v + idl + 1, out, len);
+    fd_resp_arg(b, v, vl);
+    if (v != stack)
+        free(v);
+    ps->stats[FD_ST_ALERTS]++;
+    ps->touched = true;
+    fd_debug("churn", "alert %s user=%.64s risk=%.3f", a->alert_id, fd_user_id(u), a->risk);
+}
+
+void sch_outbox(fd_shard *s, int32_t p, fd_resp *cmds)
+{
+    pstate *ps = &s->parts[p];
+    if (ps->outbox.len) {
+        fd_resp_cat(cmds, &ps->outbox);
+        fd_resp_reset(&ps->outbox);
+    }
 }
 
 int sch_new(fd_shard *s, char *errstr, size_t errstr_size)
@@ -81,6 +146,15 @@ int sch_new(fd_shard *s, char *errstr, size_t errstr_size)
     pthread_mutex_unlock(&s->env->model->mu);
     *s->prev = s->cm->lr;
     s->sink = (fd_churn_sink){.ctx = s, .alert = on_alert, .example = NULL};
+    const fd_config *cfg = s->env->cfg;
+    char err[512];
+    s->alert_enc = fd_alert_enc_new(!strcmp(cfg->kafka_alerts_format, "json"),
+                                    cfg->kafka_alerts_schema, NULL, err, sizeof err);
+    if (!s->alert_enc) {
+        snprintf(errstr, errstr_size, "kafka.alerts_schema: %s", err);
+        return -1;
+    }
+    snprintf(s->alert_key, sizeof s->alert_key, "%schurn:outbox", cfg->redis_key_prefix);
     return 0;
 }
 
@@ -89,10 +163,11 @@ void sch_free(fd_shard *s)
     for (int p = 0; p < s->n_parts; p++) {
         free_ghosts(&s->parts[p].timers);
         fd_timer_free(&s->parts[p].timers);
+        fd_resp_free(&s->parts[p].outbox);
     }
     free(s->cm);
     free(s->prev);
-    fd_resp_free(&s->alert_buf);
+    fd_alert_enc_free(s->alert_enc);
 }
 
 static void mark_dirty(fd_shard *s, fd_user *u)
@@ -228,6 +303,7 @@ void sch_drop(fd_shard *s, int32_t p)
         s->parts[p].timers.moved = moved;
         free_ghosts(&s->parts[p].timers);
         fd_timer_free(&s->parts[p].timers); /* drop_partition then zeroes the pstate */
+        fd_resp_free(&s->parts[p].outbox);  /* its alerts fire again on replay */
     }
 }
 

@@ -39,6 +39,7 @@ typedef struct pstate {
     fd_timer_heap timers;            /* churn label and checkpoint timers (shard_churn.c) */
     size_t risk_left, risk_open;     /* make_snapshot: the ZADDs of the risk ranking */
     size_t set_left[2], set_open[2]; /* ... the SREMs [0] and SADDs [1] of the pending set */
+    fd_resp outbox;                  /* HSETs of the churn alerts fired since the last snapshot */
 } pstate;
 
 struct fd_shard {
@@ -87,7 +88,8 @@ struct fd_shard {
     uint64_t prev_epoch;
     fd_churn_sink sink;
     int32_t cur_part; /* the partition of the user the engine is working on */
-    fd_resp alert_buf;
+    struct fd_alert_enc *alert_enc;
+    char alert_key[512]; /* PREFIX churn:outbox */
 };
 
 /* shard_churn.c */
@@ -113,6 +115,8 @@ void sch_ghost(fd_shard *s, fd_user *u);
 fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p);
 /* Forget a partition's timers. */
 void sch_drop(fd_shard *s, int32_t p);
+/* The alerts of partition p since the last snapshot into c (an HSET each). */
+void sch_outbox(fd_shard *s, int32_t p, fd_resp *cmds);
 /* The user record's suffix (models/churn.h), and reading it back. */
 size_t sch_suffix(const fd_user *u, char *buf);
 void sch_parse(fd_shard *s, fd_user *u, const char *rec, size_t len);
