@@ -557,6 +557,15 @@ void fd_lr_merge(fd_lr *out, const fd_lr *base, const fd_lr *const *replicas, in
     *out = res;
 }
 
+/* merged + (cur - at), and cur itself, bit for bit, where merged == at: a
+ * lone shard's model then passes through the merge and the hand-off
+ * unchanged, so a restart from the stored model goes on exactly as the
+ * run that stored it would have. */
+static inline double carry(double merged, double cur, double at)
+{
+    return merged == at ? cur : merged + (cur - at);
+}
+
 void fd_lr_rebase(fd_lr *m, const fd_lr *at_handoff, const fd_lr *merged, const fd_lr_params *p)
 {
     if (m->examples <= at_handoff->examples) {
@@ -566,14 +575,14 @@ void fd_lr_rebase(fd_lr *m, const fd_lr *at_handoff, const fd_lr *merged, const 
     }
     fd_lr res = *merged;
     for (int i = 0; i <= NF; i++) {
-        res.z[i] = merged->z[i] + (m->z[i] - at_handoff->z[i]);
-        double g2 = merged->g2[i] + (m->g2[i] - at_handoff->g2[i]);
+        res.z[i] = carry(merged->z[i], m->z[i], at_handoff->z[i]);
+        double g2 = carry(merged->g2[i], m->g2[i], at_handoff->g2[i]);
         res.g2[i] = g2 > 0 ? g2 : 0;
     }
-    res.s_n = merged->s_n + (m->s_n - at_handoff->s_n);
+    res.s_n = carry(merged->s_n, m->s_n, at_handoff->s_n);
     for (int i = 0; i < NF; i++) {
-        res.s_sum[i] = merged->s_sum[i] + (m->s_sum[i] - at_handoff->s_sum[i]);
-        double q = merged->s_sq[i] + (m->s_sq[i] - at_handoff->s_sq[i]);
+        res.s_sum[i] = carry(merged->s_sum[i], m->s_sum[i], at_handoff->s_sum[i]);
+        double q = carry(merged->s_sq[i], m->s_sq[i], at_handoff->s_sq[i]);
         res.s_sq[i] = q > 0 ? q : 0;
     }
     res.examples = merged->examples + (m->examples - at_handoff->examples);

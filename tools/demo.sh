@@ -122,6 +122,7 @@ kafka:
   brokers: embedded
   partitions: 4
   metrics_schema: $ROOT/conf/schemas/funnel_metrics.avsc
+  alerts_schema: $ROOT/conf/schemas/churn_alert.avsc
 redis:
   url: unix://$SOCK
   key_prefix: "$PREFIX"

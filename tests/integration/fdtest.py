@@ -23,6 +23,10 @@ def metrics_schema_path():
     return str(source_dir() / "conf" / "schemas" / "funnel_metrics.avsc")
 
 
+def alerts_schema_path():
+    return str(source_dir() / "conf" / "schemas" / "churn_alert.avsc")
+
+
 def gen(out, truth, events=50000, users=5000, seed=7, fmt="avro", extra=()):
     """Write a framed file and its truth with funnelctl gen; returns the truth."""
     cmd = [str(build_dir() / "funnelctl"), "gen", "--seed", str(seed), "--events", str(events),

@@ -22,6 +22,7 @@ import harness  # noqa: E402
 from harness import Daemon, RedisServer, build_dir, source_dir  # noqa: E402
 
 METRICS_SCHEMA = str(fdtest.source_dir() / "conf" / "schemas" / "funnel_metrics.avsc")
+ALERTS_SCHEMA = str(fdtest.source_dir() / "conf" / "schemas" / "churn_alert.avsc")
 
 FUNNELD = str(build_dir() / "funneld")
 
@@ -84,6 +85,7 @@ class Cli(unittest.TestCase):
                                     "    sasl.username: alice\n    security.protocol: SASL_PLAINTEXT\n"
                                     "    sasl.mechanisms: PLAIN\n"
                                     f"  metrics_schema: {METRICS_SCHEMA}\n"
+                                    f"  alerts_schema: {ALERTS_SCHEMA}\n"
                                     f"input:\n  schema: {fdtest.schema_path()}\n")
         r = run("--print-config", "-c", path)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -99,7 +101,7 @@ class Cli(unittest.TestCase):
             cfg = harness.write_config(self.tmp / "emb.yaml", {
                 "kafka.brokers": "embedded", "kafka.partitions": 2, "redis.url": redis.url,
                 "input.format": "json", "input.schema": fdtest.schema_path(),
-                    "kafka.metrics_schema": METRICS_SCHEMA})
+                    "kafka.metrics_schema": METRICS_SCHEMA, "kafka.alerts_schema": ALERTS_SCHEMA})
             with Daemon(cfg) as d:
                 m = d.wait_for_log(r"embedded Kafka mock cluster listening at (\S+)")
                 bootstrap = m.group(1)
@@ -129,7 +131,7 @@ class Cli(unittest.TestCase):
             path = self.tmp / "hup.yaml"
             base = {"kafka.brokers": "embedded", "redis.url": redis.url,
                     "input.schema": fdtest.schema_path(),
-                    "kafka.metrics_schema": METRICS_SCHEMA, "log.level": "info"}
+                    "kafka.metrics_schema": METRICS_SCHEMA, "kafka.alerts_schema": ALERTS_SCHEMA, "log.level": "info"}
             harness.write_config(path, base)
             with Daemon(path) as d:
                 d.wait_for_log(r"partition=\d+ assigned, starting at offset", timeout=30)
@@ -153,7 +155,7 @@ class Cli(unittest.TestCase):
                 cfg = harness.write_config(self.tmp / f"pw-{how}.yaml", {
                     "kafka.brokers": "embedded", "redis.url": redis.url,
                     "input.schema": fdtest.schema_path(),
-                    "kafka.metrics_schema": METRICS_SCHEMA, **extra})
+                    "kafka.metrics_schema": METRICS_SCHEMA, "kafka.alerts_schema": ALERTS_SCHEMA, **extra})
                 with Daemon(cfg, env=env) as d:
                     d.wait_for_log(r"partition=\d+ assigned, starting at offset", timeout=30)
                     self.assertNotIn("s3cret-pw", d.log_text())

@@ -110,6 +110,7 @@ class ConfigCheck(unittest.TestCase):
                 "redis.url": redis.url, "kafka.partitions": 1, "log.level": "debug",
                 "input.schema": str(SCHEMAS / "event.avsc"),
                 "kafka.metrics_schema": str(SCHEMAS / "funnel_metrics.avsc"),
+                "kafka.alerts_schema": str(SCHEMAS / "churn_alert.avsc"),
                 "kafka.properties": secrets})
             rc, out = funneld("--print-config", "-c", cfg, cwd=self.elsewhere)
             self.assertEqual(rc, 0, out)

@@ -62,6 +62,7 @@ class UserRecords(unittest.TestCase):
                 "kafka.brokers": "embedded", "kafka.partitions": 2, "redis.url": redis.url,
                 "input.format": "json", "input.schema": fdtest.schema_path(),
                 "kafka.metrics_schema": fdtest.metrics_schema_path(),
+                "kafka.alerts_schema": fdtest.alerts_schema_path(),
                 "features.half_lives": "1h,1d"})
             with Daemon(cfg) as d:
                 m = d.wait_for_log(r"embedded Kafka mock cluster listening at (\S+)")

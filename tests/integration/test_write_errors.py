@@ -50,6 +50,7 @@ def embedded_config(path, redis, partitions, backoff_max_ms):
         "kafka.brokers": "embedded", "kafka.partitions": partitions, "redis.url": redis.url,
         "input.format": "json", "input.schema": fdtest.schema_path(),
         "kafka.metrics_schema": fdtest.metrics_schema_path(),
+        "kafka.alerts_schema": fdtest.alerts_schema_path(),
         "redis.flush_interval_ms": 50, "redis.backoff_min_ms": 50,
         "redis.backoff_max_ms": backoff_max_ms})
 
