@@ -164,12 +164,15 @@ static int write_config(const bench_run *run, const bench_args *a, const char *p
     yaml_str(f, run->topic);
     fputs("\n  topic_dlq: ", f);
     yaml_str(f, dlq);
-    /* the metrics schema beside the event schema (conf/schemas/) */
+    /* the output schemas beside the event schema (conf/schemas/) */
     char msch[PATH_MAX + 32];
     const char *slash = strrchr(run->schema, '/');
-    snprintf(msch, sizeof msch, "%.*sfunnel_metrics.avsc",
-             slash ? (int)(slash - run->schema + 1) : 0, run->schema);
+    int dirlen = slash ? (int)(slash - run->schema + 1) : 0;
+    snprintf(msch, sizeof msch, "%.*sfunnel_metrics.avsc", dirlen, run->schema);
     fputs("\n  metrics_schema: ", f);
+    yaml_str(f, msch);
+    snprintf(msch, sizeof msch, "%.*schurn_alert.avsc", dirlen, run->schema);
+    fputs("\n  alerts_schema: ", f);
     yaml_str(f, msch);
     fputs("\nredis:\n  url: ", f);
     yaml_str(f, url);

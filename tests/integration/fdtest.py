@@ -122,6 +122,10 @@ def user_records(r, uids, prefix=PREFIX):
 # and alert, depend on how the shards' replicas were merged (the number of
 # workers and the epochs' boundaries). redis_state keeps the former.
 MODEL_EXACT_FIELDS = ("examples", "churned", "reactivated", "horizon_s")
+# Fields of PREFIX stats that depend on the model's weights (the alerts it
+# decided), which depend on the merge order: compared approximately, by the
+# fault tests, not by redis_state().
+STATS_MODEL_FIELDS = ("churn_alerts",)
 
 
 def _user_value(v):
@@ -141,7 +145,8 @@ def redis_state(r):
     hashes as dicts, HyperLogLogs as their PFCOUNT (the encoding may depend
     on the order of PFADDs, the set does not), sorted sets as lists, sets
     sorted; of the churn model, what must not depend on the merge order
-    (MODEL_EXACT_FIELDS, the risk ranking's members)."""
+    (MODEL_EXACT_FIELDS, the risk ranking's members; the stats without
+    STATS_MODEL_FIELDS)."""
     out = {}
     for k in r.scan_iter(match=PREFIX + "*", count=1000):
         t = r.type(k)
@@ -150,6 +155,10 @@ def redis_state(r):
         if t == "hash" and ks.endswith(":model:churn"):
             h = {(f.decode() if isinstance(f, bytes) else f): v for f, v in r.hgetall(k).items()}
             out[k] = {f: h.get(f) for f in MODEL_EXACT_FIELDS}
+        elif t == "hash" and ks == PREFIX + "stats":
+            h = r.hgetall(k)
+            out[k] = {f: v for f, v in h.items()
+                      if (f.decode() if isinstance(f, bytes) else f) not in STATS_MODEL_FIELDS}
         elif t == "hash":
             out[k] = r.hgetall(k)
         elif t == "string" and ":user:" in ks:

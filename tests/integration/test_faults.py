@@ -102,6 +102,7 @@ class Faults(unittest.TestCase):
                 Faults._reference = fdtest.redis_state(r)
                 Faults._reference_metrics = fdtest.metrics_by_id(self, kafka.bootstrap)
                 Faults._reference_model = r.hgetall(fdtest.PREFIX + "model:churn")
+                Faults._reference_stats = r.hgetall(fdtest.PREFIX + "stats")
         return Faults._reference
 
     def finish(self, d, r, kafka, producer):
@@ -165,6 +166,7 @@ class Faults(unittest.TestCase):
             state = fdtest.redis_state(r)
             metrics = fdtest.metrics_by_id(self, kafka.bootstrap)
             model = r.hgetall(fdtest.PREFIX + "model:churn")
+            alerts = r.hget(fdtest.PREFIX + "stats", "churn_alerts") or 0
         self.assertTrue(state == reference,
                         "Redis after five kills vs one uninterrupted run: "
                         + fdtest.state_diff(state, reference))
@@ -178,6 +180,11 @@ class Faults(unittest.TestCase):
         self.assertGreater(float(ref_model["auc"]), 0.7)
         self.assertLess(abs(float(model["auc"]) - float(ref_model["auc"])), 0.01,
                         (model["auc"], ref_model["auc"]))
+        # Alerts are decided by the weights, so their count is close, not
+        # equal (redis_state leaves it out): within 15 % of the reference.
+        ref_alerts = int(Faults._reference_stats.get("churn_alerts", 0))
+        self.assertGreater(ref_alerts, 100, "the reference run alerted")
+        self.assertLess(abs(int(alerts) - ref_alerts), 0.15 * ref_alerts, (alerts, ref_alerts))
         # Funnel-metrics messages, deduplicated by id, equal the uninterrupted
         # run's (a window sent before a kill is sent again, identical).
         want = Faults._reference_metrics
