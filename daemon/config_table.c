@@ -138,7 +138,7 @@ const struct cf_key cf_keys[] = {
     {"churn.horizon", CF_DURATION, OFF(churn_horizon_ms), 0, NULL, 14 * MS_DAY, MS_MIN,
      3650 * MS_DAY, 0, NULL, NULL,
      "event-time silence after a user's last event that makes the user churned; inactivity "
-     "checkpoints are scored at 1/8, 1/4, 3/8 and 1/2 of it"},
+     "checkpoints are scored at 1/8, 1/4, 3/8, 1/2 and 5/8 of it"},
     {"churn.alert_threshold", CF_STR, OFF(churn_alert_threshold), 0, "0.5", 0, 0, 0, CF_NONEMPTY,
      NULL, check_probability, "risk (0..1, exclusive) at or above which a user is alerted"},
     {"churn.rearm_margin", CF_STR, OFF(churn_rearm_margin), 0, "0.1", 0, 0, 0, CF_NONEMPTY, NULL,

@@ -44,14 +44,17 @@
 
 #define DAY_MS 86400000LL
 
-/* Checkpoints at H/8, H/4, H/2 for horizon h. */
+/* Checkpoints at H/8, H/4, 3H/8, H/2, 5H/8 for horizon h (docs/CHURN.md:
+ * the fifth lifted the share of churned users alerted from 0.58 to 0.71
+ * with the median lead time unchanged). */
 static void default_checkpoints(fd_churn_params *p)
 {
-    p->n_cp = 4;
+    p->n_cp = 5;
     p->cp_ms[0] = p->horizon_ms / 8;
     p->cp_ms[1] = p->horizon_ms / 4;
     p->cp_ms[2] = 3 * p->horizon_ms / 8;
     p->cp_ms[3] = p->horizon_ms / 2;
+    p->cp_ms[4] = 5 * p->horizon_ms / 8;
 }
 
 void fd_churn_params_default(fd_churn_params *p, const fd_feat_params *feat)

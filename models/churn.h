@@ -37,13 +37,13 @@
 #include "models/lr.h"
 #include "models/quality.h"
 
-#define FD_CHURN_MAX_CP 4
+#define FD_CHURN_MAX_CP 5
 
 typedef struct fd_churn_params {
     const fd_feat_params *feat;     /* the feature vector (its fd_feat_count inputs) */
     int64_t horizon_ms;             /* churn.horizon: default 14 days */
-    int n_cp;                       /* inactivity checkpoints: default 4 */
-    int64_t cp_ms[FD_CHURN_MAX_CP]; /* default H/8, H/4, 3H/8, H/2 (increasing, < H) */
+    int n_cp;                       /* inactivity checkpoints: default 5 */
+    int64_t cp_ms[FD_CHURN_MAX_CP]; /* default H/8, H/4, 3H/8, H/2, 5H/8 (increasing, < H) */
     double threshold;               /* churn.alert_threshold: default 0.5 */
     double rearm_margin;            /* churn.rearm_margin: default 0.1 */
     int64_t min_events;             /* churn.min_events: default 3 */
@@ -54,7 +54,7 @@ typedef struct fd_churn_params {
 
 /* Defaults (above) for the feature params. */
 void fd_churn_params_default(fd_churn_params *p, const fd_feat_params *feat);
-/* Horizon H, with the checkpoints at H/8, H/4, 3H/8, H/2. */
+/* Horizon H, with the checkpoints at H/8, H/4, 3H/8, H/2, 5H/8. */
 void fd_churn_params_set_horizon(fd_churn_params *p, int64_t horizon_ms);
 /* 0, or -1 with a message naming the bad value. */
 int fd_churn_params_check(const fd_churn_params *p, char *errstr, size_t errstr_size);

@@ -198,6 +198,25 @@ typedef struct epoch {
     fd_quality *quality;               /* ... and the quality sums */
 } epoch;
 
+/* The churn model's exchange with Redis (churn_state.c; consumer thread).
+ * base is the model as this instance last read or wrote it in PREFIX
+ * model:churn, in this instance's lineage; a write pushes what was learned
+ * since (the newest epoch's model minus base) onto whatever is stored. */
+typedef struct churn_sync {
+    fd_lr base;
+    fd_quality base_q;
+    char *base_lr, *base_qt;         /* its stored text (NULL: no key yet) */
+    char *st_lr, *st_qt;             /* read by this write's round trip 1 (NULL: none) */
+    fd_lr st;                        /* ... parsed when another instance wrote it */
+    fd_quality st_q;
+    bool pushing;                    /* the write in flight carries the model */
+    bool push_foreign;               /* ... merged with another instance's learning */
+    bool foreign;                    /* another instance wrote since base: merge */
+    fd_lr push, from;                /* what it writes; the epoch model it came from */
+    fd_quality push_q, from_q;
+    char *push_lr, *push_qt;         /* push's text (FD_LR_TEXT_MAX, FD_Q_TEXT_MAX) */
+} churn_sync;
+
 struct fd_engine {
     const fd_config *cfg;
     fd_mock *mock;
@@ -212,6 +231,7 @@ struct fd_engine {
     fd_model_pub pub;        /* the merged model, published to the shards */
     fd_lr G;                 /* the merged model (consumer thread) */
     fd_quality Gq;           /* the merged quality sums */
+    churn_sync cs;           /* the model's exchange with Redis (other instances) */
     fd_codec *codec;         /* the consumer thread's: event times for the watermark */
     closer cl;               /* closes windows and sends their metrics */
     fd_shard **shards;

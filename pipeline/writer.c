@@ -515,17 +515,28 @@ int eng_write_epochs(fd_engine *e)
         goto out;
     }
 
-    /* Round trip 1: WATCH the partition keys and read what is stored. */
-    rep = calloc(2 * (size_t)n + 1, sizeof *rep);
+    /* Round trip 1: WATCH the partition keys and read what is stored; the
+     * same for the churn model (churn_state.c: other instances write it). */
+    rep = calloc(2 * (size_t)n + 3, sizeof *rep);
     if (!rep)
         goto out;
     for (int i = 0; i < n; i++)
         fd_redis_appendf(e->redis, "WATCH %s", eng_part_key(e, parts[i], e->key));
     for (int i = 0; i < n; i++)
         fd_redis_appendf(e->redis, "HGET %s offset", eng_part_key(e, parts[i], e->key));
-    if (fd_redis_read_replies(e->redis, rep, 2 * (size_t)n, err, sizeof err) != 0) {
+    size_t n_model = eng_churn_watch(e);
+    if (fd_redis_read_replies(e->redis, rep, 2 * (size_t)n + n_model, err, sizeof err) != 0) {
         eng_set_blocked(e, true, "Redis unavailable");
         goto out;
+    }
+    if (n_model) {
+        char cause[1400];
+        if (eng_churn_watched(e, rep[2 * n], rep[2 * n + 1], cause, sizeof cause) != 0) {
+            fd_redis_appendf(e->redis, "UNWATCH");
+            fd_redis_read_replies(e->redis, NULL, 1, err, sizeof err);
+            refused(e, cause);
+            goto out;
+        }
     }
     /* An error here (LOADING, NOAUTH, a partition key of another type, ...)
      * refuses the whole write: nothing is sent, it is retried with backoff. */
@@ -574,6 +585,7 @@ int eng_write_epochs(fd_engine *e)
             e->carry[i] -= e->carry_sent[i];
             e->carry_sent[i] = 0;
         }
+        eng_churn_written(e); /* the model it carried */
         eng_confirm(e, e->n_epochs);
         rc = 0;
         goto out;
@@ -704,7 +716,7 @@ int eng_write_epochs(fd_engine *e)
     rc = 1;
 out:
     if (rep) {
-        for (int i = 0; i < 2 * n + 1; i++)
+        for (int i = 0; i < 2 * n + 3; i++)
             if (rep[i])
                 freeReplyObject(rep[i]);
         free(rep);
@@ -741,6 +753,7 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
             count_refused(e, x); /* before confirm: it names keys from the snapshots */
             for (int i = 0; i < w->n; i++)
                 e->parts[w->parts[i]].confirmed_max_ts = w->max_ts[w->parts[i]];
+            eng_churn_written(e);
             eng_confirm(e, w->n_epochs);
             eng_set_blocked(e, false, NULL);
             if (e->n_epochs == 0) {

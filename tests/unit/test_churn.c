@@ -397,10 +397,10 @@ static void test_params(void)
     fd_churn_params p;
     fd_churn_params_default(&p, &feat);
     char err[200];
-    CHECK(p.n_cp == 4 && p.threshold == 0.5 && p.lr.alpha == 0.5 && p.lr.l1 == 0);
+    CHECK(p.n_cp == 5 && p.threshold == 0.5 && p.lr.alpha == 0.5 && p.lr.l1 == 0);
     fd_churn_params_set_horizon(&p, 8 * DAY);
     CHECK(p.cp_ms[0] == DAY && p.cp_ms[1] == 2 * DAY && p.cp_ms[2] == 3 * DAY &&
-          p.cp_ms[3] == 4 * DAY);
+          p.cp_ms[3] == 4 * DAY && p.cp_ms[4] == 5 * DAY);
     CHECK(fd_churn_params_check(&p, err, sizeof err) == 0);
     p.threshold = 1.0;
     CHECK(fd_churn_params_check(&p, err, sizeof err) == -1);
