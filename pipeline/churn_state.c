@@ -310,8 +310,15 @@ void eng_churn_written(fd_engine *e)
         pthread_mutex_lock(&e->pub.mu);
         e->pub.lr = e->G; /* a new version: shards take it over at their next adoption */
         pthread_mutex_unlock(&e->pub.mu);
-        fd_debug("churn", "merged with other instances' learning: %" PRIu64 " examples, version %" PRIu64,
-                 cs->push.examples, cs->push.version);
+        if (cs->merges++ == 0)
+            fd_info("churn",
+                    "merged with other instances' learning (first time; later merges at debug "
+                    "level): %" PRIu64 " examples, version %" PRIu64,
+                    cs->push.examples, cs->push.version);
+        else
+            fd_debug("churn",
+                     "merged with other instances' learning: %" PRIu64 " examples, version %" PRIu64,
+                     cs->push.examples, cs->push.version);
     }
     cs->base = cs->push;
     cs->base_q = cs->push_q;

@@ -211,6 +211,7 @@ typedef struct churn_sync {
     fd_quality st_q;
     bool pushing;                    /* the write in flight carries the model */
     bool push_foreign;               /* ... merged with another instance's learning */
+    uint64_t merges;                 /* writes that merged another instance's learning */
     bool foreign;                    /* another instance wrote since base: merge */
     fd_lr push, from;                /* what it writes; the epoch model it came from */
     fd_quality push_q, from_q;

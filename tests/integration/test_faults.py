@@ -381,10 +381,22 @@ class Faults(unittest.TestCase):
                         self.assertGreaterEqual(taken[p], before_kill[p],
                                                 f"partition {p} resumed below b's stored offset")
                     self.finish(a, r, kafka, producer)
+                    logs = a.log_text() + b.log_text()
                 finally:
                     producer.stop()
             fdtest.compare_with_truth(self, r, self.truth)
             state = fdtest.redis_state(r)
+            model = r.hgetall(fdtest.PREFIX + "model:churn")
+        # The churn model: both instances wrote it, each merging its own
+        # learning into what the other stored, so it holds every example
+        # learned once (b's unwritten ones learned again by a) and is as
+        # good as the single instance's.
+        ref_model = Faults._reference_model
+        self.assertIn("merged with other instances", logs, "the instances never merged")
+        self.assertEqual(model["examples"], ref_model["examples"], "examples learned")
+        self.assertEqual(model["churned"], ref_model["churned"], "churned episodes")
+        self.assertLess(abs(float(model["auc"]) - float(ref_model["auc"])), 0.01,
+                        (model["auc"], ref_model["auc"]))
         counters = re.compile(re.escape(fdtest.PREFIX) + r"(user:|funnel:|stats$)")
         got = {k: v for k, v in state.items() if counters.match(k)}
         want = {k: v for k, v in reference.items() if counters.match(k)}
