@@ -216,8 +216,10 @@ int eng_churn_watched(fd_engine *e, const redisReply *watch, const redisReply *h
     if (!cs->st_lr) {
         /* the key is gone (deleted by hand): this instance's model is the
          * model from now on */
-        fd_warn("churn", "%s was deleted since this instance last wrote it: writing this "
-                "instance's model", key);
+        fd_warn("churn",
+                "%s was deleted since this instance last wrote it: writing this "
+                "instance's model",
+                key);
         cs->foreign = false;
         return 0;
     }
@@ -231,7 +233,8 @@ int eng_churn_watched(fd_engine *e, const redisReply *watch, const redisReply *h
         return -1;
     }
     fd_quality_init(&cs->st_q);
-    if (cs->st_qt && fd_quality_parse(&cs->st_q, cs->st_qt, strlen(cs->st_qt), err, sizeof err) != 0) {
+    if (cs->st_qt &&
+        fd_quality_parse(&cs->st_q, cs->st_qt, strlen(cs->st_qt), err, sizeof err) != 0) {
         fd_warn("churn", "%s field quality: %s: the quality figures start over", key, err);
         fd_quality_init(&cs->st_q);
     }
@@ -317,7 +320,8 @@ void eng_churn_written(fd_engine *e)
                     cs->push.examples, cs->push.version);
         else
             fd_debug("churn",
-                     "merged with other instances' learning: %" PRIu64 " examples, version %" PRIu64,
+                     "merged with other instances' learning: %" PRIu64
+                     " examples, version %" PRIu64,
                      cs->push.examples, cs->push.version);
     }
     cs->base = cs->push;

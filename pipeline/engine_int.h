@@ -205,17 +205,17 @@ typedef struct epoch {
 typedef struct churn_sync {
     fd_lr base;
     fd_quality base_q;
-    char *base_lr, *base_qt;         /* its stored text (NULL: no key yet) */
-    char *st_lr, *st_qt;             /* read by this write's round trip 1 (NULL: none) */
-    fd_lr st;                        /* ... parsed when another instance wrote it */
+    char *base_lr, *base_qt; /* its stored text (NULL: no key yet) */
+    char *st_lr, *st_qt;     /* read by this write's round trip 1 (NULL: none) */
+    fd_lr st;                /* ... parsed when another instance wrote it */
     fd_quality st_q;
-    bool pushing;                    /* the write in flight carries the model */
-    bool push_foreign;               /* ... merged with another instance's learning */
-    uint64_t merges;                 /* writes that merged another instance's learning */
-    bool foreign;                    /* another instance wrote since base: merge */
-    fd_lr push, from;                /* what it writes; the epoch model it came from */
+    bool pushing;      /* the write in flight carries the model */
+    bool push_foreign; /* ... merged with another instance's learning */
+    uint64_t merges;   /* writes that merged another instance's learning */
+    bool foreign;      /* another instance wrote since base: merge */
+    fd_lr push, from;  /* what it writes; the epoch model it came from */
     fd_quality push_q, from_q;
-    char *push_lr, *push_qt;         /* push's text (FD_LR_TEXT_MAX, FD_Q_TEXT_MAX) */
+    char *push_lr, *push_qt; /* push's text (FD_LR_TEXT_MAX, FD_Q_TEXT_MAX) */
 } churn_sync;
 
 struct fd_engine {
@@ -241,7 +241,8 @@ struct fd_engine {
     atomic_uint_fast64_t confirmed_epoch;
     atomic_int abort;
     atomic_int stalled;
-    bool stall_blocked; /* blocked because shards wait for Redis */
+    bool stall_blocked;  /* blocked because shards wait for Redis */
+    bool first_consumed; /* the first message was consumed (and logged) */
 
     part *parts;
     int n_parts;

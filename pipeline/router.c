@@ -335,6 +335,11 @@ void eng_poll_batch(fd_engine *e, int timeout_ms)
 {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(e->consumer, timeout_ms);
     if (m) {
+        if (!e->first_consumed && !m->err) { /* funnelctl bench times steady state from here */
+            e->first_consumed = true;
+            fd_info("engine", "first message consumed: partition=%" PRId32 " offset=%" PRId64,
+                    m->partition, m->offset);
+        }
         eng_take(e, m);
         rd_kafka_message_t *batch[POLL_BATCH];
         ssize_t n = !e->fatal ? rd_kafka_consume_batch_queue(e->cq, 0, batch, POLL_BATCH) : 0;

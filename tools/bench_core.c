@@ -12,6 +12,14 @@
  * issue 4. Both are never inlined so that callgrind can count their
  * instructions exactly (--toggle-collect=core_apply_chunk, see
  * docs/BENCHMARKS.md).
+ *
+ * With the churn model (the default, as in the daemon), core_model_chunk
+ * replaces core_apply_chunk: per event, the partition's label timers due
+ * at its watermark fire, then fd_churn_before_event, fd_core_apply and
+ * fd_churn_after_event (re-arming the user's timer), as a shard's
+ * process_batch with pipeline/shard_churn.c. The passes without the model
+ * give the "features + funnel" figure; the user table's heap is measured
+ * in a pass with the model, timers included.
  */
 #include "tools/bench.h"
 
@@ -25,6 +33,8 @@
 #include "features/event.h"
 #include "features/user.h"
 #include "features/funnel.h"
+#include "models/churn.h"
+#include "models/timer.h"
 
 /* Events per timed chunk: a shard applies its decoded events in batches of
  * 1024 (POP_MAX in pipeline/shard.c), just decoded and so still in cache;
@@ -78,6 +88,56 @@ __attribute__((noinline)) int core_apply_chunk(const fd_core_params *cp, fd_user
     return 0;
 }
 
+/* The churn model of a pass: one replica, a timer heap per partition. */
+typedef struct core_churn {
+    fd_churn_params p;
+    fd_churn_model m;
+    fd_timer_heap *timers;
+    int64_t lateness;
+} core_churn;
+
+static void timer_moved(void *ref, size_t pos)
+{
+    ((fd_user *)ref)->churn.heap_pos = (uint32_t)pos;
+}
+
+static int set_timer(fd_timer_heap *h, fd_user *u, int64_t due)
+{
+    if (due < 0) {
+        fd_timer_remove(h, u->churn.heap_pos);
+        return 0;
+    }
+    return fd_timer_set(h, u->churn.heap_pos, due, u);
+}
+
+/* Timed, part 2 with the churn model (see the top of the file). */
+__attribute__((noinline)) int core_model_chunk(const fd_core_params *cp, core_churn *ch,
+                                               fd_user **users, fd_funnel_table *wt,
+                                               const fd_event *ev, const int32_t *part,
+                                               const int64_t *ref, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i + FD_USER_PREFETCH_AHEAD < n)
+            fd_user_prefetch(users[i + FD_USER_PREFETCH_AHEAD]);
+        fd_timer_heap *h = &ch->timers[part[i]];
+        int64_t pmax = ref[i] > ev[i].ts_ms ? ref[i] : ev[i].ts_ms;
+        int64_t wm = pmax - ch->lateness;
+        const fd_timer *t;
+        while ((t = fd_timer_top(h)) && t->due <= wm) {
+            fd_user *u = t->ref;
+            if (set_timer(h, u, fd_churn_on_timer(&ch->p, &ch->m, u, wm, NULL)) < 0)
+                return -1;
+        }
+        fd_user *u = users[i];
+        fd_churn_before_event(&ch->p, &ch->m, u, ev[i].ts_ms, NULL);
+        if (fd_core_apply(cp, u, wt, part[i], &ev[i], ref[i]) < 0)
+            return -1;
+        if (set_timer(h, u, fd_churn_after_event(&ch->p, &ch->m, u, ev[i].ts_ms, NULL)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Generate up to max events into ev/part, with each partition's max event
  * time before the event in ref (as the engine's consumer thread computes
  * it; pmax carries it across chunks). Returns how many. */
@@ -100,9 +160,9 @@ static size_t fill_chunk(fd_gen *g, fd_event *ev, int32_t *part, int64_t *ref, i
 /* One pass over `limit` events (0 = all). *ns receives the time spent in
  * core_apply_chunk. With mem != NULL, the user table's heap is measured.
  * 0, -1 (errstr), 1 (stopped). */
-static int one_pass(const fd_bench_core_opts *o, uint64_t limit, fd_event *ev, int32_t *part,
-                    volatile sig_atomic_t *stop, double *ns, double *apply_ns, uint64_t *count,
-                    uint64_t *users, double *mem, char *errstr, size_t errstr_size)
+static int one_pass(const fd_bench_core_opts *o, uint64_t limit, bool model, fd_event *ev,
+                    int32_t *part, volatile sig_atomic_t *stop, double *ns, double *apply_ns,
+                    uint64_t *count, uint64_t *users, double *mem, char *errstr, size_t errstr_size)
 {
     int rc = -1;
     fd_core_params cp;
@@ -110,6 +170,11 @@ static int one_pass(const fd_bench_core_opts *o, uint64_t limit, fd_event *ev, i
     if (fd_feat_params_init(&cp.feat, hl, 4, 30 * 60000LL, errstr, errstr_size) != 0 ||
         fd_funnel_params_init(&cp.funnel, 60000, 120000, NULL, 0, errstr, errstr_size) != 0)
         return -1;
+    core_churn ch = {.lateness = 120000};
+    if (model) {
+        fd_churn_params_default(&ch.p, &cp.feat);
+        fd_churn_model_init(&ch.m, &ch.p);
+    }
     int64_t *ref = malloc(CHUNK * sizeof *ref);
     fd_user **uptr = malloc(CHUNK * sizeof *uptr);
     int64_t *pmax = calloc((size_t)o->partitions, sizeof *pmax);
@@ -124,7 +189,13 @@ static int one_pass(const fd_bench_core_opts *o, uint64_t limit, fd_event *ev, i
     double before = heap_in_use();
     ut = fd_user_table_new(1024); /* as the engine */
     wt = fd_funnel_table_new();
-    if (!ut || !wt || !ref || !uptr || !pmax) {
+    if (model) {
+        ch.timers = calloc((size_t)o->partitions, sizeof *ch.timers);
+        if (ch.timers)
+            for (int i = 0; i < o->partitions; i++)
+                ch.timers[i].moved = timer_moved;
+    }
+    if (!ut || !wt || !ref || !uptr || !pmax || (model && !ch.timers)) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
@@ -140,7 +211,8 @@ static int one_pass(const fd_bench_core_opts *o, uint64_t limit, fd_event *ev, i
         int r = core_upsert_chunk(ut, ev, n, uptr);
         double t1 = mono_ns();
         if (r == 0)
-            r = core_apply_chunk(&cp, uptr, wt, ev, part, ref, n);
+            r = model ? core_model_chunk(&cp, &ch, uptr, wt, ev, part, ref, n)
+                      : core_apply_chunk(&cp, uptr, wt, ev, part, ref, n);
         double t2 = mono_ns();
         *ns += t2 - t0;
         *apply_ns += t2 - t1;
@@ -160,6 +232,10 @@ static int one_pass(const fd_bench_core_opts *o, uint64_t limit, fd_event *ev, i
     }
     rc = 0;
 out:
+    if (ch.timers)
+        for (int i = 0; i < o->partitions; i++)
+            fd_timer_free(&ch.timers[i]);
+    free(ch.timers);
     fd_funnel_table_free(wt);
     fd_user_table_free(ut);
     fd_gen_destroy(g);
@@ -181,7 +257,7 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
     int rc = -1;
     memset(out, 0, sizeof *out);
     out->user_table_bytes = out->bytes_per_user = -1;
-    double *per = NULL, *per_apply = NULL;
+    double *per = NULL, *per_apply = NULL, *per_nomodel = NULL;
     fd_event *ev = malloc(CHUNK * sizeof *ev);
     int32_t *part = malloc(CHUNK * sizeof *part);
     if (opts->reps < 1 || opts->partitions < 1 || opts->gen.events == 0) {
@@ -190,20 +266,29 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
     }
     per = calloc((size_t)opts->reps, sizeof *per);
     per_apply = calloc((size_t)opts->reps, sizeof *per_apply);
-    if (!ev || !part || !per || !per_apply) {
+    per_nomodel = calloc((size_t)opts->reps, sizeof *per_nomodel);
+    if (!ev || !part || !per || !per_apply || !per_nomodel) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
     double ns, apply_ns;
     uint64_t count, users;
-    rc = one_pass(opts, CHUNK, ev, part, stop, &ns, &apply_ns, &count, &users, NULL, errstr,
+    rc = one_pass(opts, CHUNK, true, ev, part, stop, &ns, &apply_ns, &count, &users, NULL, errstr,
                   errstr_size);
     if (rc != 0)
         goto out;
     for (int r = 0; r < opts->reps; r++) {
         double mem = -1;
-        rc = one_pass(opts, 0, ev, part, stop, &ns, &apply_ns, &count, &users, r == 0 ? &mem : NULL,
-                      errstr, errstr_size);
+        /* without the model: features + funnel, and the core without it */
+        rc = one_pass(opts, 0, false, ev, part, stop, &ns, &apply_ns, &count, &users, NULL, errstr,
+                      errstr_size);
+        if (rc != 0)
+            goto out;
+        per_apply[r] = apply_ns / (double)(count ? count : 1);
+        per_nomodel[r] = ns / (double)(count ? count : 1);
+        /* with the churn model, as the daemon runs: the reported figure */
+        rc = one_pass(opts, 0, true, ev, part, stop, &ns, &apply_ns, &count, &users,
+                      r == 0 ? &mem : NULL, errstr, errstr_size);
         if (rc != 0)
             goto out;
         if (count == 0) {
@@ -212,7 +297,6 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
             goto out;
         }
         per[r] = ns / (double)count;
-        per_apply[r] = apply_ns / (double)count;
         out->events = count;
         if (r == 0 && mem > 0 && users > 0) {
             out->user_table_bytes = mem;
@@ -222,6 +306,10 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
     }
     qsort(per, (size_t)opts->reps, sizeof *per, cmp_double);
     qsort(per_apply, (size_t)opts->reps, sizeof *per_apply, cmp_double);
+    qsort(per_nomodel, (size_t)opts->reps, sizeof *per_nomodel, cmp_double);
+    out->median_no_model_ns_per_event =
+        opts->reps % 2 ? per_nomodel[opts->reps / 2]
+                       : (per_nomodel[opts->reps / 2 - 1] + per_nomodel[opts->reps / 2]) / 2;
     out->median_apply_ns_per_event =
         opts->reps % 2 ? per_apply[opts->reps / 2]
                        : (per_apply[opts->reps / 2 - 1] + per_apply[opts->reps / 2]) / 2;
@@ -234,6 +322,7 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
 out:
     free(per);
     free(per_apply);
+    free(per_nomodel);
     free(part);
     free(ev);
     return rc;

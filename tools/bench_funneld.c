@@ -253,6 +253,34 @@ static void proc_stats(pid_t pid, double *hwm, double *cpu_s)
         fclose(f);
 }
 
+/* Whether the file at path has needle past *off (advanced to what was
+ * read, less a needle's length so a line split across reads is found). */
+static bool log_has(const char *path, const char *needle, long *off)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char buf[8192];
+    bool found = false;
+    size_t nl = strlen(needle);
+    if (fseek(f, *off, SEEK_SET) == 0) {
+        size_t n;
+        while (!found && (n = fread(buf, 1, sizeof buf - 1, f)) > 0) {
+            buf[n] = '\0';
+            found = strstr(buf, needle) != NULL;
+            *off += (long)n;
+            if (!found && n > nl) {
+                *off -= (long)nl;
+                fseek(f, *off, SEEK_SET);
+            } else if (!found) {
+                break;
+            }
+        }
+    }
+    fclose(f);
+    return found;
+}
+
 /* Start funneld and time it until the offsets in Redis reach run->hi on
  * every partition; then SIGTERM it. 0 / -1 (printed). */
 int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res)
@@ -279,6 +307,9 @@ int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res)
     char *argv[] = {run->funneld, "-c", cfg, NULL};
     fprintf(stderr, "bench: funneld end to end (%d worker%s%s)\n", res->workers,
             res->workers == 1 ? "" : "s", res->workers_supported ? "" : ", engine.workers unknown");
+    double redis_hwm, redis_cpu0 = -1;
+    if (run->redis_pid > 0)
+        proc_stats(run->redis_pid, &redis_hwm, &redis_cpu0);
     double t0 = fd_cli_now_s();
     run->funneld_pid = bench_spawn(argv, lfd, lfd);
     close(lfd);
@@ -287,8 +318,11 @@ int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res)
         return -1;
     }
     char key[512];
-    double polls = 0, t_end = 0;
+    double polls = 0, t_end = 0, t_msg = 0;
+    long log_off = 0;
     for (;;) {
+        if (!t_msg && log_has(run->funneld_log, "engine: first message consumed", &log_off))
+            t_msg = fd_cli_now_s();
         int st;
         if (waitpid(run->funneld_pid, &st, WNOHANG) == run->funneld_pid) {
             run->funneld_pid = 0;
@@ -307,12 +341,22 @@ int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res)
         }
         polls += run->nparts;
         int done = 0;
+        bool first = false;
+        double stored = 0;
         for (int p = 0; p < run->nparts; p++) {
             if (rep[p]->type == REDIS_REPLY_STRING && !res->e2e_first_s)
-                res->e2e_first_s = fd_cli_now_s() - t0;
-            if (rep[p]->type == REDIS_REPLY_STRING && strtoll(rep[p]->str, NULL, 10) >= run->hi[p])
-                done++;
+                first = true;
+            if (rep[p]->type == REDIS_REPLY_STRING) {
+                long long o = strtoll(rep[p]->str, NULL, 10);
+                stored += (double)(o < run->hi[p] ? o : run->hi[p]);
+                if (o >= run->hi[p])
+                    done++;
+            }
             freeReplyObject(rep[p]);
+        }
+        if (first) {
+            res->e2e_first_s = fd_cli_now_s() - t0;
+            res->e2e_first_events = stored;
         }
         if (done == run->nparts) {
             t_end = fd_cli_now_s();
@@ -330,11 +374,23 @@ int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res)
     }
     double c1 = redis_total_commands(run);
     proc_stats(run->funneld_pid, &res->peak_rss, &res->funneld_cpu_s);
+    double redis_cpu1 = -1;
+    if (run->redis_pid > 0)
+        proc_stats(run->redis_pid, &redis_hwm, &redis_cpu1);
+    res->redis_cpu_s = redis_cpu0 >= 0 && redis_cpu1 >= 0 ? redis_cpu1 - redis_cpu0 : -1;
     char stats[256];
     snprintf(stats, sizeof stats, "%sstats", run->prefix);
     res->funneld_events = redis_hget_int(run, stats, "events");
     res->e2e_s = t_end - t0;
     res->e2e_eps = (double)run->total / res->e2e_s;
+    /* steady state: from funneld's first consumed message (its log line,
+     * seen within one poll interval) to the end, as the raw consumer is
+     * timed from its first message; without that line (an older funneld)
+     * from the first offset in Redis, less the events stored by then */
+    res->e2e_first_msg_s = t_msg ? t_msg - t0 : -1;
+    double steady_s = t_msg ? t_end - t_msg : res->e2e_s - res->e2e_first_s;
+    double steady_n = t_msg ? (double)run->total : (double)run->total - res->e2e_first_events;
+    res->e2e_steady_eps = steady_s > 0 ? steady_n / steady_s : 0;
     res->redis_polls = polls; /* the HGET of stats above comes after c1 */
     res->redis_cmds = c1 < 0 ? -1 : c1 - c0 - polls - info_cost;
     int st = bench_stop_child(&run->funneld_pid, SIGTERM, STOP_WAIT_S);

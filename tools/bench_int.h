@@ -60,6 +60,13 @@ typedef struct bench_result {
     int workers;
     bool workers_supported;
     double redis_cmds, redis_polls, peak_rss, funneld_cpu_s;
+    /* steady state: each reader timed from its first message (raw) or the
+     * first offset in Redis (funneld, the events stored by then left out)
+     * to the end, so the group join both pay is not in the ratio */
+    double raw_steady_eps, e2e_steady_eps;
+    double e2e_first_events; /* events stored when the first offset appeared */
+    double e2e_first_msg_s;  /* funneld's first consumed message (its log); -1: unknown */
+    double redis_cpu_s;      /* redis-server's CPU during the funneld run; -1: unknown */
     int64_t funneld_events;
     fd_bench_core_result core;
 } bench_result;

@@ -19,7 +19,10 @@ from harness import SLOW, build_dir  # noqa: E402
 FUNNELCTL = str(build_dir() / "funnelctl")
 POSITIVE = ["seconds", "events_per_s", "raw_consume_events_per_s", "ratio",
             "core_events_per_s_per_core", "redis_commands_per_event", "peak_rss_bytes",
-            "bytes_per_user", "workers", "users", "partitions"]
+            "bytes_per_user", "workers", "users", "partitions", "steady_events_per_s",
+            "raw_steady_events_per_s", "steady_ratio", "funneld_cpu_seconds",
+            "funneld_cpu_s_per_million_events", "redis_cpu_seconds",
+            "redis_cpu_s_per_million_events"]
 
 
 class Bench(unittest.TestCase):
@@ -48,6 +51,15 @@ class Bench(unittest.TestCase):
         self.assertTrue(kc is None or kc > 0, kc)
         self.assertAlmostEqual(j["ratio"], j["events_per_s"] / j["raw_consume_events_per_s"],
                                delta=1e-3 * max(1.0, j["ratio"]))
+        self.assertAlmostEqual(j["steady_ratio"],
+                               j["steady_events_per_s"] / j["raw_steady_events_per_s"],
+                               delta=1e-3 * max(1.0, j["steady_ratio"]))
+        # steady state leaves the start-up out: faster than the whole run
+        self.assertGreater(j["raw_steady_events_per_s"], j["raw_consume_events_per_s"])
+        self.assertGreater(j["steady_events_per_s"], j["events_per_s"])
+        self.assertAlmostEqual(j["funneld_cpu_s_per_million_events"],
+                               j["funneld_cpu_seconds"] * 1e6 / j["events"],
+                               delta=0.01 * j["funneld_cpu_s_per_million_events"] + 0.01)
         self.assertAlmostEqual(j["events_per_s"], j["events"] / j["seconds"],
                                delta=0.01 * j["events_per_s"])
         self.assertEqual(j["funneld_events_counted"], 20000)
