@@ -66,12 +66,19 @@ def wait_consumed(r, bootstrap, topic, timeout=120, daemon=None):
     for p, (lo, hi) in ends.items():
         assert lo == 0, f"broker deleted data of partition {p} (low watermark {lo})"
 
+    seen = []
+
     def done():
         if daemon is not None and not daemon.running:
             raise AssertionError(f"funneld exited early:\n{daemon.log_text()[-3000:]}")
         s = stored_offsets(r, topic, ends)
+        seen[:] = [s]
         return all(s[p] >= hi for p, (lo, hi) in ends.items())
-    wait_until(done, timeout, 0.2, f"funneld to store the end offsets {ends}")
+    try:
+        wait_until(done, timeout, 0.2, f"funneld to store the end offsets {ends}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; stored at the end: {seen[0] if seen else None}, "
+                             f"stats {r.hgetall(PREFIX + 'stats')}") from None
     return ends
 
 
