@@ -97,7 +97,7 @@ static pstate *part_of(fd_shard *s, int32_t p)
 
 /* PREFIX "user:" id, in the shard's buffer (no snprintf: this runs for
  * every user loaded and every user written). */
-static const char *user_key(fd_shard *s, const char *id)
+const char *shard_user_key(fd_shard *s, const char *id)
 {
     const char *prefix = s->env->cfg->redis_key_prefix;
     size_t lp = strlen(prefix), li = strlen(id);
@@ -120,7 +120,7 @@ static void unreadable(fd_shard *s, size_t k, const char *why)
 {
     const char *id = s->batch[s->need[k]].user_id;
     fd_err("shard", "user=%s key %s: unreadable user record, starting it afresh: %s", id,
-           user_key(s, id), why);
+           shard_user_key(s, id), why);
     pstate *ps = part_of(s, s->batch_part[s->need[k]]);
     if (ps) {
         ps->stats[FD_ST_USER_UNREADABLE]++;
@@ -144,7 +144,7 @@ static int check_foreign(fd_shard *s, const redisReply *r, size_t n_need, long l
     size_t n_nil = 0;
     for (size_t k = 0; k < n_need; k++)
         if (r->element[k]->type != REDIS_REPLY_STRING) {
-            fd_redis_appendf(s->redis, "TYPE %s", user_key(s, s->batch[s->need[k]].user_id));
+            fd_redis_appendf(s->redis, "TYPE %s", shard_user_key(s, s->batch[s->need[k]].user_id));
             n_nil++;
         }
     redisReply **t = calloc(n_nil, sizeof *t);
@@ -202,7 +202,7 @@ static int load_once(fd_shard *s)
         fd_resp_cmd(&s->mget, 1 + (int)n_need);
         fd_resp_str(&s->mget, c == 0 ? "MGET" : "EXISTS");
         for (size_t k = 0; k < n_need; k++)
-            fd_resp_str(&s->mget, user_key(s, s->batch[s->need[k]].user_id));
+            fd_resp_str(&s->mget, shard_user_key(s, s->batch[s->need[k]].user_id));
     }
     if (s->mget.oom || fd_redis_ensure(s->redis, err, sizeof err) != 0 ||
         fd_redis_append_raw(s->redis, s->mget.p, s->mget.len, 2) != 0 ||
@@ -355,97 +355,6 @@ static void handle_msg(fd_shard *s, rd_kafka_message_t *m, int64_t part_max_ts)
 
 /* ---- control ----------------------------------------------------------- */
 
-static fd_chunk *chunk_for(fd_snapshot *sn, int *idx, int32_t p)
-{
-    if (idx[p] < 0) {
-        idx[p] = sn->n_chunks++;
-        fd_chunk *c = &sn->chunks[idx[p]];
-        memset(c, 0, sizeof *c);
-        c->partition = p;
-    }
-    return &sn->chunks[idx[p]];
-}
-
-typedef struct evict_arg {
-    uint32_t confirmed;
-} evict_arg;
-
-static bool keep_unconfirmed(const fd_user *u, void *arg)
-{
-    const evict_arg *a = arg;
-    return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0;
-}
-
-/* The churn part of a snapshot's commands, per partition, after its MSETs:
- * ZADD PREFIX churn:risk of the users just written (their latest risk), and
- * SADD / SREM of PREFIX churn:pending:P for the users whose open episode
- * started or ended (docs/REDIS_KEYS.md). */
-static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, uint64_t epoch)
-{
-    char key[600], score[32];
-    size_t cur = 0;
-    fd_user *u;
-    sch_risk_key(s, key, sizeof key);
-    while ((u = fd_user_table_next(s->users, &cur))) {
-        if (u->epoch != (uint32_t)epoch || u->partition < 0 || u->partition >= s->n_parts)
-            continue;
-        pstate *ps = &s->parts[u->partition];
-        fd_chunk *c = chunk_for(sn, idx, u->partition);
-        if (ps->risk_open == 0) {
-            size_t k = ps->risk_left < MSET_MAX ? ps->risk_left : MSET_MAX;
-            fd_resp_cmd(&c->cmds, 2 + 2 * (int)k);
-            fd_resp_str(&c->cmds, "ZADD");
-            fd_resp_str(&c->cmds, key);
-            ps->risk_open = k;
-        }
-        int n = snprintf(score, sizeof score, "%.4f", fd_churn_risk(u));
-        fd_resp_arg(&c->cmds, score, (size_t)n);
-        fd_resp_arg(&c->cmds, fd_user_id(u), u->id_len);
-        ps->risk_open--;
-        ps->risk_left--;
-    }
-    /* the pending set: count the SREMs and SADDs per partition, then send
-     * them as few commands of at most MSET_MAX members: all SREMs first, then
-     * all SADDs, so one command's members are never cut by the other's
-     * header (a mixed epoch once gave Redis a protocol error) */
-    for (int p = 0; p < s->n_parts; p++)
-        s->parts[p].set_left[0] = s->parts[p].set_left[1] = s->parts[p].set_open[0] =
-            s->parts[p].set_open[1] = 0;
-    for (int pass = 0; pass < 3; pass++) {
-        cur = 0;
-        while ((u = fd_user_table_next(s->users, &cur))) {
-            if (u->epoch != (uint32_t)epoch || u->partition < 0 || u->partition >= s->n_parts)
-                continue;
-            int add = (u->churn.flags & FD_CU_PENDING) != 0;
-            if (add == (int)u->churn.in_set || (pass > 0 && add != pass - 1))
-                continue;
-            pstate *ps = &s->parts[u->partition];
-            if (pass == 0) {
-                ps->set_left[add]++;
-                continue;
-            }
-            fd_chunk *c = chunk_for(sn, idx, u->partition);
-            if (ps->set_open[add] == 0) {
-                size_t k = ps->set_left[add] < MSET_MAX ? ps->set_left[add] : MSET_MAX;
-                fd_resp_cmd(&c->cmds, 2 + (int)k);
-                fd_resp_str(&c->cmds, add ? "SADD" : "SREM");
-                fd_resp_str(&c->cmds, sch_pending_key(s, u->partition, key, sizeof key));
-                ps->set_open[add] = k;
-            }
-            fd_resp_arg(&c->cmds, fd_user_id(u), u->id_len);
-            ps->set_open[add]--;
-            ps->set_left[add]--;
-            u->churn.in_set = (unsigned)add;
-        }
-    }
-    /* the alerts fired since the last snapshot (shard_churn.c) */
-    for (int p = 0; p < s->n_parts; p++)
-        if (s->parts[p].outbox.len) {
-            fd_chunk *c = chunk_for(sn, idx, p);
-            sch_outbox(s, p, &c->cmds);
-        }
-}
-
 fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p)
 {
     char err[256];
@@ -455,7 +364,7 @@ fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p)
         return u;
     redisReply *g = NULL;
     if (fd_redis_ensure(s->redis, err, sizeof err) != 0 ||
-        fd_redis_appendf(s->redis, "GET %s", user_key(s, fd_user_id(u))) != 0 ||
+        fd_redis_appendf(s->redis, "GET %s", shard_user_key(s, fd_user_id(u))) != 0 ||
         fd_redis_read_replies(s->redis, &g, 1, err, sizeof err) != 0) {
         if (fd_redis_pending(s->redis))
             fd_redis_disconnect(s->redis);
@@ -534,119 +443,6 @@ static void partinit_churn(fd_shard *s, int32_t p)
     atomic_store(&s->n_users, fd_user_table_count(s->users));
 }
 
-static void make_snapshot(fd_shard *s, uint64_t epoch)
-{
-    fd_snapshot *sn = calloc(1, sizeof *sn);
-    int *idx = malloc((size_t)(s->n_parts ? s->n_parts : 1) * sizeof *idx);
-    if (sn)
-        sn->chunks = calloc((size_t)(s->n_parts ? s->n_parts : 1), sizeof *sn->chunks);
-    if (!sn || !idx || !sn->chunks) {
-        fd_err("shard", "shard=%d out of memory making a snapshot", s->id);
-        if (sn)
-            sn->error = 1;
-        goto publish;
-    }
-    sn->epoch = epoch;
-    for (int p = 0; p < s->n_parts; p++)
-        idx[p] = -1;
-    /* Changed users as MSETs of at most MSET_MAX users, per partition:
-     * count them first (each MSET starts with its length). */
-    size_t cur = 0;
-    fd_user *u;
-    char rec[FD_FEAT_RECORD_MAX + FD_CHURN_USER_TEXT_MAX];
-    for (int p = 0; p < s->n_parts; p++)
-        s->parts[p].mset_left = s->parts[p].mset_open = s->parts[p].risk_left =
-            s->parts[p].risk_open = 0;
-    while ((u = fd_user_table_next(s->users, &cur)))
-        if (u->dirty && u->partition >= 0 && u->partition < s->n_parts)
-            s->parts[u->partition].mset_left++;
-    cur = 0;
-    while ((u = fd_user_table_next(s->users, &cur))) {
-        if (!u->dirty || u->partition < 0 || u->partition >= s->n_parts)
-            continue;
-        fd_chunk *c = chunk_for(sn, idx, u->partition);
-        pstate *ps = &s->parts[u->partition];
-        if (ps->mset_open == 0) { /* start an MSET of the partition's next users */
-            size_t k = ps->mset_left < MSET_MAX ? ps->mset_left : MSET_MAX;
-            fd_resp_cmd(&c->cmds, 1 + 2 * (int)k);
-            fd_resp_str(&c->cmds, "MSET");
-            ps->mset_open = k;
-        }
-        fd_resp_str(&c->cmds, user_key(s, fd_user_id(u)));
-        size_t rl = fd_feat_record_format(&s->env->core->feat, &u->f, rec);
-        if (s->cm)
-            rl += sch_suffix(u, rec + rl);
-        fd_resp_arg(&c->cmds, rec, rl);
-        ps->mset_open--;
-        ps->mset_left--;
-        u->dirty = false;
-        u->epoch = (uint32_t)epoch;
-        if (s->cm)
-            ps->risk_left++;
-    }
-    if (s->cm)
-        churn_commands(s, sn, idx, epoch);
-    cur = 0;
-    const fd_funnel_delta *d;
-    while ((d = fd_funnel_next(s->funnel, &cur))) {
-        fd_chunk *c = chunk_for(sn, idx, d->partition);
-        if (c->n_win == c->cap_win) {
-            int cap = c->cap_win ? c->cap_win * 2 : 16;
-            fd_funnel_delta *nw = realloc(c->win, (size_t)cap * sizeof *nw);
-            if (!nw) {
-                sn->error = 1;
-                continue;
-            }
-            c->win = nw;
-            c->cap_win = cap;
-        }
-        c->win[c->n_win++] = *d;
-    }
-    if (build_reaches(s, &sn->pfadd) != 0)
-        sn->error = 1;
-    if (sch_snapshot(s, sn, epoch) != 0)
-        sn->error = 1;
-    fd_funnel_clear(s->funnel, -1);
-    atomic_store(&s->n_dirty, 0);
-    for (int p = 0; p < s->n_parts; p++) {
-        pstate *ps = &s->parts[p];
-        if (!ps->touched)
-            continue;
-        fd_chunk *c = chunk_for(sn, idx, p);
-        memcpy(c->stats, ps->stats, sizeof c->stats);
-        memset(ps->stats, 0, sizeof ps->stats);
-        ps->touched = false;
-    }
-    for (int i = 0; i < sn->n_chunks; i++)
-        if (!fd_resp_ok(&sn->chunks[i].cmds))
-            sn->error = sn->chunks[i].cmds.oom ? 1 : 2;
-    if (!fd_resp_ok(&sn->pfadd))
-        sn->error = sn->pfadd.oom ? 1 : 2;
-publish:
-    free(idx);
-    if (!sn)
-        return; /* the writer times out waiting and stops without writing */
-    pthread_mutex_lock(&s->mu);
-    fd_snapshot *old = s->snap;
-    s->snap = sn;
-    pthread_mutex_unlock(&s->mu);
-    fd_snapshot_free(old); /* an abandoned epoch's */
-
-    if (fd_user_table_count(s->users) > s->env->max_users) {
-        evict_arg a = {(uint32_t)atomic_load(s->env->confirmed_epoch)};
-        size_t before = fd_user_table_count(s->users);
-        /* an evicted user's churn timer stays, holding its id (shard_churn.c) */
-        cur = 0;
-        while (s->cm && (u = fd_user_table_next(s->users, &cur)))
-            if (u->churn.heap_pos && !keep_unconfirmed(u, &a))
-                sch_ghost(s, u);
-        if (fd_user_table_filter(s->users, keep_unconfirmed, &a) == 0)
-            fd_debug("shard", "shard=%d evicted %zu users", s->id,
-                     before - fd_user_table_count(s->users));
-        atomic_store(&s->n_users, fd_user_table_count(s->users));
-    }
-}
-
 typedef struct drop_arg {
     int32_t partition;
 } drop_arg;
@@ -681,7 +477,7 @@ static void handle_control(fd_shard *s, const fd_item *it)
             partinit_churn(s, it->partition);
         break;
     case FD_ITEM_MARKER:
-        make_snapshot(s, (uint64_t)it->value);
+        shard_make_snapshot(s, (uint64_t)it->value);
         break;
     case FD_ITEM_DROP:
         drop_partition(s, it->partition);

@@ -113,6 +113,10 @@ void sch_ghost(fd_shard *s, fd_user *u);
 /* shard.c: find or load (one GET) a user of partition p; NULL on a Redis
  * error or out of memory. */
 fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p);
+/* PREFIX "user:" id, in the shard's key buffer (shard.c). */
+const char *shard_user_key(fd_shard *s, const char *id);
+/* Answer flush marker `epoch` with a snapshot (shard_snapshot.c). */
+void shard_make_snapshot(fd_shard *s, uint64_t epoch);
 /* Forget a partition's timers. */
 void sch_drop(fd_shard *s, int32_t p);
 /* The alerts of partition p since the last snapshot into c (an HSET each). */
