@@ -44,7 +44,9 @@ class EndToEnd(unittest.TestCase):
         and restarted."""
         with RedisServer() as redis, Broker(partitions=4) as kafka:
             cfg = fdtest.daemon_config(self.tmp / f"fd-{os.getpid()}.yaml", kafka.bootstrap,
-                                       redis.url, **{"redis.flush_interval_ms": 50, **config})
+                                       redis.url, **{"redis.flush_interval_ms": 50,
+                                                     # a failure shows what the writer did last
+                                                     "log.level": "debug", **config})
             r = redis.client()
             total = self.truth["events"]
             if not interrupt:
