@@ -24,6 +24,10 @@
  *   (y = X w). OpenBLAS runs single-threaded here so both figures are one
  *   core's; the output says which one wins. The transform is timed apart.
  *
+ * - The recommendation model (tools/bench_mf.c): one fd_mf_learn with
+ *   k = 32 and 4 negatives, and a top-10 over 100,000 items with OpenBLAS
+ *   cblas_sgemv against a plain loop.
+ *
  * - --json prints one object on stdout (the table then goes to stderr).
  */
 #include <cblas.h>
@@ -36,6 +40,7 @@
 #include <string.h>
 
 #include "models/lr.h"
+#include "tools/bench_mf.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 
@@ -180,6 +185,7 @@ typedef struct bm_result {
     double learn_ns, predict_ns, transform_ns, loop_ns, blas_ns;
     double mean_p; /* of the last learning pass: proves the work was done */
     double check;  /* |loop - blas| largest difference of the margins */
+    fd_bench_mf_result mf;
 } bm_result;
 
 static int run(const bm_args *a, bm_result *res)
@@ -301,6 +307,16 @@ static void print_table(FILE *out, const bm_args *a, const bm_result *r)
             r->loop_ns <= r->blas_ns ? r->blas_ns / r->loop_ns : r->loop_ns / r->blas_ns);
     fprintf(out, "  mean prequential p %.4f; loop vs dgemv margins differ by %.3g at most\n",
             r->mean_p, r->check);
+    fprintf(out, "recommendations (models/mf.h), k = %d:\n", r->mf.k);
+    fprintf(out, "  update (fd_mf_learn, %d negatives) %8.1f ns  (target < 1000: %s)\n",
+            r->mf.negatives, r->mf.update_ns, r->mf.update_ns < 1000 ? "met" : "NOT met");
+    fprintf(out, "  top-10 of %d items, cblas_sgemv %8.3f ms  (target < 2: %s)\n", r->mf.items,
+            r->mf.top_blas_ms, r->mf.top_blas_ms < 2 ? "met" : "NOT met");
+    fprintf(out, "  top-10 of %d items, plain loop  %8.3f ms  (%s; same items: %s)\n", r->mf.items,
+            r->mf.top_loop_ms,
+            r->mf.top_blas_ms <= r->mf.top_loop_ms ? "cblas_sgemv faster" : "plain loop faster",
+            r->mf.top_same ? "yes" : "not always");
+    fprintf(out, "  published pure-Python ISGD: 1.3 ms per update\n");
 }
 
 static void print_json(const bm_args *a, const bm_result *r)
@@ -310,10 +326,13 @@ static void print_json(const bm_args *a, const bm_result *r)
            "\"vw_published_inputs\": %d, \"predict_ns_per_example\": %.3f, "
            "\"transform_ns_per_example\": %.3f, \"batch_loop_ns_per_example\": %.3f, "
            "\"batch_dgemv_ns_per_example\": %.3f, \"batch_faster\": \"%s\", "
-           "\"mean_p\": %.6f}\n",
+           "\"mean_p\": %.6f, \"mf_k\": %d, \"mf_negatives\": %d, "
+           "\"mf_update_ns\": %.3f, \"mf_items\": %d, \"mf_top10_sgemv_ms\": %.4f, "
+           "\"mf_top10_loop_ms\": %.4f, \"mf_top10_same\": %s}\n",
            NFEAT, a->examples, a->reps, a->batch, r->learn_ns, VW_NS, VW_FEAT, r->predict_ns,
            r->transform_ns, r->loop_ns, r->blas_ns, r->loop_ns <= r->blas_ns ? "loop" : "dgemv",
-           r->mean_p);
+           r->mean_p, r->mf.k, r->mf.negatives, r->mf.update_ns, r->mf.items, r->mf.top_blas_ms,
+           r->mf.top_loop_ms, r->mf.top_same ? "true" : "false");
 }
 
 int fd_cmd_bench_model(int argc, char **argv)
@@ -325,6 +344,8 @@ int fd_cmd_bench_model(int argc, char **argv)
     bm_result r;
     memset(&r, 0, sizeof r);
     if (run(&a, &r) != 0)
+        return 1;
+    if (fd_bench_mf(a.examples, a.reps, a.seed, &r.mf) != 0)
         return 1;
     if (a.json) {
         print_json(&a, &r);

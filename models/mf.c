@@ -1,0 +1,408 @@
+/*
+ * mf.c - see mf.h. docs/RECS.md is the specification.
+ *
+ * Why the negatives come from a ring of recent positives: a uniform draw
+ * from that ring is a draw in proportion to recent popularity, in O(1)
+ * with no tree or alias table to maintain, and it forgets old popularity
+ * by itself (FD_MF_RING positives). Popular items are the ones a
+ * popularity baseline would recommend, so pushing the user's score of
+ * them down where the user showed no interest is what lets the model beat
+ * that baseline (the weighted-negatives idea of ISGD's follow-ups).
+ *
+ * Why popularity is scaled instead of decayed: every item's count would
+ * have to be multiplied at every event. Adding 2^((t - t0) / h) instead
+ * keeps every ratio of the decayed counts; when the scale passes 2^64 all
+ * counts are rescaled once. Counts only grow, so the top list is kept
+ * incrementally: an item whose count grew either is in it (and moves up)
+ * or may replace the last one.
+ *
+ * Arithmetic: floats in a fixed order, no FMA contraction assumed (the
+ * dot products are plain loops); the same events in the same order give
+ * the same factors bit for bit.
+ */
+#include "models/mf.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DAY_MS 86400000LL
+
+void fd_mf_params_default(fd_mf_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->k = 32;
+    p->eta = 0.05f;
+    p->lambda = 0.01f;
+    p->negatives = 4;
+    p->weight[0] = 1.0f;
+    p->weight[1] = 3.0f;
+    p->weight[2] = 5.0f;
+    p->init = 0.1f;
+    p->pop_half_life_ms = 7 * DAY_MS;
+    p->max_items = 1000000;
+}
+
+int fd_mf_params_check(const fd_mf_params *p, char *errstr, size_t errstr_size)
+{
+    const char *bad = NULL;
+    if (p->k < 1 || p->k > FD_MF_MAX_K)
+        bad = "k must be 1..64";
+    else if (!(p->eta > 0 && p->eta <= 1))
+        bad = "learning rate must be in (0, 1]";
+    else if (!(p->lambda >= 0 && p->lambda < 1))
+        bad = "regularisation must be in [0, 1)";
+    else if (p->negatives < 0 || p->negatives > FD_MF_MAX_NEG)
+        bad = "negatives must be 0..32";
+    else if (!(p->init >= 0 && p->init <= 1))
+        bad = "initial scale must be in [0, 1]";
+    else if (p->pop_half_life_ms < 1000)
+        bad = "popularity half-life must be at least 1 s";
+    else if (p->max_items < 1 || p->max_items > (1u << 30))
+        bad = "max items must be 1..2^30";
+    for (int t = 0; !bad && t < FD_MF_TYPES; t++)
+        if (!(p->weight[t] >= 0 && p->weight[t] <= 100))
+            bad = "event weights must be in [0, 100]";
+    if (bad) {
+        snprintf(errstr, errstr_size, "mf: %s", bad);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- deterministic randomness --------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* FNV-1a, 64 bits */
+static uint64_t hash_id(const char *id, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)id[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* k values uniform in +-init/sqrt(k), from the id alone. salt tells users
+ * from items with the same id. */
+static void init_vec(const fd_mf_params *p, const char *id, size_t len, uint64_t salt, float *v)
+{
+    uint64_t s = hash_id(id, len) ^ salt;
+    float scale = p->init / sqrtf((float)p->k);
+    for (int f = 0; f < p->k; f++) {
+        uint64_t r = splitmix64(&s);
+        float u01 = (float)(r >> 40) * (1.0f / 16777216.0f); /* [0, 1), 24 bits */
+        v[f] = (2.0f * u01 - 1.0f) * scale;
+    }
+}
+
+void fd_mf_user_init(const fd_mf_params *p, const char *id, size_t len, float *u)
+{
+    init_vec(p, id, len, 0x75736572ULL /* "user" */, u);
+}
+
+/* ---- items ------------------------------------------------------------------ */
+
+int fd_mf_items_init(fd_mf_items *it, const fd_mf_params *p)
+{
+    memset(it, 0, sizeof *it);
+    it->k = p->k;
+    it->max = p->max_items;
+    it->cap = 1024 < it->max ? 1024 : it->max;
+    it->v = malloc((size_t)it->cap * (size_t)it->k * sizeof *it->v);
+    it->pop = calloc(it->cap, sizeof *it->pop);
+    it->ids = calloc(it->cap, sizeof *it->ids);
+    it->slots = calloc(2 * (size_t)it->cap, sizeof *it->slots);
+    it->rng = 0x6d662d6e6567ULL; /* "mf-neg" */
+    if (!it->v || !it->pop || !it->ids || !it->slots) {
+        fd_mf_items_free(it);
+        return -1;
+    }
+    return 0;
+}
+
+void fd_mf_items_free(fd_mf_items *it)
+{
+    if (!it)
+        return;
+    if (it->ids)
+        for (uint32_t i = 0; i < it->n; i++)
+            free(it->ids[i]);
+    free(it->v);
+    free(it->pop);
+    free(it->ids);
+    free(it->slots);
+    memset(it, 0, sizeof *it);
+}
+
+/* Twice the capacity (bounded by max): arrays and a rebuilt slot table.
+ * 0 / -1 (unchanged). */
+static int grow(fd_mf_items *it)
+{
+    uint32_t cap = it->cap > it->max / 2 ? it->max : it->cap * 2;
+    if (cap <= it->cap)
+        return -1;
+    float *v = realloc(it->v, (size_t)cap * (size_t)it->k * sizeof *v);
+    if (!v)
+        return -1;
+    it->v = v;
+    double *pop = realloc(it->pop, (size_t)cap * sizeof *pop);
+    if (!pop)
+        return -1;
+    it->pop = pop;
+    char **ids = realloc(it->ids, (size_t)cap * sizeof *ids);
+    if (!ids)
+        return -1;
+    it->ids = ids;
+    uint32_t *slots = calloc(2 * (size_t)cap, sizeof *slots);
+    if (!slots)
+        return -1;
+    for (uint32_t i = 0; i < it->n; i++) {
+        uint64_t h = hash_id(it->ids[i], strlen(it->ids[i]));
+        size_t at = (size_t)(h % (2 * (uint64_t)cap));
+        while (slots[at])
+            at = (at + 1) % (2 * (size_t)cap);
+        slots[at] = i + 1;
+    }
+    free(it->slots);
+    it->slots = slots;
+    it->cap = cap;
+    return 0;
+}
+
+int32_t fd_mf_item(fd_mf_items *it, const fd_mf_params *p, const char *id, size_t len, bool create)
+{
+    if (len == 0)
+        return -1;
+    uint64_t h = hash_id(id, len);
+    size_t ns = 2 * (size_t)it->cap, at = (size_t)(h % ns);
+    while (it->slots[at]) {
+        uint32_t i = it->slots[at] - 1;
+        if (strlen(it->ids[i]) == len && memcmp(it->ids[i], id, len) == 0)
+            return (int32_t)i;
+        at = (at + 1) % ns;
+    }
+    if (!create)
+        return -1;
+    if (it->n == it->cap) {
+        if (grow(it) != 0)
+            return -1;
+        return fd_mf_item(it, p, id, len, true);
+    }
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, id, len);
+    copy[len] = '\0';
+    uint32_t i = it->n++;
+    it->ids[i] = copy;
+    it->pop[i] = 0;
+    init_vec(p, id, len, 0x6974656dULL /* "item" */, it->v + (size_t)i * (size_t)it->k);
+    it->slots[at] = i + 1;
+    return (int32_t)i;
+}
+
+/* ---- learning --------------------------------------------------------------- */
+
+/* a.b in a fixed order: 8 partial sums (lanes) over f = 0, 8, 16, ...
+ * then the lanes pairwise, so the compiler may use vectors without
+ * reassociating anything, and the result is the same at any width. */
+static float dot(const float *restrict a, const float *restrict b, int k)
+{
+    float acc[8] = {0};
+    int f = 0;
+    for (; f + 8 <= k; f += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += a[f + j] * b[f + j];
+    for (int j = 0; f < k; f++, j++)
+        acc[j] += a[f] * b[f];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* each line is exactly minss / maxss (a < b ? a : b), so the compiler
+ * uses them, in vectors too, with no branch; NaN cannot reach here
+ * (every input is a clamped factor or a bounded parameter) */
+static inline float clampf(float x)
+{
+    x = x < FD_MF_CLAMP ? x : FD_MF_CLAMP;
+    return x > -FD_MF_CLAMP ? x : -FD_MF_CLAMP;
+}
+
+/* One SGD step on (u, v) towards target with weight w. */
+static void step(const fd_mf_params *p, float *restrict u, float *restrict v, float target, float w)
+{
+    int k = p->k;
+    float e = w * (target - dot(u, v, k));
+    float eta = p->eta, lam = p->lambda;
+    int f = 0;
+    for (; f + 8 <= k; f += 8) /* blocks of 8: vectorised at -O2 */
+        for (int j = 0; j < 8; j++) {
+            float uf = u[f + j], vf = v[f + j];
+            u[f + j] = clampf(uf + eta * (e * vf - lam * uf));
+            v[f + j] = clampf(vf + eta * (e * uf - lam * vf));
+        }
+    for (; f < k; f++) {
+        float uf = u[f], vf = v[f];
+        u[f] = clampf(uf + eta * (e * vf - lam * uf));
+        v[f] = clampf(vf + eta * (e * uf - lam * vf));
+    }
+}
+
+void fd_mf_prefetch(const fd_mf_items *it, int32_t idx)
+{
+    const float *v = it->v + (size_t)idx * (size_t)it->k;
+    for (int f = 0; f < it->k; f += 16)
+        __builtin_prefetch(v + f, 1);
+    __builtin_prefetch(it->pop + idx, 1);
+}
+
+float fd_mf_score(const fd_mf_items *it, const float *u, int32_t idx)
+{
+    return dot(u, it->v + (size_t)idx * (size_t)it->k, it->k);
+}
+
+/* The popularity top list after item i's count grew. */
+static void top_update(fd_mf_items *it, uint32_t i)
+{
+    /* below the last of a full list: not in it (every member is at least
+     * the last), and not entering it */
+    if (it->n_top == FD_MF_TOP_MAX && it->pop[i] < it->pop[it->top[FD_MF_TOP_MAX - 1]])
+        return;
+    int at = -1;
+    for (int r = 0; r < it->n_top; r++)
+        if (it->top[r] == i) {
+            at = r;
+            break;
+        }
+    if (at < 0) {
+        if (it->n_top < FD_MF_TOP_MAX)
+            at = it->n_top++;
+        else if (it->pop[i] > it->pop[it->top[FD_MF_TOP_MAX - 1]])
+            at = FD_MF_TOP_MAX - 1;
+        else
+            return;
+        it->top[at] = i;
+    }
+    /* move up while better than the one above (ties: the earlier stays) */
+    while (at > 0 && it->pop[it->top[at - 1]] < it->pop[i]) {
+        it->top[at] = it->top[at - 1];
+        it->top[at - 1] = i;
+        at--;
+    }
+}
+
+static void add_popularity(const fd_mf_params *p, fd_mf_items *it, uint32_t i, float w, int64_t ts)
+{
+    if (it->positives == 0)
+        it->pop_t0 = ts;
+    double ex = (double)(ts - it->pop_t0) / (double)p->pop_half_life_ms;
+    if (ex > 64) { /* rescale every count: the new t0 is ts */
+        double f = exp2(-ex);
+        for (uint32_t j = 0; j < it->n; j++)
+            it->pop[j] *= f;
+        it->pop_t0 = ts;
+        ex = 0;
+    }
+    if (ex < -64) /* an event far older than t0: negligible */
+        ex = -64;
+    it->pop[i] += (double)w * exp2(ex);
+    top_update(it, i);
+}
+
+float fd_mf_learn(const fd_mf_params *p, fd_mf_items *it, float *u, int32_t idx, int type,
+                  int64_t ts)
+{
+    int k = p->k;
+    float *vi = it->v + (size_t)idx * (size_t)k;
+    float before = dot(u, vi, k);
+    float w = type >= 0 && type < FD_MF_TYPES ? p->weight[type] : 1.0f;
+    /* the negatives are drawn first and their rows prefetched, so their
+     * cache misses overlap the positive step */
+    uint32_t neg[FD_MF_MAX_NEG];
+    int n_neg = 0;
+    if (it->ring_n > 1 || (it->ring_n == 1 && it->ring[0] != (uint32_t)idx))
+        for (int s = 0; s < p->negatives; s++) {
+            uint32_t j = it->ring[splitmix64(&it->rng) % it->ring_n];
+            if (j == (uint32_t)idx)
+                continue;
+            neg[n_neg++] = j;
+            const float *vj = it->v + (size_t)j * (size_t)k;
+            for (int f = 0; f < k; f += 16)
+                __builtin_prefetch(vj + f, 1);
+        }
+    step(p, u, vi, 1.0f, w);
+    for (int s = 0; s < n_neg; s++)
+        step(p, u, it->v + (size_t)neg[s] * (size_t)k, 0.0f, 1.0f);
+    add_popularity(p, it, (uint32_t)idx, w, ts);
+    it->ring[it->ring_pos] = (uint32_t)idx;
+    it->ring_pos = (it->ring_pos + 1) % FD_MF_RING;
+    if (it->ring_n < FD_MF_RING)
+        it->ring_n++;
+    it->positives++;
+    return before;
+}
+
+/* ---- recommendations -------------------------------------------------------- */
+
+static bool excluded(int32_t i, const int32_t *ex, int n_ex)
+{
+    for (int e = 0; e < n_ex; e++)
+        if (ex[e] == i)
+            return true;
+    return false;
+}
+
+int fd_mf_top_n(const fd_mf_items *it, const float *u, const int32_t *exclude, int n_ex, int n,
+                float *scratch, int32_t *idx, float *score)
+{
+    if (n > FD_MF_TOP_MAX)
+        n = FD_MF_TOP_MAX;
+    if (n <= 0 || it->n == 0)
+        return 0;
+    /* scratch = V u (row-major n x k) */
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)it->n, it->k, 1.0f, it->v, it->k, u, 1, 0.0f,
+                scratch, 1);
+    /* partial selection: a sorted list of the best m so far (insertion;
+     * n is small against the items) */
+    int m = 0;
+    float best[FD_MF_TOP_MAX];
+    for (uint32_t i = 0; i < it->n; i++) {
+        float s = scratch[i];
+        if (s != s)
+            continue; /* NaN cannot happen (clamped factors); never rank it */
+        if (m == n && !(s > best[m - 1]))
+            continue;
+        if (n_ex && excluded((int32_t)i, exclude, n_ex))
+            continue;
+        int at = m < n ? m++ : n - 1;
+        while (at > 0 && best[at - 1] < s) { /* ties: the lower index first */
+            best[at] = best[at - 1];
+            idx[at] = idx[at - 1];
+            at--;
+        }
+        best[at] = s;
+        idx[at] = (int32_t)i;
+    }
+    if (score)
+        memcpy(score, best, (size_t)m * sizeof *score);
+    return m;
+}
+
+int fd_mf_popular(const fd_mf_items *it, const int32_t *exclude, int n_ex, int n, int32_t *idx)
+{
+    int m = 0;
+    for (int r = 0; r < it->n_top && m < n; r++)
+        if (!excluded((int32_t)it->top[r], exclude, n_ex))
+            idx[m++] = (int32_t)it->top[r];
+    return m;
+}

@@ -1,0 +1,312 @@
+/*
+ * test_mf.c - online matrix factorization (models/mf.h): one SGD step
+ * against numbers worked out by hand, deterministic initial factors, the
+ * item table's growth and bound, the popularity list, top-N against a
+ * brute-force ranking, and recovery of planted preferences on a small
+ * synthetic stream (recall@10 well above the popularity baseline).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/mf.h"
+#include "tests/unit/check.h"
+
+#define DAY 86400000LL
+
+static void test_params(void)
+{
+    fd_mf_params p;
+    char err[200];
+    fd_mf_params_default(&p);
+    CHECK(p.k == 32 && p.negatives == 4 && p.weight[0] == 1 && p.weight[1] == 3 &&
+          p.weight[2] == 5);
+    CHECK(fd_mf_params_check(&p, err, sizeof err) == 0);
+    fd_mf_params q = p;
+    q.k = 65;
+    CHECK(fd_mf_params_check(&q, err, sizeof err) == -1 && strstr(err, "k must"));
+    q = p;
+    q.eta = NAN;
+    CHECK(fd_mf_params_check(&q, err, sizeof err) == -1 && strstr(err, "learning rate"));
+    q = p;
+    q.weight[2] = 1000;
+    CHECK(fd_mf_params_check(&q, err, sizeof err) == -1 && strstr(err, "weights"));
+    q = p;
+    q.negatives = 33;
+    CHECK(fd_mf_params_check(&q, err, sizeof err) == -1 && strstr(err, "negatives"));
+}
+
+/* One positive step, no negatives, k = 2, by hand. */
+static void test_step_by_hand(void)
+{
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    p.k = 2;
+    p.negatives = 0;
+    p.eta = 0.1f;
+    p.lambda = 0.5f;
+    fd_mf_items it;
+    CHECK(fd_mf_items_init(&it, &p) == 0);
+    int32_t i = fd_mf_item(&it, &p, "i1", 2, true);
+    CHECK(i == 0);
+    it.v[0] = 0.5f;
+    it.v[1] = -1.0f;
+    float u[2] = {1.0f, 2.0f};
+    /* u.v = 0.5 - 2 = -1.5; purchase: w = 5, e = 5 * (1 - (-1.5)) = 12.5
+     * u0 = 1 + 0.1 (12.5 * 0.5 - 0.5 * 1) = 1.575
+     * u1 = 2 + 0.1 (12.5 * -1 - 0.5 * 2) = 0.65
+     * v0 = 0.5 + 0.1 (12.5 * 1 - 0.5 * 0.5) = 1.725
+     * v1 = -1 + 0.1 (12.5 * 2 - 0.5 * -1) = 1.55 */
+    float before = fd_mf_learn(&p, &it, u, i, 2, 1000);
+    CHECK_NEAR(before, -1.5, 1e-6);
+    CHECK_NEAR(u[0], 1.575, 1e-5);
+    CHECK_NEAR(u[1], 0.65, 1e-5);
+    CHECK_NEAR(it.v[0], 1.725, 1e-5);
+    CHECK_NEAR(it.v[1], 1.55, 1e-5);
+    CHECK(it.positives == 1 && it.ring_n == 1 && it.n_top == 1 && it.top[0] == 0);
+    /* a click weighs 1: e = 1 - u.v */
+    float s = fd_mf_score(&it, u, i);
+    float u0 = u[0], v0 = it.v[0], e = 1.0f - s;
+    fd_mf_learn(&p, &it, u, i, 0, 2000);
+    CHECK_NEAR(u[0], u0 + 0.1 * (e * v0 - 0.5 * u0), 1e-4);
+    /* factors are clamped: a huge weight cannot overflow */
+    p.weight[2] = 100;
+    p.eta = 1;
+    for (int r = 0; r < 50; r++)
+        fd_mf_learn(&p, &it, u, i, 2, 3000 + r);
+    CHECK(fabsf(u[0]) <= FD_MF_CLAMP && fabsf(it.v[1]) <= FD_MF_CLAMP && isfinite(u[1]));
+    fd_mf_items_free(&it);
+    fd_mf_items_free(&it); /* twice: zeroed */
+    fd_mf_items_free(NULL);
+}
+
+static void test_init_deterministic(void)
+{
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    float a[FD_MF_MAX_K], b[FD_MF_MAX_K], c[FD_MF_MAX_K];
+    fd_mf_user_init(&p, "u1", 2, a);
+    fd_mf_user_init(&p, "u1", 2, b);
+    fd_mf_user_init(&p, "u2", 2, c);
+    CHECK(memcmp(a, b, sizeof(float) * 32) == 0);
+    CHECK(memcmp(a, c, sizeof(float) * 32) != 0);
+    float lim = p.init / sqrtf(32.0f), sum = 0;
+    for (int f = 0; f < 32; f++) {
+        CHECK(fabsf(a[f]) <= lim);
+        sum += fabsf(a[f]);
+    }
+    CHECK(sum > 0);
+    /* an item and a user with the same id start differently */
+    fd_mf_items it;
+    CHECK(fd_mf_items_init(&it, &p) == 0);
+    int32_t i = fd_mf_item(&it, &p, "u1", 2, true);
+    CHECK(memcmp(it.v + (size_t)i * 32, a, sizeof(float) * 32) != 0);
+    fd_mf_items_free(&it);
+}
+
+static void test_items_grow_and_bound(void)
+{
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    p.k = 4;
+    p.max_items = 3000;
+    fd_mf_items it;
+    CHECK(fd_mf_items_init(&it, &p) == 0);
+    char id[32];
+    float v7[4];
+    for (int n = 0; n < 3000; n++) {
+        int len = snprintf(id, sizeof id, "item-%d", n);
+        CHECK(fd_mf_item(&it, &p, id, (size_t)len, true) == n);
+        if (n == 7)
+            memcpy(v7, it.v + 7 * 4, sizeof v7);
+    }
+    CHECK(it.n == 3000 && it.cap == 3000);
+    CHECK(fd_mf_item(&it, &p, "one-more", 8, true) == -1); /* the bound */
+    for (int n = 0; n < 3000; n += 37) {
+        int len = snprintf(id, sizeof id, "item-%d", n);
+        CHECK(fd_mf_item(&it, &p, id, (size_t)len, false) == n);
+        CHECK(strcmp(fd_mf_item_id(&it, n), id) == 0);
+    }
+    CHECK(memcmp(v7, it.v + 7 * 4, sizeof v7) == 0); /* kept through growth */
+    CHECK(fd_mf_item(&it, &p, "nope", 4, false) == -1);
+    CHECK(fd_mf_item(&it, &p, "", 0, true) == -1);
+    fd_mf_items_free(&it);
+}
+
+/* top-N equals a brute-force ranking; exclusions hold; popularity order. */
+static void test_top_n(void)
+{
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    p.k = 8;
+    p.negatives = 2;
+    fd_mf_items it;
+    CHECK(fd_mf_items_init(&it, &p) == 0);
+    char id[32];
+    for (int n = 0; n < 500; n++) {
+        int len = snprintf(id, sizeof id, "i%d", n);
+        fd_mf_item(&it, &p, id, (size_t)len, true);
+    }
+    float u[8];
+    fd_mf_user_init(&p, "someone", 7, u);
+    float *scratch = malloc(500 * sizeof *scratch);
+    int32_t idx[10], ex[3];
+    float sc[10];
+    int m = fd_mf_top_n(&it, u, NULL, 0, 10, scratch, idx, sc);
+    CHECK(m == 10);
+    /* brute force: no item outside the list scores above the 10th */
+    for (int32_t i = 0; i < 500; i++) {
+        bool in = false;
+        for (int r = 0; r < m; r++)
+            in |= idx[r] == i;
+        if (!in)
+            CHECK(fd_mf_score(&it, u, i) <= sc[9] + 1e-6f);
+    }
+    for (int r = 0; r < m; r++) {
+        CHECK_NEAR(sc[r], fd_mf_score(&it, u, idx[r]), 1e-5);
+        if (r)
+            CHECK(sc[r] <= sc[r - 1]);
+    }
+    ex[0] = idx[0];
+    ex[1] = idx[3];
+    ex[2] = 499;
+    int32_t idx2[10];
+    CHECK(fd_mf_top_n(&it, u, ex, 3, 10, scratch, idx2, NULL) == 10);
+    CHECK(idx2[0] == idx[1] && idx2[1] == idx[2] && idx2[2] == idx[4]);
+    for (int r = 0; r < 10; r++)
+        CHECK(idx2[r] != ex[0] && idx2[r] != ex[1] && idx2[r] != 499);
+    /* popularity: i5 three purchases, i9 two clicks, i2 one cart */
+    float w[8];
+    fd_mf_user_init(&p, "x", 1, w);
+    for (int r = 0; r < 3; r++)
+        fd_mf_learn(&p, &it, w, 5, 2, DAY);
+    fd_mf_learn(&p, &it, w, 9, 0, DAY);
+    fd_mf_learn(&p, &it, w, 9, 0, DAY);
+    fd_mf_learn(&p, &it, w, 2, 1, DAY);
+    int32_t pop[5];
+    CHECK(fd_mf_popular(&it, NULL, 0, 5, pop) == 3);
+    CHECK(pop[0] == 5 && pop[1] == 2 && pop[2] == 9);
+    /* decay: two weeks later (two half-lives) one cart of i9 (3 * 4 = 12
+     * in today's units, against 15 of i5 two weeks ago... no: i5 = 15,
+     * i9 = 2 + 12 = 14): i5 still first, i9 second */
+    fd_mf_learn(&p, &it, w, 9, 1, 15 * DAY);
+    CHECK(fd_mf_popular(&it, NULL, 0, 5, pop) == 3);
+    CHECK(pop[0] == 5 && pop[1] == 9 && pop[2] == 2);
+    fd_mf_learn(&p, &it, w, 9, 0, 15 * DAY); /* i9 = 2 + 16 = 18 > 15 */
+    fd_mf_popular(&it, NULL, 0, 5, pop);
+    CHECK(pop[0] == 9 && pop[1] == 5);
+    ex[0] = 9;
+    CHECK(fd_mf_popular(&it, ex, 1, 5, pop) == 2 && pop[0] == 5);
+    /* far in the future: the scale is rescaled, the order kept */
+    fd_mf_learn(&p, &it, w, 2, 0, 4000 * DAY);
+    CHECK(fd_mf_popular(&it, NULL, 0, 1, pop) == 1 && pop[0] == 2);
+    for (uint32_t i = 0; i < it.n; i++)
+        CHECK(isfinite(it.pop[i]));
+    free(scratch);
+    fd_mf_items_free(&it);
+}
+
+/* Planted preferences: users in G groups, each group likes its own 10 of
+ * 200 items (90 % of its events), the rest go to globally popular items.
+ * Prequential recall@10 of the model must clearly beat popularity. */
+static uint64_t rs = 0x1234567ULL;
+static uint32_t rnd(uint32_t n)
+{
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return (uint32_t)(rs % n);
+}
+
+static void test_planted_preferences(void)
+{
+    enum { USERS = 400, ITEMS = 200, GROUPS = 10, EVENTS = 60000 };
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    p.k = 16;
+    fd_mf_items it;
+    CHECK(fd_mf_items_init(&it, &p) == 0);
+    char id[32];
+    for (int n = 0; n < ITEMS; n++) {
+        int len = snprintf(id, sizeof id, "item%d", n);
+        fd_mf_item(&it, &p, id, (size_t)len, true);
+    }
+    float *U = malloc((size_t)USERS * 16 * sizeof *U);
+    float *scratch = malloc(ITEMS * sizeof *scratch);
+    for (int u = 0; u < USERS; u++) {
+        int len = snprintf(id, sizeof id, "user%d", u);
+        fd_mf_user_init(&p, id, (size_t)len, U + u * 16);
+    }
+    int hits = 0, pop_hits = 0, evals = 0;
+    for (int e = 0; e < EVENTS; e++) {
+        int u = (int)rnd(USERS), g = u % GROUPS;
+        int32_t item = rnd(10) < 9 ? (int32_t)(g * 20 + rnd(10)) : (int32_t)(rnd(5) * 40 + 15);
+        if (e >= EVENTS / 2) { /* prequential, after a warm-up */
+            int32_t top[10], pop[10];
+            int m = fd_mf_top_n(&it, U + u * 16, NULL, 0, 10, scratch, top, NULL);
+            int mp = fd_mf_popular(&it, NULL, 0, 10, pop);
+            for (int r = 0; r < m; r++)
+                hits += top[r] == item;
+            for (int r = 0; r < mp; r++)
+                pop_hits += pop[r] == item;
+            evals++;
+        }
+        fd_mf_learn(&p, &it, U + u * 16, item, (int)rnd(3), (int64_t)e * 60000);
+    }
+    double recall = (double)hits / evals, pop_recall = (double)pop_hits / evals;
+    printf("test_mf: planted preferences: recall@10 %.3f, popularity %.3f\n", recall, pop_recall);
+    CHECK(recall > 0.6);
+    CHECK(recall > 3 * pop_recall);
+    free(U);
+    free(scratch);
+    fd_mf_items_free(&it);
+}
+
+/* The same events in the same order give the same factors, bit for bit. */
+static void run_small(uint64_t seed, float *U, fd_mf_items *it, const fd_mf_params *p)
+{
+    rs = seed;
+    char id[32];
+    for (int u = 0; u < 50; u++) {
+        int len = snprintf(id, sizeof id, "u%d", u);
+        fd_mf_user_init(p, id, (size_t)len, U + u * p->k);
+    }
+    for (int e = 0; e < 5000; e++) {
+        int len = snprintf(id, sizeof id, "i%u", rnd(300));
+        int32_t i = fd_mf_item(it, p, id, (size_t)len, true);
+        fd_mf_learn(p, it, U + rnd(50) * p->k, i, (int)rnd(3), (int64_t)e * 1000);
+    }
+}
+
+static void test_deterministic(void)
+{
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    fd_mf_items a, b;
+    CHECK(fd_mf_items_init(&a, &p) == 0 && fd_mf_items_init(&b, &p) == 0);
+    float *Ua = malloc(50 * 32 * sizeof(float)), *Ub = malloc(50 * 32 * sizeof(float));
+    run_small(99, Ua, &a, &p);
+    run_small(99, Ub, &b, &p);
+    CHECK(a.n == b.n && a.n > 250);
+    CHECK(memcmp(a.v, b.v, (size_t)a.n * 32 * sizeof(float)) == 0);
+    CHECK(memcmp(Ua, Ub, 50 * 32 * sizeof(float)) == 0);
+    CHECK(memcmp(a.top, b.top, sizeof a.top) == 0);
+    free(Ua);
+    free(Ub);
+    fd_mf_items_free(&a);
+    fd_mf_items_free(&b);
+}
+
+int main(void)
+{
+    test_params();
+    test_step_by_hand();
+    test_init_deterministic();
+    test_items_grow_and_bound();
+    test_top_n();
+    test_planted_preferences();
+    test_deterministic();
+    return check_report();
+}

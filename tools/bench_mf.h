@@ -1,0 +1,19 @@
+/* bench_mf.h - the recommendation model's microbenchmark (bench_mf.c),
+ * part of `funnelctl bench-model`. */
+#ifndef FD_BENCH_MF_H
+#define FD_BENCH_MF_H
+
+#include <stdint.h>
+
+typedef struct fd_bench_mf_result {
+    double update_ns;   /* fd_mf_learn, k = 32, 4 negatives: best pass */
+    double top_blas_ms; /* top-10 over `items` with cblas_sgemv: best */
+    double top_loop_ms; /* the same with a plain loop of dot products */
+    int top_same;       /* both chose the same 10 items in every rep */
+    int k, negatives, items;
+} fd_bench_mf_result;
+
+/* 0, or -1 (printed). Calling thread only. */
+int fd_bench_mf(uint64_t updates, uint64_t reps, uint64_t seed, fd_bench_mf_result *r);
+
+#endif
