@@ -195,6 +195,8 @@ int fd_replay_load(fd_replay *r)
         st->last_ts = hi;
     }
     r->pos = -1;
+    if (rc != 0)
+        r->n_refs = 0; /* a failed load hands nothing out */
     return rc;
 }
 

@@ -64,7 +64,7 @@ void fd_replay_free(fd_replay *r);
 
 /* The first pass (once). Returns 0; -1 on a read error or out of memory
  * (message printed); -2 when opts.strict and a row was malformed (it was
- * printed: nothing should be produced). */
+ * printed). After a failure fd_replay_next hands nothing out. */
 int fd_replay_load(fd_replay *r);
 
 /* The next event in order into *ev. Returns 1, 0 at the end, -1 on a read
