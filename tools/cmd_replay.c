@@ -240,7 +240,7 @@ static int parse_args(int argc, char **argv, rp_args *a)
 typedef struct rp_progress {
     const char *file;
     bool tty;
-    double t0, next;
+    double t0, next, prod_t0; /* start, next line due, first event produced */
     const fd_replay *r;
     uint64_t produced;
     bool producing;
@@ -264,7 +264,7 @@ static void show(rp_progress *p, bool force)
         bar[width] = '\0';
         fprintf(stderr, "\rreplay: [%s] %3d%% %" PRIu64 "/%" PRIu64 " events, %.0f ev/s ", bar,
                 total ? (int)(100.0 * (double)p->produced / (double)total) : 100, p->produced,
-                total, el > 0 ? (double)p->produced / el : 0.0);
+                total, now > p->prod_t0 ? (double)p->produced / (now - p->prod_t0) : 0.0);
     } else if (p->tty) {
         fprintf(stderr, "\rreplay: reading %s: %" PRIu64 " rows, %" PRIu64 " skipped ", p->file,
                 st->rows, st->skipped);
@@ -390,7 +390,7 @@ int fd_cmd_replay(int argc, char **argv)
         goto out;
 
     pg.producing = true;
-    double t0 = fd_cli_now_s();
+    double t0 = pg.prod_t0 = fd_cli_now_s();
     fd_event ev;
     int nr, werr = 0;
     while (!fd_cli_stop && (nr = fd_replay_next(r, &ev)) == 1) {
