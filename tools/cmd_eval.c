@@ -10,7 +10,9 @@
  * stream is a `funnelctl gen` stream with planted churn and a fixed seed
  * (default: 2000 users, 1.5 M events over about 120 days, so with H = 14 days many episodes
  * resolve), or a recorded one (--input FILE --format json: one event
- * object per line, the schema of docs/EVENTS.md).
+ * object per line, the schema of docs/EVENTS.md), or a dataset read by
+ * `funnelctl replay`'s parsers (--format movielens|taobao|rees46,
+ * tools/replay_reader.h), in time order.
  *
  * Every labelled example is written to a CSV (ts,label,p,features...: the
  * prequential prediction p made before learning it) that
@@ -43,6 +45,8 @@
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/gen.h"
+#include "tools/replay_formats.h"
+#include "tools/replay_reader.h"
 
 #define PROG   "funnelctl eval"
 #define DAY_MS 86400000LL
@@ -59,7 +63,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: funnelctl eval [--users N] [--events N] [--span DURATION] [--seed N]\n"
                  "                      [--churn-fraction F] [--horizon DURATION]\n"
-                 "                      [--input FILE --format json] [--config FILE]\n"
+                 "                      [--input FILE --format F] [--config FILE]\n"
                  "                      [--csv FILE] [--no-peers] [--peers-script PATH] [--json]\n"
                  "\n"
                  "Runs funneld's features and churn model over a stream and reports the\n"
@@ -74,8 +78,10 @@ static void usage(FILE *out)
                  "  --seed N            generator seed (default 1)\n"
                  "  --churn-fraction F  share of generated users that churn (default 0.3)\n"
                  "  --horizon DURATION  churn.horizon (default: the config's, 14d)\n"
-                 "  --input FILE        a recorded stream instead (one JSON event per line)\n"
-                 "  --format F          the input's format: json\n"
+                 "  --input FILE        a recorded stream or a dataset instead\n"
+                 "  --format F          the input's format: json (one event per line, read in\n"
+                 "                      file order), movielens, taobao or rees46 (read in time\n"
+                 "                      order; the mappings of funnelctl replay)\n"
                  "  --config FILE       funneld.yaml for features.*, funnel.allowed_lateness\n"
                  "                      and churn.* (default: built-in defaults)\n"
                  "  --csv FILE          write the labelled examples here (default: a temporary\n"
@@ -224,8 +230,8 @@ static int parse_args(int argc, char **argv, ev_args *a)
         fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (a->input && (!a->format || strcmp(a->format, "json") != 0)) {
-        fprintf(stderr, PROG ": --input needs --format json (one event object per line)\n");
+    if (a->input && (!a->format || fd_row_format_parse(a->format) < 0)) {
+        fprintf(stderr, PROG ": --input needs --format %s\n", fd_row_format_list());
         return -1;
     }
     if (!a->input && a->format) {
@@ -365,39 +371,18 @@ static int run_stream(const ev_args *a, ev_run *r, const fd_feat_params *fp, int
         if (rc < 0)
             return -1;
     } else {
-        FILE *in = fopen(a->input, "r");
-        if (!in) {
-            fprintf(stderr, PROG ": %s: %s\n", a->input, strerror(errno));
-            return -1;
-        }
-        fd_codec_opts co = {.format = FD_FMT_JSON};
-        fd_codec *codec = fd_codec_new(&co, err, sizeof err);
-        if (!codec) {
-            fclose(in);
+        /* the shared reader (tools/replay_reader.h): datasets in time order,
+         * our own JSON lines in file order, as recorded */
+        int fmt = fd_row_format_parse(a->format);
+        fd_replay_opts ro = {
+            .format = fmt, .prog = PROG, .sort = fmt != FD_ROWS_JSON, .max_reports = 10};
+        fd_replay *rd = fd_replay_open(a->input, &ro, err, sizeof err);
+        if (!rd) {
             fprintf(stderr, PROG ": %s\n", err);
             return -1;
         }
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t n;
-        uint64_t lineno = 0, bad = 0;
-        int rc = 0;
-        while (!fd_cli_stop && (n = getline(&line, &cap, in)) >= 0) {
-            lineno++;
-            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-                n--;
-            if (n == 0)
-                continue;
-            fd_reject why = fd_codec_decode(codec, line, (size_t)n, &ev, err, sizeof err);
-            if (why == FD_OK)
-                why = fd_event_validate(&ev, r->max_ts > 0 ? r->max_ts : ev.ts_ms, INT64_MAX, err,
-                                        sizeof err);
-            if (why != FD_OK) {
-                if (bad++ < 10)
-                    fprintf(stderr, PROG ": %s:%" PRIu64 ": skipped (%s): %s\n", a->input, lineno,
-                            fd_reject_name(why), err);
-                continue;
-            }
+        int rc = fd_replay_load(rd) < 0 ? -1 : 0, nr = 0;
+        while (rc == 0 && !fd_cli_stop && (nr = fd_replay_next(rd, &ev)) == 1) {
             if (!start)
                 start = ev.ts_ms;
             if (apply(r, fp, &ev, lateness, &sink) < 0) {
@@ -408,15 +393,12 @@ static int run_stream(const ev_args *a, ev_run *r, const fd_feat_params *fp, int
             if ((r->events & 0xffff) == 0)
                 progress(r, start, t0, false);
         }
-        if (ferror(in)) {
-            fprintf(stderr, PROG ": %s: read error\n", a->input);
+        if (nr < 0)
             rc = -1;
-        }
-        if (bad)
-            fprintf(stderr, PROG ": %s: %" PRIu64 " lines skipped\n", a->input, bad);
-        free(line);
-        fclose(in);
-        fd_codec_destroy(codec);
+        const fd_replay_stats *st = fd_replay_get_stats(rd);
+        if (st->skipped)
+            fprintf(stderr, PROG ": %s: %" PRIu64 " lines skipped\n", a->input, st->skipped);
+        fd_replay_free(rd);
         if (rc < 0)
             return -1;
     }

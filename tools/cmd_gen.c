@@ -117,7 +117,14 @@ int fd_cmd_gen(int argc, char **argv)
         fprintf(stderr, "funnelctl gen: codec: %s\n", err);
         goto out;
     }
-    if (gen_sink_open(&s, &a) < 0)
+    sink_opts so = {.prog = "funnelctl gen",
+                    .client_id = "funnelctl-gen",
+                    .brokers = a.brokers,
+                    .topic = a.topic,
+                    .out = a.out,
+                    .props = a.props,
+                    .n_props = a.n_props};
+    if (gen_sink_open(&s, &so) < 0)
         goto out;
 
     fd_cli_catch_stop();

@@ -1,7 +1,7 @@
 /*
  * funnelctl - the operator's and tester's tool: synthetic data, a standalone
- * Kafka mock broker, the benchmark, users' feature vectors from Redis, and (in
- * later issues) replay, live views, eval.
+ * Kafka mock broker, the benchmark, users' feature vectors from Redis, the
+ * replay of real datasets, eval, and (in later issues) live views.
  */
 #include <stdio.h>
 #include <string.h>
@@ -10,18 +10,20 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: funnelctl COMMAND [OPTIONS]\n"
-            "\n"
-            "commands:\n"
-            "  gen       write a synthetic clickstream to Kafka or a file, with ground truth\n"
-            "  broker    run a standalone Kafka mock cluster on loopback until SIGTERM\n"
-            "  bench     funneld end to end vs a plain consumer and kcat, and the core alone\n"
-            "  features  users' feature vectors as funneld stored them in Redis\n"
-            "  bench-model  the churn model's learning and scoring speed on one core\n"
-            "  eval      the churn model's prequential quality over a stream, beside scikit-learn\n"
-            "\n"
-            "funnelctl COMMAND --help shows a command's options.\n");
+    fprintf(
+        out,
+        "usage: funnelctl COMMAND [OPTIONS]\n"
+        "\n"
+        "commands:\n"
+        "  gen       write a synthetic clickstream to Kafka or a file, with ground truth\n"
+        "  replay    produce a dataset (MovieLens, Taobao, REES46, JSON) to Kafka in time order\n"
+        "  broker    run a standalone Kafka mock cluster on loopback until SIGTERM\n"
+        "  bench     funneld end to end vs a plain consumer and kcat, and the core alone\n"
+        "  features  users' feature vectors as funneld stored them in Redis\n"
+        "  bench-model  the churn model's learning and scoring speed on one core\n"
+        "  eval      the churn model's prequential quality over a stream, beside scikit-learn\n"
+        "\n"
+        "funnelctl COMMAND --help shows a command's options.\n");
 }
 
 int main(int argc, char **argv)
@@ -33,6 +35,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "gen"))
         return fd_cmd_gen(argc - 1, argv + 1);
+    if (!strcmp(cmd, "replay"))
+        return fd_cmd_replay(argc - 1, argv + 1);
     if (!strcmp(cmd, "broker"))
         return fd_cmd_broker(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench"))

@@ -4,7 +4,8 @@
  *
  *   cmd_gen.c         main: the loop from generator to codec to sink
  *   gen_cli.c         usage and options
- *   gen_sink.c        the sinks: Kafka producer or framed file
+ *   gen_sink.c        the sinks: Kafka producer or framed file (also used by
+ *                     cmd_replay.c)
  *   gen_truth_json.c  the truth and latent files (streaming JSON)
  *   gen.c             the event synthesis (tools/gen.h)
  *   gen_truth.c       sessions and funnel truth (tools/gen_truth.h)
@@ -37,7 +38,18 @@ typedef struct gen_args {
     const char *cats[FD_TRUTH_MAX_CATEGORIES];
 } gen_args;
 
+/* Where a sink writes: a framed file (out) or a Kafka topic. Shared by
+ * `funnelctl gen` and `funnelctl replay` (tools/cmd_replay.c). */
+typedef struct sink_opts {
+    const char *prog;      /* message prefix, e.g. "funnelctl gen" */
+    const char *client_id; /* librdkafka client.id */
+    const char *brokers, *topic, *out;
+    const char *const *props; /* "key=value" for librdkafka */
+    int n_props;
+} sink_opts;
+
 typedef struct sink {
+    const char *prog;
     FILE *f;
     bool close_f;
     rd_kafka_t *rk;
@@ -52,7 +64,7 @@ void gen_usage(FILE *out);
 int gen_parse_args(int argc, char **argv, gen_args *a);
 
 /* gen_sink.c */
-int gen_sink_open(sink *s, const gen_args *a);
+int gen_sink_open(sink *s, const sink_opts *o);
 int gen_sink_write(sink *s, const char *key, size_t klen, const void *val, size_t vlen);
 int gen_sink_close(sink *s);
 

@@ -36,19 +36,21 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
            "kafka", "%s: %s", fac, buf);
 }
 
-/* Open the sink named by the options. Returns 0, or -1 with a message
- * printed; gen_sink_close() undoes a partial open. */
-int gen_sink_open(sink *s, const gen_args *a)
+/* Open the sink named by the options (strings are borrowed: they must
+ * outlive the sink). Returns 0, or -1 with a message printed;
+ * gen_sink_close() undoes a partial open. Main thread. */
+int gen_sink_open(sink *s, const sink_opts *a)
 {
     char err[512];
     memset(s, 0, sizeof *s);
+    s->prog = a->prog;
     if (a->out) {
         if (!strcmp(a->out, "-")) {
             s->f = stdout;
         } else {
             s->f = fopen(a->out, "wb");
             if (!s->f) {
-                fprintf(stderr, "funnelctl gen: --out %s: %s\n", a->out, strerror(errno));
+                fprintf(stderr, "%s: --out %s: %s\n", s->prog, a->out, strerror(errno));
                 return -1;
             }
             s->close_f = true;
@@ -62,14 +64,14 @@ int gen_sink_open(sink *s, const gen_args *a)
         {"compression.codec", "lz4"},
         {"linger.ms", "5"},
         {"enable.idempotence", "true"},
-        {"client.id", "funnelctl-gen"},
+        {"client.id", a->client_id},
         /* A broker gone for a minute fails the run (exit 1, no truth)
          * instead of hanging; -X message.timeout.ms=0 waits forever. */
         {"message.timeout.ms", "60000"},
     };
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
         if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof err) != RD_KAFKA_CONF_OK) {
-            fprintf(stderr, "funnelctl gen: kafka %s=%s: %s\n", kv[i][0], kv[i][1], err);
+            fprintf(stderr, "%s: kafka %s=%s: %s\n", s->prog, kv[i][0], kv[i][1], err);
             rd_kafka_conf_destroy(conf);
             return -1;
         }
@@ -79,7 +81,7 @@ int gen_sink_open(sink *s, const gen_args *a)
         const char *eq = strchr(a->props[i], '=');
         snprintf(k, sizeof k, "%.*s", (int)(eq - a->props[i]), a->props[i]);
         if (rd_kafka_conf_set(conf, k, eq + 1, err, sizeof err) != RD_KAFKA_CONF_OK) {
-            fprintf(stderr, "funnelctl gen: --producer-prop %s: %s\n", a->props[i], err);
+            fprintf(stderr, "%s: --producer-prop %s: %s\n", s->prog, a->props[i], err);
             rd_kafka_conf_destroy(conf);
             return -1;
         }
@@ -89,7 +91,7 @@ int gen_sink_open(sink *s, const gen_args *a)
     rd_kafka_conf_set_opaque(conf, s);
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     if (!s->rk) {
-        fprintf(stderr, "funnelctl gen: kafka producer: %s\n", err);
+        fprintf(stderr, "%s: kafka producer: %s\n", s->prog, err);
         rd_kafka_conf_destroy(conf);
         return -1;
     }
@@ -117,7 +119,7 @@ int gen_sink_write(sink *s, const char *key, size_t klen, const void *val, size_
         put_be32(hdr, (uint32_t)vlen);
         fwrite(hdr, 1, 4, s->f);
         if (fwrite(val, 1, vlen, s->f) != vlen) {
-            fprintf(stderr, "funnelctl gen: write: %s\n", strerror(errno));
+            fprintf(stderr, "%s: write: %s\n", s->prog, strerror(errno));
             return -1;
         }
         return 0;
@@ -130,14 +132,14 @@ int gen_sink_write(sink *s, const char *key, size_t klen, const void *val, size_
         if (!e)
             break;
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            fprintf(stderr, "funnelctl gen: produce to %s: %s\n", s->topic, rd_kafka_err2str(e));
+            fprintf(stderr, "%s: produce to %s: %s\n", s->prog, s->topic, rd_kafka_err2str(e));
             return -1;
         }
         rd_kafka_poll(s->rk, 50); /* serve delivery reports, then retry */
     }
     rd_kafka_poll(s->rk, 0);
     if (s->failed) {
-        fprintf(stderr, "funnelctl gen: delivery to %s failed: %s\n", s->topic, s->first_error);
+        fprintf(stderr, "%s: delivery to %s failed: %s\n", s->prog, s->topic, s->first_error);
         return -1;
     }
     return 0;
@@ -149,11 +151,11 @@ int gen_sink_close(sink *s)
     int rc = 0;
     if (s->f) {
         if (fflush(s->f) != 0 || ferror(s->f)) {
-            fprintf(stderr, "funnelctl gen: write: %s\n", strerror(errno));
+            fprintf(stderr, "%s: write: %s\n", s->prog, strerror(errno));
             rc = -1;
         }
         if (s->close_f && fclose(s->f) != 0 && rc == 0) {
-            fprintf(stderr, "funnelctl gen: close: %s\n", strerror(errno));
+            fprintf(stderr, "%s: close: %s\n", s->prog, strerror(errno));
             rc = -1;
         }
         s->f = NULL;
@@ -164,7 +166,7 @@ int gen_sink_close(sink *s)
         while (rd_kafka_outq_len(s->rk) > 0)
             rd_kafka_flush(s->rk, 1000);
         if (s->failed) {
-            fprintf(stderr, "funnelctl gen: %" PRIu64 " deliveries to %s failed, first: %s\n",
+            fprintf(stderr, "%s: %" PRIu64 " deliveries to %s failed, first: %s\n", s->prog,
                     s->failed, s->topic, s->first_error);
             rc = -1;
         }
