@@ -42,6 +42,7 @@
 #include "models/timer.h"
 #include "pipeline/churn_setup.h"
 #include "pipeline/codec.h"
+#include "tools/eval_recs.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/gen.h"
@@ -56,7 +57,8 @@ typedef struct ev_args {
     int64_t span_ms, horizon_ms;
     double churn_fraction;
     const char *input, *format, *csv, *config, *peers_script;
-    bool json, peers;
+    bool json, peers, recs;
+    uint64_t recs_every;
 } ev_args;
 
 static void usage(FILE *out)
@@ -64,12 +66,15 @@ static void usage(FILE *out)
     fprintf(out, "usage: funnelctl eval [--users N] [--events N] [--span DURATION] [--seed N]\n"
                  "                      [--churn-fraction F] [--horizon DURATION]\n"
                  "                      [--input FILE --format F] [--config FILE]\n"
-                 "                      [--csv FILE] [--no-peers] [--peers-script PATH] [--json]\n"
+                 "                      [--csv FILE] [--no-peers] [--peers-script PATH]\n"
+                 "                      [--no-recs] [--recs-every N] [--json]\n"
                  "\n"
                  "Runs funneld's features and churn model over a stream and reports the\n"
                  "model's prequential quality (AUC, log loss, calibration, alert precision,\n"
                  "recall and lead time) beside two scikit-learn peers trained on the same\n"
-                 "labelled examples (tools/eval_peers.py, Debian python3-sklearn).\n"
+                 "labelled examples (tools/eval_peers.py, Debian python3-sklearn), and the\n"
+                 "recommendation model's prequential recall@10 and NDCG@10 beside the\n"
+                 "decayed popularity list on the same events (docs/RECS.md).\n"
                  "\n"
                  "  --users N           generated users (default 2000)\n"
                  "  --events N          generated events, at most (default 2000000)\n"
@@ -88,6 +93,9 @@ static void usage(FILE *out)
                  "                      file, removed)\n"
                  "  --no-peers          do not run the scikit-learn peers\n"
                  "  --peers-script P    default: tools/eval_peers.py beside the binary's tree\n"
+                 "  --no-recs           do not run the recommendation model\n"
+                 "  --recs-every N      check every Nth event with an item against the lists\n"
+                 "                      before learning it (default 1: every one)\n"
                  "  --json              one JSON object on stdout\n"
                  "\n"
                  "Durations: N[ms|s|m|h|d]. Progress goes to stderr.\n");
@@ -106,7 +114,9 @@ enum {
     O_CSV,
     O_NOPEERS,
     O_SCRIPT,
-    O_JSON
+    O_JSON,
+    O_NORECS,
+    O_RECS_EVERY
 };
 
 static int parse_duration(const char *opt, const char *s, int64_t *out)
@@ -151,6 +161,8 @@ static int parse_args(int argc, char **argv, ev_args *a)
                                          {"no-peers", no_argument, 0, O_NOPEERS},
                                          {"peers-script", required_argument, 0, O_SCRIPT},
                                          {"json", no_argument, 0, O_JSON},
+                                         {"no-recs", no_argument, 0, O_NORECS},
+                                         {"recs-every", required_argument, 0, O_RECS_EVERY},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     a->users = 2000;
@@ -159,6 +171,8 @@ static int parse_args(int argc, char **argv, ev_args *a)
     a->seed = 1;
     a->churn_fraction = 0.3;
     a->peers = true;
+    a->recs = true;
+    a->recs_every = 1;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -222,6 +236,13 @@ static int parse_args(int argc, char **argv, ev_args *a)
         case O_JSON:
             a->json = true;
             break;
+        case O_NORECS:
+            a->recs = false;
+            break;
+        case O_RECS_EVERY:
+            if (fd_cli_parse_u64(PROG, optbuf, optarg, 1, 1000000, &a->recs_every) < 0)
+                return -1;
+            break;
         default:
             return -1;
         }
@@ -252,6 +273,7 @@ typedef struct ev_run {
     uint64_t examples, positives, alerts, events;
     int64_t max_ts;
     bool io_error;
+    fd_eval_recs *recs; /* the recommendation model, beside (NULL: --no-recs) */
 } ev_run;
 
 static void moved(void *ref, size_t pos)
@@ -313,6 +335,8 @@ static int apply(ev_run *r, const fd_feat_params *fp, const fd_event *ev, int64_
     bool created;
     fd_user *u = fd_user_table_upsert(r->users, ev->user_id, strlen(ev->user_id), &created);
     if (!u)
+        return -1;
+    if (r->recs && fd_eval_recs_event(r->recs, ev) < 0)
         return -1;
     fd_churn_before_event(r->cp, &r->m, u, ev->ts_ms, sink);
     fd_sess_step st;
@@ -498,7 +522,12 @@ int fd_cmd_eval(int argc, char **argv)
     char tmpcsv[] = "/tmp/funnelctl-eval-XXXXXX";
     const char *csv = a.csv;
     json_t *peers = NULL;
-    if (!r.users) {
+    if (a.recs) {
+        fd_mf_params mp;
+        fd_mf_params_default(&mp);
+        r.recs = fd_eval_recs_new(&mp, a.recs_every);
+    }
+    if (!r.users || (a.recs && !r.recs)) {
         fprintf(stderr, PROG ": out of memory\n");
         goto out;
     }
@@ -576,6 +605,17 @@ int fd_cmd_eval(int argc, char **argv)
         json_array_append_new(cal, c);
     }
     json_object_set_new(o, "calibration", cal);
+    fd_eval_recs_result rr;
+    if (r.recs) {
+        fd_eval_recs_get(r.recs, &rr);
+        json_object_set_new(o, "recall_at_10", json_real(rr.recall));
+        json_object_set_new(o, "ndcg_at_10", json_real(rr.ndcg));
+        json_object_set_new(o, "popularity_recall_at_10", json_real(rr.pop_recall));
+        json_object_set_new(o, "popularity_ndcg_at_10", json_real(rr.pop_ndcg));
+        json_object_set_new(o, "recs_positives", json_integer((json_int_t)rr.positives));
+        json_object_set_new(o, "recs_evaluated", json_integer((json_int_t)rr.evaluated));
+        json_object_set_new(o, "recs_items", json_integer((json_int_t)rr.items));
+    }
     if (peers) {
         const char *keys[] = {"batch_auc", "sgd_auc", "online_auc", "online_auc_test",
                               "sgd_auc_test"};
@@ -613,6 +653,14 @@ int fd_cmd_eval(int argc, char **argv)
                     "    SGDClassifier partial_fit, prequential: AUC %.4f (funneld: %.4f)\n",
                     jnum(peers, "batch_auc"), jnum(peers, "online_auc_test"),
                     jnum(peers, "sgd_auc"), jnum(peers, "online_auc"));
+        if (r.recs)
+            fprintf(f,
+                    "recommendations, prequential, %" PRIu64 " events with an item (%" PRIu64
+                    " checked), %" PRIu32 " items\n"
+                    "  matrix factorization   recall@10 %.4f  NDCG@10 %.4f\n"
+                    "  decayed popularity     recall@10 %.4f  NDCG@10 %.4f  (%.2fx)\n",
+                    rr.positives, rr.evaluated, rr.items, rr.recall, rr.ndcg, rr.pop_recall,
+                    rr.pop_ndcg, rr.pop_recall > 0 ? rr.recall / rr.pop_recall : 0.0);
     }
     json_decref(o);
     rc = 0;
@@ -624,6 +672,7 @@ out:
     json_decref(peers);
     fd_timer_free(&r.timers);
     fd_user_table_free(r.users);
+    fd_eval_recs_free(r.recs);
     fd_config_free(&cfg);
     return rc;
 }

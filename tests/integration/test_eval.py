@@ -74,6 +74,41 @@ class Eval(unittest.TestCase):
         self.assertGreaterEqual(j["alert_precision"], 0.5)
         self.assertGreaterEqual(j["alert_recall"], 0.6, "share of churned users alerted")
         self.assertGreaterEqual(j["median_lead_time_s"], j["horizon_s"] / 2, "median lead time")
+        # issue 12: the generated stream's planted preferences
+        print(f"test_eval: recall@10 {j['recall_at_10']:.4f} NDCG@10 {j['ndcg_at_10']:.4f}, "
+              f"popularity {j['popularity_recall_at_10']:.4f} "
+              f"{j['popularity_ndcg_at_10']:.4f}", file=sys.stderr)
+        self.assertGreater(j["recs_evaluated"], 1000000)
+        self.assertGreater(j["popularity_recall_at_10"], 0)
+        self.assertGreaterEqual(j["recall_at_10"], 3 * j["popularity_recall_at_10"])
+        self.assertGreater(j["ndcg_at_10"], j["popularity_ndcg_at_10"])
+
+    def test_movielens_recommendations_beat_popularity(self):
+        """MovieLens latest-small (../shared/data), replayed in time order:
+        the model's prequential recall@10 is at least 1.2 times the decayed
+        popularity list's (issue 12), on every rating."""
+        ratings = os.path.join(os.path.dirname(ROOT), "shared", "data", "ml-latest-small",
+                               "ratings.csv")
+        with open(ratings) as f:
+            rows = sum(1 for _ in f) - 1
+        r = run_eval("--input", ratings, "--format", "movielens", timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        print(f"test_eval: MovieLens recall@10 {j['recall_at_10']:.4f} "
+              f"popularity {j['popularity_recall_at_10']:.4f}", file=sys.stderr)
+        self.assertEqual(j["events"], rows)
+        self.assertEqual(j["recs_positives"], rows, "every rating is a positive")
+        self.assertEqual(j["recs_evaluated"], rows - 1, "all but the very first are checked")
+        self.assertEqual(j["users"], 610)
+        self.assertGreater(j["popularity_recall_at_10"], 0.005)
+        self.assertGreaterEqual(j["recall_at_10"], 1.2 * j["popularity_recall_at_10"])
+        # --recs-every checks a share and learns the same
+        r2 = run_eval("--input", ratings, "--format", "movielens", "--recs-every", "10",
+                      timeout=600)
+        self.assertEqual(r2.returncode, 0, r2.stderr)
+        j2 = json.loads(r2.stdout)
+        self.assertEqual(j2["recs_positives"], rows)
+        self.assertAlmostEqual(j2["recs_evaluated"], rows / 10, delta=2)
 
     def test_peers_on_the_same_examples(self):
         """The scikit-learn peers (tools/eval_peers.py) run on the examples
