@@ -352,6 +352,26 @@ float fd_mf_learn(const fd_mf_params *p, fd_mf_items *it, float *u, int32_t idx,
     return before;
 }
 
+/* ---- bfloat16 ------------------------------------------------------------------ */
+
+void fd_mf_bf16_pack(const float *v, int k, uint16_t *out)
+{
+    for (int f = 0; f < k; f++) {
+        uint32_t b;
+        memcpy(&b, &v[f], sizeof b);
+        b += 0x7FFFu + ((b >> 16) & 1u); /* round to nearest even */
+        out[f] = (uint16_t)(b >> 16);
+    }
+}
+
+void fd_mf_bf16_unpack(const uint16_t *in, int k, float *v)
+{
+    for (int f = 0; f < k; f++) {
+        uint32_t b = (uint32_t)in[f] << 16;
+        memcpy(&v[f], &b, sizeof b);
+    }
+}
+
 /* ---- recommendations -------------------------------------------------------- */
 
 static bool excluded(int32_t i, const int32_t *ex, int n_ex)

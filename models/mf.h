@@ -112,6 +112,12 @@ float fd_mf_score(const fd_mf_items *it, const float *u, int32_t idx);
 int fd_mf_top_n(const fd_mf_items *it, const float *u, const int32_t *exclude, int n_ex, int n,
                 float *scratch, int32_t *idx, float *score);
 
+/* bfloat16 storage of a factor vector (user factors in the user's state:
+ * 2 bytes a factor). Rounding to nearest, ties to even; factors are
+ * clamped finite, so no NaN or infinity is ever packed. */
+void fd_mf_bf16_pack(const float *v, int k, uint16_t *out);
+void fd_mf_bf16_unpack(const uint16_t *in, int k, float *v);
+
 /* The n most popular items (decayed popularity), best first, leaving out
  * exclude. Returns how many were written. */
 int fd_mf_popular(const fd_mf_items *it, const int32_t *exclude, int n_ex, int n, int32_t *idx);

@@ -57,7 +57,7 @@ typedef struct ev_args {
     int64_t span_ms, horizon_ms;
     double churn_fraction;
     const char *input, *format, *csv, *config, *peers_script;
-    bool json, peers, recs;
+    bool json, peers, recs, recs_bf16;
     uint64_t recs_every;
 } ev_args;
 
@@ -67,7 +67,7 @@ static void usage(FILE *out)
                  "                      [--churn-fraction F] [--horizon DURATION]\n"
                  "                      [--input FILE --format F] [--config FILE]\n"
                  "                      [--csv FILE] [--no-peers] [--peers-script PATH]\n"
-                 "                      [--no-recs] [--recs-every N] [--json]\n"
+                 "                      [--no-recs] [--recs-every N] [--recs-bf16] [--json]\n"
                  "\n"
                  "Runs funneld's features and churn model over a stream and reports the\n"
                  "model's prequential quality (AUC, log loss, calibration, alert precision,\n"
@@ -96,6 +96,7 @@ static void usage(FILE *out)
                  "  --no-recs           do not run the recommendation model\n"
                  "  --recs-every N      check every Nth event with an item against the lists\n"
                  "                      before learning it (default 1: every one)\n"
+                 "  --recs-bf16         keep user factors as bfloat16 between events\n"
                  "  --json              one JSON object on stdout\n"
                  "\n"
                  "Durations: N[ms|s|m|h|d]. Progress goes to stderr.\n");
@@ -116,7 +117,8 @@ enum {
     O_SCRIPT,
     O_JSON,
     O_NORECS,
-    O_RECS_EVERY
+    O_RECS_EVERY,
+    O_RECS_BF16
 };
 
 static int parse_duration(const char *opt, const char *s, int64_t *out)
@@ -163,6 +165,7 @@ static int parse_args(int argc, char **argv, ev_args *a)
                                          {"json", no_argument, 0, O_JSON},
                                          {"no-recs", no_argument, 0, O_NORECS},
                                          {"recs-every", required_argument, 0, O_RECS_EVERY},
+                                         {"recs-bf16", no_argument, 0, O_RECS_BF16},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     a->users = 2000;
@@ -238,6 +241,9 @@ static int parse_args(int argc, char **argv, ev_args *a)
             break;
         case O_NORECS:
             a->recs = false;
+            break;
+        case O_RECS_BF16:
+            a->recs_bf16 = true;
             break;
         case O_RECS_EVERY:
             if (fd_cli_parse_u64(PROG, optbuf, optarg, 1, 1000000, &a->recs_every) < 0)
@@ -525,7 +531,7 @@ int fd_cmd_eval(int argc, char **argv)
     if (a.recs) {
         fd_mf_params mp;
         fd_mf_params_default(&mp);
-        r.recs = fd_eval_recs_new(&mp, a.recs_every);
+        r.recs = fd_eval_recs_new(&mp, a.recs_every, a.recs_bf16);
     }
     if (!r.users || (a.recs && !r.recs)) {
         fprintf(stderr, PROG ": out of memory\n");
@@ -615,6 +621,8 @@ int fd_cmd_eval(int argc, char **argv)
         json_object_set_new(o, "recs_positives", json_integer((json_int_t)rr.positives));
         json_object_set_new(o, "recs_evaluated", json_integer((json_int_t)rr.evaluated));
         json_object_set_new(o, "recs_items", json_integer((json_int_t)rr.items));
+        json_object_set_new(o, "recs_user_factors",
+                            json_string(a.recs_bf16 ? "bfloat16" : "float32"));
     }
     if (peers) {
         const char *keys[] = {"batch_auc", "sgd_auc", "online_auc", "online_auc_test",

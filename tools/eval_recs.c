@@ -36,7 +36,9 @@ struct fd_eval_recs {
     fd_mf_params p;
     fd_mf_items items;
     evr_user *users;
-    float *factors; /* users * k */
+    float *factors; /* users * k (float32) */
+    uint16_t *bf16; /* users * k instead, with bf16 */
+    bool use_bf16;
     uint32_t n_users, cap_users;
     uint32_t *slots; /* 2 * cap_users: index + 1 */
     float *scratch;  /* items.cap floats */
@@ -45,18 +47,20 @@ struct fd_eval_recs {
     fd_eval_recs_result r;
 };
 
-fd_eval_recs *fd_eval_recs_new(const fd_mf_params *p, uint64_t every)
+fd_eval_recs *fd_eval_recs_new(const fd_mf_params *p, uint64_t every, bool bf16)
 {
     fd_eval_recs *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     e->p = *p;
+    e->use_bf16 = bf16;
     e->every = every ? every : 1;
     e->cap_users = 1024;
     e->users = calloc(e->cap_users, sizeof *e->users);
     e->factors = malloc((size_t)e->cap_users * (size_t)p->k * sizeof *e->factors);
+    e->bf16 = malloc((size_t)e->cap_users * (size_t)p->k * sizeof *e->bf16);
     e->slots = calloc(2 * (size_t)e->cap_users, sizeof *e->slots);
-    if (!e->users || !e->factors || !e->slots || fd_mf_items_init(&e->items, p) != 0) {
+    if (!e->users || !e->factors || !e->bf16 || !e->slots || fd_mf_items_init(&e->items, p) != 0) {
         fd_eval_recs_free(e);
         return NULL;
     }
@@ -72,6 +76,7 @@ void fd_eval_recs_free(fd_eval_recs *e)
             free(e->users[i].id);
     free(e->users);
     free(e->factors);
+    free(e->bf16);
     free(e->slots);
     free(e->scratch);
     fd_mf_items_free(&e->items);
@@ -89,6 +94,10 @@ static int grow_users(fd_eval_recs *e)
     if (!f)
         return -1;
     e->factors = f;
+    uint16_t *h = realloc(e->bf16, (size_t)cap * (size_t)e->p.k * sizeof *h);
+    if (!h)
+        return -1;
+    e->bf16 = h;
     uint32_t *slots = calloc(2 * (size_t)cap, sizeof *slots);
     if (!slots)
         return -1;
@@ -126,7 +135,9 @@ static int64_t user_of(fd_eval_recs *e, const char *id)
     if (!e->users[i].id)
         return -1;
     memcpy(e->users[i].id, id, len + 1);
-    fd_mf_user_init(&e->p, id, len, e->factors + (size_t)i * (size_t)e->p.k);
+    float *uf = e->factors + (size_t)i * (size_t)e->p.k;
+    fd_mf_user_init(&e->p, id, len, uf);
+    fd_mf_bf16_pack(uf, e->p.k, e->bf16 + (size_t)i * (size_t)e->p.k);
     e->slots[at] = i + 1;
     e->n_users++;
     return i;
@@ -155,6 +166,9 @@ int fd_eval_recs_event(fd_eval_recs *e, const fd_event *ev)
     }
     evr_user *u = &e->users[ui];
     float *uf = e->factors + (size_t)ui * (size_t)e->p.k;
+    uint16_t *uh = e->bf16 + (size_t)ui * (size_t)e->p.k;
+    if (e->use_bf16) /* what a user state of 2 bytes a factor gives back */
+        fd_mf_bf16_unpack(uh, e->p.k, uf);
     if (e->scratch_cap < e->items.cap) {
         float *s = realloc(e->scratch, (size_t)e->items.cap * sizeof *s);
         if (!s)
@@ -181,6 +195,8 @@ int fd_eval_recs_event(fd_eval_recs *e, const fd_event *ev)
         }
     }
     fd_mf_learn(&e->p, &e->items, uf, item, ev->type, ev->ts_ms);
+    if (e->use_bf16)
+        fd_mf_bf16_pack(uf, e->p.k, uh);
     u->positives++;
     if (ev->type == FD_EV_PURCHASE && rank_of(u->bought, u->n_bought, item) == 0) {
         u->bought[u->bought_pos] = item;

@@ -3,6 +3,7 @@
 #ifndef FD_EVAL_RECS_H
 #define FD_EVAL_RECS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "features/event.h"
@@ -20,8 +21,10 @@ typedef struct fd_eval_recs_result {
     double recall, ndcg, pop_recall, pop_ndcg; /* @10, over evaluated */
 } fd_eval_recs_result;
 
-/* every: evaluate every Nth positive (1: all). NULL out of memory. */
-fd_eval_recs *fd_eval_recs_new(const fd_mf_params *p, uint64_t every);
+/* every: evaluate every Nth positive (1: all); bf16: keep the user factors
+ * as bfloat16 between events, as a user state of 2 bytes a factor would.
+ * NULL out of memory. */
+fd_eval_recs *fd_eval_recs_new(const fd_mf_params *p, uint64_t every, bool bf16);
 void fd_eval_recs_free(fd_eval_recs *e); /* NULL ok */
 /* One event in stream order: 0, or -1 out of memory. */
 int fd_eval_recs_event(fd_eval_recs *e, const fd_event *ev);

@@ -102,6 +102,14 @@ class Eval(unittest.TestCase):
         self.assertEqual(j["users"], 610)
         self.assertGreater(j["popularity_recall_at_10"], 0.005)
         self.assertGreaterEqual(j["recall_at_10"], 1.2 * j["popularity_recall_at_10"])
+        # bfloat16 user factors (2 bytes a factor, for the 512-byte user
+        # budget) keep the quality
+        rb = run_eval("--input", ratings, "--format", "movielens", "--recs-bf16", timeout=600)
+        self.assertEqual(rb.returncode, 0, rb.stderr)
+        jb = json.loads(rb.stdout)
+        self.assertEqual(jb["recs_user_factors"], "bfloat16")
+        self.assertLess(abs(jb["recall_at_10"] - j["recall_at_10"]), 0.002)
+        self.assertGreaterEqual(jb["recall_at_10"], 1.2 * jb["popularity_recall_at_10"])
         # --recs-every checks a share and learns the same
         r2 = run_eval("--input", ratings, "--format", "movielens", "--recs-every", "10",
                       timeout=600)

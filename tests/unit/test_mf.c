@@ -299,6 +299,36 @@ static void test_deterministic(void)
     fd_mf_items_free(&b);
 }
 
+/* bfloat16: exact for values with 8 significant bits, rounding to the
+ * nearest (ties to even) otherwise, relative error at most 2^-8. */
+static void test_bf16(void)
+{
+    float v[6] = {1.0f, -0.5f, 1.0f + 0x1p-7f, 1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 0.0f};
+    uint16_t h[6];
+    float back[6];
+    fd_mf_bf16_pack(v, 6, h);
+    fd_mf_bf16_unpack(h, 6, back);
+    CHECK(back[0] == 1.0f && back[1] == -0.5f && back[2] == 1.0f + 0x1p-7f && back[5] == 0.0f);
+    CHECK(back[3] == 1.0f);               /* a tie: to even (down) */
+    CHECK(back[4] == 1.0f + 2 * 0x1p-7f); /* a tie: to even (up) */
+    CHECK(h[0] == 0x3F80 && h[1] == 0xBF00);
+    float w[32];
+    uint16_t hw[32];
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    fd_mf_user_init(&p, "someone", 7, w);
+    fd_mf_bf16_pack(w, 32, hw);
+    float wb[32];
+    fd_mf_bf16_unpack(hw, 32, wb);
+    for (int f = 0; f < 32; f++)
+        CHECK(fabsf(wb[f] - w[f]) <= fabsf(w[f]) * 0x1p-8f);
+    float big = FD_MF_CLAMP, bb;
+    uint16_t hb;
+    fd_mf_bf16_pack(&big, 1, &hb);
+    fd_mf_bf16_unpack(&hb, 1, &bb);
+    CHECK(bb == FD_MF_CLAMP);
+}
+
 int main(void)
 {
     test_params();
@@ -308,5 +338,6 @@ int main(void)
     test_top_n();
     test_planted_preferences();
     test_deterministic();
+    test_bf16();
     return check_report();
 }
