@@ -11,11 +11,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 static atomic_int log_level = FD_LOG_INFO;
+/* -1 not decided yet; 1 stderr is the journal's stream: "<N>" prefixes and
+ * no timestamps (journald adds its own); 0 anything else (a terminal, a
+ * redirected file): timestamped lines. */
+static atomic_int to_journal = -1;
+
+/* systemd sets JOURNAL_STREAM to "DEVICE:INODE" of the stream it connected
+ * to stderr; a child that inherited the variable but writes elsewhere (a
+ * redirect, a pipe) must not take it (systemd.exec(5)). */
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    char tail;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu%c", &dev, &ino, &tail) != 2)
+        return 0;
+    if (fstat(STDERR_FILENO, &st) != 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 int fd_log_level_parse(const char *s)
 {
@@ -62,7 +83,12 @@ void fd_log(int level, const char *subsys, const char *fmt, ...)
         return;
     char line[2048];
     int n;
-    if (getenv("JOURNAL_STREAM")) {
+    int journal = atomic_load(&to_journal);
+    if (journal < 0) { /* decided once: stderr does not change under us */
+        journal = stderr_is_journal();
+        atomic_store(&to_journal, journal);
+    }
+    if (journal) {
         n = snprintf(line, sizeof line, "<%d>%s: ", level, subsys);
     } else {
         struct timeval tv;

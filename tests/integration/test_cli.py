@@ -80,6 +80,33 @@ class Cli(unittest.TestCase):
         self.assertEqual(missing.returncode, 1)
         self.assertIn("nope.yaml", missing.stderr)
 
+    def test_journal_prefix_only_when_stderr_is_the_journal_stream(self):
+        """JOURNAL_STREAM is DEVICE:INODE of the journal stream (systemd.exec):
+        a funneld whose stderr is that file uses <N> prefixes; one that
+        inherited the variable but writes to another file keeps timestamps."""
+        with RedisServer() as redis:
+            cfg = fdtest.daemon_config(self.tmp / "journal.yaml", "embedded", redis.url)
+            for same in (False, True):
+                log = self.tmp / f"stderr-{same}.log"
+                with open(log, "wb") as f:
+                    st = os.fstat(f.fileno())
+                    js = f"{st.st_dev}:{st.st_ino}" if same else f"{st.st_dev}:{st.st_ino + 1}"
+                    env = dict(os.environ, JOURNAL_STREAM=js)
+                    p = subprocess.Popen([FUNNELD, "-c", str(cfg)], stdout=f, stderr=f, env=env)
+                try:
+                    self.assertTrue(harness.wait_until(
+                        lambda: "starting with" in log.read_text(), 30, 0.1,
+                        "funneld's first line"))
+                finally:
+                    p.send_signal(signal.SIGTERM)
+                    p.wait(60)
+                first = log.read_text().splitlines()[0]
+                if same:
+                    self.assertRegex(first, r"^<6>main: funneld .* starting with ")
+                else:
+                    self.assertRegex(first, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info  main: ")
+                    self.assertNotIn("<6>", log.read_text())
+
     def test_print_config_redacts_secrets(self):
         path = self.write("p.yaml", "kafka:\n  properties:\n    sasl.password: hunter2\n"
                                     "    sasl.username: alice\n    security.protocol: SASL_PLAINTEXT\n"
