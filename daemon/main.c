@@ -12,6 +12,7 @@
 
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "daemon/notify.h"
 #include "pipeline/engine.h"
 #include "pipeline/kafka.h"
 
@@ -152,10 +153,14 @@ int main(int argc, char **argv)
         fd_config_free(&cfg);
         return 1;
     }
+    static fd_notify notify; /* systemd: READY, STATUS, WATCHDOG, STOPPING */
+    fd_notify_init(&notify);
     fd_engine_signals sig = {.stop = &stop_flag,
                              .reload = &reload_flag,
                              .on_reload = reload_config,
-                             .arg = (void *)path};
+                             .arg = (void *)path,
+                             .before_poll = fd_notify_before_poll,
+                             .hook_arg = &notify};
     int rc = fd_engine_run(e, &sig);
     fd_engine_destroy(e);
     fd_config_free(&cfg);

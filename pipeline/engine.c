@@ -596,6 +596,61 @@ const char *fd_engine_embedded_bootstraps(const fd_engine *e)
     return e->mock ? e->bootstraps : NULL;
 }
 
+void fd_engine_get_status(fd_engine *e, int64_t stall_ms, fd_engine_status *st)
+{
+    int64_t now = fd_mono_ms();
+    memset(st, 0, sizeof *st);
+    st->ready = e->assigned_once;
+    st->messages = e->handed;
+    st->stuck_shard = -1;
+    if (!e->wd_batches) {
+        e->wd_batches = calloc((size_t)e->n_shards, sizeof *e->wd_batches);
+        e->wd_change_ms = calloc((size_t)e->n_shards, sizeof *e->wd_change_ms);
+        if (!e->wd_batches || !e->wd_change_ms) {
+            free(e->wd_batches);
+            free(e->wd_change_ms);
+            e->wd_batches = NULL;
+            e->wd_change_ms = NULL;
+            st->progressing = true; /* cannot tell: do not stop the pings for it */
+            return;
+        }
+        for (int i = 0; i < e->n_shards; i++)
+            e->wd_change_ms[i] = now;
+    }
+    bool waiting_redis = atomic_load(&e->stalled) > 0;
+    st->progressing = true;
+    for (int i = 0; i < e->n_shards; i++) {
+        uint64_t b;
+        size_t queued;
+        fd_shard_progress(e->shards[i], &b, &queued);
+        if (b != e->wd_batches[i] || queued == 0) {
+            e->wd_batches[i] = b;
+            e->wd_change_ms[i] = now;
+        } else if (now - e->wd_change_ms[i] >= stall_ms && !waiting_redis) {
+            st->progressing = false;
+            if (st->stuck_shard < 0)
+                st->stuck_shard = i;
+        }
+    }
+    int64_t lag = 0;
+    bool known = false;
+    for (int32_t p = 0; p < e->n_parts; p++) {
+        if (!e->parts[p].assigned)
+            continue;
+        st->assigned++;
+        int64_t lo, hi;
+        if (e->parts[p].stored_offset < 0 ||
+            rd_kafka_get_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi < 0)
+            continue;
+        known = true;
+        if (hi > e->parts[p].stored_offset)
+            lag += hi - e->parts[p].stored_offset;
+    }
+    st->lag = known ? lag : -1;
+}
+
 int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
 {
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
@@ -611,6 +666,8 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
             e->cfg->kafka_group_id, e->bootstraps);
     e->last_flush_ms = fd_mono_ms();
     while (!*sig->stop && !e->fatal) {
+        if (sig->before_poll)
+            sig->before_poll(e, false, sig->hook_arg);
         if (sig->reload && *sig->reload) {
             *sig->reload = 0;
             if (sig->on_reload)
@@ -655,6 +712,8 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         else
             eng_poll_batch(e, e->wait_len || e->n_epochs || e->blocked ? 5 : 20);
     }
+    if (sig->before_poll)
+        sig->before_poll(e, true, sig->hook_arg);
     /* Drain: hand over what was polled, write everything, leave the group. */
     int64_t deadline = fd_mono_ms() + e->cfg->engine_shutdown_timeout_ms;
     while (e->wait_len && !e->fatal && fd_mono_ms() < deadline) {
@@ -723,6 +782,8 @@ void fd_engine_destroy(fd_engine *e)
     fd_mock_destroy(e->mock);
     fd_redis_destroy(e->redis);
     eng_churn_free(e);
+    free(e->wd_batches);
+    free(e->wd_change_ms);
     free(e->shards);
     free(e->route_buf);
     free(e->reap);

@@ -11,7 +11,9 @@
 #define FD_ENGINE_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "daemon/config.h"
 
@@ -37,7 +39,30 @@ typedef struct fd_engine_signals {
     volatile sig_atomic_t *reload;
     void (*on_reload)(void *arg);
     void *arg;
+    /* Called on the engine's thread before every poll (and once with the
+     * engine stopping), as Redis' ae.c calls beforesleep: the daemon's
+     * notify/watchdog hook. It must return quickly; it may call
+     * fd_engine_get_status. May be NULL. */
+    void (*before_poll)(fd_engine *e, bool stopping, void *hook_arg);
+    void *hook_arg;
 } fd_engine_signals;
+
+/* What the engine tells systemd (fd_engine_get_status). */
+typedef struct fd_engine_status {
+    bool ready;        /* the group assigned this instance its partitions once (Redis
+                          answered at start, or the engine would not run) */
+    bool progressing;  /* every shard finished a batch in the last stall_ms, or has
+                          nothing queued, or waits for Redis */
+    int stuck_shard;   /* the first shard that is not progressing, or -1 */
+    int assigned;      /* partitions assigned now */
+    uint64_t messages; /* messages handed to the shards since start */
+    int64_t lag;       /* messages past the offsets stored in Redis, in the assigned
+                          partitions (from librdkafka's cached high watermarks); -1 unknown */
+} fd_engine_status;
+
+/* The engine's status now (engine thread only, from before_poll). A shard
+ * is stuck when it had items queued and finished no batch for stall_ms. */
+void fd_engine_get_status(fd_engine *e, int64_t stall_ms, fd_engine_status *st);
 
 /* Run until *sig->stop becomes non-zero, then drain, flush, close the
  * consumer. Returns 0 on a clean stop, -1 on a fatal error (logged).

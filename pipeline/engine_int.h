@@ -241,8 +241,12 @@ struct fd_engine {
     atomic_uint_fast64_t confirmed_epoch;
     atomic_int abort;
     atomic_int stalled;
-    bool stall_blocked;  /* blocked because shards wait for Redis */
-    bool first_consumed; /* the first message was consumed (and logged) */
+    bool stall_blocked;   /* blocked because shards wait for Redis */
+    bool first_consumed;  /* the first message was consumed (and logged) */
+    bool assigned_once;   /* the group assigned partitions (possibly none) once */
+    uint64_t handed;      /* messages handed to the shards */
+    uint64_t *wd_batches; /* per shard: batches at wd_change_ms (fd_engine_get_status) */
+    int64_t *wd_change_ms;
 
     part *parts;
     int n_parts;

@@ -135,6 +135,7 @@ void eng_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_pause_partitions(rk, parts); /* until offsets are read from Redis */
         fd_info("engine", "assigned %d partition(s) (%s)", parts->cnt,
                 coop ? "cooperative" : "eager");
+        e->assigned_once = true;
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -315,6 +316,7 @@ void eng_take(fd_engine *e, rd_kafka_message_t *m)
     }
     if (keep && wait_push(e, m) == 0) {
         e->parts[m->partition].polled_offset = m->offset + 1;
+        e->handed++;
         return;
     }
     if (keep) {

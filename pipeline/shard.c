@@ -20,6 +20,8 @@
  */
 #include "pipeline/shard_int.h"
 
+#include <unistd.h>
+
 const char *fd_stat_name(int i, char *buf, size_t n)
 {
     if (i == FD_ST_EVENTS)
@@ -538,12 +540,25 @@ static void *shard_main(void *arg)
             break;
         }
         size_t n = s->count < POP_MAX ? s->count : POP_MAX, msgs = 0;
+        if (s->hang_file) { /* test-only: a hung shard, for the watchdog test */
+            bool stop = false;
+            pthread_mutex_unlock(&s->mu);
+            while (!stop && access(s->hang_file, F_OK) == 0) {
+                fd_sleep_ms(50);
+                pthread_mutex_lock(&s->mu);
+                stop = s->stop;
+                pthread_mutex_unlock(&s->mu);
+            }
+            pthread_mutex_lock(&s->mu);
+            n = s->count < POP_MAX ? s->count : POP_MAX;
+        }
         for (size_t i = 0; i < n; i++) {
             items[i] = s->ring[(s->head + i) % s->cap];
             msgs += items[i].kind == FD_ITEM_MSG;
         }
         s->head = (s->head + n) % s->cap;
         s->count -= n;
+        atomic_store(&s->queued, s->count);
         s->msgs -= msgs;
         pthread_mutex_unlock(&s->mu);
         size_t n_consumed = 0;
@@ -564,6 +579,7 @@ static void *shard_main(void *arg)
         }
         process_batch(s);
         hand_back(s, consumed, n_consumed);
+        atomic_fetch_add(&s->batches, 1);
     }
     return NULL;
 }
@@ -599,6 +615,9 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
+    /* test-only fault hook: the watchdog test hangs shard 0 with it */
+    if (id == 0)
+        s->hang_file = getenv("FUNNELD_TEST_HANG_FILE");
     s->env = env;
     s->id = id;
     pthread_mutex_init(&s->mu, NULL);
@@ -689,6 +708,7 @@ size_t fd_shard_push(fd_shard *s, const fd_item *items, size_t n)
             break;
         s->ring[(s->head + s->count) % s->cap] = items[i];
         s->count++;
+        atomic_store(&s->queued, s->count);
         s->msgs += is_msg;
     }
     if (i && was_empty)
@@ -734,6 +754,12 @@ fd_snapshot *fd_shard_take(fd_shard *s, uint64_t epoch)
         sn = NULL;
     pthread_mutex_unlock(&s->mu);
     return sn;
+}
+
+void fd_shard_progress(fd_shard *s, uint64_t *batches, size_t *queued)
+{
+    *batches = atomic_load(&s->batches);
+    *queued = atomic_load(&s->queued);
 }
 
 size_t fd_shard_dirty(fd_shard *s)

@@ -126,6 +126,10 @@ fd_snapshot *fd_shard_take(fd_shard *s, uint64_t epoch);
 
 /* Users changed since the last snapshot (approximate; any thread). */
 size_t fd_shard_dirty(fd_shard *s);
+/* The watchdog's view (any thread): batches the shard finished, and items
+ * waiting in its queue. A shard with items waiting whose count does not
+ * move is stuck. */
+void fd_shard_progress(fd_shard *s, uint64_t *batches, size_t *queued);
 
 /* Users in memory (approximate; for metrics and tests). */
 size_t fd_shard_users(fd_shard *s);

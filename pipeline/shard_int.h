@@ -59,7 +59,11 @@ struct fd_shard {
     rd_kafka_message_t **done;
     size_t n_done, cap_done;
     atomic_size_t n_users;
-    atomic_size_t n_dirty; /* users changed since the last snapshot */
+    atomic_size_t n_dirty;        /* users changed since the last snapshot */
+    atomic_uint_fast64_t batches; /* batches done: the watchdog's progress */
+    atomic_size_t queued;         /* items waiting in the ring (count, unlocked) */
+    const char *hang_file;        /* test-only (FUNNELD_TEST_HANG_FILE): shard 0 stops
+                                     while this file exists */
 
     /* the shard thread's own */
     fd_codec *codec;
