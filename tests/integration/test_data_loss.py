@@ -125,14 +125,21 @@ class DataLoss(unittest.TestCase):
         truth = fdtest.gen(framed, self.tmp / "truth.json", events=40000, users=8000, seed=5)
         self.assertGreater(len(truth["users"]), 3000)  # three times the bound
         with RedisServer() as redis, Broker(partitions=4) as kafka:
-            harness.produce_framed(kafka.bootstrap, TOPIC, framed)
             cfg = fdtest.daemon_config(self.tmp / "fd.yaml", kafka.bootstrap, redis.url,
                                        **{"state.max_users_in_memory": 1000,
                                           "redis.flush_interval_ms": 20,
                                           "engine.queue_messages": 256,
                                           "log.level": "debug"})
             r = redis.client()
+            # The stream arrives over a few seconds while funneld runs, so
+            # epochs are confirmed while new users keep coming (a whole
+            # backlog read in a burst under a loaded machine once left no
+            # confirmed epoch to evict behind).
+            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, framed, rate=8000)
             with Daemon(cfg) as d:
+                d.wait_for_log(r"partition=\d+ assigned, starting at", timeout=30)
+                producer.start()
+                producer.join()
                 fdtest.wait_consumed(r, kafka.bootstrap, TOPIC, daemon=d)
                 self.assertEqual(d.terminate(), 0)
                 evicted = sum(int(x) for x in re.findall(r"evicted (\d+) users", d.log_text()))
