@@ -94,11 +94,20 @@ void eng_broadcast(fd_engine *e, fd_item it)
  * after the last message polled from it, so what librdkafka purged while
  * it was paused is fetched again and nothing is skipped (duplicates are
  * dropped by offset). */
+/* Pause or resume partition p. On resume the position is set again with a
+ * seek AFTER the resume: a seek before it can be lost to the pause/resume
+ * version barrier, leaving the partition fetching nothing for good
+ * (librdkafka #2190, #3471, #5591; seen here once in ~30 runs as a
+ * partition that never delivered a message). Nothing is polled between
+ * the two calls, and the seek purges whatever the fetcher queued before
+ * it, so no message from the old position is taken. */
 static void set_paused(fd_engine *e, int32_t p, bool paused)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, e->cfg->kafka_topic_events, p);
-    if (!paused && e->parts[p].polled_offset >= 0 && !e->parts[p].need_resolve) {
+    rd_kafka_resp_err_t err = paused ? rd_kafka_pause_partitions(e->consumer, l)
+                                     : rd_kafka_resume_partitions(e->consumer, l);
+    if (!err && !paused && e->parts[p].polled_offset >= 0 && !e->parts[p].need_resolve) {
         l->elems[0].offset = e->parts[p].polled_offset;
         rd_kafka_error_t *serr = rd_kafka_seek_partitions(e->consumer, l, 5000);
         if (serr) {
@@ -107,14 +116,50 @@ static void set_paused(fd_engine *e, int32_t p, bool paused)
             rd_kafka_error_destroy(serr);
         }
     }
-    rd_kafka_resp_err_t err = paused ? rd_kafka_pause_partitions(e->consumer, l)
-                                     : rd_kafka_resume_partitions(e->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (err)
         fd_warn("engine", "%s partition=%" PRId32 ": %s", paused ? "pause" : "resume", p,
                 rd_kafka_err2str(err));
     else
         e->parts[p].paused = paused;
+    e->parts[p].idle_since_ms = fd_mono_ms(); /* the stuck check starts over */
+}
+
+/* Backstop for the same librdkafka race: a resumed partition that has
+ * delivered nothing for STUCK_MS while the broker holds messages past the
+ * position is sought again (after a resume), with a warning. Checked once
+ * a second; a broker round trip only for partitions idle that long. */
+#define STUCK_MS 3000
+static void unstick_partitions(fd_engine *e)
+{
+    int64_t now = fd_mono_ms();
+    if (now - e->stuck_checked_ms < 1000)
+        return;
+    e->stuck_checked_ms = now;
+    for (int32_t p = 0; p < e->n_parts; p++) {
+        part *pt = &e->parts[p];
+        if (!pt->assigned || pt->need_resolve || pt->paused || pt->polled_offset < 0)
+            continue;
+        if (pt->msgs != pt->msgs_at_check) {
+            pt->msgs_at_check = pt->msgs;
+            pt->idle_since_ms = now;
+            continue;
+        }
+        if (now - pt->idle_since_ms < STUCK_MS)
+            continue;
+        pt->idle_since_ms = now;
+        int64_t lo, hi;
+        if (rd_kafka_query_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi,
+                                             500) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi <= pt->polled_offset)
+            continue; /* idle because there is nothing to read */
+        fd_warn("engine",
+                "partition=%" PRId32 " delivered nothing for %d ms with %" PRId64
+                " message(s) past offset %" PRId64 ": seeking again (librdkafka lost the "
+                "position)",
+                p, STUCK_MS, hi - pt->polled_offset, pt->polled_offset);
+        set_paused(e, p, false);
+    }
 }
 
 /* Partitions pause while their offset is unknown, while Redis or the
@@ -700,6 +745,7 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         if (!e->blocked)
             e->stall_blocked = false;
         sync_pause(e);
+        unstick_partitions(e);
         rd_kafka_poll(e->producer, 0);
         if (e->wait_len)
             eng_route(e);

@@ -49,12 +49,14 @@
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
-    int64_t next_offset;      /* after the last message handed to a shard; -1 unknown */
-    int64_t polled_offset;    /* after the last message polled (handed on or waiting) */
-    int64_t stored_offset;    /* in Redis (confirmed); -1 = none */
-    int64_t max_ts;           /* max event time routed (readable ts, not in the future) */
-    int64_t confirmed_max_ts; /* max_ts stored in Redis with stored_offset */
-    int64_t data_loss;        /* offsets lost to retention, not yet written */
+    int64_t next_offset;          /* after the last message handed to a shard; -1 unknown */
+    int64_t polled_offset;        /* after the last message polled (handed on or waiting) */
+    int64_t stored_offset;        /* in Redis (confirmed); -1 = none */
+    int64_t max_ts;               /* max event time routed (readable ts, not in the future) */
+    int64_t confirmed_max_ts;     /* max_ts stored in Redis with stored_offset */
+    int64_t data_loss;            /* offsets lost to retention, not yet written */
+    uint64_t msgs, msgs_at_check; /* messages taken; at the last stuck check */
+    int64_t idle_since_ms;        /* no message taken since (stuck check) */
 } part;
 
 /* The closer: a thread of its own that closes the funnel windows the
@@ -241,11 +243,12 @@ struct fd_engine {
     atomic_uint_fast64_t confirmed_epoch;
     atomic_int abort;
     atomic_int stalled;
-    bool stall_blocked;   /* blocked because shards wait for Redis */
-    bool first_consumed;  /* the first message was consumed (and logged) */
-    bool assigned_once;   /* the group assigned partitions (possibly none) once */
-    uint64_t handed;      /* messages handed to the shards */
-    uint64_t *wd_batches; /* per shard: batches at wd_change_ms (fd_engine_get_status) */
+    bool stall_blocked;       /* blocked because shards wait for Redis */
+    bool first_consumed;      /* the first message was consumed (and logged) */
+    bool assigned_once;       /* the group assigned partitions (possibly none) once */
+    int64_t stuck_checked_ms; /* unstick_partitions (engine.c) last ran */
+    uint64_t handed;          /* messages handed to the shards */
+    uint64_t *wd_batches;     /* per shard: batches at wd_change_ms (fd_engine_get_status) */
     int64_t *wd_change_ms;
 
     part *parts;

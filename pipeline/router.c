@@ -316,6 +316,7 @@ void eng_take(fd_engine *e, rd_kafka_message_t *m)
     }
     if (keep && wait_push(e, m) == 0) {
         e->parts[m->partition].polled_offset = m->offset + 1;
+        e->parts[m->partition].msgs++;
         e->handed++;
         return;
     }
