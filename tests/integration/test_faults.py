@@ -415,7 +415,7 @@ class Faults(unittest.TestCase):
                 "partition.assignment.strategy": "cooperative-sticky",
                 "fetch.wait.max.ms": 50}})
             r = redis.client()
-            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed, rate=RATE)
+            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed, rate=RATE // SLOW)
             with Daemon(cfg) as a:
                 a.wait_for_log(r"assigned \d+ partition\(s\) \(cooperative\)", timeout=30)
                 producer.start()

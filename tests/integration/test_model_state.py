@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fdtest  # noqa: E402
-from harness import Broker, Daemon, RedisServer  # noqa: E402
+from harness import SLOW, Broker, Daemon, RedisServer  # noqa: E402
 
 TOPIC = "events"
 KEY = fdtest.PREFIX + "model:churn"
@@ -44,7 +44,8 @@ class ModelState(unittest.TestCase):
                                          **{"churn.horizon": "1d",
                                             "churn.warmup_examples": 0})
             r = redis.client()
-            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, framed, rate=4000)
+            # slower under sanitizers, so events are left for step 2
+            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, framed, rate=4000 // SLOW)
             with Daemon(cfg) as d:
                 fdtest.start_until_events(self, r, producer, 4000, timeout=60)
                 self.assertTrue(fdtest.sleep_until(lambda: examples(r) > 0, 30),
@@ -71,8 +72,10 @@ class ModelState(unittest.TestCase):
                     f"funneld's learning was not added onto the other model: {examples(r)}")
                 # 2. An unreadable model: writes are refused, named, and
                 # consumption pauses; deleting the key lets funneld go on.
+                producer.pause()
                 mark = len(d.log_text())
                 r.hset(KEY, "lr", "lr1 not a model")
+                producer.resume()  # new events: a write that meets the bad model
                 m = d.wait_for_log(r"Redis refuses writes: .*model:churn.* unreadable", timeout=30,
                                    start=mark)
                 self.assertIn("delete the key", m.group(0) + d.log_text()[m.end():m.end() + 300])
