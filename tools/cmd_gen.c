@@ -104,19 +104,9 @@ int fd_cmd_gen(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    fd_schema_ref ref = {a.schema_id, a.schema};
-    fd_codec_opts co = {
-        .format = (fd_format)a.format,
-        .schema_path = a.format == FD_FMT_JSON ? NULL : a.schema,
-        .schema_ids = a.format == FD_FMT_CONFLUENT_AVRO ? &ref : NULL,
-        .n_schema_ids = a.format == FD_FMT_CONFLUENT_AVRO ? 1 : 0,
-        .encode_schema_id = a.schema_id,
-    };
-    codec = fd_codec_new(&co, err, sizeof err);
-    if (!codec) {
-        fprintf(stderr, "funnelctl gen: codec: %s\n", err);
+    codec = gen_codec_new("funnelctl gen", a.format, a.schema, a.schema_id);
+    if (!codec)
         goto out;
-    }
     sink_opts so = {.prog = "funnelctl gen",
                     .client_id = "funnelctl-gen",
                     .brokers = a.brokers,

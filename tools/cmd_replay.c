@@ -342,19 +342,9 @@ int fd_cmd_replay(int argc, char **argv)
     rp_progress pg = {.file = a.file, .tty = isatty(STDERR_FILENO) == 1, .t0 = fd_cli_now_s()};
     pg.next = pg.t0 + (pg.tty ? 0.2 : 2.0);
 
-    fd_schema_ref ref = {a.schema_id, a.schema};
-    fd_codec_opts co = {
-        .format = (fd_format)a.wire,
-        .schema_path = a.wire == FD_FMT_JSON ? NULL : a.schema,
-        .schema_ids = a.wire == FD_FMT_CONFLUENT_AVRO ? &ref : NULL,
-        .n_schema_ids = a.wire == FD_FMT_CONFLUENT_AVRO ? 1 : 0,
-        .encode_schema_id = a.schema_id,
-    };
-    codec = fd_codec_new(&co, err, sizeof err);
-    if (!codec) {
-        fprintf(stderr, PROG ": codec: %s\n", err);
+    codec = gen_codec_new(PROG, a.wire, a.schema, a.schema_id);
+    if (!codec)
         goto out;
-    }
     fd_replay_opts ro = {.format = a.format,
                          .prog = PROG,
                          .strict = a.strict,

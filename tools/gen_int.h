@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "pipeline/codec.h"
 #include "tools/gen.h"
 #include "tools/gen_truth.h"
 
@@ -65,6 +66,10 @@ int gen_parse_args(int argc, char **argv, gen_args *a);
 
 /* gen_sink.c */
 int gen_sink_open(sink *s, const sink_opts *o);
+/* The encoder of the events a sink produces: format (fd_format), the Avro
+ * schema (unused for JSON) and, for Confluent-framed Avro, its id. NULL
+ * with "PROG: codec: why" printed. Caller destroys. */
+fd_codec *gen_codec_new(const char *prog, int format, const char *schema, int32_t schema_id);
 int gen_sink_write(sink *s, const char *key, size_t klen, const void *val, size_t vlen);
 int gen_sink_close(sink *s);
 

@@ -39,6 +39,23 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
 /* Open the sink named by the options (strings are borrowed: they must
  * outlive the sink). Returns 0, or -1 with a message printed;
  * gen_sink_close() undoes a partial open. Main thread. */
+fd_codec *gen_codec_new(const char *prog, int format, const char *schema, int32_t schema_id)
+{
+    char err[512];
+    fd_schema_ref ref = {schema_id, schema};
+    fd_codec_opts co = {
+        .format = (fd_format)format,
+        .schema_path = format == FD_FMT_JSON ? NULL : schema,
+        .schema_ids = format == FD_FMT_CONFLUENT_AVRO ? &ref : NULL,
+        .n_schema_ids = format == FD_FMT_CONFLUENT_AVRO ? 1 : 0,
+        .encode_schema_id = schema_id,
+    };
+    fd_codec *c = fd_codec_new(&co, err, sizeof err);
+    if (!c)
+        fprintf(stderr, "%s: codec: %s\n", prog, err);
+    return c;
+}
+
 int gen_sink_open(sink *s, const sink_opts *a)
 {
     char err[512];
