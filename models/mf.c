@@ -382,22 +382,17 @@ static bool excluded(int32_t i, const int32_t *ex, int n_ex)
     return false;
 }
 
-int fd_mf_top_n(const fd_mf_items *it, const float *u, const int32_t *exclude, int n_ex, int n,
-                float *scratch, int32_t *idx, float *score)
+int fd_mf_top_of(const float *scores, uint32_t n_items, const int32_t *exclude, int n_ex, int n,
+                 int32_t *idx, float *score)
 {
     if (n > FD_MF_TOP_MAX)
         n = FD_MF_TOP_MAX;
-    if (n <= 0 || it->n == 0)
-        return 0;
-    /* scratch = V u (row-major n x k) */
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)it->n, it->k, 1.0f, it->v, it->k, u, 1, 0.0f,
-                scratch, 1);
-    /* partial selection: a sorted list of the best m so far (insertion;
-     * n is small against the items) */
+    /* a sorted list of the best m so far (insertion; n is small against
+     * the items) */
     int m = 0;
     float best[FD_MF_TOP_MAX];
-    for (uint32_t i = 0; i < it->n; i++) {
-        float s = scratch[i];
+    for (uint32_t i = 0; n > 0 && i < n_items; i++) {
+        float s = scores[i];
         if (s != s)
             continue; /* NaN cannot happen (clamped factors); never rank it */
         if (m == n && !(s > best[m - 1]))
@@ -416,6 +411,17 @@ int fd_mf_top_n(const fd_mf_items *it, const float *u, const int32_t *exclude, i
     if (score)
         memcpy(score, best, (size_t)m * sizeof *score);
     return m;
+}
+
+int fd_mf_top_n(const fd_mf_items *it, const float *u, const int32_t *exclude, int n_ex, int n,
+                float *scratch, int32_t *idx, float *score)
+{
+    if (n <= 0 || it->n == 0)
+        return 0;
+    /* scratch = V u (row-major n x k) */
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)it->n, it->k, 1.0f, it->v, it->k, u, 1, 0.0f,
+                scratch, 1);
+    return fd_mf_top_of(scratch, it->n, exclude, n_ex, n, idx, score);
 }
 
 int fd_mf_popular(const fd_mf_items *it, const int32_t *exclude, int n_ex, int n, int32_t *idx)

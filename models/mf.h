@@ -118,6 +118,11 @@ int fd_mf_top_n(const fd_mf_items *it, const float *u, const int32_t *exclude, i
 void fd_mf_bf16_pack(const float *v, int k, uint16_t *out);
 void fd_mf_bf16_unpack(const uint16_t *in, int k, float *v);
 
+/* The selection half of fd_mf_top_n, for scores computed otherwise: the n
+ * best of scores[0..n_items-1], best first, without the excluded indexes. */
+int fd_mf_top_of(const float *scores, uint32_t n_items, const int32_t *exclude, int n_ex, int n,
+                 int32_t *idx, float *score);
+
 /* The n most popular items (decayed popularity), best first, leaving out
  * exclude. Returns how many were written. */
 int fd_mf_popular(const fd_mf_items *it, const int32_t *exclude, int n_ex, int n, int32_t *idx);

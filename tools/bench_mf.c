@@ -33,27 +33,12 @@ static uint64_t next(uint64_t *s)
     return *s;
 }
 
-/* top-10 with a plain loop of dot products and the same selection */
+/* top-10 with a plain loop of dot products and the library's selection */
 static int top_loop(const fd_mf_items *it, const float *u, float *scratch, int32_t *idx)
 {
     for (uint32_t i = 0; i < it->n; i++)
         scratch[i] = fd_mf_score(it, u, (int32_t)i);
-    int m = 0;
-    float best[10];
-    for (uint32_t i = 0; i < it->n; i++) {
-        float s = scratch[i];
-        if (m == 10 && !(s > best[9]))
-            continue;
-        int at = m < 10 ? m++ : 9;
-        while (at > 0 && best[at - 1] < s) {
-            best[at] = best[at - 1];
-            idx[at] = idx[at - 1];
-            at--;
-        }
-        best[at] = s;
-        idx[at] = (int32_t)i;
-    }
-    return m;
+    return fd_mf_top_of(scratch, it->n, NULL, 0, 10, idx, NULL);
 }
 
 int fd_bench_mf(uint64_t updates, uint64_t reps, uint64_t seed, fd_bench_mf_result *r)
