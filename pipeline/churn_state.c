@@ -20,19 +20,22 @@
  *   instance that takes the partition over learns them again. Rebalances
  *   are rare; docs/CHURN.md names this limit.
  *
- * - Several instances share one stored model. Each write's round trip 1
- *   WATCHes PREFIX model:churn and reads it. When it still holds what this
- *   instance last read or wrote (cs.base, compared as stored text), the
- *   epoch's model is written as it is (bit for bit what a lone instance
- *   writes). Otherwise another instance wrote since: what this one learned
- *   since its base (epoch model - base) is carried onto the stored model,
- *   FTRL sums, standardiser sums, example counts and quality sums alike
- *   (fd_lr_rebase, fd_quality_add_delta), and once the write is in, the
- *   engine's model and its unwritten epochs take the others' learning over
- *   too. A third instance writing in between makes EXEC fail (WATCH); the
- *   write is retried on a fresh read. So each instance's examples reach
- *   the stored model exactly once, in the transaction with the offsets
- *   that produced them.
+ * - Several instances share one stored model, merged inside Redis. A write
+ *   sends the epoch's model and this instance's base (the model as it last
+ *   read or wrote it) to MERGE_SCRIPT, an EVAL in the epoch's MULTI/EXEC:
+ *   when the key still holds base (compared as text), the epoch's model is
+ *   stored as it is, bit for bit what a lone instance writes; otherwise
+ *   another instance wrote since, and the script adds (model - base) onto
+ *   what is stored, number by number: FTRL z and g2, standardiser sums,
+ *   example counts, quality sums (g2, squares and histogram bins kept >= 0;
+ *   mean and inv_std derived again as refresh_std does; the quality window
+ *   halved as window_rule does). The script returns what it stored: it is
+ *   the new base, and when it holds the others' learning the engine's model
+ *   and its unwritten epochs take it over (fd_lr_rebase,
+ *   fd_quality_add_delta). Each instance's examples reach the stored model
+ *   exactly once, in the transaction with the offsets that produced them,
+ *   and no instance ever waits for another (an earlier WATCH-based merge let
+ *   a slow instance lose race after race).
  */
 #include "pipeline/churn_state.h"
 
@@ -90,8 +93,6 @@ int eng_churn_init(fd_engine *e, char *errstr, size_t errstr_size)
         fd_info("churn", "no stored churn model (%s): learning from scratch", key);
     }
     churn_sync *cs = &e->cs;
-    cs->base = e->G;
-    cs->base_q = e->Gq;
     if (rc == 0 && lr->type == REDIS_REPLY_STRING) {
         cs->base_lr = strndup(lr->str, lr->len);
         if (q->type == REDIS_REPLY_STRING)
@@ -118,8 +119,6 @@ void eng_churn_free(fd_engine *e)
     churn_sync *cs = &e->cs;
     free(cs->base_lr);
     free(cs->base_qt);
-    free(cs->st_lr);
-    free(cs->st_qt);
     free(cs->push_lr);
     free(cs->push_qt);
     *cs = (churn_sync){0};
@@ -163,80 +162,105 @@ int eng_churn_merge(fd_engine *e, epoch *ep)
     return 0;
 }
 
-static bool same_text(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
+/* The merge, run by Redis inside the epoch's transaction (see the top).
+ * KEYS[1] the model hash; ARGV: base lr, epoch lr, base quality, epoch
+ * quality (base "" = none: zeros), FD_Q_WINDOW. Layouts: fd_lr_format
+ * ("lr1 n examples version since s_n z[n+1] g2[n+1] sum[n] sq[n] mean[n]
+ * inv_std[n]") and fd_quality_format ("q1 pos[512] neg[512] in_window
+ * ..."). Returns {lr, quality, flag}: 0 stored as sent, 1 merged, 2 the
+ * stored lr or quality was unreadable and was replaced, 3 the key had been
+ * deleted (stored as sent). */
+static const char MERGE_SCRIPT[] =
+    "local function split(s) local t = {} for w in string.gmatch(s, '%S+') do t[#t + 1] = w end "
+    "return t end\n"
+    "local function nums(t, n) local r = {} for i = 2, n do r[i] = tonumber(t[i] or '0') "
+    "if not r[i] then return nil end end return r end\n"
+    "local function carry(s, b, o) if s == b then return o end return s + (o - b) end\n"
+    "local function fmt(v) return string.format('%.17g', v) end\n"
+    "local cur = redis.call('HMGET', KEYS[1], 'lr', 'quality')\n"
+    "local flag = 0\n"
+    "local lr, q = ARGV[2], ARGV[4]\n"
+    "if not cur[1] and ARGV[1] ~= '' then flag = 3 end\n"
+    "if cur[1] and cur[1] ~= ARGV[1] then\n"
+    "  local o = split(ARGV[2]) local n = tonumber(o[2]) local k = 6 + 2 * (n + 1) + 4 * n\n"
+    "  local st = split(cur[1])\n"
+    "  local s, b, x = nums(st, k), nums(split(ARGV[1]), k), nums(o, k)\n"
+    "  if #st ~= k or st[1] ~= 'lr1' or tonumber(st[2]) ~= n or not s or not b or not x then\n"
+    "    flag = 2\n"
+    "  else\n"
+    "    flag = 1 local r = {}\n"
+    "    for i = 3, k do r[i] = carry(s[i], b[i], x[i]) end\n"
+    "    if x[3] == b[3] then r[4] = s[4] else r[4] = math.max(s[4], x[4]) + 1 end\n"
+    "    r[5] = 0\n"
+    "    local z0, sum0 = 7, 7 + 2 * (n + 1)\n"
+    "    for i = z0 + n + 1, sum0 - 1 do if r[i] < 0 then r[i] = 0 end end\n"
+    "    for i = 0, n - 1 do\n"
+    "      local si, qi, mi, vi = sum0 + i, sum0 + n + i, sum0 + 2 * n + i, sum0 + 3 * n + i\n"
+    "      if r[qi] < 0 then r[qi] = 0 end\n"
+    "      if r[6] > 0 then\n"
+    "        local mean = r[si] / r[6] local var = r[qi] / r[6] - mean * mean\n"
+    "        if not (var > 0) then var = 0 end\n"
+    "        r[mi] = mean r[vi] = 1.0 / math.sqrt(var + 1e-6)\n"
+    "      else r[mi] = 0 r[vi] = 1 end\n"
+    "    end\n"
+    "    local t = {'lr1', o[2]} for i = 3, k do t[i] = fmt(r[i]) end\n"
+    "    lr = table.concat(t, ' ')\n"
+    "  end\n"
+    "end\n"
+    "if cur[2] and cur[2] ~= ARGV[3] then\n"
+    "  local o = split(ARGV[4]) local k = #o local st = split(cur[2])\n"
+    "  local s, b, x = nums(st, k), nums(split(ARGV[3]), k), nums(o, k)\n"
+    "  if #st ~= k or st[1] ~= 'q1' or not s or not b or not x then\n"
+    "    flag = 2\n"
+    "  else\n"
+    "    if flag == 0 then flag = 1 end\n"
+    "    local r = {} for i = 2, k do r[i] = carry(s[i], b[i], x[i]) end\n"
+    "    local w = 0\n"
+    "    for i = 2, 513 do\n"
+    "      if r[i] < 0 then r[i] = 0 end if r[i + 512] < 0 then r[i + 512] = 0 end\n"
+    "      w = w + (r[i] + r[i + 512])\n"
+    "    end\n"
+    "    local win = tonumber(ARGV[5])\n"
+    "    while w > win do\n"
+    "      for i = 2, 1025 do r[i] = r[i] * 0.5 end w = w * 0.5\n"
+    "    end\n"
+    "    r[1026] = w\n"
+    "    local t = {'q1'} for i = 2, k do t[i] = fmt(r[i]) end\n"
+    "    q = table.concat(t, ' ')\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], 'lr', lr, 'quality', q)\n"
+    "return {lr, q, flag}\n";
 
-size_t eng_churn_watch(fd_engine *e)
+size_t eng_churn_check(fd_engine *e)
 {
     if (!e->churn_on)
         return 0;
     char key[600];
-    model_key(e, key, sizeof key);
-    fd_redis_appendf(e->redis, "WATCH %s", key);
-    fd_redis_appendf(e->redis, "HMGET %s lr quality", key);
-    return 2;
+    fd_redis_appendf(e->redis, "HGET %s lr", model_key(e, key, sizeof key));
+    return 1;
 }
 
-/* A bulk string reply as a new C string in *out (NULL for nil). 0 / -1. */
-static int take_text(const redisReply *r, char **out)
+int eng_churn_checked(fd_engine *e, const redisReply *hget, char *cause, size_t cause_size)
 {
-    free(*out);
-    *out = NULL;
-    if (r->type != REDIS_REPLY_STRING)
-        return 0;
-    *out = strndup(r->str, r->len);
-    return *out ? 0 : -1;
-}
-
-int eng_churn_watched(fd_engine *e, const redisReply *watch, const redisReply *hmget, char *cause,
-                      size_t cause_size)
-{
-    char key[600];
+    char key[600], err[256];
     model_key(e, key, sizeof key);
-    const redisReply *bad = watch->type == REDIS_REPLY_ERROR ? watch : hmget;
-    if (bad->type == REDIS_REPLY_ERROR) {
-        snprintf(cause, cause_size, "%s (%s %s)", bad->str, bad == watch ? "WATCH" : "HMGET", key);
+    if (hget->type == REDIS_REPLY_ERROR) {
+        snprintf(cause, cause_size, "%s (HGET %s lr)", hget->str, key);
         return -1;
     }
-    if (hmget->type != REDIS_REPLY_ARRAY || hmget->elements != 2) {
-        snprintf(cause, cause_size, "HMGET %s: unexpected reply", key);
-        return -1;
-    }
-    churn_sync *cs = &e->cs;
-    if (take_text(hmget->element[0], &cs->st_lr) != 0 ||
-        take_text(hmget->element[1], &cs->st_qt) != 0) {
-        snprintf(cause, cause_size, "out of memory reading %s", key);
-        return -1;
-    }
-    cs->foreign = !(same_text(cs->st_lr, cs->base_lr) && same_text(cs->st_qt, cs->base_qt));
-    if (!cs->foreign)
-        return 0;
-    if (!cs->st_lr) {
-        /* the key is gone (deleted by hand): this instance's model is the
-         * model from now on */
-        fd_warn("churn",
-                "%s was deleted since this instance last wrote it: writing this "
-                "instance's model",
-                key);
-        cs->foreign = false;
-        return 0;
-    }
-    char err[256];
-    fd_lr_init(&cs->st, &e->churn.lr);
-    if (fd_lr_parse(&cs->st, &e->churn.lr, cs->st_lr, strlen(cs->st_lr), err, sizeof err) != 0) {
+    const churn_sync *cs = &e->cs;
+    if (hget->type != REDIS_REPLY_STRING || (cs->base_lr && strlen(cs->base_lr) == hget->len &&
+                                             memcmp(cs->base_lr, hget->str, hget->len) == 0))
+        return 0; /* none, or ours: nothing to check */
+    fd_lr st;
+    fd_lr_init(&st, &e->churn.lr);
+    if (fd_lr_parse(&st, &e->churn.lr, hget->str, hget->len, err, sizeof err) != 0) {
         snprintf(cause, cause_size,
                  "%s field lr, written by another instance, is unreadable: %s (stop every "
                  "instance and delete the key to start the model over)",
                  key, err);
         return -1;
-    }
-    fd_quality_init(&cs->st_q);
-    if (cs->st_qt &&
-        fd_quality_parse(&cs->st_q, cs->st_qt, strlen(cs->st_qt), err, sizeof err) != 0) {
-        fd_warn("churn", "%s field quality: %s: the quality figures start over", key, err);
-        fd_quality_init(&cs->st_q);
     }
     return 0;
 }
@@ -251,65 +275,104 @@ size_t eng_churn_append(fd_engine *e, const epoch *ep)
     model_key(e, key, sizeof key);
     cs->from = *ep->model;
     cs->from_q = *ep->quality;
-    cs->push = *ep->model;
-    cs->push_q = *ep->quality;
-    if (cs->foreign) {
-        /* another instance wrote since: stored + (this epoch's model - base) */
-        bool learned = cs->push.examples > cs->base.examples;
-        uint64_t v = cs->st.version > cs->push.version ? cs->st.version : cs->push.version;
-        fd_lr_rebase(&cs->push, &cs->base, &cs->st, &e->churn.lr);
-        if (learned)
-            cs->push.version = v + 1;
-        cs->push_q = cs->st_q;
-        fd_quality_add_delta(&cs->push_q, &cs->from_q, &cs->base_q);
-    }
-    cs->push_foreign = cs->foreign;
-    const fd_lr *m = &cs->push;
-    const fd_quality *q = &cs->push_q;
-    fd_lr_format(m, cs->push_lr);
-    fd_quality_format(q, cs->push_qt);
+    fd_lr_format(&cs->from, cs->push_lr);
+    fd_quality_format(&cs->from_q, cs->push_qt);
+    fd_redis_appendf(e->redis, "EVAL %s 1 %s %s %s %s %s %.17g", MERGE_SCRIPT, key,
+                     cs->base_lr ? cs->base_lr : "", cs->push_lr, cs->base_qt ? cs->base_qt : "",
+                     cs->push_qt, FD_Q_WINDOW);
+    /* the summary, from this instance's model (it holds the others'
+     * learning up to its last write) */
+    const fd_lr *m = &cs->from;
+    const fd_quality *q = &cs->from_q;
     double hs = (double)e->churn.horizon_ms / 1000.0;
     fd_redis_appendf(e->redis,
-                     "HSET %s lr %s quality %s examples %" PRIu64 " version %" PRIu64
+                     "HSET %s examples %" PRIu64 " version %" PRIu64
                      " auc %.6f logloss %.6f alert_precision %.6f alert_recall %.6f"
                      " median_lead_time_s %.0f alerts %.0f churned %.0f reactivated %.0f"
                      " horizon_s %.0f",
-                     key, cs->push_lr, cs->push_qt, m->examples, m->version, fd_quality_auc(q),
-                     fd_quality_logloss(q), fd_quality_precision(q), fd_quality_recall(q),
-                     fd_quality_median_lead_s(q, hs), q->alerts, q->churned, q->reactivated, hs);
+                     key, m->examples, m->version, fd_quality_auc(q), fd_quality_logloss(q),
+                     fd_quality_precision(q), fd_quality_recall(q), fd_quality_median_lead_s(q, hs),
+                     q->alerts, q->churned, q->reactivated, hs);
     cs->pushing = true;
-    return 1;
+    return 2;
 }
 
 /* m (in this instance's lineage, at or after `from`) takes over what the
- * write added to `from`: m = push + (m - from). */
-static void adopt_lr(fd_engine *e, fd_lr *m)
+ * write added to `from`: m = merged + (m - from). */
+static void adopt(fd_engine *e, const fd_lr *merged, const fd_quality *merged_q, fd_lr *m,
+                  fd_quality *q)
 {
-    fd_lr_rebase(m, &e->cs.from, &e->cs.push, &e->churn.lr);
-}
-
-static void adopt_q(fd_engine *e, fd_quality *q)
-{
-    fd_quality d = e->cs.push_q;
+    fd_lr_rebase(m, &e->cs.from, merged, &e->churn.lr);
+    fd_quality d = *merged_q;
     fd_quality_add_delta(&d, q, &e->cs.from_q);
     *q = d;
 }
 
-void eng_churn_written(fd_engine *e)
+/* *dst = a new copy of len bytes of s; the old freed. 0 / -1 (unchanged). */
+static int set_text(char **dst, const char *s, size_t len)
+{
+    char *c = strndup(s, len);
+    if (!c)
+        return -1;
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+void eng_churn_written(fd_engine *e, const redisReply *r)
 {
     churn_sync *cs = &e->cs;
     if (!cs->pushing)
         return;
     cs->pushing = false;
-    if (cs->push_foreign) {
-        adopt_lr(e, &e->G);
-        adopt_q(e, &e->Gq);
+    char key[600], err[256];
+    model_key(e, key, sizeof key);
+    redisReply *read = NULL;
+    if (!r) { /* the reply was lost: what is stored holds this write */
+        if (fd_redis_appendf(e->redis, "HMGET %s lr quality", key) == 0 &&
+            fd_redis_read_replies(e->redis, &read, 1, err, sizeof err) == 0 &&
+            read->type == REDIS_REPLY_ARRAY && read->elements == 2)
+            r = read;
+    }
+    const redisReply *lr = NULL, *qt = NULL;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+        lr = r->element[0];
+        qt = r->element[1];
+    }
+    if (!lr) {
+        /* an error reply (counted as a refused command) or no read: base
+         * stays, so the next write carries this one's learning too */
+        fd_warn("churn",
+                "%s: the merged model was not returned; the next write carries this "
+                "write's learning again",
+                key);
+        goto out;
+    }
+    if (r->elements == 3 && r->element[2]->type == REDIS_REPLY_INTEGER &&
+        r->element[2]->integer == 2)
+        fd_err("churn",
+               "%s held a model this instance cannot read (written by another "
+               "program?): it was replaced by this instance's",
+               key);
+    bool same = strlen(cs->push_lr) == lr->len && memcmp(cs->push_lr, lr->str, lr->len) == 0 &&
+                strlen(cs->push_qt) == qt->len && memcmp(cs->push_qt, qt->str, qt->len) == 0;
+    if (!same) { /* the others' learning is in it: take it over */
+        fd_lr merged;
+        fd_quality merged_q;
+        fd_lr_init(&merged, &e->churn.lr);
+        fd_quality_init(&merged_q);
+        if (fd_lr_parse(&merged, &e->churn.lr, lr->str, lr->len, err, sizeof err) != 0 ||
+            fd_quality_parse(&merged_q, qt->str, qt->len, err, sizeof err) != 0) {
+            fd_err("churn", "%s: the merged model does not parse (%s); keeping this instance's",
+                   key, err);
+            goto out;
+        }
+        adopt(e, &merged, &merged_q, &e->G, &e->Gq);
         for (int k = 0; k < e->n_epochs; k++)
             if (e->epochs[k]->model && e->epochs[k]->quality &&
-                e->epochs[k]->model->examples >= cs->from.examples) {
-                adopt_lr(e, e->epochs[k]->model);
-                adopt_q(e, e->epochs[k]->quality);
-            }
+                e->epochs[k]->model->examples >= cs->from.examples)
+                adopt(e, &merged, &merged_q, e->epochs[k]->model, e->epochs[k]->quality);
         pthread_mutex_lock(&e->pub.mu);
         e->pub.lr = e->G; /* a new version: shards take it over at their next adoption */
         pthread_mutex_unlock(&e->pub.mu);
@@ -317,24 +380,26 @@ void eng_churn_written(fd_engine *e)
             fd_info("churn",
                     "merged with other instances' learning (first time; later merges at debug "
                     "level): %" PRIu64 " examples, version %" PRIu64,
-                    cs->push.examples, cs->push.version);
+                    merged.examples, merged.version);
         else
             fd_debug("churn",
                      "merged with other instances' learning: %" PRIu64
                      " examples, version %" PRIu64,
-                     cs->push.examples, cs->push.version);
+                     merged.examples, merged.version);
     }
-    cs->base = cs->push;
-    cs->base_q = cs->push_q;
-    /* the stored text, as Redis will return it */
-    char *lr = strdup(cs->push_lr), *qt = strdup(cs->push_qt);
-    if (lr && qt) {
-        free(cs->base_lr);
-        free(cs->base_qt);
-        cs->base_lr = lr;
-        cs->base_qt = qt;
-    } else { /* out of memory: the next write merges (the texts differ), which is right too */
-        free(lr);
-        free(qt);
+    if (r->elements == 3 && r->element[2]->type == REDIS_REPLY_INTEGER &&
+        r->element[2]->integer == 3)
+        fd_warn("churn",
+                "%s was deleted since this instance last wrote it: it holds this instance's "
+                "model now",
+                key);
+    if (set_text(&cs->base_lr, lr->str, lr->len) != 0 ||
+        set_text(&cs->base_qt, qt->str, qt->len) != 0) {
+        /* a stale base would add this write's learning twice */
+        fd_err("churn", "out of memory keeping the stored model's text: stopping");
+        e->fatal = 1;
     }
+out:
+    if (read)
+        freeReplyObject(read);
 }

@@ -11,21 +11,21 @@ void eng_churn_free(fd_engine *e);
 /* Epoch ep is complete: merge its shards' replicas into the model, keep a
  * copy in ep, publish it. 0, or -1 out of memory. */
 int eng_churn_merge(fd_engine *e, epoch *ep);
-/* Round trip 1 of a write: append WATCH and HMGET of the stored model;
- * returns the commands appended (0 or 2). */
-size_t eng_churn_watch(fd_engine *e);
-/* Their replies: the stored model read (and parsed when another instance
- * wrote it): 0, or -1 with the cause (the write is refused). */
-int eng_churn_watched(fd_engine *e, const redisReply *watch, const redisReply *hmget, char *cause,
-                      size_t cause_size);
-/* Append the HSET of ep's model to the writer's transaction: what this
- * instance learned since it last wrote, merged into what is stored (other
- * instances' learning). Returns the commands appended (0 or 1). */
+/* Round trip 1 of a write: append HGET of the stored model's lr; returns
+ * the commands appended (0 or 1). */
+size_t eng_churn_check(fd_engine *e);
+/* Its reply: 0, or -1 with the cause when another writer left a model this
+ * instance cannot read (the write is refused until it is deleted). */
+int eng_churn_checked(fd_engine *e, const redisReply *hget, char *cause, size_t cause_size);
+/* Append the model of ep to the writer's transaction: an EVAL of the merge
+ * script (what this instance learned since base, added onto what is
+ * stored) and an HSET of the summary fields. Returns the commands
+ * appended (0 or 2); the EVAL is the first. */
 size_t eng_churn_append(fd_engine *e, const epoch *ep);
-/* The write that carried the model is in Redis: it is the new base; when
- * other instances' learning was merged in, the engine's model and the
- * epochs not yet written take it over (published to the shards at the
- * next merge). */
-void eng_churn_written(fd_engine *e);
+/* The write that carried the model is in Redis. r: the EVAL's reply (the
+ * merged texts), or NULL when the reply was lost (the stored model is read
+ * then). The merged model is the new base; when other instances' learning
+ * was in it, the engine's model and its unwritten epochs take it over. */
+void eng_churn_written(fd_engine *e, const redisReply *r);
 
 #endif

@@ -183,6 +183,7 @@ typedef struct inflight {
     int n, n_epochs;
     size_t n_cmds;
     int64_t t_start;
+    long model_at; /* EXEC's element that answers the churn model's EVAL; -1 none */
 } inflight;
 
 /* One flush: the offsets recorded at its marker and the shards' snapshots. */
@@ -202,22 +203,15 @@ typedef struct epoch {
 
 /* The churn model's exchange with Redis (churn_state.c; consumer thread).
  * base is the model as this instance last read or wrote it in PREFIX
- * model:churn, in this instance's lineage; a write pushes what was learned
- * since (the newest epoch's model minus base) onto whatever is stored. */
+ * model:churn; a write sends the newest epoch's model and base, and a
+ * script in the transaction adds (model - base) onto whatever is stored. */
 typedef struct churn_sync {
-    fd_lr base;
-    fd_quality base_q;
-    char *base_lr, *base_qt; /* its stored text (NULL: no key yet) */
-    char *st_lr, *st_qt;     /* read by this write's round trip 1 (NULL: none) */
-    fd_lr st;                /* ... parsed when another instance wrote it */
-    fd_quality st_q;
-    bool pushing;      /* the write in flight carries the model */
-    bool push_foreign; /* ... merged with another instance's learning */
-    uint64_t merges;   /* writes that merged another instance's learning */
-    bool foreign;      /* another instance wrote since base: merge */
-    fd_lr push, from;  /* what it writes; the epoch model it came from */
-    fd_quality push_q, from_q;
-    char *push_lr, *push_qt; /* push's text (FD_LR_TEXT_MAX, FD_Q_TEXT_MAX) */
+    char *base_lr, *base_qt; /* base's stored text (NULL: none yet) */
+    bool pushing;            /* the write in flight carries the model */
+    uint64_t merges;         /* writes that merged another instance's learning */
+    fd_lr from;              /* the epoch model the write in flight carries */
+    fd_quality from_q;
+    char *push_lr, *push_qt; /* its text (FD_LR_TEXT_MAX, FD_Q_TEXT_MAX) */
 } churn_sync;
 
 struct fd_engine {

@@ -193,8 +193,9 @@ int eng_write_epochs(fd_engine *e)
         goto out;
     }
 
-    /* Round trip 1: WATCH the partition keys and read what is stored; the
-     * same for the churn model (churn_state.c: other instances write it). */
+    /* Round trip 1: WATCH the partition keys and read what is stored; read
+     * the churn model's lr too, to refuse a model no instance can merge
+     * into (churn_state.c). */
     rep = calloc(2 * (size_t)n + 3, sizeof *rep);
     if (!rep)
         goto out;
@@ -202,14 +203,14 @@ int eng_write_epochs(fd_engine *e)
         fd_redis_appendf(e->redis, "WATCH %s", eng_part_key(e, parts[i], e->key));
     for (int i = 0; i < n; i++)
         fd_redis_appendf(e->redis, "HGET %s offset", eng_part_key(e, parts[i], e->key));
-    size_t n_model = eng_churn_watch(e);
+    size_t n_model = eng_churn_check(e);
     if (fd_redis_read_replies(e->redis, rep, 2 * (size_t)n + n_model, err, sizeof err) != 0) {
         eng_set_blocked(e, true, "Redis unavailable");
         goto out;
     }
     if (n_model) {
         char cause[1400];
-        if (eng_churn_watched(e, rep[2 * n], rep[2 * n + 1], cause, sizeof cause) != 0) {
+        if (eng_churn_checked(e, rep[2 * n], cause, sizeof cause) != 0) {
             fd_redis_appendf(e->redis, "UNWATCH");
             fd_redis_read_replies(e->redis, NULL, 1, err, sizeof err);
             eng_refused(e, cause);
@@ -263,7 +264,7 @@ int eng_write_epochs(fd_engine *e)
             e->carry[i] -= e->carry_sent[i];
             e->carry_sent[i] = 0;
         }
-        eng_churn_written(e); /* the model it carried */
+        eng_churn_written(e, NULL); /* the model it carried: read back */
         eng_confirm(e, e->n_epochs);
         rc = 0;
         goto out;
@@ -356,10 +357,15 @@ int eng_write_epochs(fd_engine *e)
     }
     /* The churn model merged at the newest of these epochs (churn_state.c):
      * with the offsets it goes with. */
+    long model_at = -1;
     for (int k = e->n_epochs - 1; k >= 0; k--)
         if (e->epochs[k]->model) {
-            eng_seg_add(e, (wseg){.first = n_cmds - x0, .n = 1, .kind = WE_MODEL});
-            n_cmds += eng_churn_append(e, e->epochs[k]);
+            size_t nm = eng_churn_append(e, e->epochs[k]);
+            if (nm) {
+                model_at = (long)(n_cmds - x0);
+                eng_seg_add(e, (wseg){.first = n_cmds - x0, .n = nm, .kind = WE_MODEL});
+            }
+            n_cmds += nm;
             break;
         }
     for (int i = 0; i < n; i++) {
@@ -380,7 +386,8 @@ int eng_write_epochs(fd_engine *e)
                        .n = n,
                        .n_epochs = e->n_epochs,
                        .n_cmds = n_cmds,
-                       .t_start = fd_mono_ms()};
+                       .t_start = fd_mono_ms(),
+                       .model_at = model_at};
     parts = NULL;
     offset = max_ts = NULL;
     pthread_mutex_lock(&e->io.t.mu);
@@ -431,7 +438,11 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
             eng_count_refused(e, x); /* before confirm: it names keys from the snapshots */
             for (int i = 0; i < w->n; i++)
                 e->parts[w->parts[i]].confirmed_max_ts = w->max_ts[w->parts[i]];
-            eng_churn_written(e);
+            if (w->model_at >= 0) {
+                redisReply none = {.type = REDIS_REPLY_NIL}; /* no answer: base stays */
+                eng_churn_written(e, (size_t)w->model_at < x->elements ? x->element[w->model_at]
+                                                                       : &none);
+            }
             eng_confirm(e, w->n_epochs);
             eng_set_blocked(e, false, NULL);
             if (e->n_epochs == 0) {

@@ -411,13 +411,9 @@ class Faults(unittest.TestCase):
         second instance joins and again when it leaves (SIGTERM); counts
         stay exact."""
         with RedisServer() as redis, Broker(partitions=PARTITIONS) as kafka:
-            # Both instances write the shared churn model (WATCHed): under
-            # TSan a slow write can lose several races in a row, so the
-            # leaving instance gets longer to flush (docs/CHURN.md, open).
             cfg = self.config(kafka, redis, "coop", **{"kafka.properties": {
                 "partition.assignment.strategy": "cooperative-sticky",
-                "fetch.wait.max.ms": 50},
-                "engine.shutdown_timeout_ms": max(10000, 8000 * SLOW)})
+                "fetch.wait.max.ms": 50}})
             r = redis.client()
             producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed, rate=RATE // SLOW)
             with Daemon(cfg) as a:
