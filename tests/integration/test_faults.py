@@ -340,18 +340,21 @@ class Faults(unittest.TestCase):
             r = redis.client()
             producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed, rate=RATE)
             with Daemon(cfg) as a, Daemon(cfg) as b:
-                producer.start()
                 try:
                     owned = {}
                     for name, d in (("a", a), ("b", b)):
                         d.wait_for_log(ASSIGNED.pattern, timeout=30)
                     # Wait for the group to settle: both hold partitions.
+                    # The mock cluster can take ~20 s (two join rounds), as
+                    # long as the whole stream lasts, so the stream starts
+                    # only once it has settled: b is then killed mid-stream.
                     self.assertTrue(fdtest.sleep_until(
-                        lambda: all(self.last_assigned(d) > 0 for d in (a, b)), 30),
+                        lambda: all(self.last_assigned(d) > 0 for d in (a, b)), 60),
                         f"partitions not shared: a={self.last_assigned(a)} "
                         f"b={self.last_assigned(b)}")
                     for name, d in (("a", a), ("b", b)):
                         owned[name] = self.current_partitions(d)
+                    producer.start()
                     self.assertEqual(sorted(owned["a"] + owned["b"]), list(range(PARTITIONS)),
                                      f"assignment {owned}")
                     start_b = fdtest.stored_offsets(r, TOPIC, owned["b"])
