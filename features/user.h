@@ -16,6 +16,7 @@
 #include "features/event.h"
 #include "features/features.h"
 #include "models/churn_user.h"
+#include "models/mf_user.h"
 
 /* Ids shorter than this live in the user itself (no allocation: a malloc'd
  * copy cost ~32 bytes per user, see BENCHMARKS.md "bytes per user"). */
@@ -35,6 +36,7 @@ typedef struct fd_user {
     bool queued;         /* in the load request being built (shard only) */
     fd_feat f;           /* the persistent state: features and session */
     fd_churn_user churn; /* the churn model's per-user state (models/churn.h) */
+    fd_mf_user mf;       /* the recommendation model's (models/mf_user.h) */
 } fd_user;
 
 /* The user's id, NUL-terminated; valid as long as the user. */

@@ -142,6 +142,10 @@ void fd_mf_items_free(fd_mf_items *it)
     free(it->pop);
     free(it->ids);
     free(it->slots);
+    free(it->tmark);
+    free(it->tlist);
+    free(it->tbase);
+    free(it->tpop);
     memset(it, 0, sizeof *it);
 }
 
@@ -164,6 +168,13 @@ static int grow(fd_mf_items *it)
     if (!ids)
         return -1;
     it->ids = ids;
+    if (it->tmark) {
+        uint32_t *tm = realloc(it->tmark, (size_t)cap * sizeof *tm);
+        if (!tm)
+            return -1;
+        memset(tm + it->cap, 0, (size_t)(cap - it->cap) * sizeof *tm);
+        it->tmark = tm;
+    }
     uint32_t *slots = calloc(2 * (size_t)cap, sizeof *slots);
     if (!slots)
         return -1;
@@ -301,22 +312,68 @@ static void top_update(fd_mf_items *it, uint32_t i)
     }
 }
 
-static void add_popularity(const fd_mf_params *p, fd_mf_items *it, uint32_t i, float w, int64_t ts)
+/* Every count (and every tracked base) to the scale of t0. */
+static void pop_rescale(fd_mf_items *it, double ex, int64_t t0)
 {
-    if (it->positives == 0)
-        it->pop_t0 = ts;
-    double ex = (double)(ts - it->pop_t0) / (double)p->pop_half_life_ms;
-    if (ex > 64) { /* rescale every count: the new t0 is ts */
-        double f = exp2(-ex);
-        for (uint32_t j = 0; j < it->n; j++)
-            it->pop[j] *= f;
-        it->pop_t0 = ts;
+    double f = exp2(-ex);
+    for (uint32_t j = 0; j < it->n; j++)
+        it->pop[j] *= f;
+    for (uint32_t j = 0; j < it->n_t; j++)
+        it->tpop[j] *= f;
+    it->pop_t0 = t0;
+}
+
+/* The factor that brings a count of scale t0 to it's scale (2^-64 at
+ * least: far older is negligible); rescales it first when t0 is far ahead. */
+static double pop_factor(const fd_mf_params *p, fd_mf_items *it, int64_t t0)
+{
+    if (!it->pop_set) {
+        it->pop_t0 = t0;
+        it->pop_set = true;
+    }
+    double ex = (double)(t0 - it->pop_t0) / (double)p->pop_half_life_ms;
+    if (ex > 64) { /* rescale every count: the new t0 is t0 */
+        pop_rescale(it, ex, t0);
         ex = 0;
     }
-    if (ex < -64) /* an event far older than t0: negligible */
+    if (ex < -64)
         ex = -64;
-    it->pop[i] += (double)w * exp2(ex);
+    return exp2(ex);
+}
+
+static void add_popularity(const fd_mf_params *p, fd_mf_items *it, uint32_t i, float w, int64_t ts)
+{
+    it->pop[i] += (double)w * pop_factor(p, it, ts);
     top_update(it, i);
+}
+
+/* Row i is about to change: remember it as it was (tracking). */
+static void touch(fd_mf_items *it, uint32_t i)
+{
+    if (!it->tracking || it->tmark[i])
+        return;
+    if (it->n_t == it->cap_t) {
+        uint32_t cap = it->cap_t ? it->cap_t * 2 : 256;
+        uint32_t *l = realloc(it->tlist, (size_t)cap * sizeof *l);
+        if (l)
+            it->tlist = l;
+        float *b = l ? realloc(it->tbase, (size_t)cap * (size_t)it->k * sizeof *b) : NULL;
+        if (b)
+            it->tbase = b;
+        double *q = b ? realloc(it->tpop, (size_t)cap * sizeof *q) : NULL;
+        if (!q) {
+            it->track_oom = true; /* fd_mf_take reports it */
+            return;
+        }
+        it->tpop = q;
+        it->cap_t = cap;
+    }
+    uint32_t t = it->n_t++;
+    it->tlist[t] = i;
+    memcpy(it->tbase + (size_t)t * (size_t)it->k, it->v + (size_t)i * (size_t)it->k,
+           (size_t)it->k * sizeof(float));
+    it->tpop[t] = it->pop[i];
+    it->tmark[i] = t + 1;
 }
 
 float fd_mf_learn(const fd_mf_params *p, fd_mf_items *it, float *u, int32_t idx, int type,
@@ -340,6 +397,11 @@ float fd_mf_learn(const fd_mf_params *p, fd_mf_items *it, float *u, int32_t idx,
             for (int f = 0; f < k; f += 16)
                 __builtin_prefetch(vj + f, 1);
         }
+    if (it->tracking) {
+        touch(it, (uint32_t)idx);
+        for (int s = 0; s < n_neg; s++)
+            touch(it, neg[s]);
+    }
     step(p, u, vi, 1.0f, w);
     for (int s = 0; s < n_neg; s++)
         step(p, u, it->v + (size_t)neg[s] * (size_t)k, 0.0f, 1.0f);
@@ -431,4 +493,135 @@ int fd_mf_popular(const fd_mf_items *it, const int32_t *exclude, int n_ex, int n
         if (!excluded((int32_t)it->top[r], exclude, n_ex))
             idx[m++] = (int32_t)it->top[r];
     return m;
+}
+
+/* ---- replicas ------------------------------------------------------------------ */
+
+int fd_mf_track(fd_mf_items *it, bool on)
+{
+    if (on && !it->tmark) {
+        it->tmark = calloc(it->cap, sizeof *it->tmark);
+        if (!it->tmark)
+            return -1;
+    }
+    if (!on) {
+        for (uint32_t t = 0; t < it->n_t; t++)
+            it->tmark[it->tlist[t]] = 0;
+        it->n_t = 0;
+    }
+    it->tracking = on;
+    it->positives_mark = it->positives;
+    return 0;
+}
+
+void fd_mf_delta_free(fd_mf_delta *d)
+{
+    if (!d)
+        return;
+    free(d->ids);
+    free(d->dv);
+    free(d->dpop);
+    memset(d, 0, sizeof *d);
+}
+
+int fd_mf_take(fd_mf_items *it, fd_mf_delta *d)
+{
+    memset(d, 0, sizeof *d);
+    d->k = it->k;
+    d->pop_t0 = it->pop_t0;
+    if (it->track_oom)
+        return -1; /* a row's base is missing: its change cannot be told */
+    size_t idl = 0;
+    for (uint32_t t = 0; t < it->n_t; t++)
+        idl += strlen(it->ids[it->tlist[t]]) + 1;
+    if (it->n_t) {
+        d->ids = malloc(idl);
+        d->dv = malloc((size_t)it->n_t * (size_t)it->k * sizeof *d->dv);
+        d->dpop = malloc((size_t)it->n_t * sizeof *d->dpop);
+        if (!d->ids || !d->dv || !d->dpop) {
+            fd_mf_delta_free(d);
+            return -1;
+        }
+    }
+    char *w = d->ids;
+    int k = it->k;
+    for (uint32_t t = 0; t < it->n_t; t++) {
+        uint32_t i = it->tlist[t];
+        size_t l = strlen(it->ids[i]) + 1;
+        memcpy(w, it->ids[i], l);
+        w += l;
+        const float *v = it->v + (size_t)i * (size_t)k, *b = it->tbase + (size_t)t * (size_t)k;
+        float *o = d->dv + (size_t)t * (size_t)k;
+        for (int f = 0; f < k; f++)
+            o[f] = v[f] - b[f];
+        d->dpop[t] = it->pop[i] - it->tpop[t];
+        it->tmark[i] = 0;
+    }
+    d->n = it->n_t;
+    d->positives = it->positives - it->positives_mark;
+    it->positives_mark = it->positives;
+    it->n_t = 0;
+    return 0;
+}
+
+uint32_t fd_mf_add_delta(fd_mf_items *it, const fd_mf_params *p, const fd_mf_delta *d, int32_t *at)
+{
+    uint32_t lost = 0;
+    int k = it->k;
+    double scale = d->n ? pop_factor(p, it, d->pop_t0) : 1.0;
+    const char *id = d->ids;
+    for (uint32_t t = 0; t < d->n; t++) {
+        size_t l = strlen(id);
+        int32_t i = d->k == k ? fd_mf_item(it, p, id, l, true) : -1;
+        if (at)
+            at[t] = i;
+        if (i < 0) {
+            lost++;
+        } else {
+            float *v = it->v + (size_t)i * (size_t)k;
+            const float *dv = d->dv + (size_t)t * (size_t)k;
+            for (int f = 0; f < k; f++)
+                v[f] = clampf(v[f] + dv[f]);
+            if (d->dpop[t] > 0) {
+                it->pop[i] += d->dpop[t] * scale;
+                top_update(it, (uint32_t)i);
+            }
+        }
+        id += l + 1;
+    }
+    it->positives += d->positives;
+    return lost;
+}
+
+int fd_mf_adopt_row(fd_mf_items *it, const fd_mf_params *p, const char *id, size_t len,
+                    const float *g)
+{
+    int32_t i = fd_mf_item(it, p, id, len, true);
+    if (i < 0)
+        return -1;
+    int k = it->k;
+    float *v = it->v + (size_t)i * (size_t)k;
+    uint32_t t = it->tracking ? it->tmark[i] : 0;
+    if (t) { /* v = g + (v - base); base = g */
+        float *b = it->tbase + (size_t)(t - 1) * (size_t)k;
+        for (int f = 0; f < k; f++) {
+            v[f] = clampf(g[f] + (v[f] - b[f]));
+            b[f] = g[f];
+        }
+    } else {
+        memcpy(v, g, (size_t)k * sizeof *v);
+    }
+    return 0;
+}
+
+void fd_mf_set_row(fd_mf_items *it, const fd_mf_params *p, int32_t idx, const float *v, double pop,
+                   int64_t pop_t0)
+{
+    float *r = it->v + (size_t)idx * (size_t)it->k;
+    for (int f = 0; f < it->k; f++)
+        r[f] = v[f] == v[f] ? clampf(v[f]) : 0.0f;
+    if (pop > 0 && pop == pop) {
+        it->pop[idx] = pop * pop_factor(p, it, pop_t0);
+        top_update(it, (uint32_t)idx);
+    }
 }

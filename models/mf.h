@@ -73,6 +73,16 @@ typedef struct fd_mf_items {
     /* the decayed-popularity top list, best first (cold start, baseline) */
     uint32_t top[FD_MF_TOP_MAX];
     int n_top;
+    bool pop_set; /* pop_t0 is set (at the first positive, or as loaded) */
+    /* tracking (fd_mf_track): rows changed since the last fd_mf_take, with
+     * their values before the first change */
+    bool tracking, track_oom;
+    uint32_t *tmark;  /* cap: 1 + position in tlist, 0 = unchanged */
+    uint32_t *tlist;  /* changed rows, in order of first change */
+    float *tbase;     /* their rows before (n_t * k) */
+    double *tpop;     /* their popularity before */
+    uint32_t n_t, cap_t;
+    uint64_t positives_mark; /* positives at the last take */
 } fd_mf_items;
 
 /* 0, or -1 out of memory. fd_mf_items_free accepts NULL and a zeroed one. */
@@ -126,5 +136,49 @@ int fd_mf_top_of(const float *scores, uint32_t n_items, const int32_t *exclude, 
 /* The n most popular items (decayed popularity), best first, leaving out
  * exclude. Returns how many were written. */
 int fd_mf_popular(const fd_mf_items *it, const int32_t *exclude, int n_ex, int n, int32_t *idx);
+
+/* ---- replicas (the daemon's shards; docs/RECS.md "In the daemon") -------- */
+
+/* Track (on) what fd_mf_learn changes from now on, for fd_mf_take. 0, or
+ * -1 out of memory. */
+int fd_mf_track(fd_mf_items *it, bool on);
+
+/* What a replica learned between two takes, by item id. */
+typedef struct fd_mf_delta {
+    int k;
+    uint32_t n;
+    char *ids;      /* n NUL-terminated ids, one after another */
+    float *dv;      /* n * k: what each row gained */
+    double *dpop;   /* n: popularity gained, in the scale of pop_t0 */
+    int64_t pop_t0; /* the replica's popularity scale */
+    uint64_t positives;
+} fd_mf_delta;
+
+/* Move what was learned since the last take into d (its own allocations;
+ * empty when nothing) and start tracking again. 0, or -1 out of memory
+ * (nothing moved: a later take still has it). */
+int fd_mf_take(fd_mf_items *it, fd_mf_delta *d);
+void fd_mf_delta_free(fd_mf_delta *d); /* NULL and a zeroed one accepted */
+
+/* Add d onto it (the merged model): each row gains its dv (clamped), items
+ * missing are created first (initial factors from the id, as the replica
+ * made them, so the sum is what the replica holds), popularity converted
+ * to it's scale, positives counted. at (d->n entries, or NULL) receives
+ * each row's index in it, -1 where it could not be created (max_items
+ * reached, out of memory). Returns the rows that could not be added. */
+uint32_t fd_mf_add_delta(fd_mf_items *it, const fd_mf_params *p, const fd_mf_delta *d,
+                         int32_t *at);
+
+/* A replica takes over row g of item id (len bytes) from the merged model:
+ * the row becomes g, plus what the replica learned on it since its last
+ * take while tracking (the base becomes g). Created when missing. 0, or -1
+ * (max_items reached, out of memory). */
+int fd_mf_adopt_row(fd_mf_items *it, const fd_mf_params *p, const char *id, size_t len,
+                    const float *g);
+
+/* Set item idx's factors and popularity (in the scale of pop_t0) as
+ * loaded; the first call sets the scale, later ones convert to it. */
+void fd_mf_set_row(fd_mf_items *it, const fd_mf_params *p, int32_t idx, const float *v, double pop,
+                   int64_t pop_t0);
 
 #endif

@@ -329,6 +329,131 @@ static void test_bf16(void)
     CHECK(bb == FD_MF_CLAMP);
 }
 
+/* Two replicas learn their halves of a stream; their deltas added onto an
+ * empty merged model give init + what each learned, row by row; a replica
+ * that adopts the merged rows keeps what it learned since its take. */
+static void test_replicas_merge(void)
+{
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    p.k = 8;
+    p.negatives = 2;
+    fd_mf_items g, r[2];
+    CHECK(fd_mf_items_init(&g, &p) == 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK(fd_mf_items_init(&r[i], &p) == 0);
+        CHECK(fd_mf_track(&r[i], true) == 0);
+    }
+    float u[20][8];
+    char id[32];
+    for (int x = 0; x < 20; x++) {
+        int l = snprintf(id, sizeof id, "u%d", x);
+        fd_mf_user_init(&p, id, (size_t)l, u[x]);
+    }
+    uint64_t rng = 7;
+    for (int e = 0; e < 3000; e++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        int x = (int)((rng >> 33) % 20), item = (int)((rng >> 20) % 50);
+        int l = snprintf(id, sizeof id, "i%d", item);
+        fd_mf_items *ri = &r[x % 2];
+        int32_t idx = fd_mf_item(ri, &p, id, (size_t)l, true);
+        CHECK(idx >= 0);
+        fd_mf_learn(&p, ri, u[x], idx, (int)(rng >> 60) % 3, 1000000 + e * 60000LL);
+    }
+    fd_mf_delta d[2];
+    float *at_take[2];
+    for (int i = 0; i < 2; i++) {
+        at_take[i] = malloc((size_t)r[i].n * 8 * sizeof(float));
+        memcpy(at_take[i], r[i].v, (size_t)r[i].n * 8 * sizeof(float));
+        CHECK(fd_mf_take(&r[i], &d[i]) == 0);
+        CHECK(d[i].n == r[i].n); /* every row it made, it changed */
+        CHECK(r[i].n_t == 0 && r[i].positives_mark == r[i].positives);
+        int32_t at[64];
+        CHECK(fd_mf_add_delta(&g, &p, &d[i], at) == 0);
+        for (uint32_t t = 0; t < d[i].n; t++)
+            CHECK(at[t] >= 0);
+    }
+    CHECK(g.positives == 3000 && d[0].positives + d[1].positives == 3000);
+    CHECK(g.n == 50);
+    double worst = 0, pop_worst = 0;
+    for (int item = 0; item < 50; item++) {
+        int l = snprintf(id, sizeof id, "i%d", item);
+        int32_t gi = fd_mf_item(&g, &p, id, (size_t)l, false);
+        CHECK(gi >= 0);
+        float init[8], want[8];
+        fd_mf_items one; /* the initial row, as any replica makes it */
+        CHECK(fd_mf_items_init(&one, &p) == 0);
+        memcpy(init, one.v + (size_t)fd_mf_item(&one, &p, id, (size_t)l, true) * 8, sizeof init);
+        fd_mf_items_free(&one);
+        memcpy(want, init, sizeof want);
+        double pop = 0;
+        for (int i = 0; i < 2; i++) {
+            int32_t ri = fd_mf_item(&r[i], &p, id, (size_t)l, false);
+            if (ri < 0)
+                continue;
+            for (int f = 0; f < 8; f++)
+                want[f] += r[i].v[(size_t)ri * 8 + f] - init[f];
+            pop += r[i].pop[ri] * exp2((double)(r[i].pop_t0 - g.pop_t0) / (double)p.pop_half_life_ms);
+        }
+        for (int f = 0; f < 8; f++)
+            worst = fmax(worst, fabs((double)want[f] - g.v[(size_t)gi * 8 + f]));
+        pop_worst = fmax(pop_worst, fabs(pop - g.pop[gi]) / (pop > 1 ? pop : 1));
+    }
+    CHECK(worst < 1e-5);
+    CHECK(pop_worst < 1e-9);
+    CHECK(g.n_top == 50);
+    for (int t = 1; t < g.n_top; t++)
+        CHECK(g.pop[g.top[t - 1]] >= g.pop[g.top[t]]);
+    /* replica 0 learns on, then adopts every merged row */
+    for (int e = 0; e < 200; e++) {
+        int x = 2 * (e % 10), item = e % 7;
+        int l = snprintf(id, sizeof id, "i%d", item);
+        fd_mf_learn(&p, &r[0], u[x], fd_mf_item(&r[0], &p, id, (size_t)l, true), 0,
+                    200000000 + e * 1000LL);
+    }
+    CHECK(r[0].n_t > 0);
+    float *before = malloc((size_t)r[0].n * 8 * sizeof(float));
+    memcpy(before, r[0].v, (size_t)r[0].n * 8 * sizeof(float));
+    uint32_t n0 = r[0].n;
+    for (uint32_t gi = 0; gi < g.n; gi++)
+        CHECK(fd_mf_adopt_row(&r[0], &p, g.ids[gi], strlen(g.ids[gi]), g.v + (size_t)gi * 8) == 0);
+    CHECK(r[0].n == 50); /* the other replica's items came along */
+    worst = 0;
+    for (uint32_t ri = 0; ri < r[0].n; ri++) {
+        int32_t gi = fd_mf_item(&g, &p, r[0].ids[ri], strlen(r[0].ids[ri]), false);
+        for (int f = 0; f < 8; f++) {
+            double want = g.v[(size_t)gi * 8 + f];
+            if (ri < n0) /* plus what it learned since the take */
+                want += (double)before[ri * 8 + f] - at_take[0][ri * 8 + f];
+            worst = fmax(worst, fabs(want - r[0].v[ri * 8 + f]));
+        }
+    }
+    CHECK(worst < 1e-5);
+    /* and its next take holds only what it learned since (base = merged) */
+    fd_mf_delta d2;
+    CHECK(fd_mf_take(&r[0], &d2) == 0);
+    CHECK(d2.positives == 200 && d2.n > 0 && d2.n <= 50);
+    const char *pid = d2.ids;
+    worst = 0;
+    for (uint32_t t = 0; t < d2.n; t++) {
+        int32_t ri = fd_mf_item(&r[0], &p, pid, strlen(pid), false);
+        CHECK(ri >= 0 && (uint32_t)ri < n0);
+        for (int f = 0; f < 8; f++)
+            worst = fmax(worst, fabs((double)d2.dv[t * 8 + f] -
+                                     ((double)before[ri * 8 + f] - at_take[0][ri * 8 + f])));
+        pid += strlen(pid) + 1;
+    }
+    CHECK(worst < 1e-5);
+    fd_mf_delta_free(&d2);
+    free(before);
+    for (int i = 0; i < 2; i++) {
+        fd_mf_delta_free(&d[i]);
+        free(at_take[i]);
+        fd_mf_items_free(&r[i]);
+    }
+    fd_mf_items_free(&g);
+}
+
 int main(void)
 {
     test_params();
@@ -339,5 +464,6 @@ int main(void)
     test_planted_preferences();
     test_deterministic();
     test_bf16();
+    test_replicas_merge();
     return check_report();
 }
