@@ -22,6 +22,7 @@ static int check_probability(const char *val, char *why, size_t why_size);
 static int check_margin(const char *val, char *why, size_t why_size);
 static int check_positive_real(const char *val, char *why, size_t why_size);
 static int check_nonneg_real(const char *val, char *why, size_t why_size);
+static int check_rate(const char *val, char *why, size_t why_size);
 
 #define OFF(f) offsetof(fd_config, f)
 
@@ -159,6 +160,40 @@ const struct cf_key cf_keys[] = {
      "L1 regularisation (0..100; larger: sparser weights)"},
     {"churn.l2", CF_STR, OFF(churn_l2), 0, "0.1", 0, 0, 0, CF_NONEMPTY, NULL, check_nonneg_real,
      "L2 regularisation (0..100)"},
+
+    {"mf.enabled", CF_ENUM, OFF(mf_enabled), 0, "on", 0, 0, 0, 0, "on|off", NULL,
+     "the online recommendation model: item and user factors learned from every event with an "
+     "item, top-N lists per user, items in the churn alerts (docs/RECS.md)"},
+    {"mf.k", CF_INT, OFF(mf_k), 0, NULL, 32, 1, 32, 0, NULL, NULL,
+     "factors per user and item (a user state holds at most 32)"},
+    {"mf.learning_rate", CF_STR, OFF(mf_learning_rate), 0, "0.05", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_rate, "SGD learning rate (above 0, at most 1)"},
+    {"mf.regularisation", CF_STR, OFF(mf_regularisation), 0, "0.01", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_margin, "L2 regularisation of the factors (0 <= value < 1)"},
+    {"mf.negatives", CF_INT, OFF(mf_negatives), 0, NULL, 4, 0, 32, 0, NULL, NULL,
+     "sampled negatives per positive event, drawn from recent positives"},
+    {"mf.weight_click", CF_STR, OFF(mf_weight_click), 0, "1", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_nonneg_real, "weight of a click as a positive (0..100)"},
+    {"mf.weight_cart", CF_STR, OFF(mf_weight_cart), 0, "3", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_nonneg_real, "weight of a cart event (0..100)"},
+    {"mf.weight_purchase", CF_STR, OFF(mf_weight_purchase), 0, "5", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_nonneg_real, "weight of a purchase (0..100)"},
+    {"mf.max_items", CF_INT, OFF(mf_max_items), 0, NULL, 1000000, 1, 1 << 30, 0, NULL, NULL,
+     "distinct items learned at most; events of further items are not learned (counted)"},
+    {"mf.popularity_half_life", CF_DURATION, OFF(mf_popularity_half_life_ms), 0, NULL, 7 * MS_DAY,
+     1000, 3650 * MS_DAY, 0, NULL, NULL,
+     "event-time half-life of the decayed popularity (cold start and the baseline)"},
+    {"mf.top_n", CF_INT, OFF(mf_top_n), 0, NULL, 10, 1, 100, 0, NULL, NULL,
+     "items in a user's cached recommendations and in a churn alert"},
+    {"mf.refresh", CF_DURATION, OFF(mf_refresh_ms), 0, NULL, MS_HOUR, 0, 3650 * MS_DAY, 0, NULL,
+     NULL,
+     "least event time between two refreshes of a user's cached recommendations (each scores "
+     "every item)"},
+    {"mf.cold_start_events", CF_INT, OFF(mf_cold_start_events), 0, NULL, 3, 0, 1000000, 0, NULL,
+     NULL, "users with fewer events with an item get the popularity list"},
+    {"mf.eval_every", CF_INT, OFF(mf_eval_every), 0, NULL, 1, 0, 1000000, 0, NULL, NULL,
+     "check every Nth positive against the user's top 10 before learning it (prequential "
+     "recall@10 and NDCG@10); 0 = never"},
 
     {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
      "least severe level that is logged"},
@@ -815,6 +850,11 @@ static int check_positive_real(const char *val, char *why, size_t why_size)
 static int check_nonneg_real(const char *val, char *why, size_t why_size)
 {
     return check_real(val, 0, 100, false, false, why, why_size);
+}
+
+static int check_rate(const char *val, char *why, size_t why_size)
+{
+    return check_real(val, 0, 1, true, false, why, why_size);
 }
 
 double fd_config_real(const char *val)

@@ -21,6 +21,7 @@
  * the same factors bit for bit.
  */
 #include "models/mf.h"
+#include "models/mf_user.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -624,4 +625,107 @@ void fd_mf_set_row(fd_mf_items *it, const fd_mf_params *p, int32_t idx, const fl
         it->pop[idx] = pop * pop_factor(p, it, pop_t0);
         top_update(it, (uint32_t)idx);
     }
+}
+
+/* ---- quality and the user's suffix ---------------------------------------------- */
+
+void fd_mf_check(const int32_t *list, int n, int32_t idx, uint64_t *hits, double *ndcg)
+{
+    for (int r = 0; r < n; r++)
+        if (list[r] == idx) {
+            (*hits)++;
+            *ndcg += 1.0 / log2(2.0 + r);
+            return;
+        }
+}
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t fd_mf_user_format(const fd_mf_user *m, int k, char *buf)
+{
+    if (!m->has || k < 1 || k > FD_MF_USER_K)
+        return 0;
+    unsigned char raw[2 * FD_MF_USER_K];
+    for (int f = 0; f < k; f++) { /* little-endian */
+        raw[2 * f] = (unsigned char)(m->v[f] & 0xff);
+        raw[2 * f + 1] = (unsigned char)(m->v[f] >> 8);
+    }
+    size_t n = (size_t)(2 * k), o = 0;
+    buf[o++] = ' ';
+    buf[o++] = 'f';
+    buf[o++] = ' ';
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)raw[i] << 16;
+        if (i + 1 < n)
+            w |= (uint32_t)raw[i + 1] << 8;
+        if (i + 2 < n)
+            w |= raw[i + 2];
+        buf[o++] = B64[(w >> 18) & 63];
+        buf[o++] = B64[(w >> 12) & 63];
+        buf[o++] = i + 1 < n ? B64[(w >> 6) & 63] : '=';
+        buf[o++] = i + 2 < n ? B64[w & 63] : '=';
+    }
+    int l = snprintf(buf + o, FD_MF_USER_TEXT_MAX - o, " %ld", (long)m->recs_min);
+    return o + (l > 0 ? (size_t)l : 0);
+}
+
+static int b64val(char c)
+{
+    const char *p = c ? strchr(B64, c) : NULL;
+    return p ? (int)(p - B64) : -1;
+}
+
+int fd_mf_user_parse(fd_mf_user *m, int k, const char *s, size_t len, char *errstr,
+                     size_t errstr_size)
+{
+    size_t n = (size_t)(2 * k), enc = (n + 2) / 3 * 4;
+    if (k < 1 || k > FD_MF_USER_K || len < 3 + enc + 2 || memcmp(s, " f ", 3) != 0 ||
+        s[3 + enc] != ' ') {
+        snprintf(errstr, errstr_size,
+                 "mf suffix: expected \" f FACTORS RECS_MIN\" with %d factors (mf.k changed?)", k);
+        return -1;
+    }
+    unsigned char raw[2 * FD_MF_USER_K + 3];
+    size_t o = 0;
+    for (size_t i = 0; i < enc; i += 4) {
+        int a = b64val(s[3 + i]), b = b64val(s[4 + i]), c = s[5 + i] == '=' ? 0 : b64val(s[5 + i]),
+            d = s[6 + i] == '=' ? 0 : b64val(s[6 + i]);
+        if (a < 0 || b < 0 || c < 0 || d < 0) {
+            snprintf(errstr, errstr_size, "mf suffix: the factors are not base64");
+            return -1;
+        }
+        uint32_t w = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        raw[o++] = (unsigned char)(w >> 16);
+        raw[o++] = (unsigned char)(w >> 8);
+        raw[o++] = (unsigned char)w;
+    }
+    char tmp[32];
+    size_t rest = len - (3 + enc + 1);
+    if (rest == 0 || rest >= sizeof tmp) {
+        snprintf(errstr, errstr_size, "mf suffix: no refresh time");
+        return -1;
+    }
+    memcpy(tmp, s + 3 + enc + 1, rest);
+    tmp[rest] = '\0';
+    char *end;
+    long long rm = strtoll(tmp, &end, 10);
+    if (*end || end == tmp || rm < 0 || rm > INT32_MAX) {
+        snprintf(errstr, errstr_size, "mf suffix: refresh time \"%s\" out of range", tmp);
+        return -1;
+    }
+    fd_mf_user out = {0};
+    for (int f = 0; f < k; f++) {
+        out.v[f] = (uint16_t)(raw[2 * f] | raw[2 * f + 1] << 8);
+        float x;
+        uint32_t b = (uint32_t)out.v[f] << 16;
+        memcpy(&x, &b, sizeof x);
+        if (!(x >= -FD_MF_CLAMP && x <= FD_MF_CLAMP)) {
+            snprintf(errstr, errstr_size, "mf suffix: factor %d is not finite or out of range", f);
+            return -1;
+        }
+    }
+    out.recs_min = (int32_t)rm;
+    out.has = 1;
+    *m = out;
+    return 0;
 }

@@ -137,6 +137,29 @@ int fd_mf_top_of(const float *scores, uint32_t n_items, const int32_t *exclude, 
  * exclude. Returns how many were written. */
 int fd_mf_popular(const fd_mf_items *it, const int32_t *exclude, int n_ex, int n, int32_t *idx);
 
+/* Prequential quality (docs/RECS.md): positives checked against the
+ * user's top 10 before learning them, hits and NDCG@10, for the model and
+ * the decayed-popularity list side by side; positives not learned because
+ * mf.max_items was reached. */
+typedef struct fd_mf_quality {
+    uint64_t checks, hits, pop_hits, refused;
+    double ndcg, pop_ndcg;
+} fd_mf_quality;
+
+/* Check item idx against a list (n entries, best first): adds a hit and
+ * 1/log2(1 + rank) to *hits / *ndcg when it is in it. */
+void fd_mf_check(const int32_t *list, int n, int32_t idx, uint64_t *hits, double *ndcg);
+
+/* A user's persisted model state as the user record's suffix
+ * " f B64(bfloat16 factors) RECS_MIN" (FD_MF_USER_TEXT_MAX bytes, NUL
+ * added); returns the length (0 when the user has no factors yet).
+ * fd_mf_user_parse reads that suffix: 0, or -1 with errstr. */
+#define FD_MF_USER_TEXT_MAX 128
+struct fd_mf_user;
+size_t fd_mf_user_format(const struct fd_mf_user *m, int k, char *buf);
+int fd_mf_user_parse(struct fd_mf_user *m, int k, const char *s, size_t len, char *errstr,
+                     size_t errstr_size);
+
 /* ---- replicas (the daemon's shards; docs/RECS.md "In the daemon") -------- */
 
 /* Track (on) what fd_mf_learn changes from now on, for fd_mf_take. 0, or

@@ -8,6 +8,7 @@
  */
 #include "pipeline/churn_setup.h"
 #include "pipeline/churn_state.h"
+#include "pipeline/mf_state.h"
 #include "pipeline/alert.h"
 #include "pipeline/engine_int.h"
 
@@ -303,9 +304,10 @@ bool eng_collect(fd_engine *e)
                 }
                 ep->snaps[i] = sn;
                 ep->missing--;
-                if (ep->missing == 0 && !e->fatal && eng_churn_merge(e, ep) != 0) {
+                if (ep->missing == 0 && !e->fatal &&
+                    (eng_churn_merge(e, ep) != 0 || eng_mf_merge(e, ep) != 0)) {
                     fd_err("engine",
-                           "out of memory merging the churn model of epoch %" PRIu64
+                           "out of memory merging the models of epoch %" PRIu64
                            "; stopping without writing it",
                            ep->id);
                     e->fatal = 1;
@@ -519,7 +521,7 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
         goto fail;
     if (core_params(cfg, &e->core, errstr, errstr_size) != 0)
         goto fail;
-    if (eng_churn_init(e, errstr, errstr_size) != 0)
+    if (eng_churn_init(e, errstr, errstr_size) != 0 || eng_mf_init(e, errstr, errstr_size) != 0)
         goto fail;
     if (!(e->codec = fd_input_codec_new(cfg, errstr, errstr_size)))
         goto fail;
@@ -545,7 +547,9 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
                             .abort = &e->abort,
                             .stalled = &e->stalled,
                             .churn = e->churn_on ? &e->churn : NULL,
-                            .model = &e->pub};
+                            .model = &e->pub,
+                            .mf = e->mf_on ? &e->mfp : NULL,
+                            .mfpub = &e->mfpub};
     e->shards = calloc((size_t)e->n_shards, sizeof *e->shards);
     e->route_buf = malloc((size_t)e->n_shards * ROUTE_CHUNK * sizeof *e->route_buf);
     e->route_n = calloc((size_t)e->n_shards, sizeof *e->route_n);
@@ -828,6 +832,7 @@ void fd_engine_destroy(fd_engine *e)
     fd_mock_destroy(e->mock);
     fd_redis_destroy(e->redis);
     eng_churn_free(e);
+    eng_mf_free(e);
     free(e->wd_batches);
     free(e->wd_change_ms);
     free(e->shards);

@@ -229,6 +229,14 @@ struct fd_engine {
     fd_lr G;                 /* the merged model (consumer thread) */
     fd_quality Gq;           /* the merged quality sums */
     churn_sync cs;           /* the model's exchange with Redis (other instances) */
+    bool mf_on;              /* mf.enabled */
+    fd_mf_params mfp;        /* recommendation model parameters (shards share them) */
+    fd_mf_pub mfpub;         /* the merged item factors, published to the shards */
+    fd_mf_quality mfq;       /* the prequential quality counts, totals */
+    fd_resp mfbuf;           /* the item rows of the write in flight */
+    uint64_t mf_written;     /* merges whose rows a confirmed write carried */
+    uint64_t mf_sent;        /* ... the write in flight carries */
+    int64_t mf_t0_written, mf_t0_sent; /* the popularity scale they were written in */
     fd_codec *codec;         /* the consumer thread's: event times for the watermark */
     closer cl;               /* closes windows and sends their metrics */
     fd_shard **shards;

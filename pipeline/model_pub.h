@@ -18,11 +18,27 @@
 #include <stdint.h>
 
 #include "models/lr.h"
+#include "models/mf.h"
 
 typedef struct fd_model_pub {
     pthread_mutex_t mu; /* guards the rest */
     uint64_t epoch;     /* the epoch lr was merged at; 0 = as loaded at start */
     fd_lr lr;
 } fd_model_pub;
+
+/* The merged item factors (mf_state.c), published the same way: each shard
+ * trains a replica of the items (fd_mf_track); at a marker its change
+ * since the last one goes into the snapshot (fd_mf_take), the engine adds
+ * the shards' changes onto g when the epoch is complete, and a shard takes
+ * over every row changed by a merge it has not seen (fd_mf_adopt_row: the
+ * row plus what the shard learned on it since its marker). The engine
+ * changes g and chg only under mu; the shards read them under mu. */
+typedef struct fd_mf_pub {
+    pthread_mutex_t mu; /* guards the rest */
+    fd_mf_items g;      /* the merged items */
+    uint64_t *chg;      /* per row of g: the merge that last changed it (1, 2, ...) */
+    uint32_t cap_chg;
+    uint64_t merges; /* merges so far (0: g as loaded) */
+} fd_mf_pub;
 
 #endif

@@ -76,6 +76,9 @@ void fd_snapshot_free(fd_snapshot *s)
     free(s->lr_cur);
     free(s->lr_prev);
     free(s->q_delta);
+    fd_mf_delta_free(s->mf_delta);
+    free(s->mf_delta);
+    free(s->mf_q);
     free(s);
 }
 
@@ -278,6 +281,7 @@ static void process_batch(fd_shard *s)
         atomic_fetch_sub(s->env->stalled, 1);
     }
     sch_adopt(s);
+    smf_adopt(s);
     for (size_t i = 0; i < s->n_batch; i++) {
         const fd_event *ev = &s->batch[i];
         fd_user *u = s->batch_user[i];
@@ -290,6 +294,7 @@ static void process_batch(fd_shard *s)
         sch_before(s, u, p, ev->ts_ms, s->batch_ref[i]);
         int rc = fd_core_apply(s->env->core, u, s->funnel, p, ev, s->batch_ref[i]);
         sch_after(s, u, p, ev->ts_ms);
+        smf_event(s, u, ev);
         s->parts[p].stats[FD_ST_SATURATED] += (int64_t)(fd_funnel_saturated(s->funnel) - sat);
         if (rc < 0)
             fd_err("shard", "shard=%d out of memory counting windows", s->id);
@@ -374,6 +379,7 @@ fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p)
     }
     memset(&u->f, 0, sizeof u->f);
     memset(&u->churn, 0, sizeof u->churn);
+    memset(&u->mf, 0, sizeof u->mf);
     if (g->type == REDIS_REPLY_STRING && fd_feat_record_parse(&s->env->core->feat, &u->f, g->str,
                                                               g->len, NULL, err, sizeof err) == 0)
         sch_parse(s, u, g->str, g->len);
@@ -638,7 +644,7 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
         goto fail;
     }
     char err[512];
-    if (sch_new(s, errstr, errstr_size) != 0)
+    if (sch_new(s, errstr, errstr_size) != 0 || smf_new(s, errstr, errstr_size) != 0)
         goto fail;
     if (!(s->codec = fd_input_codec_new(cfg, errstr, errstr_size)))
         goto fail;
@@ -681,6 +687,7 @@ void fd_shard_destroy(fd_shard *s)
     fd_codec_destroy(s->codec);
     fd_redis_destroy(s->redis);
     sch_free(s); /* before the users: the timers point at them */
+    smf_free(s);
     fd_user_table_free(s->users);
     fd_funnel_table_free(s->funnel);
     free(s->batch_ref);

@@ -79,6 +79,10 @@ typedef struct fd_snapshot {
      * churn is off */
     struct fd_lr *lr_cur, *lr_prev;
     struct fd_quality *q_delta;
+    /* the recommendation model: what the shard's replica learned since the
+     * previous marker and its quality counts; NULL when mf is off */
+    struct fd_mf_delta *mf_delta;
+    struct fd_mf_quality *mf_q;
 } fd_snapshot;
 
 void fd_snapshot_free(fd_snapshot *s); /* NULL accepted */
@@ -97,6 +101,8 @@ typedef struct fd_shard_env {
     atomic_int *stalled;                 /* shards now waiting for Redis to load users */
     const struct fd_churn_params *churn; /* NULL: churn.enabled off */
     struct fd_model_pub *model;          /* the merged model (model_pub.h) */
+    const struct fd_mf_params *mf;       /* NULL: mf.enabled off */
+    struct fd_mf_pub *mfpub;             /* the merged item factors (model_pub.h) */
 } fd_shard_env;
 
 typedef struct fd_shard fd_shard;

@@ -82,6 +82,9 @@ static void on_alert(void *ctx, const fd_churn_alert *a)
                       .n_reasons = a->n_reasons,
                       .last_activity_ms = a->last_activity_ts,
                       .monetary_cents = a->monetary_cents};
+    const char *items[FD_MF_TOP_MAX];
+    m.n_items = smf_top(s, u, s->env->cfg->mf_top_n, items, NULL);
+    m.items = items;
     for (int i = 0; i < a->n_reasons && i < FD_ALERT_REASONS; i++) {
         m.reasons[i].feature =
             fd_feat_name(&s->env->core->feat, a->reason_feature[i], names[i], sizeof names[i]);
@@ -316,6 +319,17 @@ void sch_parse(fd_shard *s, fd_user *u, const char *rec, size_t len)
 {
     memset(&u->churn, 0, sizeof u->churn);
     size_t at = fd_feat_record_len(rec, len);
+    /* the suffixes: the churn model's " m ...", then the recommendation
+     * model's " f ..." (shard_mf.c); either may be missing */
+    const char *f = NULL;
+    for (size_t i = at; i + 3 <= len; i++)
+        if (rec[i] == ' ' && rec[i + 1] == 'f' && rec[i + 2] == ' ') {
+            f = rec + i;
+            break;
+        }
+    smf_parse(s, u, f ? f : rec + len, f ? (size_t)(rec + len - f) : 0);
+    if (f)
+        len = (size_t)(f - rec);
     if (at == len)
         return; /* written without the model: no episode known */
     char err[160];

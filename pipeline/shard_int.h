@@ -23,6 +23,7 @@
 #include "pipeline/redis.h"
 #include "models/churn.h"
 #include "models/timer.h"
+#include "models/mf.h"
 
 #define POP_MAX      1024
 #define CONTROL_ROOM 1024
@@ -94,6 +95,15 @@ struct fd_shard {
     int32_t cur_part; /* the partition of the user the engine is working on */
     struct fd_alert_enc *alert_enc;
     char alert_key[512]; /* PREFIX churn:outbox */
+
+    /* the recommendation model (shard_mf.c); mf NULL when mf is off */
+    fd_mf_items *mf;        /* the replica of the item factors */
+    uint64_t mf_seen;       /* merges of the published items taken over */
+    float *mf_scratch;      /* scores of every item (mf_scratch_n) */
+    uint32_t mf_scratch_n;
+    uint64_t mf_positives;  /* positives seen (mf.eval_every) */
+    fd_mf_quality mfq;      /* since the last marker */
+    bool mf_full_logged;    /* mf.max_items reached: said once */
 };
 
 /* shard_churn.c */
@@ -134,6 +144,24 @@ int sch_partinit(fd_shard *s, int32_t p);
 /* Keys (docs/REDIS_KEYS.md) */
 const char *sch_pending_key(const fd_shard *s, int32_t p, char *buf, size_t n);
 const char *sch_risk_key(const fd_shard *s, char *buf, size_t n);
+
+/* shard_mf.c */
+int smf_new(fd_shard *s, char *errstr, size_t errstr_size);
+void smf_free(fd_shard *s);
+/* After fd_core_apply of ev to u: learn it when it names an item. */
+void smf_event(fd_shard *s, fd_user *u, const fd_event *ev);
+/* Take over the merges published since the last call. */
+void smf_adopt(fd_shard *s);
+/* Into the snapshot: the replica's change and quality since the last marker. 0 / -1. */
+int smf_snapshot(fd_shard *s, fd_snapshot *sn);
+/* The recommendations of u (best first, at most FD_MF_TOP_MAX): the popularity
+ * list for a cold user. Item ids point into the replica. */
+int smf_top(fd_shard *s, const fd_user *u, int n, const char **ids, float *scores);
+/* The refreshed recs caches of the users written in epoch (DEL + ZADD). */
+void smf_commands(fd_shard *s, fd_resp *(*cmds_of)(void *, int32_t), void *arg, uint64_t epoch);
+/* The user record's suffix and reading it back (after the churn one). */
+size_t smf_suffix(const fd_shard *s, const fd_user *u, char *buf);
+void smf_parse(fd_shard *s, fd_user *u, const char *suffix, size_t len);
 
 /* shard_reach.c: the PFADDs of the funnel's unique users of a snapshot
  * (each hour HyperLogLog made dense first), into b. 0 or -1. */

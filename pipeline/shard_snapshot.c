@@ -19,6 +19,18 @@ static fd_chunk *chunk_for(fd_snapshot *sn, int *idx, int32_t p)
     return &sn->chunks[idx[p]];
 }
 
+struct cmds_arg {
+    fd_snapshot *sn;
+    int *idx;
+};
+
+/* The commands of partition p's chunk (smf_commands). */
+static fd_resp *cmds_of(void *arg, int32_t p)
+{
+    struct cmds_arg *a = arg;
+    return &chunk_for(a->sn, a->idx, p)->cmds;
+}
+
 typedef struct evict_arg {
     uint32_t confirmed;
 } evict_arg;
@@ -118,7 +130,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
      * count them first (each MSET starts with its length). */
     size_t cur = 0;
     fd_user *u;
-    char rec[FD_FEAT_RECORD_MAX + FD_CHURN_USER_TEXT_MAX];
+    char rec[FD_FEAT_RECORD_MAX + FD_CHURN_USER_TEXT_MAX + FD_MF_USER_TEXT_MAX];
     for (int p = 0; p < s->n_parts; p++)
         s->parts[p].mset_left = s->parts[p].mset_open = s->parts[p].risk_left =
             s->parts[p].risk_open = 0;
@@ -141,6 +153,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
         size_t rl = fd_feat_record_format(&s->env->core->feat, &u->f, rec);
         if (s->cm)
             rl += sch_suffix(u, rec + rl);
+        rl += smf_suffix(s, u, rec + rl);
         fd_resp_arg(&c->cmds, rec, rl);
         ps->mset_open--;
         ps->mset_left--;
@@ -151,6 +164,8 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
     }
     if (s->cm)
         churn_commands(s, sn, idx, epoch);
+    struct cmds_arg ca = {sn, idx};
+    smf_commands(s, cmds_of, &ca, epoch);
     cur = 0;
     const fd_funnel_delta *d;
     while ((d = fd_funnel_next(s->funnel, &cur))) {
@@ -169,7 +184,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
     }
     if (build_reaches(s, &sn->pfadd) != 0)
         sn->error = 1;
-    if (sch_snapshot(s, sn, epoch) != 0)
+    if (sch_snapshot(s, sn, epoch) != 0 || smf_snapshot(s, sn) != 0)
         sn->error = 1;
     fd_funnel_clear(s->funnel, -1);
     atomic_store(&s->n_dirty, 0);

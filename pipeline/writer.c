@@ -37,6 +37,7 @@
  *    polling so the group membership stays alive.
  */
 #include "pipeline/churn_state.h"
+#include "pipeline/mf_state.h"
 #include "pipeline/engine_int.h"
 #include "pipeline/write_errors.h"
 
@@ -265,6 +266,7 @@ int eng_write_epochs(fd_engine *e)
             e->carry_sent[i] = 0;
         }
         eng_churn_written(e, NULL); /* the model it carried: read back */
+        eng_mf_written(e);
         eng_confirm(e, e->n_epochs);
         rc = 0;
         goto out;
@@ -368,6 +370,17 @@ int eng_write_epochs(fd_engine *e)
             n_cmds += nm;
             break;
         }
+    /* the recommendation model's rows changed since the last write (mf_state.c) */
+    const fd_resp *mf_src;
+    size_t n_mf = eng_mf_append(e, &mf_src);
+    if (n_mf) {
+        eng_seg_add(e, (wseg){.first = n_cmds - x0, .n = n_mf, .kind = WE_MODEL, .src = mf_src});
+        n_cmds += n_mf;
+    }
+    if (e->fatal) {
+        fd_redis_disconnect(e->redis);
+        goto out;
+    }
     for (int i = 0; i < n; i++) {
         int32_t p = parts[i];
         eng_seg_add(e, (wseg){.first = n_cmds - x0, .n = 1, .kind = WE_PART, .part = p});
@@ -443,6 +456,7 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
                 eng_churn_written(e, (size_t)w->model_at < x->elements ? x->element[w->model_at]
                                                                        : &none);
             }
+            eng_mf_written(e);
             eng_confirm(e, w->n_epochs);
             eng_set_blocked(e, false, NULL);
             if (e->n_epochs == 0) {

@@ -4,7 +4,9 @@ independent client, waiting for funneld to store them in Redis, and
 comparing Redis with the generator's ground truth.
 """
 
+import base64
 import json
+import struct
 import subprocess
 import threading
 import time
@@ -96,6 +98,18 @@ def parse_user_record(value):
     """A user record (str or bytes) -> {field name: text value}."""
     if isinstance(value, bytes):
         value = value.decode()
+    # the recommendation model's suffix " f FACTORS RECS_MIN" (RECS.md):
+    # base64 of the user's factors as little-endian bfloat16
+    factors = None
+    if " f " in value:
+        value, rest = value.split(" f ", 1)
+        parts = rest.split(" ")
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise ValueError(f"bad mf suffix: {rest!r}")
+        raw = base64.b64decode(parts[0], validate=True)
+        factors = [struct.unpack("<f", b"\0\0" + raw[i:i + 2])[0] for i in range(0, len(raw), 2)]
+        if not all(abs(x) <= 16 for x in factors):
+            raise ValueError(f"mf factors out of range: {factors}")
     # the churn model's suffix " m RISK_Q NEXT_CP FLAGS ALERT_TS" (CHURN.md)
     model = None
     if " m " in value:
@@ -113,6 +127,9 @@ def parse_user_record(value):
     rec = dict(zip(names, tokens[2:]))
     if model is not None:
         rec.update(zip(("churn_risk_q", "churn_next_cp", "churn_flags", "churn_alert_ts"), model))
+    if factors is not None:
+        rec["mf_factors"] = factors
+        rec["mf_recs_min"] = parts[1]
     return rec
 
 
@@ -135,16 +152,26 @@ MODEL_EXACT_FIELDS = ("examples", "churned", "reactivated", "horizon_s")
 STATS_MODEL_FIELDS = ("churn_alerts",)
 
 
+# Of the recommendation model (RECS.md) the same holds: the positives
+# learned and the items are the same in every run, the factors (of items
+# and users) and so every recommendation depend on the merges.
+MF_EXACT_FIELDS = ("k", "items", "positives")
+
+
 def _user_value(v):
     """A user record without the model-dependent part of its churn suffix
-    (risk, alert time, the alert flags): the episode state stays."""
+    (risk, alert time, the alert flags): the episode state stays; and of
+    its recommendation suffix only that it is there."""
     if isinstance(v, bytes):
         v = v.decode()
+    if " f " in v:
+        v = v.split(" f ", 1)[0] + " f"
     if " m " not in v:
         return v
     head, tail = v.split(" m ", 1)
-    _risk, next_cp, flags, _alert_ts = tail.split(" ")
-    return f"{head} m - {next_cp} {int(flags) & 0x03} -"
+    factors = tail.endswith(" f")
+    _risk, next_cp, flags, _alert_ts = tail.removesuffix(" f").split(" ")
+    return f"{head} m - {next_cp} {int(flags) & 0x03} -" + (" f" if factors else "")
 
 
 def redis_state(r):
@@ -153,7 +180,8 @@ def redis_state(r):
     on the order of PFADDs, the set does not), sorted sets as lists, sets
     sorted; of the churn model, what must not depend on the merge order
     (MODEL_EXACT_FIELDS, the risk ranking's members; the stats without
-    STATS_MODEL_FIELDS)."""
+    STATS_MODEL_FIELDS); of the recommendation model likewise
+    (MF_EXACT_FIELDS, the item ids, that a user has recommendations)."""
     out = {}
     for k in r.scan_iter(match=PREFIX + "*", count=1000):
         t = r.type(k)
@@ -162,6 +190,13 @@ def redis_state(r):
         if t == "hash" and ks.endswith(":model:churn"):
             h = {(f.decode() if isinstance(f, bytes) else f): v for f, v in r.hgetall(k).items()}
             out[k] = {f: h.get(f) for f in MODEL_EXACT_FIELDS}
+        elif t == "hash" and ks.endswith(":model:mf"):
+            h = {(f.decode() if isinstance(f, bytes) else f): v for f, v in r.hgetall(k).items()}
+            out[k] = {f: h.get(f) for f in MF_EXACT_FIELDS}
+        elif t == "hash" and ks.endswith(":mf:item"):
+            out[k] = ("items", sorted(r.hkeys(k)))
+        elif t == "zset" and ":recs:" in ks:
+            out[k] = ("recs", r.zcard(k) > 0)
         elif t == "hash" and ks == PREFIX + "stats":
             h = r.hgetall(k)
             out[k] = {f: v for f, v in h.items()

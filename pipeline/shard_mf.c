@@ -1,0 +1,253 @@
+/*
+ * shard_mf.c - the recommendation model inside a shard (docs/RECS.md): the
+ * shard's replica of the item factors, learning every event that names an
+ * item (the user's factors live in its fd_user, bfloat16), the prequential
+ * check before learning, the hand-over of the replica's change at each
+ * marker and the take-over of the merged rows (model_pub.h), and the
+ * users' cached recommendations in Redis.
+ *
+ * Why a replica per shard: the per-event path then takes no lock and
+ * shares no cache line with another shard (TSan-clean without atomics),
+ * and what a shard learned in an epoch is exactly the change of its
+ * replica between two markers, so the merged model the engine writes with
+ * an epoch's offsets holds exactly the positives before them: a crash
+ * neither loses nor repeats one. The price is memory (a replica is
+ * n_items x k floats per shard: 12.8 MB for 100,000 items) and that a
+ * shard sees the others' learning one merge late.
+ */
+#include <inttypes.h>
+#include <math.h>
+
+#include "pipeline/model_pub.h"
+#include "pipeline/shard_int.h"
+
+#define EVAL_N 10 /* recall@10, NDCG@10 */
+
+int smf_new(fd_shard *s, char *errstr, size_t errstr_size)
+{
+    const fd_mf_params *p = s->env->mf;
+    if (!p)
+        return 0;
+    s->mf = malloc(sizeof *s->mf);
+    if (!s->mf || fd_mf_items_init(s->mf, p) != 0) {
+        free(s->mf);
+        s->mf = NULL;
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    /* start from the merged model (as loaded, or as merged so far) */
+    fd_mf_pub *pub = s->env->mfpub;
+    int rc = 0;
+    pthread_mutex_lock(&pub->mu);
+    const fd_mf_items *g = &pub->g;
+    for (uint32_t i = 0; i < g->n && rc == 0; i++) {
+        int32_t r = fd_mf_item(s->mf, p, g->ids[i], strlen(g->ids[i]), true);
+        if (r < 0)
+            rc = -1;
+        else
+            fd_mf_set_row(s->mf, p, r, g->v + (size_t)i * (size_t)g->k, g->pop[i], g->pop_t0);
+    }
+    s->mf_seen = pub->merges;
+    pthread_mutex_unlock(&pub->mu);
+    if (rc != 0 || fd_mf_track(s->mf, true) != 0) {
+        snprintf(errstr, errstr_size, "out of memory copying the item factors");
+        return -1;
+    }
+    return 0;
+}
+
+void smf_free(fd_shard *s)
+{
+    if (s->mf)
+        fd_mf_items_free(s->mf);
+    free(s->mf);
+    s->mf = NULL;
+    free(s->mf_scratch);
+    s->mf_scratch = NULL;
+}
+
+/* event time in minutes, as the user state keeps it */
+static int32_t minutes(int64_t ts)
+{
+    int64_t m = ts / 60000;
+    return m < 0 ? 0 : m > INT32_MAX ? INT32_MAX : (int32_t)m;
+}
+
+static void user_vec(const fd_shard *s, const fd_user *u, float *v)
+{
+    const fd_mf_params *p = s->env->mf;
+    if (u->mf.has)
+        fd_mf_bf16_unpack(u->mf.v, p->k, v);
+    else
+        fd_mf_user_init(p, fd_user_id(u), u->id_len, v);
+}
+
+static bool cold(const fd_shard *s, const fd_user *u)
+{
+    int64_t n = 0;
+    for (int t = 0; t < FD_EV__COUNT; t++)
+        n += u->f.count[t];
+    return n < (int64_t)s->env->cfg->mf_cold_start_events;
+}
+
+/* The user's top n item indexes: the model's, or the popularity list for a
+ * cold user. */
+static int top_idx(fd_shard *s, const fd_user *u, const float *v, int n, int32_t *idx,
+                   float *score)
+{
+    fd_mf_items *it = s->mf;
+    if (cold(s, u) || it->n == 0) {
+        int m = fd_mf_popular(it, NULL, 0, n, idx);
+        if (score)
+            for (int i = 0; i < m; i++)
+                score[i] = (float)fd_mf_score(it, v, idx[i]);
+        return m;
+    }
+    if (s->mf_scratch_n < it->n) {
+        uint32_t cap = it->cap;
+        float *sc = realloc(s->mf_scratch, (size_t)cap * sizeof *sc);
+        if (!sc)
+            return fd_mf_popular(it, NULL, 0, n, idx); /* out of memory: the fallback */
+        s->mf_scratch = sc;
+        s->mf_scratch_n = cap;
+    }
+    return fd_mf_top_n(it, v, NULL, 0, n, s->mf_scratch, idx, score);
+}
+
+int smf_top(fd_shard *s, const fd_user *u, int n, const char **ids, float *scores)
+{
+    if (!s->mf)
+        return 0;
+    float v[FD_MF_USER_K];
+    int32_t idx[FD_MF_TOP_MAX];
+    user_vec(s, u, v);
+    int m = top_idx(s, u, v, n > FD_MF_TOP_MAX ? FD_MF_TOP_MAX : n, idx, scores);
+    for (int i = 0; i < m; i++)
+        ids[i] = fd_mf_item_id(s->mf, idx[i]);
+    return m;
+}
+
+void smf_event(fd_shard *s, fd_user *u, const fd_event *ev)
+{
+    if (!s->mf || !ev->has_item || ev->type >= FD_MF_TYPES)
+        return;
+    const fd_mf_params *p = s->env->mf;
+    int32_t idx = fd_mf_item(s->mf, p, ev->item_id, strlen(ev->item_id), true);
+    if (idx < 0) {
+        s->mfq.refused++;
+        if (!s->mf_full_logged)
+            fd_warn("mf",
+                    "shard=%d item %.64s not learned: mf.max_items (%" PRIu32
+                    ") reached (or out of memory); such positives are counted in "
+                    "model:mf refused",
+                    s->id, ev->item_id, p->max_items);
+        s->mf_full_logged = true;
+        return;
+    }
+    float v[FD_MF_USER_K];
+    user_vec(s, u, v);
+    int every = s->env->cfg->mf_eval_every;
+    if (every > 0 && s->mf_positives++ % (uint64_t)every == 0) {
+        /* prequential: the lists the user would have been shown */
+        int32_t top[EVAL_N];
+        int n = top_idx(s, u, v, EVAL_N, top, NULL);
+        fd_mf_check(top, n, idx, &s->mfq.hits, &s->mfq.ndcg);
+        n = fd_mf_popular(s->mf, NULL, 0, EVAL_N, top);
+        fd_mf_check(top, n, idx, &s->mfq.pop_hits, &s->mfq.pop_ndcg);
+        s->mfq.checks++;
+    }
+    fd_mf_learn(p, s->mf, v, idx, ev->type, ev->ts_ms);
+    fd_mf_bf16_pack(v, p->k, u->mf.v);
+    u->mf.has = 1;
+    if ((int64_t)minutes(u->f.last_ts) - u->mf.recs_min >= s->env->cfg->mf_refresh_ms / 60000)
+        u->mf.recs_due = 1;
+}
+
+void smf_adopt(fd_shard *s)
+{
+    if (!s->mf)
+        return;
+    fd_mf_pub *pub = s->env->mfpub;
+    const fd_mf_params *p = s->env->mf;
+    pthread_mutex_lock(&pub->mu);
+    if (pub->merges != s->mf_seen) {
+        const fd_mf_items *g = &pub->g;
+        uint32_t failed = 0;
+        for (uint32_t i = 0; i < g->n; i++)
+            if (pub->chg[i] > s->mf_seen &&
+                fd_mf_adopt_row(s->mf, p, g->ids[i], strlen(g->ids[i]),
+                                g->v + (size_t)i * (size_t)g->k) != 0)
+                failed++;
+        if (failed)
+            fd_warn("mf", "shard=%d could not take over %" PRIu32 " merged items (max_items?)",
+                    s->id, failed);
+        s->mf_seen = pub->merges;
+    }
+    pthread_mutex_unlock(&pub->mu);
+}
+
+int smf_snapshot(fd_shard *s, fd_snapshot *sn)
+{
+    if (!s->mf)
+        return 0;
+    sn->mf_delta = calloc(1, sizeof *sn->mf_delta);
+    sn->mf_q = malloc(sizeof *sn->mf_q);
+    if (!sn->mf_delta || !sn->mf_q || fd_mf_take(s->mf, sn->mf_delta) != 0)
+        return -1;
+    *sn->mf_q = s->mfq;
+    memset(&s->mfq, 0, sizeof s->mfq);
+    return 0;
+}
+
+void smf_commands(fd_shard *s, fd_resp *(*cmds_of)(void *, int32_t), void *arg, uint64_t epoch)
+{
+    if (!s->mf)
+        return;
+    int n = s->env->cfg->mf_top_n;
+    const char *ids[FD_MF_TOP_MAX];
+    float sc[FD_MF_TOP_MAX];
+    char key[FD_ID_MAX + 600], num[32];
+    size_t cur = 0;
+    fd_user *u;
+    while ((u = fd_user_table_next(s->users, &cur))) {
+        if (!u->mf.recs_due || u->epoch != (uint32_t)epoch || u->partition < 0 ||
+            u->partition >= s->n_parts)
+            continue;
+        u->mf.recs_due = 0;
+        int m = smf_top(s, u, n, ids, sc);
+        fd_resp *c = cmds_of(arg, u->partition);
+        snprintf(key, sizeof key, "%srecs:%s", s->env->cfg->redis_key_prefix, fd_user_id(u));
+        fd_resp_cmd(c, 2);
+        fd_resp_str(c, "DEL");
+        fd_resp_str(c, key);
+        if (m > 0) {
+            fd_resp_cmd(c, 2 + 2 * m);
+            fd_resp_str(c, "ZADD");
+            fd_resp_str(c, key);
+            for (int i = 0; i < m; i++) {
+                int l = snprintf(num, sizeof num, "%.6g", isfinite(sc[i]) ? (double)sc[i] : 0.0);
+                fd_resp_arg(c, num, (size_t)l);
+                fd_resp_str(c, ids[i]);
+            }
+        }
+        u->mf.recs_min = minutes(u->f.last_ts);
+    }
+}
+
+size_t smf_suffix(const fd_shard *s, const fd_user *u, char *buf)
+{
+    return s->mf ? fd_mf_user_format(&u->mf, s->env->mf->k, buf) : 0;
+}
+
+void smf_parse(fd_shard *s, fd_user *u, const char *suffix, size_t len)
+{
+    memset(&u->mf, 0, sizeof u->mf);
+    if (!s->mf || len == 0)
+        return;
+    char err[160];
+    if (fd_mf_user_parse(&u->mf, s->env->mf->k, suffix, len, err, sizeof err) != 0) {
+        memset(&u->mf, 0, sizeof u->mf);
+        fd_warn("mf", "shard=%d user %.64s: %s (its factors start over)", s->id, fd_user_id(u),
+                err);
+    }
+}
