@@ -407,10 +407,7 @@ float fd_mf_learn(const fd_mf_params *p, fd_mf_items *it, float *u, int32_t idx,
     for (int s = 0; s < n_neg; s++)
         step(p, u, it->v + (size_t)neg[s] * (size_t)k, 0.0f, 1.0f);
     add_popularity(p, it, (uint32_t)idx, w, ts);
-    it->ring[it->ring_pos] = (uint32_t)idx;
-    it->ring_pos = (it->ring_pos + 1) % FD_MF_RING;
-    if (it->ring_n < FD_MF_RING)
-        it->ring_n++;
+    fd_mf_ring_push(it, (uint32_t)idx);
     it->positives++;
     return before;
 }
@@ -498,6 +495,20 @@ int fd_mf_popular(const fd_mf_items *it, const int32_t *exclude, int n_ex, int n
 
 /* ---- replicas ------------------------------------------------------------------ */
 
+void fd_mf_ring_push(fd_mf_items *it, uint32_t idx)
+{
+    it->ring[it->ring_pos] = idx;
+    it->ring_pos = (it->ring_pos + 1) % FD_MF_RING;
+    if (it->ring_n < FD_MF_RING)
+        it->ring_n++;
+}
+
+uint32_t fd_mf_ring_at(const fd_mf_items *it, uint32_t j)
+{
+    uint32_t first = it->ring_n < FD_MF_RING ? 0 : it->ring_pos;
+    return it->ring[(first + j) % FD_MF_RING];
+}
+
 int fd_mf_track(fd_mf_items *it, bool on)
 {
     if (on && !it->tmark) {
@@ -522,6 +533,7 @@ void fd_mf_delta_free(fd_mf_delta *d)
     free(d->ids);
     free(d->dv);
     free(d->dpop);
+    free(d->ring_ids);
     memset(d, 0, sizeof *d);
 }
 
@@ -543,6 +555,27 @@ int fd_mf_take(fd_mf_items *it, fd_mf_delta *d)
             fd_mf_delta_free(d);
             return -1;
         }
+    }
+    /* the sampler's newest entries: those of the positives since the last take */
+    uint64_t np = it->positives - it->positives_mark;
+    uint32_t nr = np < it->ring_n ? (uint32_t)np : it->ring_n;
+    size_t rl = 0;
+    for (uint32_t j = it->ring_n - nr; j < it->ring_n; j++)
+        rl += strlen(it->ids[fd_mf_ring_at(it, j)]) + 1;
+    if (nr) {
+        d->ring_ids = malloc(rl);
+        if (!d->ring_ids) {
+            fd_mf_delta_free(d);
+            return -1;
+        }
+        char *rw = d->ring_ids;
+        for (uint32_t j = it->ring_n - nr; j < it->ring_n; j++) {
+            const char *id = it->ids[fd_mf_ring_at(it, j)];
+            size_t l = strlen(id) + 1;
+            memcpy(rw, id, l);
+            rw += l;
+        }
+        d->n_ring = nr;
     }
     char *w = d->ids;
     int k = it->k;
@@ -591,6 +624,14 @@ uint32_t fd_mf_add_delta(fd_mf_items *it, const fd_mf_params *p, const fd_mf_del
         id += l + 1;
     }
     it->positives += d->positives;
+    id = d->ring_ids;
+    for (uint32_t j = 0; j < d->n_ring; j++) {
+        size_t l = strlen(id);
+        int32_t i = fd_mf_item(it, p, id, l, true);
+        if (i >= 0)
+            fd_mf_ring_push(it, (uint32_t)i);
+        id += l + 1;
+    }
     return lost;
 }
 

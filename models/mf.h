@@ -175,6 +175,8 @@ typedef struct fd_mf_delta {
     double *dpop;   /* n: popularity gained, in the scale of pop_t0 */
     int64_t pop_t0; /* the replica's popularity scale */
     uint64_t positives;
+    uint32_t n_ring; /* the sampler: the items of the last n_ring positives, oldest first */
+    char *ring_ids;  /* n_ring NUL-terminated ids */
 } fd_mf_delta;
 
 /* Move what was learned since the last take into d (its own allocations;
@@ -186,7 +188,7 @@ void fd_mf_delta_free(fd_mf_delta *d); /* NULL and a zeroed one accepted */
 /* Add d onto it (the merged model): each row gains its dv (clamped), items
  * missing are created first (initial factors from the id, as the replica
  * made them, so the sum is what the replica holds), popularity converted
- * to it's scale, positives counted. at (d->n entries, or NULL) receives
+ * to it's scale, positives counted, the ring's entries pushed. at (d->n entries, or NULL) receives
  * each row's index in it, -1 where it could not be created (max_items
  * reached, out of memory). Returns the rows that could not be added. */
 uint32_t fd_mf_add_delta(fd_mf_items *it, const fd_mf_params *p, const fd_mf_delta *d,
@@ -198,6 +200,11 @@ uint32_t fd_mf_add_delta(fd_mf_items *it, const fd_mf_params *p, const fd_mf_del
  * (max_items reached, out of memory). */
 int fd_mf_adopt_row(fd_mf_items *it, const fd_mf_params *p, const char *id, size_t len,
                     const float *g);
+
+/* The sampler's ring: the j-th oldest entry (j < ring_n), and adding one
+ * (the newest; the oldest drops out of a full ring). */
+uint32_t fd_mf_ring_at(const fd_mf_items *it, uint32_t j);
+void fd_mf_ring_push(fd_mf_items *it, uint32_t idx);
 
 /* Set item idx's factors and popularity (in the scale of pop_t0) as
  * loaded; the first call sets the scale, later ones convert to it. */

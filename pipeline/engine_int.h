@@ -237,6 +237,7 @@ struct fd_engine {
     uint64_t mf_written;     /* merges whose rows a confirmed write carried */
     uint64_t mf_sent;        /* ... the write in flight carries */
     int64_t mf_t0_written, mf_t0_sent; /* the popularity scale they were written in */
+    uint64_t mf_ring_ver, mf_ring_sent, mf_ring_written; /* the sampler's changes (merges) */
     fd_codec *codec;         /* the consumer thread's: event times for the watermark */
     closer cl;               /* closes windows and sends their metrics */
     fd_shard **shards;

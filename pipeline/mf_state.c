@@ -7,6 +7,8 @@
  *   HSET PREFIX mf:item ID ROW ...   ROW: k float32 then the decayed
  *                                    popularity as a float64, little-endian
  *   HSET PREFIX model:mf k K items N positives P pop_t0 T ... (quality)
+ *   SET PREFIX mf:ring ID\nID...     the negative sampler: the items of the
+ *                                    last 4096 positives, oldest first
  *
  * Why it is built this way:
  *
@@ -190,6 +192,25 @@ static int load(fd_engine *e, char *errstr, size_t errstr_size)
     } while (strcmp(cursor, "0") != 0);
     if (bad > 1)
         fd_warn("mf", "%s: %" PRIu64 " unreadable items started over", ikey, bad);
+    char rkey[600];
+    key_of(e, "mf:ring", rkey, sizeof rkey);
+    r = fd_redis_command(e->redis, err, sizeof err, "GET %s", rkey);
+    if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+        snprintf(errstr, errstr_size, "redis: cannot load the negative sampler %s: %s", rkey,
+                 r && r->type == REDIS_REPLY_ERROR ? r->str : err);
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    for (size_t at = 0; r->type == REDIS_REPLY_STRING && at < r->len;) {
+        const char *nl = memchr(r->str + at, '\n', r->len - at);
+        size_t l = nl ? (size_t)(nl - (r->str + at)) : r->len - at;
+        int32_t idx = l ? fd_mf_item(g, &e->mfp, r->str + at, l, false) : -1;
+        if (idx >= 0) /* an item with no row is not sampled */
+            fd_mf_ring_push(g, (uint32_t)idx);
+        at += l + 1;
+    }
+    freeReplyObject(r);
     if (g->n || g->positives)
         fd_info("mf", "recommendation model loaded: %" PRIu32 " items, %" PRIu64 " positives learned",
                 g->n, g->positives);
@@ -244,7 +265,7 @@ int eng_mf_merge(fd_engine *e, epoch *ep)
     uint64_t lost = 0;
     pthread_mutex_lock(&pub->mu);
     uint64_t m = pub->merges + 1;
-    bool changed = false;
+    bool changed = false, ring_changed = false;
     for (int i = 0; i < e->n_shards; i++) {
         fd_snapshot *sn = ep->snaps[i];
         if (!sn->mf_delta)
@@ -259,6 +280,8 @@ int eng_mf_merge(fd_engine *e, epoch *ep)
             q->ndcg += sn->mf_q->ndcg;
             q->pop_ndcg += sn->mf_q->pop_ndcg;
         }
+        if (d->n_ring)
+            ring_changed = true;
         if (d->n == 0) {
             pub->g.positives += d->positives;
             continue;
@@ -282,6 +305,8 @@ int eng_mf_merge(fd_engine *e, epoch *ep)
     }
     if (changed)
         pub->merges = m;
+    if (ring_changed)
+        e->mf_ring_ver++;
     pthread_mutex_unlock(&pub->mu);
     if (lost)
         fd_warn("mf", "%" PRIu64 " learned item rows could not be merged (mf.max_items reached)",
@@ -323,6 +348,32 @@ size_t eng_mf_append(fd_engine *e, const fd_resp **src)
         open--;
         left--;
     }
+    if (e->mf_ring_ver != e->mf_ring_written && g->ring_n) { /* the sampler, oldest first */
+        size_t len = 0;
+        for (uint32_t j = 0; j < g->ring_n; j++)
+            len += strlen(g->ids[fd_mf_ring_at(g, j)]) + 1;
+        char *t = malloc(len);
+        if (!t) {
+            fd_err("mf", "out of memory writing the negative sampler; stopping without it");
+            e->fatal = 1;
+            return 0;
+        }
+        size_t o = 0;
+        for (uint32_t j = 0; j < g->ring_n; j++) {
+            const char *id = g->ids[fd_mf_ring_at(g, j)];
+            size_t l = strlen(id);
+            memcpy(t + o, id, l);
+            o += l;
+            t[o++] = '\n';
+        }
+        char rkey[600];
+        fd_resp_cmd(b, 3);
+        fd_resp_str(b, "SET");
+        fd_resp_str(b, key_of(e, "mf:ring", rkey, sizeof rkey));
+        fd_resp_arg(b, t, o - 1);
+        free(t);
+    }
+    e->mf_ring_sent = e->mf_ring_ver;
     const fd_mf_quality *q = &e->mfq;
     double c = q->checks ? (double)q->checks : 1.0;
     char buf[1024];
@@ -374,4 +425,5 @@ void eng_mf_written(fd_engine *e)
         return;
     e->mf_written = e->mf_sent;
     e->mf_t0_written = e->mf_t0_sent;
+    e->mf_ring_written = e->mf_ring_sent;
 }

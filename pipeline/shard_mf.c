@@ -47,6 +47,12 @@ int smf_new(fd_shard *s, char *errstr, size_t errstr_size)
         else
             fd_mf_set_row(s->mf, p, r, g->v + (size_t)i * (size_t)g->k, g->pop[i], g->pop_t0);
     }
+    for (uint32_t j = 0; j < g->ring_n && rc == 0; j++) { /* the sampler, as merged */
+        const char *id = g->ids[fd_mf_ring_at(g, j)];
+        int32_t r = fd_mf_item(s->mf, p, id, strlen(id), false);
+        if (r >= 0)
+            fd_mf_ring_push(s->mf, (uint32_t)r);
+    }
     s->mf_seen = pub->merges;
     pthread_mutex_unlock(&pub->mu);
     if (rc != 0 || fd_mf_track(s->mf, true) != 0) {
