@@ -32,6 +32,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,12 +42,25 @@
 #include "daemon/config.h"
 #include "daemon/log.h"
 #include "features/features.h"
+#include "models/churn.h"
 #include "pipeline/codec.h"
 #include "pipeline/redis.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 
-#define PROG        "funnelctl features"
+/* "funnelctl features", or "funnelctl user" (the features with the
+ * models' view of the user: risk and recommendations) */
+static const char *prog = "funnelctl features";
+static bool user_mode;
+
+__attribute__((format(printf, 1, 2))) static void perr(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
 #define BATCH       64  /* users per pipelined round trip */
 #define MAX_USER_ID 256 /* funneld's user ids: 1 to 256 bytes */
 
@@ -93,15 +107,42 @@ static void usage(FILE *out)
             "config file that does not load); 2 usage error.\n");
 }
 
+static void user_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: funnelctl user [-c CONFIG] [--redis URL] [--prefix P] [--at TIME]\n"
+            "                      [--json] USER_ID...\n"
+            "\n"
+            "What funneld knows of each user, from Redis: the feature vector (as\n"
+            "funnelctl features prints it), the churn model's latest risk and episode\n"
+            "(the user record's churn part, docs/CHURN.md) and the cached\n"
+            "recommendations with their scores (PREFIX recs:<USER_ID>, docs/RECS.md),\n"
+            "best first: 'churn_risk R', 'churn_episode open|closed', then one\n"
+            "'recommendation ITEM SCORE' line each. Nothing is written to Redis.\n"
+            "\n"
+            "  -c, --config FILE     funneld's config (redis.url, redis.key_prefix, ...)\n"
+            "  --redis URL           redis://host:port[/db] or unix:///path[?db=N]\n"
+            "  --prefix P            key prefix (redis.key_prefix, default fd:v2:)\n"
+            "  --half-lives LIST, --session-gap DUR, --at TIME: as funnelctl features\n"
+            "  --json                one JSON object per user per line: funnelctl features'\n"
+            "                        object plus \"churn\": {\"risk\", \"episode_open\"} (null\n"
+            "                        when the model never scored the user) and\n"
+            "                        \"recommendations\": [{\"item\", \"score\"}, ...]\n"
+            "  -h, --help            this help\n"
+            "\n"
+            "Exit status: 0 ok; 1 runtime error (a user not found, Redis unreachable, a\n"
+            "config file that does not load); 2 usage error.\n");
+}
+
 static int bad_value(const char *opt, const char *val, const char *expect)
 {
-    fprintf(stderr, PROG ": %s: invalid value '%s' (expected %s)\n", opt, val, expect);
+    perr("%s: invalid value '%s' (expected %s)\n", opt, val, expect);
     return -1;
 }
 
 static int bad_value_why(const char *opt, const char *val, const char *why)
 {
-    fprintf(stderr, PROG ": %s: invalid value '%s': %s\n", opt, val, why);
+    perr("%s: invalid value '%s': %s\n", opt, val, why);
     return -1;
 }
 
@@ -155,7 +196,7 @@ static int parse_at(const char *opt, const char *s, int64_t *out)
     const char *why = NULL;
     if (fd_rfc3339_parse(s, strlen(s), out, &why) != 0 || *out < 0) {
         if (*s >= '0' && *s <= '9') /* meant as a date: say what is wrong with it */
-            fprintf(stderr, PROG ": %s: invalid value '%s' (expected %s): RFC 3339: %s\n", opt, s,
+            perr("%s: invalid value '%s' (expected %s): RFC 3339: %s\n", opt, s,
                     expect, why ? why : "before 1970");
         else
             bad_value(opt, s, expect);
@@ -231,26 +272,26 @@ static int parse_args(int argc, char **argv, feat_args *a)
             a->names = true;
             break;
         case ':':
-            fprintf(stderr, PROG ": %s needs a value\n", argv[optind - 1]);
+            perr("%s needs a value\n", argv[optind - 1]);
             return -1;
         default:
-            fprintf(stderr, PROG ": unknown option '%s'\n", argv[optind - 1]);
+            perr("unknown option '%s'\n", argv[optind - 1]);
             return -1;
         }
     }
     a->users = argv + optind;
     a->n_users = argc - optind;
     if (a->names && a->n_users) {
-        fprintf(stderr, PROG ": --names takes no USER_ID ('%s')\n", a->users[0]);
+        perr("--names takes no USER_ID ('%s')\n", a->users[0]);
         return -1;
     }
     if (!a->names && !a->n_users) {
-        fprintf(stderr, PROG ": need at least one USER_ID (or --names)\n");
+        perr("need at least one USER_ID (or --names)\n");
         return -1;
     }
     for (int i = 0; i < a->n_users; i++)
         if (!a->users[i][0]) {
-            fprintf(stderr, PROG ": an empty USER_ID (user ids are 1 to %d bytes)\n", MAX_USER_ID);
+            perr("an empty USER_ID (user ids are 1 to %d bytes)\n", MAX_USER_ID);
             return -1;
         }
     return 0;
@@ -338,7 +379,7 @@ static int print_names(const fd_feat_params *p, bool json)
     char *s = json_dumps(arr, JSON_COMPACT);
     json_decref(arr);
     if (!s) {
-        fprintf(stderr, PROG ": out of memory\n");
+        perr("out of memory\n");
         return -1;
     }
     printf("%s\n", s);
@@ -346,9 +387,49 @@ static int print_names(const fd_feat_params *p, bool json)
     return 0;
 }
 
-/* Print one user's vector. Returns 0 or -1 (out of memory). */
+/* funnelctl user: the models' part of a user */
+typedef struct user_extra {
+    bool scored;            /* the record has the churn model's part */
+    double risk;            /* its latest risk */
+    bool open;              /* an episode is open */
+    const redisReply *recs; /* ZREVRANGE ... WITHSCORES: item, score, ... */
+} user_extra;
+
+static void print_extra_text(const user_extra *x)
+{
+    if (x->scored)
+        printf("churn_risk %.4f\nchurn_episode %s\n", x->risk, x->open ? "open" : "closed");
+    for (size_t i = 0; x->recs && i + 1 < x->recs->elements; i += 2)
+        printf("recommendation %s %s\n", x->recs->element[i]->str, x->recs->element[i + 1]->str);
+}
+
+/* ,"churn":...,"recommendations":[...] */
+static int print_extra_json(const user_extra *x)
+{
+    if (x->scored)
+        printf(",\"churn\":{\"risk\":%.4f,\"episode_open\":%s}", x->risk,
+               x->open ? "true" : "false");
+    else
+        fputs(",\"churn\":null", stdout);
+    fputs(",\"recommendations\":[", stdout);
+    for (size_t i = 0; x->recs && i + 1 < x->recs->elements; i += 2) {
+        json_t *item = json_text(x->recs->element[i]->str);
+        char *t = item ? json_dumps(item, JSON_ENCODE_ANY) : NULL;
+        json_decref(item);
+        if (!t)
+            return -1;
+        printf("%s{\"item\":%s,\"score\":%.17g}", i ? "," : "", t,
+               strtod(x->recs->element[i + 1]->str, NULL));
+        free(t);
+    }
+    fputs("]", stdout);
+    return 0;
+}
+
+/* Print one user's vector (and x, for funnelctl user). Returns 0 or -1
+ * (out of memory). */
 static int print_user(const fd_feat_params *p, const char *id, int64_t at, const double *v,
-                      bool json, bool first)
+                      bool json, bool first, const user_extra *x)
 {
     char name[64];
     int n = fd_feat_count(p);
@@ -359,13 +440,15 @@ static int print_user(const fd_feat_params *p, const char *id, int64_t at, const
             fmt_value(val, sizeof val, v[i]);
             printf("%s %s\n", fd_feat_name(p, i, name, sizeof name), val);
         }
+        if (x)
+            print_extra_text(x);
         return 0;
     }
     json_t *user = json_text(id);
     char *u = user ? json_dumps(user, JSON_ENCODE_ANY) : NULL;
     json_decref(user);
     if (!u) {
-        fprintf(stderr, PROG ": out of memory\n");
+        perr("out of memory\n");
         return -1;
     }
     printf("{\"user\":%s,\"at\":%" PRId64 ",\"version\":%d,\"features\":{", u, at, FD_FEAT_VERSION);
@@ -377,7 +460,12 @@ static int print_user(const fd_feat_params *p, const char *id, int64_t at, const
         else
             fputs("null", stdout);
     }
-    fputs("}}\n", stdout);
+    fputs("}", stdout);
+    if (x && print_extra_json(x) != 0) {
+        perr("out of memory\n");
+        return -1;
+    }
+    fputs("}\n", stdout);
     return 0;
 }
 
@@ -393,24 +481,25 @@ typedef struct feat_run {
 } feat_run;
 
 /* One GET reply: print the user, or say why not. 0, or -1 to stop. */
-static int one_user(feat_run *run, const char *id, const char *key, const redisReply *r)
+static int one_user(feat_run *run, const char *id, const char *key, const redisReply *r,
+                    const redisReply *recs)
 {
     if (r->type == REDIS_REPLY_ERROR) {
         if (strncmp(r->str, "WRONGTYPE", 9) == 0)
-            fprintf(stderr, PROG ": user '%s': key %s is not a funneld user record (%s)\n", id, key,
+            perr("user '%s': key %s is not a funneld user record (%s)\n", id, key,
                     r->str);
         else
-            fprintf(stderr, PROG ": user '%s': GET %s: %s\n", id, key, r->str);
+            perr("user '%s': GET %s: %s\n", id, key, r->str);
         run->missing++;
         return 0;
     }
     if (r->type == REDIS_REPLY_NIL) {
-        fprintf(stderr, PROG ": user '%s' not found (no key %s)\n", id, key);
+        perr("user '%s' not found (no key %s)\n", id, key);
         run->missing++;
         return 0;
     }
     if (r->type != REDIS_REPLY_STRING) {
-        fprintf(stderr, PROG ": user '%s': unexpected reply (type %d) to GET %s\n", id, r->type,
+        perr("user '%s': unexpected reply (type %d) to GET %s\n", id, r->type,
                 key);
         run->missing++;
         return 0;
@@ -419,7 +508,7 @@ static int one_user(feat_run *run, const char *id, const char *key, const redisR
     unsigned missing_hl;
     char why[256];
     if (fd_feat_record_parse(run->p, &f, r->str, r->len, &missing_hl, why, sizeof why) != 0) {
-        fprintf(stderr, PROG ": user '%s': key %s: unreadable user record: %s\n", id, key, why);
+        perr("user '%s': key %s: unreadable user record: %s\n", id, key, why);
         run->missing++;
         return 0;
     }
@@ -429,8 +518,8 @@ static int one_user(feat_run *run, const char *id, const char *key, const redisR
             i++;
         const char *sp = memchr(r->str + 3, ' ', r->len - 3);
         int hl_len = sp ? (int)(sp - (r->str + 3)) : 0;
-        fprintf(stderr,
-                PROG ": user '%s': %s has no half-life %s (so no field click_%s): funneld wrote it "
+        perr(
+                "user '%s': %s has no half-life %s (so no field click_%s): funneld wrote it "
                      "with half-lives %.*s, not %s %s (give -c with funneld's config, or "
                      "--half-lives)\n",
                 id, key, run->p->hl_name[i], run->p->hl_name[i], hl_len, r->str + 3,
@@ -443,7 +532,34 @@ static int one_user(feat_run *run, const char *id, const char *key, const redisR
         at = f.last_ts; /* what fd_feat_eval does: the values are as of last_ts */
     double v[FD_FEAT_MAX];
     fd_feat_eval(run->p, &f, at, v);
-    if (print_user(run->p, id, at, v, run->a->json, run->printed == 0) < 0)
+    user_extra x = {0}, *xp = NULL;
+    if (user_mode) {
+        xp = &x;
+        fd_churn_user cu;
+        size_t fl = fd_feat_record_len(r->str, r->len);
+        const char *m = fl < r->len ? memmem(r->str + fl, r->len - fl, " m ", 3) : NULL;
+        if (m) {
+            const char *end = memmem(m, (size_t)(r->str + r->len - m), " f ", 3);
+            size_t ml = (size_t)((end ? end : r->str + r->len) - m);
+            if (fd_churn_user_parse(&cu, m, ml, why, sizeof why) == 0) {
+                x.scored = true;
+                x.risk = cu.risk_q / 65535.0;
+                x.open = (cu.flags & FD_CU_PENDING) != 0;
+            } else {
+                perr("user '%s': key %s: the churn part of the record: %s\n", id, key, why);
+            }
+        }
+        if (recs && recs->type == REDIS_REPLY_ARRAY) {
+            bool ok = recs->elements % 2 == 0;
+            for (size_t i = 0; ok && i < recs->elements; i++)
+                ok = recs->element[i]->type == REDIS_REPLY_STRING;
+            if (ok)
+                x.recs = recs;
+        } else if (recs && recs->type == REDIS_REPLY_ERROR) {
+            perr("user '%s': its recommendations: %s\n", id, recs->str);
+        }
+    }
+    if (print_user(run->p, id, at, v, run->a->json, run->printed == 0, xp) < 0)
         return -1;
     run->printed++;
     return 0;
@@ -463,31 +579,51 @@ static int read_batch(feat_run *run, int from, int to)
         const char *argv[2] = {"GET", run->key};
         size_t argvlen[2] = {3, plen + 5 + idlen};
         if (fd_redis_appendv(run->redis, 2, argv, argvlen) != 0) {
-            fprintf(stderr, PROG ": redis %s: not connected\n", fd_redis_url(run->redis));
+            perr("redis %s: not connected\n", fd_redis_url(run->redis));
             return -1;
         }
+        if (user_mode) { /* the recs cache: PREFIX recs:<id> */
+            memcpy(run->key + plen, "recs:", 5);
+            const char *zv[5] = {"ZREVRANGE", run->key, "0", "-1", "WITHSCORES"};
+            size_t zl[5] = {9, plen + 5 + idlen, 1, 2, 10};
+            if (fd_redis_appendv(run->redis, 5, zv, zl) != 0) {
+                perr("redis %s: not connected\n", fd_redis_url(run->redis));
+                return -1;
+            }
+        }
     }
-    redisReply *rep[BATCH];
-    if (fd_redis_read_replies(run->redis, rep, (size_t)(to - from), err, sizeof err) != 0) {
-        fprintf(stderr, PROG ": %s\n", err);
+    redisReply *rep[2 * BATCH];
+    size_t per = user_mode ? 2 : 1;
+    if (fd_redis_read_replies(run->redis, rep, per * (size_t)(to - from), err, sizeof err) != 0) {
+        perr("%s\n", err);
         return -1;
     }
     int rc = 0;
     for (int u = from; u < to; u++) {
         const char *id = run->a->users[u];
         size_t idlen = strlen(id);
-        memcpy(run->key + plen + 5, id, idlen + 1); /* the key again, NUL-terminated */
-        if (rc == 0 && one_user(run, id, run->key, rep[u - from]) < 0)
+        memcpy(run->key + plen, "user:", 5); /* the key again, NUL-terminated */
+        memcpy(run->key + plen + 5, id, idlen + 1);
+        size_t at = per * (size_t)(u - from);
+        if (rc == 0 && one_user(run, id, run->key, rep[at], per == 2 ? rep[at + 1] : NULL) < 0)
             rc = -1;
-        freeReplyObject(rep[u - from]);
+        for (size_t i = 0; i < per; i++)
+            freeReplyObject(rep[at + i]);
     }
     return rc;
+}
+
+int fd_cmd_user(int argc, char **argv)
+{
+    prog = "funnelctl user";
+    user_mode = true;
+    return fd_cmd_features(argc, argv);
 }
 
 int fd_cmd_features(int argc, char **argv)
 {
     feat_args a;
-    int done = fd_cli_args_done(parse_args(argc, argv, &a), PROG, usage);
+    int done = fd_cli_args_done(parse_args(argc, argv, &a), prog, user_mode ? user_usage : usage);
     if (done >= 0)
         return done;
 
@@ -513,7 +649,7 @@ int fd_cmd_features(int argc, char **argv)
     fd_feat_params p;
     if (nh < 0 || fd_feat_params_init(&p, hl, nh, a.gap_ms > 0 ? a.gap_ms : cfg.session_gap_ms, why,
                                       sizeof why) != 0) {
-        fprintf(stderr, PROG ": features: %s\n", why);
+        perr("features: %s\n", why);
         goto out;
     }
     if (a.names) {
@@ -530,12 +666,12 @@ int fd_cmd_features(int argc, char **argv)
         ro.url = a.redis;
     redis = fd_redis_new(&ro, err, sizeof err);
     if (!redis) {
-        fprintf(stderr, PROG ": redis %s: %s\n", ro.url, err);
+        perr("redis %s: %s\n", ro.url, err);
         fd_log_set_level(old_level);
         goto out;
     }
     if (fd_redis_ensure(redis, err, sizeof err) != 0) {
-        fprintf(stderr, PROG ": cannot reach Redis: %s\n", err);
+        perr("cannot reach Redis: %s\n", err);
         fd_log_set_level(old_level);
         goto out;
     }
@@ -552,7 +688,7 @@ int fd_cmd_features(int argc, char **argv)
             max_id = strlen(a.users[u]);
     run.key = malloc(strlen(run.prefix) + 5 + max_id + 1);
     if (!run.key) {
-        fprintf(stderr, PROG ": out of memory\n");
+        perr("out of memory\n");
         goto out;
     }
 
@@ -565,7 +701,7 @@ int fd_cmd_features(int argc, char **argv)
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         if (errno != EPIPE)
-            fprintf(stderr, PROG ": writing standard output: %s\n", strerror(errno));
+            perr("writing standard output: %s\n", strerror(errno));
         goto out;
     }
     if (status == 0 && run.missing == 0)

@@ -20,8 +20,9 @@ static void usage(FILE *out)
         "  broker    run a standalone Kafka mock cluster on loopback until SIGTERM\n"
         "  bench     funneld end to end vs a plain consumer and kcat, and the core alone\n"
         "  features  users' feature vectors as funneld stored them in Redis\n"
+        "  user      a user's features, churn risk and recommendations with scores\n"
         "  bench-model  the churn model's learning and scoring speed on one core\n"
-        "  eval      the churn model's prequential quality over a stream, beside scikit-learn\n"
+        "  eval      the models' prequential quality over a stream, beside their peers\n"
         "\n"
         "funnelctl COMMAND --help shows a command's options.\n");
 }
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
         return fd_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "features"))
         return fd_cmd_features(argc - 1, argv + 1);
+    if (!strcmp(cmd, "user"))
+        return fd_cmd_user(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

@@ -12,6 +12,7 @@ checked from outside with redis-py and redis-cli:
   key and what to do.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -50,6 +51,7 @@ class Recs(unittest.TestCase):
         cls.positives = sum(u["click"] + u["cart"] + u["purchase"]
                             for u in cls.truth["users"].values())
         cls._reference = None
+        cls._user_cli = None
 
     @classmethod
     def tearDownClass(cls):
@@ -90,8 +92,17 @@ class Recs(unittest.TestCase):
                                   fdtest.PREFIX + "recs:" + some, "0", "-1"],
                                  check=True, capture_output=True, text=True).stdout.split()
             records = fdtest.user_records(r, sorted(self.truth["users"])[:50])
+            ctl = [str(harness.build_dir() / "funnelctl"), "user", "--redis", redis.url]
+            shown = sorted(self.truth["users"])[:3]
+            user_json = subprocess.run(ctl + ["--json", *shown], check=True,
+                                       capture_output=True, text=True).stdout
+            user_text = subprocess.run(ctl + [shown[0]], check=True, capture_output=True,
+                                       text=True).stdout
+            missing = subprocess.run(ctl + ["nobody"], capture_output=True, text=True)
+        self.user_cli = (shown, user_json, user_text, missing)
         self.assertEqual(out, [i for i, _ in recs[some]], "redis-cli reads the same list")
         type(self)._reference = (m, recs, items, records)
+        type(self)._user_cli = self.user_cli
         return type(self)._reference
 
     def test_learns_every_positive_and_beats_popularity(self):
@@ -120,6 +131,32 @@ class Recs(unittest.TestCase):
             self.assertIsNotNone(rec)
             self.assertEqual(len(rec["mf_factors"]), 32, "k bfloat16 factors in the record")
             self.assertTrue(any(abs(x) > 0.01 for x in rec["mf_factors"]), rec["mf_factors"])
+
+    def test_funnelctl_user_shows_features_risk_and_recommendations(self):
+        m, recs, items, records = self.reference()
+        shown, user_json, user_text, missing = type(self)._user_cli
+        lines = user_json.splitlines()
+        self.assertEqual(len(lines), len(shown))
+        for uid, ln in zip(shown, lines):
+            o = json.loads(ln)
+            self.assertEqual(o["user"], uid)
+            self.assertIn("click_1h", o["features"])
+            want = [(i, s) for i, s in recs[uid]]
+            got = [(x["item"], x["score"]) for x in o["recommendations"]]
+            self.assertEqual([i for i, _ in got], [i for i, _ in want], uid)
+            for (_, a), (_, b) in zip(got, want):
+                self.assertAlmostEqual(a, b, places=5)
+            rec = records[sorted(self.truth["users"]).index(uid)]
+            self.assertIsNotNone(o["churn"], "the churn model scored every user")
+            self.assertAlmostEqual(o["churn"]["risk"], int(rec["churn_risk_q"]) / 65535, places=4)
+            self.assertEqual(o["churn"]["episode_open"], int(rec["churn_flags"]) & 1 == 1)
+        text = user_text.splitlines()
+        self.assertEqual(text[0].split()[:2], ["user", shown[0]])
+        recs_lines = [ln.split() for ln in text if ln.startswith("recommendation ")]
+        self.assertEqual([x[1] for x in recs_lines], [i for i, _ in recs[shown[0]]])
+        self.assertTrue(any(ln.startswith("churn_risk ") for ln in text), text)
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("funnelctl user: user 'nobody' not found", missing.stderr)
 
     def test_kill9_neither_loses_nor_repeats_a_positive(self):
         want, _, want_items, _ = self.reference()
