@@ -35,6 +35,7 @@
 #include "features/funnel.h"
 #include "models/churn.h"
 #include "models/timer.h"
+#include "models/mf.h"
 
 /* Events per timed chunk: a shard applies its decoded events in batches of
  * 1024 (POP_MAX in pipeline/shard.c), just decoded and so still in cache;
@@ -88,13 +89,55 @@ __attribute__((noinline)) int core_apply_chunk(const fd_core_params *cp, fd_user
     return 0;
 }
 
-/* The churn model of a pass: one replica, a timer heap per partition. */
+/* The models of a pass: the churn model's replica and a timer heap per
+ * partition; the recommendation model's item replica (every event names an
+ * item), checked prequentially every MF_EVAL_EVERY-th positive as the
+ * daemon's default mf.eval_every does. */
+#define MF_EVAL_EVERY 100
 typedef struct core_churn {
     fd_churn_params p;
     fd_churn_model m;
     fd_timer_heap *timers;
     int64_t lateness;
+    fd_mf_params mp;
+    fd_mf_items *mf;
+    float *scratch; /* scores of every item: n_scratch */
+    uint32_t n_scratch;
+    uint64_t positives, hits;
 } core_churn;
+
+/* As shard_mf.c's smf_event. 0, or -1 out of memory. */
+static int mf_event(core_churn *ch, fd_user *u, const fd_event *ev)
+{
+    if (!ev->has_item || ev->type >= FD_MF_TYPES)
+        return 0;
+    fd_mf_items *it = ch->mf;
+    int32_t idx = fd_mf_item(it, &ch->mp, ev->item_id, strlen(ev->item_id), true);
+    if (idx < 0)
+        return -1;
+    float v[FD_MF_USER_K];
+    if (u->mf.has)
+        fd_mf_bf16_unpack(u->mf.v, ch->mp.k, v);
+    else
+        fd_mf_user_init(&ch->mp, fd_user_id(u), u->id_len, v);
+    if (ch->positives++ % MF_EVAL_EVERY == 0) {
+        if (ch->n_scratch < it->cap) {
+            float *sc = realloc(ch->scratch, (size_t)it->cap * sizeof *sc);
+            if (!sc)
+                return -1;
+            ch->scratch = sc;
+            ch->n_scratch = it->cap;
+        }
+        int32_t top[10];
+        double ndcg = 0;
+        int n = fd_mf_top_n(it, v, NULL, 0, 10, ch->scratch, top, NULL);
+        fd_mf_check(top, n, idx, &ch->hits, &ndcg);
+    }
+    fd_mf_learn(&ch->mp, it, v, idx, ev->type, ev->ts_ms);
+    fd_mf_bf16_pack(v, ch->mp.k, u->mf.v);
+    u->mf.has = 1;
+    return 0;
+}
 
 static void timer_moved(void *ref, size_t pos)
 {
@@ -134,6 +177,8 @@ __attribute__((noinline)) int core_model_chunk(const fd_core_params *cp, core_ch
             return -1;
         if (set_timer(h, u, fd_churn_after_event(&ch->p, &ch->m, u, ev[i].ts_ms, NULL)) < 0)
             return -1;
+        if (mf_event(ch, u, &ev[i]) < 0)
+            return -1;
     }
     return 0;
 }
@@ -171,9 +216,16 @@ static int one_pass(const fd_bench_core_opts *o, uint64_t limit, bool model, fd_
         fd_funnel_params_init(&cp.funnel, 60000, 120000, NULL, 0, errstr, errstr_size) != 0)
         return -1;
     core_churn ch = {.lateness = 120000};
+    fd_mf_params_default(&ch.mp);
     if (model) {
         fd_churn_params_default(&ch.p, &cp.feat);
         fd_churn_model_init(&ch.m, &ch.p);
+        ch.mf = malloc(sizeof *ch.mf);
+        if (!ch.mf || fd_mf_items_init(ch.mf, &ch.mp) != 0) {
+            free(ch.mf);
+            snprintf(errstr, errstr_size, "out of memory");
+            return -1;
+        }
     }
     int64_t *ref = malloc(CHUNK * sizeof *ref);
     fd_user **uptr = malloc(CHUNK * sizeof *uptr);
@@ -227,6 +279,11 @@ static int one_pass(const fd_bench_core_opts *o, uint64_t limit, bool model, fd_
     if (mem) {
         fd_funnel_table_free(wt); /* only the user table stays in use */
         wt = NULL;
+        if (ch.mf) /* the items are not per user */
+            fd_mf_items_free(ch.mf);
+        free(ch.scratch);
+        ch.scratch = NULL;
+        ch.n_scratch = 0;
         double after = heap_in_use();
         *mem = after > before ? after - before : -1;
     }
@@ -236,6 +293,10 @@ out:
         for (int i = 0; i < o->partitions; i++)
             fd_timer_free(&ch.timers[i]);
     free(ch.timers);
+    if (ch.mf)
+        fd_mf_items_free(ch.mf);
+    free(ch.mf);
+    free(ch.scratch);
     fd_funnel_table_free(wt);
     fd_user_table_free(ut);
     fd_gen_destroy(g);
