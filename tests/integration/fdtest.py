@@ -203,6 +203,10 @@ def redis_state(r):
                       if (f.decode() if isinstance(f, bytes) else f) not in STATS_MODEL_FIELDS}
         elif t == "hash":
             out[k] = r.hgetall(k)
+        elif t == "string" and ks.endswith(":mf:ring"):
+            # which positives are the last 4096 depends on how the shards'
+            # epochs merged; how many does not
+            out[k] = ("ring", len(r.get(k).split("\n")))
         elif t == "string" and ":user:" in ks:
             out[k] = ("user", _user_value(r.get(k)))
         elif t == "string":
