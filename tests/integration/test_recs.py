@@ -105,7 +105,14 @@ class Recs(unittest.TestCase):
         type(self)._user_cli = self.user_cli
         return type(self)._reference
 
-    def test_learns_every_positive_and_beats_popularity(self):
+    def test_uninterrupted_run(self):
+        """One run (each test method is a process of its own under ctest,
+        so the reference run is shared by checking everything here)."""
+        self.check_learns_every_positive_and_beats_popularity()
+        self.check_recommendations_are_cached_per_user()
+        self.check_funnelctl_user_shows_features_risk_and_recommendations()
+
+    def check_learns_every_positive_and_beats_popularity(self):
         m, recs, items, records = self.reference()
         self.assertEqual(int(m["positives"]), self.positives, "each event with an item once")
         self.assertEqual(int(m["k"]), 32)
@@ -119,7 +126,7 @@ class Recs(unittest.TestCase):
         self.assertGreater(ndcg, 2 * pop_ndcg)
         self.assertAlmostEqual(recall, int(m["hits"]) / int(m["checks"]), places=5)
 
-    def test_recommendations_are_cached_per_user(self):
+    def check_recommendations_are_cached_per_user(self):
         m, recs, items, records = self.reference()
         self.assertEqual(len(recs), len(self.truth["users"]), "every user has a list")
         for user, lst in recs.items():
@@ -132,7 +139,7 @@ class Recs(unittest.TestCase):
             self.assertEqual(len(rec["mf_factors"]), 32, "k bfloat16 factors in the record")
             self.assertTrue(any(abs(x) > 0.01 for x in rec["mf_factors"]), rec["mf_factors"])
 
-    def test_funnelctl_user_shows_features_risk_and_recommendations(self):
+    def check_funnelctl_user_shows_features_risk_and_recommendations(self):
         m, recs, items, records = self.reference()
         shown, user_json, user_text, missing = type(self)._user_cli
         lines = user_json.splitlines()
