@@ -117,7 +117,7 @@ typedef struct fd_config {
     int mf_top_n;                            /* 1..100; default 10 */
     int64_t mf_refresh_ms;                   /* default 1h */
     int mf_cold_start_events;                /* default 3 */
-    int mf_eval_every;                       /* default 100 */
+    int mf_eval_every;                       /* default 1000 */
 
     char *log_level; /* error|warn|info|debug; default info */
 } fd_config;

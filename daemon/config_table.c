@@ -191,7 +191,7 @@ const struct cf_key cf_keys[] = {
      "every item)"},
     {"mf.cold_start_events", CF_INT, OFF(mf_cold_start_events), 0, NULL, 3, 0, 1000000, 0, NULL,
      NULL, "users with fewer events with an item get the popularity list"},
-    {"mf.eval_every", CF_INT, OFF(mf_eval_every), 0, NULL, 100, 0, 1000000, 0, NULL, NULL,
+    {"mf.eval_every", CF_INT, OFF(mf_eval_every), 0, NULL, 1000, 0, 1000000, 0, NULL, NULL,
      "check every Nth positive against the user's top 10 before learning it (prequential "
      "recall@10 and NDCG@10; each check scores every item); 0 = never"},
 

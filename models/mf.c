@@ -200,7 +200,7 @@ int32_t fd_mf_item(fd_mf_items *it, const fd_mf_params *p, const char *id, size_
     size_t ns = 2 * (size_t)it->cap, at = (size_t)(h % ns);
     while (it->slots[at]) {
         uint32_t i = it->slots[at] - 1;
-        if (strlen(it->ids[i]) == len && memcmp(it->ids[i], id, len) == 0)
+        if (strncmp(it->ids[i], id, len) == 0 && it->ids[i][len] == '\0')
             return (int32_t)i;
         at = (at + 1) % ns;
     }

@@ -93,7 +93,7 @@ __attribute__((noinline)) int core_apply_chunk(const fd_core_params *cp, fd_user
  * partition; the recommendation model's item replica (every event names an
  * item), checked prequentially every MF_EVAL_EVERY-th positive as the
  * daemon's default mf.eval_every does. */
-#define MF_EVAL_EVERY 100
+#define MF_EVAL_EVERY 1000
 typedef struct core_churn {
     fd_churn_params p;
     fd_churn_model m;

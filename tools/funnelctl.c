@@ -3,6 +3,7 @@
  * Kafka mock broker, the benchmark, users' feature vectors from Redis, the
  * replay of real datasets, eval, and (in later issues) live views.
  */
+#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +30,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    openblas_set_num_threads(1); /* as funneld (daemon/main.c): one thread per worker */
     if (argc < 2) {
         usage(stderr);
         return 2;
