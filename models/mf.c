@@ -112,6 +112,11 @@ void fd_mf_user_init(const fd_mf_params *p, const char *id, size_t len, float *u
     init_vec(p, id, len, 0x75736572ULL /* "user" */, u);
 }
 
+void fd_mf_item_init(const fd_mf_params *p, const char *id, size_t len, float *v)
+{
+    init_vec(p, id, len, 0x6974656dULL /* "item" */, v);
+}
+
 /* ---- items ------------------------------------------------------------------ */
 
 int fd_mf_items_init(fd_mf_items *it, const fd_mf_params *p)
@@ -219,7 +224,7 @@ int32_t fd_mf_item(fd_mf_items *it, const fd_mf_params *p, const char *id, size_
     uint32_t i = it->n++;
     it->ids[i] = copy;
     it->pop[i] = 0;
-    init_vec(p, id, len, 0x6974656dULL /* "item" */, it->v + (size_t)i * (size_t)it->k);
+    fd_mf_item_init(p, id, len, it->v + (size_t)i * (size_t)it->k);
     it->slots[at] = i + 1;
     return (int32_t)i;
 }

@@ -100,6 +100,8 @@ static inline const char *fd_mf_item_id(const fd_mf_items *it, int32_t idx)
 
 /* Initial factors of a user, deterministic in its id: k floats in u. */
 void fd_mf_user_init(const fd_mf_params *p, const char *id, size_t len, float *u);
+/* Those of an item (what fd_mf_item gives a new item). */
+void fd_mf_item_init(const fd_mf_params *p, const char *id, size_t len, float *v);
 
 /* Learn one positive event of type (0 click, 1 cart, 2 purchase) on item
  * idx by the user with factors u at event time ts: the update above, the

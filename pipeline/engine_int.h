@@ -184,6 +184,7 @@ typedef struct inflight {
     size_t n_cmds;
     int64_t t_start;
     long model_at; /* EXEC's element that answers the churn model's EVAL; -1 none */
+    long mf_at;    /* ... the recommendation model's; -1 none */
 } inflight;
 
 /* One flush: the offsets recorded at its marker and the shards' snapshots. */
@@ -214,6 +215,24 @@ typedef struct churn_sync {
     char *push_lr, *push_qt; /* its text (FD_LR_TEXT_MAX, FD_Q_TEXT_MAX) */
 } churn_sync;
 
+/* The recommendation model's exchange with Redis (mf_state.c; consumer
+ * thread): what this instance last read or wrote of each item row and of
+ * the totals (the base), and what the write in flight sends, so a script
+ * in the transaction can add (sent - base) onto whatever is stored. */
+#define MF_TOTALS 7 /* positives checks hits pop_hits refused ndcg_sum pop_ndcg_sum */
+typedef struct mf_sync {
+    float *base_v;     /* per row of G (k each), as last stored; rows >= n_base: */
+    double *base_pop;  /* their initial value and no popularity */
+    uint32_t n_base, cap_base;
+    uint32_t *sent;    /* the rows the write in flight carries ... */
+    float *sent_v;     /* ... their factors and popularity as sent */
+    double *sent_pop;
+    uint32_t n_sent, cap_sent;
+    double tot_base[MF_TOTALS], tot_sent[MF_TOTALS];
+    bool pushing;      /* the write in flight carries the model */
+    uint64_t merges;   /* writes that merged another instance's learning */
+} mf_sync;
+
 struct fd_engine {
     const fd_config *cfg;
     fd_mock *mock;
@@ -238,6 +257,7 @@ struct fd_engine {
     uint64_t mf_sent;        /* ... the write in flight carries */
     int64_t mf_t0_written, mf_t0_sent; /* the popularity scale they were written in */
     uint64_t mf_ring_ver, mf_ring_sent, mf_ring_written; /* the sampler's changes (merges) */
+    mf_sync ms;              /* the item rows' exchange with Redis (other instances) */
     fd_codec *codec;         /* the consumer thread's: event times for the watermark */
     closer cl;               /* closes windows and sends their metrics */
     fd_shard **shards;

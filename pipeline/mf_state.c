@@ -22,11 +22,20 @@
  *   thing again harmlessly. The positives and quality counts are totals
  *   for the same reason.
  *
- * - Several instances: each writes the rows it changed, so two instances
- *   that learn the same item overwrite each other's learning of it (last
- *   writer wins; the positives count is this instance's view). Merging
- *   item rows through Redis as the churn model does is not built yet
- *   (docs/RECS.md names the limit).
+ * - Several instances share the stored rows, merged inside Redis as the
+ *   churn model is (churn_state.c): the write sends each changed row with
+ *   this instance's base (the row as it last read or wrote it; its initial
+ *   value for a row it created) to MERGE_SCRIPT, an EVAL in the epoch's
+ *   MULTI/EXEC. A stored row equal to the base is replaced by the sent one
+ *   (bit for bit what a lone instance writes); otherwise another instance
+ *   wrote it since, and the script stores stored + (sent - base), factor
+ *   by factor and for the popularity (converted between the instances'
+ *   popularity scales), and returns it. The totals (positives, quality
+ *   counts) merge the same way. The engine then takes the returned rows
+ *   over (G += returned - sent, published to the shards like a merge) and
+ *   keeps them as its base: each instance's learning reaches the stored
+ *   rows exactly once, in the transaction with the offsets that produced
+ *   it. The sampler (mf:ring) is the last writer's: it is only a sample.
  */
 #include "pipeline/mf_state.h"
 
@@ -35,7 +44,6 @@
 
 #include "pipeline/churn_setup.h"
 
-#define HSET_ROWS 512 /* item rows per HSET */
 
 static const char *key_of(const fd_engine *e, const char *what, char *buf, size_t n)
 {
@@ -105,6 +113,9 @@ static const char *field(const redisReply *r, const char *name)
             return r->element[i + 1]->str;
     return NULL;
 }
+
+static void totals_of(const fd_engine *e, double *t);
+static int base_room(mf_sync *ms, int k, uint32_t n);
 
 /* The stored model: model:mf's totals, then mf:item by HSCAN. */
 static int load(fd_engine *e, char *errstr, size_t errstr_size)
@@ -217,6 +228,16 @@ static int load(fd_engine *e, char *errstr, size_t errstr_size)
     else
         fd_info("mf", "no stored recommendation model (%s): learning from scratch", mkey);
     e->mf_t0_written = g->pop_t0;
+    /* what is stored is this instance's base */
+    mf_sync *ms = &e->ms;
+    if (base_room(ms, g->k, g->n) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    memcpy(ms->base_v, g->v, (size_t)g->n * (size_t)g->k * sizeof *g->v);
+    memcpy(ms->base_pop, g->pop, (size_t)g->n * sizeof *g->pop);
+    ms->n_base = g->n;
+    totals_of(e, ms->tot_base);
     return 0;
 }
 
@@ -253,6 +274,12 @@ void eng_mf_free(fd_engine *e)
     free(e->mfpub.chg);
     e->mfpub.chg = NULL;
     fd_resp_free(&e->mfbuf);
+    free(e->ms.base_v);
+    free(e->ms.base_pop);
+    free(e->ms.sent);
+    free(e->ms.sent_v);
+    free(e->ms.sent_pop);
+    e->ms = (mf_sync){0};
     pthread_mutex_destroy(&e->mfpub.mu);
 }
 
@@ -314,56 +341,240 @@ int eng_mf_merge(fd_engine *e, epoch *ep)
     return rc;
 }
 
+/* The merge (see the top). KEYS[1] mf:item, KEYS[2] model:mf. ARGV: k,
+ * n rows, this instance's pop_t0, the popularity half-life (ms), then n
+ * (id, sent row, base row), then the MF_TOTALS sent totals and their
+ * bases (as decimal text). Rows are k float32 and a float64,
+ * little-endian. Returns {the stored totals (MF_TOTALS texts), the number
+ * of unreadable rows replaced, then id, row for each row stored otherwise
+ * than sent (in this instance's popularity scale)}. */
+static const char MERGE_SCRIPT[] =
+    "local k, n = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local t0, h = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local fmt = '<' .. string.rep('f', k) .. 'd'\n"
+    "local size = 4 * k + 8\n"
+    "local st0 = redis.call('HGET', KEYS[2], 'pop_t0')\n"
+    "local ts = t0\n"
+    "if st0 then ts = tonumber(st0) or t0 else redis.call('HSET', KEYS[2], 'pop_t0', ARGV[3]) end\n"
+    "local f = 2 ^ ((t0 - ts) / h)\n"
+    "local out, bad, a = {}, 0, 5\n"
+    "local function rd(s) local v = {struct.unpack(fmt, s)} v[k + 2] = nil return v end\n"
+    "for r = 1, n do\n"
+    "  local id, new, base = ARGV[a], ARGV[a + 1], ARGV[a + 2]\n"
+    "  a = a + 3\n"
+    "  local cur = redis.call('HGET', KEYS[1], id)\n"
+    "  if cur and string.len(cur) ~= size then cur = nil bad = bad + 1 end\n"
+    "  if not cur or (cur == base and f == 1) then\n"
+    "    if f == 1 then redis.call('HSET', KEYS[1], id, new)\n"
+    "    else local x = rd(new) x[k + 1] = x[k + 1] * f\n"
+    "      redis.call('HSET', KEYS[1], id, struct.pack(fmt, unpack(x, 1, k + 1))) end\n"
+    "  else\n"
+    "    local c, x, b = rd(cur), rd(new), rd(base)\n"
+    "    local m = {}\n"
+    "    for i = 1, k do\n"
+    "      local y = c[i] + (x[i] - b[i])\n"
+    "      if y ~= y then y = 0 elseif y > 16 then y = 16 elseif y < -16 then y = -16 end\n"
+    "      m[i] = y\n"
+    "    end\n"
+    "    local p = c[k + 1] + (x[k + 1] - b[k + 1]) * f\n"
+    "    if not (p > 0) then p = 0 end\n"
+    "    m[k + 1] = p\n"
+    "    local packed = struct.pack(fmt, unpack(m, 1, k + 1))\n"
+    "    redis.call('HSET', KEYS[1], id, packed)\n"
+    "    if packed ~= new then\n"
+    "      m[k + 1] = p / f\n"
+    "      out[#out + 1] = id out[#out + 1] = struct.pack(fmt, unpack(m, 1, k + 1))\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local names = {'positives', 'checks', 'hits', 'pop_hits', 'refused', 'ndcg_sum',\n"
+    "               'pop_ndcg_sum'}\n"
+    "local cur = redis.call('HMGET', KEYS[2], unpack(names))\n"
+    "local tot, res = {}, {}\n"
+    "for i = 1, 7 do\n"
+    "  local x, b = ARGV[a + i - 1], ARGV[a + 6 + i]\n"
+    "  local t = x\n"
+    "  if cur[i] and cur[i] ~= b then\n"
+    "    local v = (tonumber(cur[i]) or 0) + (tonumber(x) - tonumber(b))\n"
+    "    if not (v > 0) then v = 0 end\n"
+    "    if i <= 5 then t = string.format('%.0f', v) else t = string.format('%.17g', v) end\n"
+    "  end\n"
+    "  tot[i] = tonumber(t) res[i] = t\n"
+    "  redis.call('HSET', KEYS[2], names[i], t)\n"
+    "end\n"
+    "local c = tot[2] > 0 and tot[2] or 1\n"
+    "redis.call('HSET', KEYS[2], 'k', ARGV[1], 'items', redis.call('HLEN', KEYS[1]),\n"
+    "  'recall_at_10', string.format('%.6f', tot[3] / c),\n"
+    "  'ndcg_at_10', string.format('%.6f', tot[6] / c),\n"
+    "  'popularity_recall_at_10', string.format('%.6f', tot[4] / c),\n"
+    "  'popularity_ndcg_at_10', string.format('%.6f', tot[7] / c))\n"
+    "res[8] = bad\n"
+    "for i = 1, #out do res[8 + i] = out[i] end\n"
+    "return res\n";
+
+static void totals_of(const fd_engine *e, double *t)
+{
+    const fd_mf_quality *q = &e->mfq;
+    t[0] = (double)e->mfpub.g.positives;
+    t[1] = (double)q->checks;
+    t[2] = (double)q->hits;
+    t[3] = (double)q->pop_hits;
+    t[4] = (double)q->refused;
+    t[5] = q->ndcg;
+    t[6] = q->pop_ndcg;
+}
+
+static uint64_t count_of(double v)
+{
+    return v > 0 && v < 9e18 ? (uint64_t)v : 0;
+}
+
+static int base_room(mf_sync *ms, int k, uint32_t n)
+{
+    if (n <= ms->cap_base)
+        return 0;
+    uint32_t cap = ms->cap_base ? ms->cap_base : 1024;
+    while (cap < n)
+        cap *= 2;
+    float *v = realloc(ms->base_v, (size_t)cap * (size_t)k * sizeof *v);
+    if (!v)
+        return -1;
+    ms->base_v = v;
+    double *pop = realloc(ms->base_pop, (size_t)cap * sizeof *pop);
+    if (!pop)
+        return -1;
+    ms->base_pop = pop;
+    ms->cap_base = cap;
+    return 0;
+}
+
+static int sent_room(mf_sync *ms, int k, uint32_t n)
+{
+    if (n <= ms->cap_sent)
+        return 0;
+    uint32_t cap = ms->cap_sent ? ms->cap_sent : 1024;
+    while (cap < n)
+        cap *= 2;
+    uint32_t *idx = realloc(ms->sent, (size_t)cap * sizeof *idx);
+    if (!idx)
+        return -1;
+    ms->sent = idx;
+    float *v = realloc(ms->sent_v, (size_t)cap * (size_t)k * sizeof *v);
+    if (!v)
+        return -1;
+    ms->sent_v = v;
+    double *pop = realloc(ms->sent_pop, (size_t)cap * sizeof *pop);
+    if (!pop)
+        return -1;
+    ms->sent_pop = pop;
+    ms->cap_sent = cap;
+    return 0;
+}
+
+/* The base of every row up to g->n: rows G made since, their initial value. */
+static int bases_to(fd_engine *e)
+{
+    mf_sync *ms = &e->ms;
+    const fd_mf_items *g = &e->mfpub.g;
+    int k = g->k;
+    if (base_room(ms, k, g->n) != 0)
+        return -1;
+    for (uint32_t i = ms->n_base; i < g->n; i++) {
+        fd_mf_item_init(&e->mfp, g->ids[i], strlen(g->ids[i]), ms->base_v + (size_t)i * (size_t)k);
+        ms->base_pop[i] = 0;
+    }
+    ms->n_base = g->n;
+    return 0;
+}
+
+static void pack_vals(const float *v, double pop, int k, unsigned char *out)
+{
+    for (int f = 0; f < k; f++) {
+        uint32_t b;
+        memcpy(&b, v + f, 4);
+        for (int j = 0; j < 4; j++)
+            out[4 * f + j] = (unsigned char)(b >> (8 * j));
+    }
+    uint64_t q;
+    memcpy(&q, &pop, 8);
+    for (int j = 0; j < 8; j++)
+        out[4 * k + j] = (unsigned char)(q >> (8 * j));
+}
+
 size_t eng_mf_append(fd_engine *e, const fd_resp **src)
 {
     *src = NULL;
+    mf_sync *ms = &e->ms;
+    ms->pushing = false;
     if (!e->mf_on)
         return 0;
     const fd_mf_items *g = &e->mfpub.g;
     const uint64_t *chg = e->mfpub.chg;
-    char ikey[600], mkey[600];
+    int k = g->k;
+    char ikey[600], mkey[600], num[64];
     key_of(e, "mf:item", ikey, sizeof ikey);
     key_of(e, "model:mf", mkey, sizeof mkey);
     fd_resp *b = &e->mfbuf;
     fd_resp_reset(b);
+    if (bases_to(e) != 0)
+        goto oom;
     bool all = g->pop_t0 != e->mf_t0_written; /* popularity rescaled: every row changed */
     uint32_t n = 0;
     for (uint32_t i = 0; i < g->n; i++)
         n += all || chg[i] > e->mf_written;
+    if (sent_room(ms, k, n) != 0)
+        goto oom;
+    fd_resp_cmd(b, 3 + 2 + 4 + 3 * (int)n + 2 * MF_TOTALS);
+    fd_resp_str(b, "EVAL");
+    fd_resp_str(b, MERGE_SCRIPT);
+    fd_resp_str(b, "2");
+    fd_resp_str(b, ikey);
+    fd_resp_str(b, mkey);
+    int l = snprintf(num, sizeof num, "%d", k);
+    fd_resp_arg(b, num, (size_t)l);
+    l = snprintf(num, sizeof num, "%" PRIu32, n);
+    fd_resp_arg(b, num, (size_t)l);
+    l = snprintf(num, sizeof num, "%" PRId64, g->pop_t0);
+    fd_resp_arg(b, num, (size_t)l);
+    l = snprintf(num, sizeof num, "%" PRId64, e->mfp.pop_half_life_ms);
+    fd_resp_arg(b, num, (size_t)l);
     unsigned char row[FD_MF_MAX_K * 4 + 8];
-    size_t rb = row_bytes(g->k);
-    uint32_t left = n, open = 0;
-    for (uint32_t i = 0; i < g->n && left; i++) {
+    size_t rb = row_bytes(k);
+    ms->n_sent = 0;
+    for (uint32_t i = 0; i < g->n; i++) {
         if (!all && chg[i] <= e->mf_written)
             continue;
-        if (open == 0) {
-            open = left < HSET_ROWS ? left : HSET_ROWS;
-            fd_resp_cmd(b, 2 + 2 * (int)open);
-            fd_resp_str(b, "HSET");
-            fd_resp_str(b, ikey);
-        }
+        uint32_t t = ms->n_sent++;
+        ms->sent[t] = i;
+        memcpy(ms->sent_v + (size_t)t * (size_t)k, g->v + (size_t)i * (size_t)k,
+               (size_t)k * sizeof(float));
+        ms->sent_pop[t] = g->pop[i];
         fd_resp_str(b, g->ids[i]);
         pack_row(g, i, row);
         fd_resp_arg(b, (const char *)row, rb);
-        open--;
-        left--;
+        pack_vals(ms->base_v + (size_t)i * (size_t)k, ms->base_pop[i], k, row);
+        fd_resp_arg(b, (const char *)row, rb);
     }
+    totals_of(e, ms->tot_sent);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < MF_TOTALS; i++) {
+            double v = pass ? ms->tot_base[i] : ms->tot_sent[i];
+            l = snprintf(num, sizeof num, i < 5 ? "%.0f" : "%.17g", v);
+            fd_resp_arg(b, num, (size_t)l);
+        }
     if (e->mf_ring_ver != e->mf_ring_written && g->ring_n) { /* the sampler, oldest first */
         size_t len = 0;
         for (uint32_t j = 0; j < g->ring_n; j++)
             len += strlen(g->ids[fd_mf_ring_at(g, j)]) + 1;
         char *t = malloc(len);
-        if (!t) {
-            fd_err("mf", "out of memory writing the negative sampler; stopping without it");
-            e->fatal = 1;
-            return 0;
-        }
+        if (!t)
+            goto oom;
         size_t o = 0;
         for (uint32_t j = 0; j < g->ring_n; j++) {
             const char *id = g->ids[fd_mf_ring_at(g, j)];
-            size_t l = strlen(id);
-            memcpy(t + o, id, l);
-            o += l;
+            size_t il = strlen(id);
+            memcpy(t + o, id, il);
+            o += il;
             t[o++] = '\n';
         }
         char rkey[600];
@@ -373,57 +584,211 @@ size_t eng_mf_append(fd_engine *e, const fd_resp **src)
         fd_resp_arg(b, t, o - 1);
         free(t);
     }
+    if (!fd_resp_ok(b))
+        goto oom;
     e->mf_ring_sent = e->mf_ring_ver;
-    const fd_mf_quality *q = &e->mfq;
-    double c = q->checks ? (double)q->checks : 1.0;
-    char buf[1024];
-    int l = snprintf(buf, sizeof buf,
-                     "%d %" PRIu32 " %" PRIu64 " %" PRId64 " %" PRIu64 " %" PRIu64 " %" PRIu64
-                     " %" PRIu64 " %.17g %.17g %.6f %.6f %.6f %.6f",
-                     g->k, g->n, g->positives, g->pop_t0, q->checks, q->hits, q->pop_hits,
-                     q->refused, q->ndcg, q->pop_ndcg, (double)q->hits / c, q->ndcg / c,
-                     (double)q->pop_hits / c, q->pop_ndcg / c);
-    static const char *names[] = {"k",
-                                  "items",
-                                  "positives",
-                                  "pop_t0",
-                                  "checks",
-                                  "hits",
-                                  "pop_hits",
-                                  "refused",
-                                  "ndcg_sum",
-                                  "pop_ndcg_sum",
-                                  "recall_at_10",
-                                  "ndcg_at_10",
-                                  "popularity_recall_at_10",
-                                  "popularity_ndcg_at_10"};
-    int nf = (int)(sizeof names / sizeof names[0]);
-    fd_resp_cmd(b, 2 + 2 * nf);
-    fd_resp_str(b, "HSET");
-    fd_resp_str(b, mkey);
-    char *save, *tok = l > 0 ? strtok_r(buf, " ", &save) : NULL;
-    for (int i = 0; i < nf; i++) {
-        fd_resp_str(b, names[i]);
-        fd_resp_str(b, tok ? tok : "0");
-        tok = tok ? strtok_r(NULL, " ", &save) : NULL;
-    }
-    if (!fd_resp_ok(b)) {
-        fd_err("mf", "out of memory building the item rows' write; stopping without it");
-        e->fatal = 1;
-        return 0;
-    }
     e->mf_sent = e->mfpub.merges;
     e->mf_t0_sent = g->pop_t0;
+    ms->pushing = true;
     fd_redis_append_raw(e->redis, b->p, b->len, b->n_cmds);
     *src = b;
     return b->n_cmds;
+oom:
+    fd_err("mf", "out of memory building the item rows' write; stopping without it");
+    e->fatal = 1;
+    return 0;
 }
 
-void eng_mf_written(fd_engine *e)
+/* Row gi was stored as (v, pop) where this instance sent sent t: G takes
+ * over the difference (G += stored - sent) and the stored row is the new
+ * base. Returns whether G changed. */
+static bool take_over(fd_engine *e, uint32_t t, uint32_t gi, const float *v, double pop)
 {
-    if (!e->mf_on)
+    mf_sync *ms = &e->ms;
+    fd_mf_items *g = &e->mfpub.g;
+    int k = g->k;
+    const float *sv = ms->sent_v + (size_t)t * (size_t)k;
+    float *gv = g->v + (size_t)gi * (size_t)k;
+    bool changed = false;
+    for (int f = 0; f < k; f++)
+        if (v[f] != sv[f]) {
+            float y = gv[f] + (v[f] - sv[f]);
+            gv[f] = y > FD_MF_CLAMP ? FD_MF_CLAMP : y < -FD_MF_CLAMP ? -FD_MF_CLAMP : y;
+            changed = true;
+        }
+    if (pop != ms->sent_pop[t]) {
+        double y = g->pop[gi] + (pop - ms->sent_pop[t]);
+        g->pop[gi] = y > 0 ? y : 0;
+        changed = true;
+    }
+    memcpy(ms->base_v + (size_t)gi * (size_t)k, v, (size_t)k * sizeof *v);
+    ms->base_pop[gi] = pop;
+    return changed;
+}
+
+/* The sent row t's index among the sent, by id: the script returns rows
+ * in the order they were sent, so a cursor finds each in one pass. */
+static long find_sent(const fd_engine *e, const char *id, size_t len, uint32_t *cursor)
+{
+    const mf_sync *ms = &e->ms;
+    const fd_mf_items *g = &e->mfpub.g;
+    for (; *cursor < ms->n_sent; (*cursor)++) {
+        const char *s = g->ids[ms->sent[*cursor]];
+        if (strlen(s) == len && memcmp(s, id, len) == 0)
+            return (long)(*cursor)++;
+    }
+    return -1;
+}
+
+void eng_mf_written(fd_engine *e, const redisReply *r)
+{
+    mf_sync *ms = &e->ms;
+    if (!ms->pushing)
         return;
+    ms->pushing = false;
     e->mf_written = e->mf_sent;
     e->mf_t0_written = e->mf_t0_sent;
     e->mf_ring_written = e->mf_ring_sent;
+    fd_mf_items *g = &e->mfpub.g;
+    int k = g->k;
+    size_t rb = row_bytes(k);
+    char ikey[600], mkey[600], err[256];
+    key_of(e, "mf:item", ikey, sizeof ikey);
+    key_of(e, "model:mf", mkey, sizeof mkey);
+    redisReply *rows = NULL, *tots = NULL;
+    double stored[MF_TOTALS];
+    bool have_tot = false;
+    /* what the script stored otherwise than sent: (id, row) pairs */
+    const redisReply *const *pairs = NULL;
+    size_t n_pairs = 0;
+    bool all_rows = false; /* the pairs are every sent row (read back) */
+    double scale = 1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= MF_TOTALS + 1) {
+        have_tot = true;
+        for (int i = 0; i < MF_TOTALS; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING)
+                stored[i] = strtod(r->element[i]->str, NULL);
+            else
+                have_tot = false;
+        if (r->element[MF_TOTALS]->type == REDIS_REPLY_INTEGER &&
+            r->element[MF_TOTALS]->integer > 0)
+            fd_err("mf",
+                   "%s held %lld rows this instance cannot read (written by another program?): "
+                   "they were replaced by this instance's",
+                   ikey, r->element[MF_TOTALS]->integer);
+        pairs = (const redisReply *const *)r->element + MF_TOTALS + 1;
+        n_pairs = (r->elements - MF_TOTALS - 1) / 2;
+    } else if (!r) {
+        /* the reply was lost but the write applied: read back what is stored */
+        size_t argc = 2 + ms->n_sent;
+        const char **av = malloc(argc * sizeof *av);
+        size_t *al = malloc(argc * sizeof *al);
+        if (av && al) {
+            av[0] = "HMGET";
+            al[0] = 5;
+            av[1] = ikey;
+            al[1] = strlen(ikey);
+            for (uint32_t t = 0; t < ms->n_sent; t++) {
+                av[2 + t] = g->ids[ms->sent[t]];
+                al[2 + t] = strlen(av[2 + t]);
+            }
+            if (ms->n_sent && fd_redis_appendv(e->redis, (int)argc, av, al) == 0 &&
+                fd_redis_read_replies(e->redis, &rows, 1, err, sizeof err) == 0 &&
+                rows->type == REDIS_REPLY_ARRAY && rows->elements == ms->n_sent)
+                all_rows = true;
+        }
+        free(av);
+        free(al);
+        if (fd_redis_appendf(e->redis,
+                             "HMGET %s positives checks hits pop_hits refused ndcg_sum pop_ndcg_sum "
+                             "pop_t0",
+                             mkey) == 0 &&
+            fd_redis_read_replies(e->redis, &tots, 1, err, sizeof err) == 0 &&
+            tots->type == REDIS_REPLY_ARRAY && tots->elements == MF_TOTALS + 1) {
+            have_tot = true;
+            for (int i = 0; i < MF_TOTALS; i++)
+                if (tots->element[i]->type == REDIS_REPLY_STRING)
+                    stored[i] = strtod(tots->element[i]->str, NULL);
+                else
+                    have_tot = false;
+            const redisReply *t0 = tots->element[MF_TOTALS];
+            if (t0->type == REDIS_REPLY_STRING)
+                scale = exp2((double)(strtoll(t0->str, NULL, 10) - e->mf_t0_sent) /
+                             (double)e->mfp.pop_half_life_ms);
+        }
+    }
+    if (!have_tot) {
+        /* an error reply (counted as a refused command) or no read: the
+         * base stays, so the next write carries this one's learning again */
+        fd_warn("mf", "%s: the merged totals were not returned; the next write carries this "
+                "write's learning again", mkey);
+        goto out;
+    }
+    /* every sent row's base is what it was sent as, unless stored otherwise */
+    for (uint32_t t = 0; t < ms->n_sent; t++) {
+        uint32_t gi = ms->sent[t];
+        memcpy(ms->base_v + (size_t)gi * (size_t)k, ms->sent_v + (size_t)t * (size_t)k,
+               (size_t)k * sizeof(float));
+        ms->base_pop[gi] = ms->sent_pop[t];
+    }
+    fd_mf_pub *pub = &e->mfpub;
+    pthread_mutex_lock(&pub->mu);
+    uint64_t m = pub->merges + 1;
+    bool changed = false;
+    uint32_t cursor = 0;
+    float v[FD_MF_MAX_K];
+    double pop;
+    size_t n_rows = all_rows ? ms->n_sent : n_pairs;
+    for (size_t j = 0; j < n_rows; j++) {
+        const redisReply *id = all_rows ? NULL : pairs[2 * j], *val = all_rows ? rows->element[j] : pairs[2 * j + 1];
+        long t = all_rows ? (long)j
+                          : id->type == REDIS_REPLY_STRING ? find_sent(e, id->str, id->len, &cursor)
+                                                           : -1;
+        if (t < 0 || val->type != REDIS_REPLY_STRING || val->len != rb ||
+            unpack_row(val->str, val->len, k, v, &pop) != 0)
+            continue;
+        pop *= scale; /* read back: from the stored popularity scale to this instance's */
+        uint32_t gi = ms->sent[t];
+        if (take_over(e, (uint32_t)t, gi, v, pop)) {
+            pub->chg[gi] = m;
+            changed = true;
+        }
+    }
+    if (changed)
+        pub->merges = m;
+    pthread_mutex_unlock(&pub->mu);
+    /* the totals: G += stored - sent */
+    double now[MF_TOTALS];
+    totals_of(e, now);
+    bool others = changed;
+    for (int i = 0; i < MF_TOTALS; i++) {
+        if (stored[i] != ms->tot_sent[i])
+            others = true;
+        now[i] += stored[i] - ms->tot_sent[i];
+        if (!(now[i] > 0))
+            now[i] = 0;
+        ms->tot_base[i] = stored[i];
+    }
+    g->positives = count_of(now[0]);
+    e->mfq.checks = count_of(now[1]);
+    e->mfq.hits = count_of(now[2]);
+    e->mfq.pop_hits = count_of(now[3]);
+    e->mfq.refused = count_of(now[4]);
+    e->mfq.ndcg = now[5];
+    e->mfq.pop_ndcg = now[6];
+    if (others) {
+        if (ms->merges++ == 0)
+            fd_info("mf",
+                    "merged with other instances' learning (first time; later merges at debug "
+                    "level): %" PRIu64 " positives",
+                    g->positives);
+        else
+            fd_debug("mf", "merged with other instances' learning: %" PRIu64 " positives",
+                     g->positives);
+    }
+out:
+    if (rows)
+        freeReplyObject(rows);
+    if (tots)
+        freeReplyObject(tots);
 }

@@ -12,10 +12,13 @@ void eng_mf_free(fd_engine *e);
  * publish them. 0, or -1 out of memory. */
 int eng_mf_merge(fd_engine *e, epoch *ep);
 /* Append the rows changed since the last confirmed write and the model's
- * totals to the writer's transaction; returns the commands appended and
- * sets *src to them (for naming a refused one). */
+ * totals to the writer's transaction (the merge script first: its reply
+ * is the first command's); returns the commands appended and sets *src to
+ * them (for naming a refused one). */
 size_t eng_mf_append(fd_engine *e, const fd_resp **src);
-/* The write that carried them is in Redis. */
-void eng_mf_written(fd_engine *e);
+/* The write that carried them is in Redis. r: the script's reply (what
+ * it merged), or NULL when the reply was lost: what is stored is read
+ * back. */
+void eng_mf_written(fd_engine *e, const redisReply *r);
 
 #endif

@@ -266,7 +266,7 @@ int eng_write_epochs(fd_engine *e)
             e->carry_sent[i] = 0;
         }
         eng_churn_written(e, NULL); /* the model it carried: read back */
-        eng_mf_written(e);
+        eng_mf_written(e, NULL);
         eng_confirm(e, e->n_epochs);
         rc = 0;
         goto out;
@@ -373,7 +373,9 @@ int eng_write_epochs(fd_engine *e)
     /* the recommendation model's rows changed since the last write (mf_state.c) */
     const fd_resp *mf_src;
     size_t n_mf = eng_mf_append(e, &mf_src);
+    long mf_at = -1;
     if (n_mf) {
+        mf_at = (long)(n_cmds - x0);
         eng_seg_add(e, (wseg){.first = n_cmds - x0, .n = n_mf, .kind = WE_MODEL, .src = mf_src});
         n_cmds += n_mf;
     }
@@ -400,7 +402,8 @@ int eng_write_epochs(fd_engine *e)
                        .n_epochs = e->n_epochs,
                        .n_cmds = n_cmds,
                        .t_start = fd_mono_ms(),
-                       .model_at = model_at};
+                       .model_at = model_at,
+                       .mf_at = mf_at};
     parts = NULL;
     offset = max_ts = NULL;
     pthread_mutex_lock(&e->io.t.mu);
@@ -456,7 +459,10 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
                 eng_churn_written(e, (size_t)w->model_at < x->elements ? x->element[w->model_at]
                                                                        : &none);
             }
-            eng_mf_written(e);
+            if (w->mf_at >= 0) {
+                redisReply none = {.type = REDIS_REPLY_NIL};
+                eng_mf_written(e, (size_t)w->mf_at < x->elements ? x->element[w->mf_at] : &none);
+            }
             eng_confirm(e, w->n_epochs);
             eng_set_blocked(e, false, NULL);
             if (e->n_epochs == 0) {

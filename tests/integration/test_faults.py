@@ -393,6 +393,14 @@ class Faults(unittest.TestCase):
             fdtest.compare_with_truth(self, r, self.truth)
             state = fdtest.redis_state(r)
             model = r.hgetall(fdtest.PREFIX + "model:churn")
+            mf = r.hgetall(fdtest.PREFIX + "model:mf")
+        # The recommendation model likewise: both instances learned the same
+        # items (users are split, items are not), each merging its rows and
+        # totals into what the other stored: every positive counted once.
+        ref_mf = reference[fdtest.PREFIX + "model:mf"]
+        self.assertRegex(logs, r"mf: merged with other instances' learning")
+        self.assertEqual(mf["positives"], ref_mf["positives"], "positives learned")
+        self.assertEqual(mf["items"], ref_mf["items"], "items")
         # The churn model: both instances wrote it, each merging its own
         # learning into what the other stored, so it holds every example
         # learned once (b's unwritten ones learned again by a) and is as
