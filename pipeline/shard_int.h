@@ -104,6 +104,8 @@ struct fd_shard {
     uint64_t mf_positives;  /* positives seen (mf.eval_every) */
     fd_mf_quality mfq;      /* since the last marker */
     bool mf_full_logged;    /* mf.max_items reached: said once */
+    char *recs_buf;         /* smf_recs: the key and the value */
+    size_t recs_cap;
 };
 
 /* shard_churn.c */
@@ -157,8 +159,10 @@ int smf_snapshot(fd_shard *s, fd_snapshot *sn);
 /* The recommendations of u (best first, at most FD_MF_TOP_MAX): the popularity
  * list for a cold user. Item ids point into the replica. */
 int smf_top(fd_shard *s, const fd_user *u, int n, const char **ids, float *scores);
-/* The refreshed recs caches of the users written in epoch (DEL + ZADD). */
-void smf_commands(fd_shard *s, fd_resp *(*cmds_of)(void *, int32_t), void *arg, uint64_t epoch);
+/* u's refreshed recommendations as a key (PREFIX recs:<id>) and a JSON
+ * value, in the shard's buffers until the next call. 0, or -1 out of
+ * memory (the value is then "[]"). */
+int smf_recs(fd_shard *s, fd_user *u, const char **key, const char **val, size_t *len);
 /* The user record's suffix and reading it back (after the churn one). */
 size_t smf_suffix(const fd_shard *s, const fd_user *u, char *buf);
 void smf_parse(fd_shard *s, fd_user *u, const char *suffix, size_t len);

@@ -70,6 +70,9 @@ void smf_free(fd_shard *s)
     s->mf = NULL;
     free(s->mf_scratch);
     s->mf_scratch = NULL;
+    free(s->recs_buf);
+    s->recs_buf = NULL;
+    s->recs_cap = 0;
 }
 
 /* event time in minutes, as the user state keeps it */
@@ -205,39 +208,87 @@ int smf_snapshot(fd_shard *s, fd_snapshot *sn)
     return 0;
 }
 
-void smf_commands(fd_shard *s, fd_resp *(*cmds_of)(void *, int32_t), void *arg, uint64_t epoch)
+/* room for n more bytes in the shard's recs buffer at used */
+static int recs_room(fd_shard *s, size_t used, size_t n)
 {
-    if (!s->mf)
-        return;
-    int n = s->env->cfg->mf_top_n;
+    if (used + n <= s->recs_cap)
+        return 0;
+    size_t cap = s->recs_cap ? s->recs_cap : 4096;
+    while (cap < used + n)
+        cap *= 2;
+    char *b = realloc(s->recs_buf, cap);
+    if (!b)
+        return -1;
+    s->recs_buf = b;
+    s->recs_cap = cap;
+    return 0;
+}
+
+/* s as a JSON string at used (quotes, backslashes and control bytes
+ * escaped; other bytes as they are). Returns the new used, 0 out of memory. */
+static size_t json_str(fd_shard *sh, size_t used, const char *s)
+{
+    size_t n = strlen(s);
+    if (recs_room(sh, used, 6 * n + 2) != 0)
+        return 0;
+    char *o = sh->recs_buf + used;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20) {
+            o += sprintf(o, "\\u%04x", c);
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    return (size_t)(o - sh->recs_buf);
+}
+
+int smf_recs(fd_shard *s, fd_user *u, const char **key, const char **val, size_t *len)
+{
     const char *ids[FD_MF_TOP_MAX];
     float sc[FD_MF_TOP_MAX];
-    char key[FD_ID_MAX + 600], num[32];
-    size_t cur = 0;
-    fd_user *u;
-    while ((u = fd_user_table_next(s->users, &cur))) {
-        if (!u->mf.recs_due || u->epoch != (uint32_t)epoch || u->partition < 0 ||
-            u->partition >= s->n_parts)
-            continue;
-        u->mf.recs_due = 0;
-        int m = smf_top(s, u, n, ids, sc);
-        fd_resp *c = cmds_of(arg, u->partition);
-        snprintf(key, sizeof key, "%srecs:%s", s->env->cfg->redis_key_prefix, fd_user_id(u));
-        fd_resp_cmd(c, 2);
-        fd_resp_str(c, "DEL");
-        fd_resp_str(c, key);
-        if (m > 0) {
-            fd_resp_cmd(c, 2 + 2 * m);
-            fd_resp_str(c, "ZADD");
-            fd_resp_str(c, key);
-            for (int i = 0; i < m; i++) {
-                int l = snprintf(num, sizeof num, "%.6g", isfinite(sc[i]) ? (double)sc[i] : 0.0);
-                fd_resp_arg(c, num, (size_t)l);
-                fd_resp_str(c, ids[i]);
-            }
-        }
-        u->mf.recs_min = minutes(u->f.last_ts);
+    int m = smf_top(s, u, s->env->cfg->mf_top_n, ids, sc);
+    u->mf.recs_due = 0;
+    u->mf.recs_min = minutes(u->f.last_ts);
+    const char *prefix = s->env->cfg->redis_key_prefix;
+    size_t kl = strlen(prefix) + 5 + u->id_len + 1, used = kl;
+    if (recs_room(s, 0, kl + 2) != 0)
+        goto oom;
+    snprintf(s->recs_buf, kl, "%srecs:%s", prefix, fd_user_id(u));
+    s->recs_buf[used++] = '[';
+    for (int i = 0; i < m; i++) {
+        if (recs_room(s, used, 16) != 0)
+            goto oom;
+        if (i)
+            s->recs_buf[used++] = ',';
+        memcpy(s->recs_buf + used, "{\"item\":", 8);
+        used += 8;
+        if (!(used = json_str(s, used, ids[i])) || recs_room(s, used, 48) != 0)
+            goto oom;
+        used += (size_t)snprintf(s->recs_buf + used, 48, ",\"score\":%.6g}",
+                                 isfinite(sc[i]) ? (double)sc[i] : 0.0);
     }
+    s->recs_buf[used++] = ']';
+    *key = s->recs_buf;
+    *val = s->recs_buf + kl;
+    *len = used - kl;
+    return 0;
+oom:
+    if (s->recs_cap >= kl + 2) {
+        *key = s->recs_buf;
+        memcpy(s->recs_buf + kl, "[]", 2);
+        *val = s->recs_buf + kl;
+        *len = 2;
+    } else {
+        *key = *val = "";
+        *len = 0;
+    }
+    return -1;
 }
 
 size_t smf_suffix(const fd_shard *s, const fd_user *u, char *buf)

@@ -19,16 +19,18 @@ static fd_chunk *chunk_for(fd_snapshot *sn, int *idx, int32_t p)
     return &sn->chunks[idx[p]];
 }
 
-struct cmds_arg {
-    fd_snapshot *sn;
-    int *idx;
-};
-
-/* The commands of partition p's chunk (smf_commands). */
-static fd_resp *cmds_of(void *arg, int32_t p)
+/* The next key-value pair of a partition's MSETs (of at most MSET_MAX
+ * pairs; mset_left counted them, each MSET starts with its length). */
+static void mset_pair(fd_resp *cmds, pstate *ps)
 {
-    struct cmds_arg *a = arg;
-    return &chunk_for(a->sn, a->idx, p)->cmds;
+    if (ps->mset_open == 0) {
+        size_t k = ps->mset_left < MSET_MAX ? ps->mset_left : MSET_MAX;
+        fd_resp_cmd(cmds, 1 + 2 * (int)k);
+        fd_resp_str(cmds, "MSET");
+        ps->mset_open = k;
+    }
+    ps->mset_open--;
+    ps->mset_left--;
 }
 
 typedef struct evict_arg {
@@ -134,29 +136,32 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
     for (int p = 0; p < s->n_parts; p++)
         s->parts[p].mset_left = s->parts[p].mset_open = s->parts[p].risk_left =
             s->parts[p].risk_open = 0;
+    /* pairs: the user's record, and its refreshed recommendations (shard_mf.c) */
     while ((u = fd_user_table_next(s->users, &cur)))
         if (u->dirty && u->partition >= 0 && u->partition < s->n_parts)
-            s->parts[u->partition].mset_left++;
+            s->parts[u->partition].mset_left += 1 + (s->mf && u->mf.recs_due);
     cur = 0;
     while ((u = fd_user_table_next(s->users, &cur))) {
         if (!u->dirty || u->partition < 0 || u->partition >= s->n_parts)
             continue;
         fd_chunk *c = chunk_for(sn, idx, u->partition);
         pstate *ps = &s->parts[u->partition];
-        if (ps->mset_open == 0) { /* start an MSET of the partition's next users */
-            size_t k = ps->mset_left < MSET_MAX ? ps->mset_left : MSET_MAX;
-            fd_resp_cmd(&c->cmds, 1 + 2 * (int)k);
-            fd_resp_str(&c->cmds, "MSET");
-            ps->mset_open = k;
-        }
+        mset_pair(&c->cmds, ps);
         fd_resp_str(&c->cmds, shard_user_key(s, fd_user_id(u)));
         size_t rl = fd_feat_record_format(&s->env->core->feat, &u->f, rec);
         if (s->cm)
             rl += sch_suffix(u, rec + rl);
         rl += smf_suffix(s, u, rec + rl);
         fd_resp_arg(&c->cmds, rec, rl);
-        ps->mset_open--;
-        ps->mset_left--;
+        if (s->mf && u->mf.recs_due) {
+            const char *key, *val;
+            size_t vl;
+            if (smf_recs(s, u, &key, &val, &vl) != 0)
+                sn->error = 1;
+            mset_pair(&c->cmds, ps);
+            fd_resp_str(&c->cmds, key);
+            fd_resp_arg(&c->cmds, val, vl);
+        }
         u->dirty = false;
         u->epoch = (uint32_t)epoch;
         if (s->cm)
@@ -164,8 +169,6 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
     }
     if (s->cm)
         churn_commands(s, sn, idx, epoch);
-    struct cmds_arg ca = {sn, idx};
-    smf_commands(s, cmds_of, &ca, epoch);
     cur = 0;
     const fd_funnel_delta *d;
     while ((d = fd_funnel_next(s->funnel, &cur))) {

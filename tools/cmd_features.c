@@ -116,7 +116,7 @@ static void user_usage(FILE *out)
             "What funneld knows of each user, from Redis: the feature vector (as\n"
             "funnelctl features prints it), the churn model's latest risk and episode\n"
             "(the user record's churn part, docs/CHURN.md) and the cached\n"
-            "recommendations with their scores (PREFIX recs:<USER_ID>, docs/RECS.md),\n"
+            "recommendations with their scores (PREFIX recs:<USER_ID>, JSON, docs/RECS.md),\n"
             "best first: 'churn_risk R', 'churn_episode open|closed', then one\n"
             "'recommendation ITEM SCORE' line each. Nothing is written to Redis.\n"
             "\n"
@@ -389,18 +389,24 @@ static int print_names(const fd_feat_params *p, bool json)
 
 /* funnelctl user: the models' part of a user */
 typedef struct user_extra {
-    bool scored;            /* the record has the churn model's part */
-    double risk;            /* its latest risk */
-    bool open;              /* an episode is open */
-    const redisReply *recs; /* ZREVRANGE ... WITHSCORES: item, score, ... */
+    bool scored;  /* the record has the churn model's part */
+    double risk;  /* its latest risk */
+    bool open;    /* an episode is open */
+    json_t *recs; /* PREFIX recs:<id>: [{"item", "score"}, ...], or NULL */
 } user_extra;
 
 static void print_extra_text(const user_extra *x)
 {
     if (x->scored)
         printf("churn_risk %.4f\nchurn_episode %s\n", x->risk, x->open ? "open" : "closed");
-    for (size_t i = 0; x->recs && i + 1 < x->recs->elements; i += 2)
-        printf("recommendation %s %s\n", x->recs->element[i]->str, x->recs->element[i + 1]->str);
+    size_t i;
+    json_t *r;
+    json_array_foreach(x->recs, i, r)
+    {
+        char v[40];
+        fmt_value(v, sizeof v, json_number_value(json_object_get(r, "score")));
+        printf("recommendation %s %s\n", json_string_value(json_object_get(r, "item")), v);
+    }
 }
 
 /* ,"churn":...,"recommendations":[...] */
@@ -412,14 +418,14 @@ static int print_extra_json(const user_extra *x)
     else
         fputs(",\"churn\":null", stdout);
     fputs(",\"recommendations\":[", stdout);
-    for (size_t i = 0; x->recs && i + 1 < x->recs->elements; i += 2) {
-        json_t *item = json_text(x->recs->element[i]->str);
-        char *t = item ? json_dumps(item, JSON_ENCODE_ANY) : NULL;
-        json_decref(item);
+    size_t i;
+    json_t *r;
+    json_array_foreach(x->recs, i, r)
+    {
+        char *t = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
         if (!t)
             return -1;
-        printf("%s{\"item\":%s,\"score\":%.17g}", i ? "," : "", t,
-               strtod(x->recs->element[i + 1]->str, NULL));
+        printf("%s%s", i ? "," : "", t);
         free(t);
     }
     fputs("]", stdout);
@@ -549,17 +555,28 @@ static int one_user(feat_run *run, const char *id, const char *key, const redisR
                 perr("user '%s': key %s: the churn part of the record: %s\n", id, key, why);
             }
         }
-        if (recs && recs->type == REDIS_REPLY_ARRAY) {
-            bool ok = recs->elements % 2 == 0;
-            for (size_t i = 0; ok && i < recs->elements; i++)
-                ok = recs->element[i]->type == REDIS_REPLY_STRING;
-            if (ok)
-                x.recs = recs;
+        if (recs && recs->type == REDIS_REPLY_STRING) {
+            json_error_t je;
+            x.recs = json_loadb(recs->str, recs->len, 0, &je);
+            bool ok = json_is_array(x.recs);
+            size_t i;
+            json_t *e;
+            json_array_foreach(x.recs, i, e) ok = ok && json_is_string(json_object_get(e, "item")) &&
+                                                  json_is_number(json_object_get(e, "score"));
+            if (!ok) {
+                perr("user '%s': its recommendations (%srecs:%s) are not a JSON list of "
+                     "{\"item\", \"score\"}: %.80s\n",
+                     id, run->prefix, id, recs->str);
+                json_decref(x.recs);
+                x.recs = NULL;
+            }
         } else if (recs && recs->type == REDIS_REPLY_ERROR) {
             perr("user '%s': its recommendations: %s\n", id, recs->str);
         }
     }
-    if (print_user(run->p, id, at, v, run->a->json, run->printed == 0, xp) < 0)
+    int prc = print_user(run->p, id, at, v, run->a->json, run->printed == 0, xp);
+    json_decref(x.recs);
+    if (prc < 0)
         return -1;
     run->printed++;
     return 0;
@@ -584,9 +601,9 @@ static int read_batch(feat_run *run, int from, int to)
         }
         if (user_mode) { /* the recs cache: PREFIX recs:<id> */
             memcpy(run->key + plen, "recs:", 5);
-            const char *zv[5] = {"ZREVRANGE", run->key, "0", "-1", "WITHSCORES"};
-            size_t zl[5] = {9, plen + 5 + idlen, 1, 2, 10};
-            if (fd_redis_appendv(run->redis, 5, zv, zl) != 0) {
+            const char *zv[2] = {"GET", run->key};
+            size_t zl[2] = {3, plen + 5 + idlen};
+            if (fd_redis_appendv(run->redis, 2, zv, zl) != 0) {
                 perr("redis %s: not connected\n", fd_redis_url(run->redis));
                 return -1;
             }

@@ -195,8 +195,6 @@ def redis_state(r):
             out[k] = {f: h.get(f) for f in MF_EXACT_FIELDS}
         elif t == "hash" and ks.endswith(":mf:item"):
             out[k] = ("items", sorted(r.hkeys(k)))
-        elif t == "zset" and ":recs:" in ks:
-            out[k] = ("recs", r.zcard(k) > 0)
         elif t == "hash" and ks == PREFIX + "stats":
             h = r.hgetall(k)
             out[k] = {f: v for f, v in h.items()
@@ -207,6 +205,8 @@ def redis_state(r):
             # which positives are the last 4096 depends on how the shards'
             # epochs merged; how many does not
             out[k] = ("ring", len(r.get(k).split("\n")))
+        elif t == "string" and ":recs:" in ks:
+            out[k] = ("recs", len(json.loads(r.get(k))) > 0)
         elif t == "string" and ":user:" in ks:
             out[k] = ("user", _user_value(r.get(k)))
         elif t == "string":

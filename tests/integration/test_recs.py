@@ -85,12 +85,14 @@ class Recs(unittest.TestCase):
             items = set(r.hkeys(ITEMS))
             recs = {}
             for k in r.scan_iter(match=fdtest.PREFIX + "recs:*", count=1000):
-                recs[k[len(fdtest.PREFIX + "recs:"):]] = r.zrevrange(k, 0, -1, withscores=True)
+                recs[k[len(fdtest.PREFIX + "recs:"):]] = [
+                    (x["item"], x["score"]) for x in json.loads(r.get(k))]
             # an independent client reads one user's list
             some = sorted(recs)[0]
-            out = subprocess.run(["redis-cli", "-u", redis.url, "ZREVRANGE",
-                                  fdtest.PREFIX + "recs:" + some, "0", "-1"],
-                                 check=True, capture_output=True, text=True).stdout.split()
+            out = subprocess.run(["redis-cli", "-u", redis.url, "GET",
+                                  fdtest.PREFIX + "recs:" + some],
+                                 check=True, capture_output=True, text=True).stdout
+            out = [x["item"] for x in json.loads(out)]
             records = fdtest.user_records(r, sorted(self.truth["users"])[:50])
             ctl = [str(harness.build_dir() / "funnelctl"), "user", "--redis", redis.url]
             shown = sorted(self.truth["users"])[:3]
@@ -131,6 +133,8 @@ class Recs(unittest.TestCase):
         self.assertEqual(len(recs), len(self.truth["users"]), "every user has a list")
         for user, lst in recs.items():
             self.assertEqual(len(lst), 10, f"{user}: mf.top_n items: {lst}")
+            scores = [sc for _, sc in lst]
+            self.assertTrue(all(isinstance(sc, float) for sc in scores), lst)
             ids = [i for i, _ in lst]
             self.assertEqual(len(set(ids)), 10, f"{user}: an item twice")
             self.assertTrue(set(ids) <= items, f"{user}: unknown items {ids}")
