@@ -105,19 +105,19 @@ typedef struct fd_config {
     char *churn_alpha, *churn_beta, *churn_l1, *churn_l2; /* FTRL-Proximal */
 
     /* mf.* (docs/RECS.md); reals as for churn.* */
-    char *mf_enabled;                        /* on|off; default on */
-    int mf_k;                                /* 1..32; default 32 */
-    char *mf_learning_rate;                  /* (0,1]; default "0.05" */
-    char *mf_regularisation;                 /* [0,1); default "0.01" */
-    int mf_negatives;                        /* 0..32; default 4 */
-    char *mf_weight_click, *mf_weight_cart;  /* [0,100]; default "1", "3" */
-    char *mf_weight_purchase;                /* default "5" */
-    int mf_max_items;                        /* default 1,000,000 */
-    int64_t mf_popularity_half_life_ms;      /* default 7d */
-    int mf_top_n;                            /* 1..100; default 10 */
-    int64_t mf_refresh_ms;                   /* default 1h */
-    int mf_cold_start_events;                /* default 3 */
-    int mf_eval_every;                       /* default 1000 */
+    char *mf_enabled;                       /* on|off; default on */
+    int mf_k;                               /* 1..32; default 32 */
+    char *mf_learning_rate;                 /* (0,1]; default "0.05" */
+    char *mf_regularisation;                /* [0,1); default "0.01" */
+    int mf_negatives;                       /* 0..32; default 4 */
+    char *mf_weight_click, *mf_weight_cart; /* [0,100]; default "1", "3" */
+    char *mf_weight_purchase;               /* default "5" */
+    int mf_max_items;                       /* default 1,000,000 */
+    int64_t mf_popularity_half_life_ms;     /* default 7d */
+    int mf_top_n;                           /* 1..100; default 10 */
+    int64_t mf_refresh_ms;                  /* default 1h */
+    int mf_cold_start_events;               /* default 3 */
+    int mf_eval_every;                      /* default 1000 */
 
     char *log_level; /* error|warn|info|debug; default info */
 } fd_config;

@@ -77,10 +77,10 @@ typedef struct fd_mf_items {
     /* tracking (fd_mf_track): rows changed since the last fd_mf_take, with
      * their values before the first change */
     bool tracking, track_oom;
-    uint32_t *tmark;  /* cap: 1 + position in tlist, 0 = unchanged */
-    uint32_t *tlist;  /* changed rows, in order of first change */
-    float *tbase;     /* their rows before (n_t * k) */
-    double *tpop;     /* their popularity before */
+    uint32_t *tmark; /* cap: 1 + position in tlist, 0 = unchanged */
+    uint32_t *tlist; /* changed rows, in order of first change */
+    float *tbase;    /* their rows before (n_t * k) */
+    double *tpop;    /* their popularity before */
     uint32_t n_t, cap_t;
     uint64_t positives_mark; /* positives at the last take */
 } fd_mf_items;
@@ -193,8 +193,7 @@ void fd_mf_delta_free(fd_mf_delta *d); /* NULL and a zeroed one accepted */
  * to it's scale, positives counted, the ring's entries pushed. at (d->n entries, or NULL) receives
  * each row's index in it, -1 where it could not be created (max_items
  * reached, out of memory). Returns the rows that could not be added. */
-uint32_t fd_mf_add_delta(fd_mf_items *it, const fd_mf_params *p, const fd_mf_delta *d,
-                         int32_t *at);
+uint32_t fd_mf_add_delta(fd_mf_items *it, const fd_mf_params *p, const fd_mf_delta *d, int32_t *at);
 
 /* A replica takes over row g of item id (len bytes) from the merged model:
  * the row becomes g, plus what the replica learned on it since its last

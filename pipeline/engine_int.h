@@ -221,16 +221,16 @@ typedef struct churn_sync {
  * in the transaction can add (sent - base) onto whatever is stored. */
 #define MF_TOTALS 7 /* positives checks hits pop_hits refused ndcg_sum pop_ndcg_sum */
 typedef struct mf_sync {
-    float *base_v;     /* per row of G (k each), as last stored; rows >= n_base: */
-    double *base_pop;  /* their initial value and no popularity */
+    float *base_v;    /* per row of G (k each), as last stored; rows >= n_base: */
+    double *base_pop; /* their initial value and no popularity */
     uint32_t n_base, cap_base;
-    uint32_t *sent;    /* the rows the write in flight carries ... */
-    float *sent_v;     /* ... their factors and popularity as sent */
+    uint32_t *sent; /* the rows the write in flight carries ... */
+    float *sent_v;  /* ... their factors and popularity as sent */
     double *sent_pop;
     uint32_t n_sent, cap_sent;
     double tot_base[MF_TOTALS], tot_sent[MF_TOTALS];
-    bool pushing;      /* the write in flight carries the model */
-    uint64_t merges;   /* writes that merged another instance's learning */
+    bool pushing;    /* the write in flight carries the model */
+    uint64_t merges; /* writes that merged another instance's learning */
 } mf_sync;
 
 struct fd_engine {
@@ -238,28 +238,28 @@ struct fd_engine {
     fd_mock *mock;
     char *bootstraps;
     rd_kafka_t *consumer, *producer;
-    fd_redis *redis;         /* the writer's connection */
-    fd_funnel_table *merged; /* the writer's scratch: windows of one write */
-    fd_resp wbuf;            /* the writer's scratch: commands of one write */
-    fd_core_params core;     /* features and funnel parameters (shards share them) */
-    fd_churn_params churn;   /* churn model parameters (shards share them) */
-    bool churn_on;           /* churn.enabled */
-    fd_model_pub pub;        /* the merged model, published to the shards */
-    fd_lr G;                 /* the merged model (consumer thread) */
-    fd_quality Gq;           /* the merged quality sums */
-    churn_sync cs;           /* the model's exchange with Redis (other instances) */
-    bool mf_on;              /* mf.enabled */
-    fd_mf_params mfp;        /* recommendation model parameters (shards share them) */
-    fd_mf_pub mfpub;         /* the merged item factors, published to the shards */
-    fd_mf_quality mfq;       /* the prequential quality counts, totals */
-    fd_resp mfbuf;           /* the item rows of the write in flight */
-    uint64_t mf_written;     /* merges whose rows a confirmed write carried */
-    uint64_t mf_sent;        /* ... the write in flight carries */
+    fd_redis *redis;                   /* the writer's connection */
+    fd_funnel_table *merged;           /* the writer's scratch: windows of one write */
+    fd_resp wbuf;                      /* the writer's scratch: commands of one write */
+    fd_core_params core;               /* features and funnel parameters (shards share them) */
+    fd_churn_params churn;             /* churn model parameters (shards share them) */
+    bool churn_on;                     /* churn.enabled */
+    fd_model_pub pub;                  /* the merged model, published to the shards */
+    fd_lr G;                           /* the merged model (consumer thread) */
+    fd_quality Gq;                     /* the merged quality sums */
+    churn_sync cs;                     /* the model's exchange with Redis (other instances) */
+    bool mf_on;                        /* mf.enabled */
+    fd_mf_params mfp;                  /* recommendation model parameters (shards share them) */
+    fd_mf_pub mfpub;                   /* the merged item factors, published to the shards */
+    fd_mf_quality mfq;                 /* the prequential quality counts, totals */
+    fd_resp mfbuf;                     /* the item rows of the write in flight */
+    uint64_t mf_written;               /* merges whose rows a confirmed write carried */
+    uint64_t mf_sent;                  /* ... the write in flight carries */
     int64_t mf_t0_written, mf_t0_sent; /* the popularity scale they were written in */
     uint64_t mf_ring_ver, mf_ring_sent, mf_ring_written; /* the sampler's changes (merges) */
-    mf_sync ms;              /* the item rows' exchange with Redis (other instances) */
-    fd_codec *codec;         /* the consumer thread's: event times for the watermark */
-    closer cl;               /* closes windows and sends their metrics */
+    mf_sync ms;      /* the item rows' exchange with Redis (other instances) */
+    fd_codec *codec; /* the consumer thread's: event times for the watermark */
+    closer cl;       /* closes windows and sends their metrics */
     fd_shard **shards;
     int n_shards;
     fd_shard_env env;

@@ -44,7 +44,6 @@
 
 #include "pipeline/churn_setup.h"
 
-
 static const char *key_of(const fd_engine *e, const char *what, char *buf, size_t n)
 {
     snprintf(buf, n, "%s%s", e->cfg->redis_key_prefix, what);
@@ -184,9 +183,11 @@ static int load(fd_engine *e, char *errstr, size_t errstr_size)
             if (id->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING ||
                 unpack_row(val->str, val->len, e->mfp.k, row, &pop) != 0) {
                 if (bad++ == 0)
-                    fd_warn("mf", "%s field %.64s: not %d factors and a popularity (%zu bytes); "
-                            "the item starts over", ikey, id->type == REDIS_REPLY_STRING ? id->str : "?",
-                            e->mfp.k, row_bytes(e->mfp.k));
+                    fd_warn("mf",
+                            "%s field %.64s: not %d factors and a popularity (%zu bytes); "
+                            "the item starts over",
+                            ikey, id->type == REDIS_REPLY_STRING ? id->str : "?", e->mfp.k,
+                            row_bytes(e->mfp.k));
                 continue;
             }
             int32_t idx = fd_mf_item(g, &e->mfp, id->str, id->len, true);
@@ -223,7 +224,8 @@ static int load(fd_engine *e, char *errstr, size_t errstr_size)
     }
     freeReplyObject(r);
     if (g->n || g->positives)
-        fd_info("mf", "recommendation model loaded: %" PRIu32 " items, %" PRIu64 " positives learned",
+        fd_info("mf",
+                "recommendation model loaded: %" PRIu32 " items, %" PRIu64 " positives learned",
                 g->n, g->positives);
     else
         fd_info("mf", "no stored recommendation model (%s): learning from scratch", mkey);
@@ -699,10 +701,11 @@ void eng_mf_written(fd_engine *e, const redisReply *r)
         }
         free(av);
         free(al);
-        if (fd_redis_appendf(e->redis,
-                             "HMGET %s positives checks hits pop_hits refused ndcg_sum pop_ndcg_sum "
-                             "pop_t0",
-                             mkey) == 0 &&
+        if (fd_redis_appendf(
+                e->redis,
+                "HMGET %s positives checks hits pop_hits refused ndcg_sum pop_ndcg_sum "
+                "pop_t0",
+                mkey) == 0 &&
             fd_redis_read_replies(e->redis, &tots, 1, err, sizeof err) == 0 &&
             tots->type == REDIS_REPLY_ARRAY && tots->elements == MF_TOTALS + 1) {
             have_tot = true;
@@ -720,8 +723,10 @@ void eng_mf_written(fd_engine *e, const redisReply *r)
     if (!have_tot) {
         /* an error reply (counted as a refused command) or no read: the
          * base stays, so the next write carries this one's learning again */
-        fd_warn("mf", "%s: the merged totals were not returned; the next write carries this "
-                "write's learning again", mkey);
+        fd_warn("mf",
+                "%s: the merged totals were not returned; the next write carries this "
+                "write's learning again",
+                mkey);
         goto out;
     }
     /* every sent row's base is what it was sent as, unless stored otherwise */
@@ -740,10 +745,11 @@ void eng_mf_written(fd_engine *e, const redisReply *r)
     double pop;
     size_t n_rows = all_rows ? ms->n_sent : n_pairs;
     for (size_t j = 0; j < n_rows; j++) {
-        const redisReply *id = all_rows ? NULL : pairs[2 * j], *val = all_rows ? rows->element[j] : pairs[2 * j + 1];
-        long t = all_rows ? (long)j
-                          : id->type == REDIS_REPLY_STRING ? find_sent(e, id->str, id->len, &cursor)
-                                                           : -1;
+        const redisReply *id = all_rows ? NULL : pairs[2 * j],
+                         *val = all_rows ? rows->element[j] : pairs[2 * j + 1];
+        long t = all_rows                         ? (long)j
+                 : id->type == REDIS_REPLY_STRING ? find_sent(e, id->str, id->len, &cursor)
+                                                  : -1;
         if (t < 0 || val->type != REDIS_REPLY_STRING || val->len != rb ||
             unpack_row(val->str, val->len, k, v, &pop) != 0)
             continue;

@@ -97,14 +97,14 @@ struct fd_shard {
     char alert_key[512]; /* PREFIX churn:outbox */
 
     /* the recommendation model (shard_mf.c); mf NULL when mf is off */
-    fd_mf_items *mf;        /* the replica of the item factors */
-    uint64_t mf_seen;       /* merges of the published items taken over */
-    float *mf_scratch;      /* scores of every item (mf_scratch_n) */
+    fd_mf_items *mf;   /* the replica of the item factors */
+    uint64_t mf_seen;  /* merges of the published items taken over */
+    float *mf_scratch; /* scores of every item (mf_scratch_n) */
     uint32_t mf_scratch_n;
-    uint64_t mf_positives;  /* positives seen (mf.eval_every) */
-    fd_mf_quality mfq;      /* since the last marker */
-    bool mf_full_logged;    /* mf.max_items reached: said once */
-    char *recs_buf;         /* smf_recs: the key and the value */
+    uint64_t mf_positives; /* positives seen (mf.eval_every) */
+    fd_mf_quality mfq;     /* since the last marker */
+    bool mf_full_logged;   /* mf.max_items reached: said once */
+    char *recs_buf;        /* smf_recs: the key and the value */
     size_t recs_cap;
 };
 

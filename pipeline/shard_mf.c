@@ -101,8 +101,7 @@ static bool cold(const fd_shard *s, const fd_user *u)
 
 /* The user's top n item indexes: the model's, or the popularity list for a
  * cold user. */
-static int top_idx(fd_shard *s, const fd_user *u, const float *v, int n, int32_t *idx,
-                   float *score)
+static int top_idx(fd_shard *s, const fd_user *u, const float *v, int n, int32_t *idx, float *score)
 {
     fd_mf_items *it = s->mf;
     if (cold(s, u) || it->n == 0) {
@@ -183,9 +182,8 @@ void smf_adopt(fd_shard *s)
         const fd_mf_items *g = &pub->g;
         uint32_t failed = 0;
         for (uint32_t i = 0; i < g->n; i++)
-            if (pub->chg[i] > s->mf_seen &&
-                fd_mf_adopt_row(s->mf, p, g->ids[i], strlen(g->ids[i]),
-                                g->v + (size_t)i * (size_t)g->k) != 0)
+            if (pub->chg[i] > s->mf_seen && fd_mf_adopt_row(s->mf, p, g->ids[i], strlen(g->ids[i]),
+                                                            g->v + (size_t)i * (size_t)g->k) != 0)
                 failed++;
         if (failed)
             fd_warn("mf", "shard=%d could not take over %" PRIu32 " merged items (max_items?)",

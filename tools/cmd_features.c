@@ -196,8 +196,8 @@ static int parse_at(const char *opt, const char *s, int64_t *out)
     const char *why = NULL;
     if (fd_rfc3339_parse(s, strlen(s), out, &why) != 0 || *out < 0) {
         if (*s >= '0' && *s <= '9') /* meant as a date: say what is wrong with it */
-            perr("%s: invalid value '%s' (expected %s): RFC 3339: %s\n", opt, s,
-                    expect, why ? why : "before 1970");
+            perr("%s: invalid value '%s' (expected %s): RFC 3339: %s\n", opt, s, expect,
+                 why ? why : "before 1970");
         else
             bad_value(opt, s, expect);
         return -1;
@@ -492,8 +492,7 @@ static int one_user(feat_run *run, const char *id, const char *key, const redisR
 {
     if (r->type == REDIS_REPLY_ERROR) {
         if (strncmp(r->str, "WRONGTYPE", 9) == 0)
-            perr("user '%s': key %s is not a funneld user record (%s)\n", id, key,
-                    r->str);
+            perr("user '%s': key %s is not a funneld user record (%s)\n", id, key, r->str);
         else
             perr("user '%s': GET %s: %s\n", id, key, r->str);
         run->missing++;
@@ -505,8 +504,7 @@ static int one_user(feat_run *run, const char *id, const char *key, const redisR
         return 0;
     }
     if (r->type != REDIS_REPLY_STRING) {
-        perr("user '%s': unexpected reply (type %d) to GET %s\n", id, r->type,
-                key);
+        perr("user '%s': unexpected reply (type %d) to GET %s\n", id, r->type, key);
         run->missing++;
         return 0;
     }
@@ -524,12 +522,11 @@ static int one_user(feat_run *run, const char *id, const char *key, const redisR
             i++;
         const char *sp = memchr(r->str + 3, ' ', r->len - 3);
         int hl_len = sp ? (int)(sp - (r->str + 3)) : 0;
-        perr(
-                "user '%s': %s has no half-life %s (so no field click_%s): funneld wrote it "
-                     "with half-lives %.*s, not %s %s (give -c with funneld's config, or "
-                     "--half-lives)\n",
-                id, key, run->p->hl_name[i], run->p->hl_name[i], hl_len, r->str + 3,
-                run->a->half_lives ? "--half-lives" : "features.half_lives", run->hl_list);
+        perr("user '%s': %s has no half-life %s (so no field click_%s): funneld wrote it "
+             "with half-lives %.*s, not %s %s (give -c with funneld's config, or "
+             "--half-lives)\n",
+             id, key, run->p->hl_name[i], run->p->hl_name[i], hl_len, r->str + 3,
+             run->a->half_lives ? "--half-lives" : "features.half_lives", run->hl_list);
         run->missing++;
         return 0;
     }
@@ -561,7 +558,8 @@ static int one_user(feat_run *run, const char *id, const char *key, const redisR
             bool ok = json_is_array(x.recs);
             size_t i;
             json_t *e;
-            json_array_foreach(x.recs, i, e) ok = ok && json_is_string(json_object_get(e, "item")) &&
+            json_array_foreach(x.recs, i, e) ok = ok &&
+                                                  json_is_string(json_object_get(e, "item")) &&
                                                   json_is_number(json_object_get(e, "score"));
             if (!ok) {
                 perr("user '%s': its recommendations (%srecs:%s) are not a JSON list of "

@@ -393,7 +393,8 @@ static void test_replicas_merge(void)
                 continue;
             for (int f = 0; f < 8; f++)
                 want[f] += r[i].v[(size_t)ri * 8 + f] - init[f];
-            pop += r[i].pop[ri] * exp2((double)(r[i].pop_t0 - g.pop_t0) / (double)p.pop_half_life_ms);
+            pop +=
+                r[i].pop[ri] * exp2((double)(r[i].pop_t0 - g.pop_t0) / (double)p.pop_half_life_ms);
         }
         for (int f = 0; f < 8; f++)
             worst = fmax(worst, fabs((double)want[f] - g.v[(size_t)gi * 8 + f]));
