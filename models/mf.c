@@ -22,6 +22,7 @@
  */
 #include "models/mf.h"
 #include "models/mf_user.h"
+#include "features/user.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -712,7 +713,40 @@ size_t fd_mf_user_format(const fd_mf_user *m, int k, char *buf)
         buf[o++] = i + 2 < n ? B64[w & 63] : '=';
     }
     int l = snprintf(buf + o, FD_MF_USER_TEXT_MAX - o, " %ld", (long)m->recs_min);
-    return o + (l > 0 ? (size_t)l : 0);
+    o += l > 0 ? (size_t)l : 0;
+    for (int i = 0; i < FD_MF_USER_BOUGHT && m->bought[i]; i++) {
+        l = snprintf(buf + o, FD_MF_USER_TEXT_MAX - o, "%c%x", i ? ',' : ' ',
+                     (unsigned)m->bought[i]);
+        o += l > 0 ? (size_t)l : 0;
+    }
+    return o;
+}
+
+void fd_mf_user_bought(fd_mf_user *m, const char *id, size_t len)
+{
+    uint32_t h = fd_user_hash(id, len);
+    if (h == 0)
+        h = 1; /* 0 marks an empty slot */
+    int at = FD_MF_USER_BOUGHT - 1;
+    for (int i = 0; i < FD_MF_USER_BOUGHT; i++)
+        if (m->bought[i] == h) {
+            at = i;
+            break;
+        }
+    for (int i = at; i > 0; i--)
+        m->bought[i] = m->bought[i - 1];
+    m->bought[0] = h;
+}
+
+bool fd_mf_user_has_bought(const fd_mf_user *m, const char *id, size_t len)
+{
+    uint32_t h = fd_user_hash(id, len);
+    if (h == 0)
+        h = 1;
+    for (int i = 0; i < FD_MF_USER_BOUGHT && m->bought[i]; i++)
+        if (m->bought[i] == h)
+            return true;
+    return false;
 }
 
 static int b64val(char c)
@@ -745,7 +779,7 @@ int fd_mf_user_parse(fd_mf_user *m, int k, const char *s, size_t len, char *errs
         raw[o++] = (unsigned char)(w >> 8);
         raw[o++] = (unsigned char)w;
     }
-    char tmp[32];
+    char tmp[FD_MF_USER_TEXT_MAX];
     size_t rest = len - (3 + enc + 1);
     if (rest == 0 || rest >= sizeof tmp) {
         snprintf(errstr, errstr_size, "mf suffix: no refresh time");
@@ -755,11 +789,21 @@ int fd_mf_user_parse(fd_mf_user *m, int k, const char *s, size_t len, char *errs
     tmp[rest] = '\0';
     char *end;
     long long rm = strtoll(tmp, &end, 10);
-    if (*end || end == tmp || rm < 0 || rm > INT32_MAX) {
-        snprintf(errstr, errstr_size, "mf suffix: refresh time \"%s\" out of range", tmp);
+    if (end == tmp || (*end && *end != ' ') || rm < 0 || rm > INT32_MAX) {
+        snprintf(errstr, errstr_size, "mf suffix: refresh time \"%.20s\" out of range", tmp);
         return -1;
     }
     fd_mf_user out = {0};
+    for (int i = 0; *end; i++) { /* " H1,H2,...": the bought items' hashes */
+        const char *p = end + 1;
+        unsigned long h = strtoul(p, &end, 16);
+        if (i >= FD_MF_USER_BOUGHT || end == p || h == 0 || h > UINT32_MAX ||
+            (*end && *end != ',')) {
+            snprintf(errstr, errstr_size, "mf suffix: bought items \"%.40s\" unreadable", p);
+            return -1;
+        }
+        out.bought[i] = (uint32_t)h;
+    }
     for (int f = 0; f < k; f++) {
         out.v[f] = (uint16_t)(raw[2 * f] | raw[2 * f + 1] << 8);
         float x;

@@ -153,10 +153,18 @@ typedef struct fd_mf_quality {
 void fd_mf_check(const int32_t *list, int n, int32_t idx, uint64_t *hits, double *ndcg);
 
 /* A user's persisted model state as the user record's suffix
- * " f B64(bfloat16 factors) RECS_MIN" (FD_MF_USER_TEXT_MAX bytes, NUL
- * added); returns the length (0 when the user has no factors yet).
- * fd_mf_user_parse reads that suffix: 0, or -1 with errstr. */
-#define FD_MF_USER_TEXT_MAX 128
+ * " f B64(bfloat16 factors) RECS_MIN[ H1,H2,...]" (the bought items'
+ * hashes in hex, when any; FD_MF_USER_TEXT_MAX bytes, NUL added); returns
+ * the length (0 when the user has no factors yet). fd_mf_user_parse reads
+ * that suffix: 0, or -1 with errstr. */
+#define FD_MF_USER_TEXT_MAX 176
+
+/* A purchase of item id by the user: remembered among its last
+ * FD_MF_USER_BOUGHT (newest first, no repeats). */
+struct fd_mf_user;
+void fd_mf_user_bought(struct fd_mf_user *m, const char *id, size_t len);
+/* Whether item id is among the user's remembered purchases. */
+bool fd_mf_user_has_bought(const struct fd_mf_user *m, const char *id, size_t len);
 struct fd_mf_user;
 size_t fd_mf_user_format(const struct fd_mf_user *m, int k, char *buf);
 int fd_mf_user_parse(struct fd_mf_user *m, int k, const char *s, size_t len, char *errstr,

@@ -100,8 +100,32 @@ static bool cold(const fd_shard *s, const fd_user *u)
 }
 
 /* The user's top n item indexes: the model's, or the popularity list for a
- * cold user. */
+ * cold user; without the items it bought last (asked for n more, then
+ * those left out). */
+static int top_raw(fd_shard *s, const fd_user *u, const float *v, int n, int32_t *idx,
+                   float *score);
+
 static int top_idx(fd_shard *s, const fd_user *u, const float *v, int n, int32_t *idx, float *score)
+{
+    int want = n + (u->mf.bought[0] ? FD_MF_USER_BOUGHT : 0);
+    if (want > FD_MF_TOP_MAX)
+        want = FD_MF_TOP_MAX;
+    int32_t all[FD_MF_TOP_MAX];
+    float sc[FD_MF_TOP_MAX];
+    int m = top_raw(s, u, v, want, all, sc), k = 0;
+    for (int i = 0; i < m && k < n; i++) {
+        const char *id = fd_mf_item_id(s->mf, all[i]);
+        if (u->mf.bought[0] && fd_mf_user_has_bought(&u->mf, id, strlen(id)))
+            continue;
+        idx[k] = all[i];
+        if (score)
+            score[k] = sc[i];
+        k++;
+    }
+    return k;
+}
+
+static int top_raw(fd_shard *s, const fd_user *u, const float *v, int n, int32_t *idx, float *score)
 {
     fd_mf_items *it = s->mf;
     if (cold(s, u) || it->n == 0) {
@@ -160,13 +184,24 @@ void smf_event(fd_shard *s, fd_user *u, const fd_event *ev)
         int32_t top[EVAL_N];
         int n = top_idx(s, u, v, EVAL_N, top, NULL);
         fd_mf_check(top, n, idx, &s->mfq.hits, &s->mfq.ndcg);
-        n = fd_mf_popular(s->mf, NULL, 0, EVAL_N, top);
+        int32_t pop[EVAL_N + FD_MF_USER_BOUGHT];
+        int m = fd_mf_popular(s->mf, NULL, 0, EVAL_N + FD_MF_USER_BOUGHT, pop);
+        n = 0; /* the same list without what the user bought last, as it is shown */
+        for (int i = 0; i < m && n < EVAL_N; i++) {
+            const char *id = fd_mf_item_id(s->mf, pop[i]);
+            if (!u->mf.bought[0] || !fd_mf_user_has_bought(&u->mf, id, strlen(id)))
+                top[n++] = pop[i];
+        }
         fd_mf_check(top, n, idx, &s->mfq.pop_hits, &s->mfq.pop_ndcg);
         s->mfq.checks++;
     }
     fd_mf_learn(p, s->mf, v, idx, ev->type, ev->ts_ms);
     fd_mf_bf16_pack(v, p->k, u->mf.v);
     u->mf.has = 1;
+    if (ev->type == FD_EV_PURCHASE) { /* its list must not offer it: refreshed now */
+        fd_mf_user_bought(&u->mf, ev->item_id, strlen(ev->item_id));
+        u->mf.recs_due = 1;
+    }
     if ((int64_t)minutes(u->f.last_ts) - u->mf.recs_min >= s->env->cfg->mf_refresh_ms / 60000)
         u->mf.recs_due = 1;
 }

@@ -104,8 +104,10 @@ def parse_user_record(value):
     if " f " in value:
         value, rest = value.split(" f ", 1)
         parts = rest.split(" ")
-        if len(parts) != 2 or not parts[1].isdigit():
+        if len(parts) not in (2, 3) or not parts[1].isdigit():
             raise ValueError(f"bad mf suffix: {rest!r}")
+        # the last purchases' item ids as FNV-1a 32 hashes, hex, newest first
+        bought = [int(h, 16) for h in parts[2].split(",")] if len(parts) == 3 else []
         raw = base64.b64decode(parts[0], validate=True)
         factors = [struct.unpack("<f", b"\0\0" + raw[i:i + 2])[0] for i in range(0, len(raw), 2)]
         if not all(abs(x) <= 16 for x in factors):
@@ -130,6 +132,7 @@ def parse_user_record(value):
     if factors is not None:
         rec["mf_factors"] = factors
         rec["mf_recs_min"] = parts[1]
+        rec["mf_bought"] = bought
     return rec
 
 
@@ -150,6 +153,14 @@ MODEL_EXACT_FIELDS = ("examples", "churned", "reactivated", "horizon_s")
 # decided), which depend on the merge order: compared approximately, by the
 # fault tests, not by redis_state().
 STATS_MODEL_FIELDS = ("churn_alerts",)
+
+
+def fnv1a32(s):
+    """FNV-1a, 32 bits, of a str's UTF-8 bytes (the user record's bought items)."""
+    h = 2166136261
+    for b in s.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
 
 
 # Of the recommendation model (RECS.md) the same holds: the positives

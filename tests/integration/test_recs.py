@@ -138,6 +138,15 @@ class Recs(unittest.TestCase):
             ids = [i for i, _ in lst]
             self.assertEqual(len(set(ids)), 10, f"{user}: an item twice")
             self.assertTrue(set(ids) <= items, f"{user}: unknown items {ids}")
+        # what a user bought last is left out of its list
+        bought = 0
+        for uid, rec in zip(sorted(self.truth["users"])[:50], records):
+            if uid in recs and rec["mf_bought"]:
+                bought += 1
+                hashes = {fdtest.fnv1a32(i) for i, _ in recs[uid]}
+                self.assertFalse(hashes & set(rec["mf_bought"]),
+                                 f"{uid} is recommended what it bought: {recs[uid]}")
+        self.assertGreater(bought, 10, "users with purchases among the 50 checked")
         for rec in records:
             self.assertIsNotNone(rec)
             self.assertEqual(len(rec["mf_factors"]), 32, "k bfloat16 factors in the record")

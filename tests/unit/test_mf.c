@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "models/mf.h"
+#include "models/mf_user.h"
+#include "features/user.h"
 #include "tests/unit/check.h"
 
 #define DAY 86400000LL
@@ -455,6 +457,41 @@ static void test_replicas_merge(void)
     fd_mf_items_free(&g);
 }
 
+/* The user's suffix round trip, with and without purchases; purchases
+ * newest first, without repeats, the oldest dropped. */
+static void test_user_suffix(void)
+{
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    fd_mf_user m = {0}, back;
+    float v[32];
+    fd_mf_user_init(&p, "u1", 2, v);
+    fd_mf_bf16_pack(v, 32, m.v);
+    char buf[FD_MF_USER_TEXT_MAX], err[160];
+    CHECK(fd_mf_user_format(&m, 32, buf) == 0); /* no factors learned yet */
+    m.has = 1;
+    m.recs_min = 29000000;
+    size_t n = fd_mf_user_format(&m, 32, buf);
+    CHECK(n == 3 + 88 + 9);
+    CHECK(fd_mf_user_parse(&back, 32, buf, n, err, sizeof err) == 0);
+    CHECK(memcmp(back.v, m.v, sizeof m.v) == 0 && back.recs_min == m.recs_min && back.has &&
+          back.bought[0] == 0);
+    const char *items[] = {"i1", "i2", "i1", "i3", "i4", "i5"};
+    for (int i = 0; i < 6; i++)
+        fd_mf_user_bought(&m, items[i], strlen(items[i]));
+    /* newest first: i5 i4 i3 i1 (i1 moved up when bought again; i2 dropped) */
+    CHECK(fd_mf_user_has_bought(&m, "i5", 2) && fd_mf_user_has_bought(&m, "i1", 2));
+    CHECK(!fd_mf_user_has_bought(&m, "i2", 2) && !fd_mf_user_has_bought(&m, "i9", 2));
+    CHECK(m.bought[0] == fd_user_hash("i5", 2) && m.bought[3] == fd_user_hash("i1", 2));
+    n = fd_mf_user_format(&m, 32, buf);
+    CHECK(n < FD_MF_USER_TEXT_MAX);
+    CHECK(fd_mf_user_parse(&back, 32, buf, n, err, sizeof err) == 0);
+    CHECK(memcmp(back.bought, m.bought, sizeof m.bought) == 0);
+    CHECK(fd_mf_user_parse(&back, 16, buf, n, err, sizeof err) == -1 && strstr(err, "mf.k"));
+    buf[n - 1] = 'z'; /* a hash that is not hex */
+    CHECK(fd_mf_user_parse(&back, 32, buf, n, err, sizeof err) == -1 && strstr(err, "bought"));
+}
+
 int main(void)
 {
     test_params();
@@ -466,5 +503,6 @@ int main(void)
     test_deterministic();
     test_bf16();
     test_replicas_merge();
+    test_user_suffix();
     return check_report();
 }
