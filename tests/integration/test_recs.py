@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,18 @@ class Recs(unittest.TestCase):
                 producer.stop()
             m = model(r)
             items = set(r.hkeys(ITEMS))
+            # the documented row layout, read from outside: 32 float32 then
+            # the popularity as a float64, little-endian
+            rows = redis.client(decode_responses=False).hgetall(ITEMS)
+            self.assertEqual(len(rows), len(items))
+            pops = []
+            for item, row in rows.items():
+                self.assertEqual(len(row), 32 * 4 + 8, item)
+                *v, pop = struct.unpack("<32fd", row)
+                self.assertTrue(all(abs(x) <= 16 for x in v), (item, v))
+                self.assertGreaterEqual(pop, 0.0, item)
+                pops.append(pop)
+            self.assertGreater(max(pops), 0.0, "popularity is stored")
             recs = {}
             for k in r.scan_iter(match=fdtest.PREFIX + "recs:*", count=1000):
                 recs[k[len(fdtest.PREFIX + "recs:"):]] = [

@@ -492,6 +492,58 @@ static void test_user_suffix(void)
     CHECK(fd_mf_user_parse(&back, 32, buf, n, err, sizeof err) == -1 && strstr(err, "bought"));
 }
 
+/* Reloading the item rows (as funneld does at start: fd_mf_set_row of
+ * each stored row, in any order) gives the same recommendations, bit for
+ * bit, and the same popularity list. */
+static void test_reload_same_recommendations(void)
+{
+    fd_mf_params p;
+    fd_mf_params_default(&p);
+    fd_mf_items a, b;
+    CHECK(fd_mf_items_init(&a, &p) == 0);
+    CHECK(fd_mf_items_init(&b, &p) == 0);
+    float u[30][32];
+    char id[32];
+    for (int x = 0; x < 30; x++) {
+        int l = snprintf(id, sizeof id, "u%d", x);
+        fd_mf_user_init(&p, id, (size_t)l, u[x]);
+    }
+    uint64_t rng = 99;
+    for (int e = 0; e < 20000; e++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        int x = (int)((rng >> 33) % 30), item = (int)((rng >> 20) % (40 + x * 5));
+        int l = snprintf(id, sizeof id, "it%d", item);
+        fd_mf_learn(&p, &a, u[x], fd_mf_item(&a, &p, id, (size_t)l, true), (int)(rng >> 61) % 3,
+                    1700000000000LL + e * 30000LL);
+    }
+    for (uint32_t i = a.n; i-- > 0;) { /* in reverse: other indexes, same rows */
+        int32_t r = fd_mf_item(&b, &p, a.ids[i], strlen(a.ids[i]), true);
+        CHECK(r >= 0);
+        fd_mf_set_row(&b, &p, r, a.v + (size_t)i * 32, a.pop[i], a.pop_t0);
+    }
+    float *sa = malloc(a.n * sizeof *sa), *sb = malloc(b.n * sizeof *sb);
+    for (int x = 0; x < 30; x++) {
+        int32_t ia[10], ib[10];
+        float fa[10], fb[10];
+        int na = fd_mf_top_n(&a, u[x], NULL, 0, 10, sa, ia, fa);
+        int nb = fd_mf_top_n(&b, u[x], NULL, 0, 10, sb, ib, fb);
+        CHECK(na == 10 && nb == 10);
+        for (int r = 0; r < na && r < nb; r++) {
+            CHECK(strcmp(a.ids[ia[r]], b.ids[ib[r]]) == 0 || fa[r] == fb[r]); /* ties may swap */
+            CHECK(fa[r] == fb[r]);
+        }
+    }
+    int32_t pa[20], pb[20];
+    int n = fd_mf_popular(&a, NULL, 0, 20, pa);
+    CHECK(n == 20 && fd_mf_popular(&b, NULL, 0, 20, pb) == 20);
+    for (int r = 0; r < n; r++)
+        CHECK(strcmp(a.ids[pa[r]], b.ids[pb[r]]) == 0);
+    free(sa);
+    free(sb);
+    fd_mf_items_free(&a);
+    fd_mf_items_free(&b);
+}
+
 int main(void)
 {
     test_params();
@@ -504,5 +556,6 @@ int main(void)
     test_bf16();
     test_replicas_merge();
     test_user_suffix();
+    test_reload_same_recommendations();
     return check_report();
 }
