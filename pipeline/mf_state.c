@@ -431,46 +431,41 @@ static uint64_t count_of(double v)
     return v > 0 && v < 9e18 ? (uint64_t)v : 0;
 }
 
+/* Room for n rows (k factors and a popularity each, and an index when idx
+ * is given) in arrays of capacity *cap. 0, or -1 out of memory. */
+static int rows_room(float **v, double **pop, uint32_t **idx, uint32_t *cap, int k, uint32_t n)
+{
+    if (n <= *cap)
+        return 0;
+    uint32_t c = *cap ? *cap : 1024;
+    while (c < n)
+        c *= 2;
+    float *nv = realloc(*v, (size_t)c * (size_t)k * sizeof *nv);
+    if (!nv)
+        return -1;
+    *v = nv;
+    double *np = realloc(*pop, (size_t)c * sizeof *np);
+    if (!np)
+        return -1;
+    *pop = np;
+    if (idx) {
+        uint32_t *ni = realloc(*idx, (size_t)c * sizeof *ni);
+        if (!ni)
+            return -1;
+        *idx = ni;
+    }
+    *cap = c;
+    return 0;
+}
+
 static int base_room(mf_sync *ms, int k, uint32_t n)
 {
-    if (n <= ms->cap_base)
-        return 0;
-    uint32_t cap = ms->cap_base ? ms->cap_base : 1024;
-    while (cap < n)
-        cap *= 2;
-    float *v = realloc(ms->base_v, (size_t)cap * (size_t)k * sizeof *v);
-    if (!v)
-        return -1;
-    ms->base_v = v;
-    double *pop = realloc(ms->base_pop, (size_t)cap * sizeof *pop);
-    if (!pop)
-        return -1;
-    ms->base_pop = pop;
-    ms->cap_base = cap;
-    return 0;
+    return rows_room(&ms->base_v, &ms->base_pop, NULL, &ms->cap_base, k, n);
 }
 
 static int sent_room(mf_sync *ms, int k, uint32_t n)
 {
-    if (n <= ms->cap_sent)
-        return 0;
-    uint32_t cap = ms->cap_sent ? ms->cap_sent : 1024;
-    while (cap < n)
-        cap *= 2;
-    uint32_t *idx = realloc(ms->sent, (size_t)cap * sizeof *idx);
-    if (!idx)
-        return -1;
-    ms->sent = idx;
-    float *v = realloc(ms->sent_v, (size_t)cap * (size_t)k * sizeof *v);
-    if (!v)
-        return -1;
-    ms->sent_v = v;
-    double *pop = realloc(ms->sent_pop, (size_t)cap * sizeof *pop);
-    if (!pop)
-        return -1;
-    ms->sent_pop = pop;
-    ms->cap_sent = cap;
-    return 0;
+    return rows_room(&ms->sent_v, &ms->sent_pop, &ms->sent, &ms->cap_sent, k, n);
 }
 
 /* The base of every row up to g->n: rows G made since, their initial value. */
