@@ -266,6 +266,7 @@ class Faults(unittest.TestCase):
             fdtest.compare_with_truth(self, r, self.truth)
             self.assertEqual(stats_int(r, "dlq"), len(bad), "stats dlq counts each once")
             self.assertEqual(stats_int(r, "dlq.avro_decode"), len(bad))
+            self.assertEqual(stats_int(r, "dlq_failed"), 0, "no dead letter was given up")
             dead = harness.consume_all(kafka.bootstrap, DLQ, timeout=30)
         seen = {}
         for key, value, hdrs, _, _ in dead:
