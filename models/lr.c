@@ -98,14 +98,7 @@
  * at -O0.
  * The helpers they call are always inlined, so they are vectorised for
  * the clone's ISA too. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) &&       \
-    !defined(__SANITIZE_THREAD__) /* an ifunc resolver runs before TSan is up */ &&                \
-    !defined(FD_LR_NO_CLONES) /* one ISA only: the determinism check across ISAs */
-#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define HOT
-#endif
-#define INL static inline __attribute__((always_inline))
+#include "models/hot.h"
 
 #define NF          FD_LR_MAX_FEAT
 #define BIAS        FD_LR_MAX_FEAT

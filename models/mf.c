@@ -23,6 +23,7 @@
 #include "models/mf.h"
 #include "models/mf_user.h"
 #include "features/user.h"
+#include "models/hot.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -235,7 +236,7 @@ int32_t fd_mf_item(fd_mf_items *it, const fd_mf_params *p, const char *id, size_
 /* a.b in a fixed order: 8 partial sums (lanes) over f = 0, 8, 16, ...
  * then the lanes pairwise, so the compiler may use vectors without
  * reassociating anything, and the result is the same at any width. */
-static float dot(const float *restrict a, const float *restrict b, int k)
+INL float dot(const float *restrict a, const float *restrict b, int k)
 {
     float acc[8] = {0};
     int f = 0;
@@ -250,14 +251,14 @@ static float dot(const float *restrict a, const float *restrict b, int k)
 /* each line is exactly minss / maxss (a < b ? a : b), so the compiler
  * uses them, in vectors too, with no branch; NaN cannot reach here
  * (every input is a clamped factor or a bounded parameter) */
-static inline float clampf(float x)
+INL float clampf(float x)
 {
     x = x < FD_MF_CLAMP ? x : FD_MF_CLAMP;
     return x > -FD_MF_CLAMP ? x : -FD_MF_CLAMP;
 }
 
 /* One SGD step on (u, v) towards target with weight w. */
-static void step(const fd_mf_params *p, float *restrict u, float *restrict v, float target, float w)
+INL void step(const fd_mf_params *p, float *restrict u, float *restrict v, float target, float w)
 {
     int k = p->k;
     float e = w * (target - dot(u, v, k));
@@ -383,8 +384,8 @@ static void touch(fd_mf_items *it, uint32_t i)
     it->tmark[i] = t + 1;
 }
 
-float fd_mf_learn(const fd_mf_params *p, fd_mf_items *it, float *u, int32_t idx, int type,
-                  int64_t ts)
+HOT float fd_mf_learn(const fd_mf_params *p, fd_mf_items *it, float *u, int32_t idx, int type,
+                      int64_t ts)
 {
     int k = p->k;
     float *vi = it->v + (size_t)idx * (size_t)k;
