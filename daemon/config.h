@@ -32,7 +32,7 @@ typedef struct fd_config_schema_id {
     char *path; /* resolved relative to the config file's directory */
 } fd_config_schema_id;
 
-#define FD_CONFIG_MAX_KEYS 64 /* = CF_MAX_KEYS */
+#define FD_CONFIG_MAX_KEYS 96 /* = CF_MAX_KEYS */
 
 typedef struct fd_config {
     char *source_path; /* file it was loaded from ("" for defaults) */
@@ -119,7 +119,8 @@ typedef struct fd_config {
     int mf_cold_start_events;               /* default 3 */
     int mf_eval_every;                      /* default 1000 */
 
-    char *log_level; /* error|warn|info|debug; default info */
+    char *log_level;                  /* error|warn|info|debug; default info */
+    int64_t log_progress_interval_ms; /* default 60s; 0 = never */
 } fd_config;
 
 /* A real-valued key's text (validated by the loader) as a double. */

@@ -197,6 +197,10 @@ const struct cf_key cf_keys[] = {
 
     {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
      "least severe level that is logged"},
+    {"log.progress_interval", CF_DURATION, OFF(log_progress_interval_ms), 0, NULL, 60000, 0, MS_DAY,
+     0, NULL, NULL,
+     "how often a running funneld logs a progress line at info level (events, dead letters, "
+     "lag, writes and their latency since the last line); 0 = never"},
 };
 
 const size_t cf_nkeys = sizeof cf_keys / sizeof cf_keys[0];

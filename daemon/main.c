@@ -161,7 +161,7 @@ int main(int argc, char **argv)
         return 1;
     }
     static fd_notify notify; /* systemd: READY, STATUS, WATCHDOG, STOPPING */
-    fd_notify_init(&notify);
+    fd_notify_init(&notify, cfg.log_progress_interval_ms);
     fd_engine_signals sig = {.stop = &stop_flag,
                              .reload = &reload_flag,
                              .on_reload = reload_config,

@@ -22,14 +22,41 @@
 
 #define STATUS_EVERY_MS 2000
 
-void fd_notify_init(fd_notify *n)
+void fd_notify_init(fd_notify *n, int64_t progress_every_ms)
 {
     memset(n, 0, sizeof *n);
+    n->progress_every_ms = progress_every_ms;
     uint64_t usec = 0;
     if (sd_watchdog_enabled(0, &usec) > 0)
         n->watchdog_usec = usec;
     n->start_ms = fd_mono_ms();
     n->last_status_ms = n->start_ms;
+    n->progress_ms = n->start_ms;
+}
+
+/* The progress line: what happened since the last one. */
+static void progress_line(fd_notify *n, const fd_engine_status *st, int64_t now)
+{
+    double secs = (double)(now - n->progress_ms) / 1000.0;
+    uint64_t ev = st->messages - n->progress_messages, w = st->writes - n->progress_writes;
+    int64_t wms = st->write_ms_sum - n->progress_write_ms;
+    char lag[32];
+    if (st->lag >= 0)
+        snprintf(lag, sizeof lag, "%" PRId64, st->lag);
+    else
+        snprintf(lag, sizeof lag, "unknown");
+    fd_info("main",
+            "progress: %" PRIu64 " events in %.0f s (%.0f/s), %" PRId64
+            " dead letters, lag %s, %" PRIu64 " writes (avg %.0f ms, last %" PRId64
+            " ms), %d partition(s)%s",
+            ev, secs, secs > 0 ? (double)ev / secs : 0.0, st->dead_letters - n->progress_dead, lag,
+            w, w ? (double)wms / (double)w : 0.0, st->last_write_ms, st->assigned,
+            st->progressing ? "" : ", a shard is stuck");
+    n->progress_ms = now;
+    n->progress_messages = st->messages;
+    n->progress_writes = st->writes;
+    n->progress_write_ms = st->write_ms_sum;
+    n->progress_dead = st->dead_letters;
 }
 
 static void status_line(fd_notify *n, const fd_engine_status *st, int64_t now, char *buf,
@@ -65,7 +92,8 @@ void fd_notify_before_poll(fd_engine *e, bool stopping, void *arg)
      * keep-alive before it */
     bool ping_due = half > 0 && n->ready_sent && now - n->last_ping_ms >= half;
     bool status_due = now - n->last_status_ms >= STATUS_EVERY_MS;
-    if (n->ready_sent && !ping_due && !status_due)
+    bool progress_due = n->progress_every_ms > 0 && now - n->progress_ms >= n->progress_every_ms;
+    if (n->ready_sent && !ping_due && !status_due && !progress_due)
         return; /* the common case: nothing to say */
     fd_engine_status st;
     /* stuck: items queued and no batch done for half the watchdog
@@ -84,6 +112,8 @@ void fd_notify_before_poll(fd_engine *e, bool stopping, void *arg)
         status_line(n, &st, now, status, sizeof status);
         sd_notify(0, status);
     }
+    if (progress_due)
+        progress_line(n, &st, now);
     if (ping_due) {
         if (st.progressing) {
             sd_notify(0, "WATCHDOG=1");

@@ -651,6 +651,10 @@ void fd_engine_get_status(fd_engine *e, int64_t stall_ms, fd_engine_status *st)
     memset(st, 0, sizeof *st);
     st->ready = e->assigned_once;
     st->messages = e->handed;
+    st->dead_letters = fd_kafka_dlq_sent(e->producer);
+    st->writes = e->writes;
+    st->write_ms_sum = e->write_ms_sum;
+    st->last_write_ms = e->last_write_ms;
     st->stuck_shard = -1;
     if (!e->wd_batches) {
         e->wd_batches = calloc((size_t)e->n_shards, sizeof *e->wd_batches);

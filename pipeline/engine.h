@@ -49,15 +49,19 @@ typedef struct fd_engine_signals {
 
 /* What the engine tells systemd (fd_engine_get_status). */
 typedef struct fd_engine_status {
-    bool ready;        /* the group assigned this instance its partitions once (Redis
-                          answered at start, or the engine would not run) */
-    bool progressing;  /* every shard finished a batch in the last stall_ms, or has
-                          nothing queued, or waits for Redis */
-    int stuck_shard;   /* the first shard that is not progressing, or -1 */
-    int assigned;      /* partitions assigned now */
-    uint64_t messages; /* messages handed to the shards since start */
-    int64_t lag;       /* messages past the offsets stored in Redis, in the assigned
-                          partitions (from librdkafka's cached high watermarks); -1 unknown */
+    bool ready;            /* the group assigned this instance its partitions once (Redis
+                              answered at start, or the engine would not run) */
+    bool progressing;      /* every shard finished a batch in the last stall_ms, or has
+                              nothing queued, or waits for Redis */
+    int stuck_shard;       /* the first shard that is not progressing, or -1 */
+    int assigned;          /* partitions assigned now */
+    uint64_t messages;     /* messages handed to the shards since start */
+    int64_t lag;           /* messages past the offsets stored in Redis, in the assigned
+                              partitions (from librdkafka's cached high watermarks); -1 unknown */
+    int64_t dead_letters;  /* dead letters produced since start */
+    uint64_t writes;       /* MULTI/EXEC writes confirmed since start */
+    int64_t write_ms_sum;  /* their round trips, summed */
+    int64_t last_write_ms; /* the last one's */
 } fd_engine_status;
 
 /* The engine's status now (engine thread only, from before_poll). A shard

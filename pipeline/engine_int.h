@@ -307,6 +307,8 @@ struct fd_engine {
     int fatal;
     int64_t last_flush_ms;
     int64_t last_write_ms;  /* how long the last MULTI/EXEC round trip took */
+    uint64_t writes;        /* confirmed MULTI/EXEC round trips since start ... */
+    int64_t write_ms_sum;   /* ... and their durations summed (progress lines) */
     char key[PART_KEY_MAX]; /* the consumer thread's eng_part_key buffer */
 
     rd_kafka_queue_t *cq;   /* the consumer's queue (batch consume) */

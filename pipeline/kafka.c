@@ -434,6 +434,12 @@ int fd_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, s
     }
 }
 
+int64_t fd_kafka_dlq_sent(rd_kafka_t *producer)
+{
+    producer_state *ps = producer ? rd_kafka_opaque(producer) : NULL;
+    return ps ? (int64_t)atomic_load(&ps->dlq_sent) : 0;
+}
+
 int64_t fd_kafka_dlq_pending(rd_kafka_t *producer)
 {
     producer_state *ps = rd_kafka_opaque(producer);

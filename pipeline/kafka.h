@@ -72,6 +72,8 @@ int fd_kafka_produce(rd_kafka_t *producer, const char *topic, const void *key, s
  * is not reported yet, after serving the reports that are waiting. Other
  * messages (metrics, alerts) do not count. */
 int64_t fd_kafka_dlq_pending(rd_kafka_t *producer);
+/* Dead letters produced since start. */
+int64_t fd_kafka_dlq_sent(rd_kafka_t *producer);
 
 /* Wait until every produced message is delivered, at most timeout_ms.
  * 0 when the queue is empty, -1 otherwise. */

@@ -445,6 +445,8 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
         eng_set_blocked(e, true, "Redis failed during a write");
     } else {
         e->last_write_ms = fd_mono_ms() - w->t_start;
+        e->writes++;
+        e->write_ms_sum += e->last_write_ms;
         fd_debug("engine", "wrote %d epoch(s): %zu commands, %d partition(s) in %" PRId64 " ms",
                  w->n_epochs, w->n_cmds, w->n, e->last_write_ms);
         if (x->type == REDIS_REPLY_NIL) {

@@ -9,6 +9,7 @@ STOPPING=1 on SIGTERM.
 """
 
 import os
+import re
 import shutil
 import socket
 import sys
@@ -133,6 +134,50 @@ class Notify(unittest.TestCase):
         # nothing after STOPPING but the end
         self.assertEqual([ln for _, lines in listener.msgs[listener.index("STOPPING=1") + 1:]
                           for ln in lines if ln == "WATCHDOG=1"], [])
+
+    def test_progress_lines(self):
+        """log.progress_interval: a running funneld logs, at info level,
+        what it did since the last line; the lines add up to the stream."""
+        framed = self.tmp / "events.bin"
+        fdtest.gen(framed, self.tmp / "truth.json", events=20000, users=1000, seed=4)
+        bad = 7
+        with RedisServer() as redis, Broker(partitions=2) as kafka:
+            cfg = fdtest.daemon_config(self.tmp / "fd.yaml", kafka.bootstrap, redis.url,
+                                       **{"log.progress_interval": "1s"})
+            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, framed, rate=5000)
+            with Daemon(cfg) as d:
+                try:
+                    d.wait_for_log(r"partition=\d+ assigned, starting at", timeout=30)
+                    producer.start()
+                    producer.join(60 * SLOW)
+                    from confluent_kafka import Producer
+                    p = Producer({"bootstrap.servers": kafka.bootstrap})
+                    for i in range(bad):
+                        p.produce(TOPIC, key=f"bad{i}", value=b"\x00\x01not avro")
+                    self.assertEqual(p.flush(30), 0)
+                    r = redis.client()
+                    fdtest.wait_consumed(r, kafka.bootstrap, TOPIC, daemon=d)
+                    self.assertTrue(fdtest.sleep_until(
+                        lambda: int(r.hget(fdtest.PREFIX + "stats", "dlq") or 0) == bad, 30))
+                    # one more line after everything was done: the sums are complete
+                    n = len(re.findall(r"progress: ", d.log_text()))
+                    self.assertTrue(fdtest.sleep_until(
+                        lambda: len(re.findall(r"progress: ", d.log_text())) > n + 1, 10))
+                finally:
+                    producer.stop()
+                log = d.log_text()
+                self.assertEqual(d.terminate(), 0)
+        line = re.compile(r"info  main: progress: (\d+) events in (\d+) s \((\d+)/s\), "
+                          r"(\d+) dead letters, lag (\d+|unknown), (\d+) writes "
+                          r"\(avg (\d+) ms, last (\d+) ms\), (\d+) partition\(s\)")
+        found = line.findall(log)
+        self.assertGreaterEqual(len(found), 3, log[-2000:])
+        self.assertEqual(sum(int(f[0]) for f in found), 20000 + bad, "events (messages) in all")
+        self.assertEqual(sum(int(f[3]) for f in found), bad, "dead letters in all")
+        self.assertGreater(sum(int(f[5]) for f in found), 0, "writes")
+        self.assertTrue(all(f[1] in ("1", "2") or SLOW > 1 for f in found), found)
+        self.assertEqual(found[-1][8], "2", "both partitions")
+        self.assertIn("lag 0,", log[log.rindex("progress: "):], "caught up at the end")
 
 
 if __name__ == "__main__":
