@@ -123,6 +123,11 @@ typedef struct fd_config {
     int64_t log_progress_interval_ms; /* default 60s; 0 = never */
 } fd_config;
 
+/* The keys whose values differ between a and b, in table order: their
+ * names in names[0..max) (names of the table: static). Returns how many
+ * differ (may exceed max). */
+size_t fd_config_diff(const fd_config *a, const fd_config *b, const char **names, size_t max);
+
 /* A real-valued key's text (validated by the loader) as a double. */
 double fd_config_real(const char *val);
 

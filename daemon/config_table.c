@@ -614,6 +614,52 @@ void fd_config_print(const fd_config *cfg, FILE *out)
     }
 }
 
+static bool str_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool key_equal(const fd_config *a, const fd_config *b, const struct cf_key *k)
+{
+    if (cf_is_string_type(k->type))
+        return str_eq(*cstr_at(a, k), *cstr_at(b, k));
+    if (k->type == CF_PROPS || k->type == CF_SCHEMA_IDS) {
+        int na = *(const int *)((const char *)a + k->off2);
+        int nb = *(const int *)((const char *)b + k->off2);
+        if (na != nb)
+            return false;
+        for (int j = 0; j < na; j++) {
+            if (k->type == CF_PROPS) {
+                const fd_kv *x = (const fd_kv *)((const char *)a + k->off) + j;
+                const fd_kv *y = (const fd_kv *)((const char *)b + k->off) + j;
+                if (!str_eq(x->key, y->key) || !str_eq(x->value, y->value))
+                    return false;
+            } else {
+                const fd_config_schema_id *x =
+                    (const fd_config_schema_id *)((const char *)a + k->off) + j;
+                const fd_config_schema_id *y =
+                    (const fd_config_schema_id *)((const char *)b + k->off) + j;
+                if (x->id != y->id || !str_eq(x->path, y->path))
+                    return false;
+            }
+        }
+        return true;
+    }
+    return num_get(a, k) == num_get(b, k);
+}
+
+size_t fd_config_diff(const fd_config *a, const fd_config *b, const char **names, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cf_nkeys; i++)
+        if (!key_equal(a, b, &cf_keys[i])) {
+            if (n < max)
+                names[n] = cf_keys[i].name;
+            n++;
+        }
+    return n;
+}
+
 static const char *type_doc(const struct cf_key *k)
 {
     switch (k->type) {

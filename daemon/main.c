@@ -36,9 +36,16 @@ static void on_hup(int sig)
 /* SIGHUP: re-read and validate the config file. Only log.level applies to
  * the running process; any other change is reported and waits for a
  * restart. A file that does not validate changes nothing. */
+/* SIGHUP: what it can apply; the config the daemon runs with, and path */
+typedef struct reload_ctx {
+    const char *path;
+    fd_config *running; /* as started, with log.level as last applied */
+} reload_ctx;
+
 static void reload_config(void *arg)
 {
-    const char *path = arg;
+    reload_ctx *rc = arg;
+    const char *path = rc->path;
     fd_config next;
     char err[1024];
     fd_config_defaults(&next);
@@ -48,12 +55,34 @@ static void reload_config(void *arg)
         fd_config_free(&next);
         return;
     }
-    int lvl = fd_log_level_parse(next.log_level);
-    if (lvl >= 0)
-        fd_log_set_level(lvl);
-    fd_info("main",
-            "SIGHUP: %s is valid; log.level=%s applied, other changes take effect on restart", path,
-            next.log_level);
+    /* which keys changed: log.level is applied, the rest waits for a restart */
+    const char *names[FD_CONFIG_MAX_KEYS];
+    size_t n = fd_config_diff(rc->running, &next, names, FD_CONFIG_MAX_KEYS);
+    char applied[64] = "", later[1024] = "";
+    size_t ll = 0;
+    for (size_t i = 0; i < n && i < FD_CONFIG_MAX_KEYS; i++) {
+        if (!strcmp(names[i], "log.level")) {
+            int lvl = fd_log_level_parse(next.log_level);
+            if (lvl >= 0) {
+                fd_log_set_level(lvl);
+                snprintf(applied, sizeof applied, "log.level=%s", next.log_level);
+                char *old = rc->running->log_level, *nw = strdup(next.log_level);
+                if (nw) { /* applied: the running value now */
+                    rc->running->log_level = nw;
+                    free(old);
+                }
+            }
+            continue;
+        }
+        int w = snprintf(later + ll, sizeof later - ll, "%s%s", ll ? ", " : "", names[i]);
+        if (w > 0 && (size_t)w < sizeof later - ll)
+            ll += (size_t)w;
+    }
+    if (!applied[0] && !ll)
+        fd_info("main", "SIGHUP: %s is valid and unchanged", path);
+    else
+        fd_info("main", "SIGHUP: %s is valid; applied: %s; changed, taking effect on restart: %s",
+                path, applied[0] ? applied : "nothing", ll ? later : "nothing");
     fd_config_free(&next);
 }
 
@@ -160,12 +189,14 @@ int main(int argc, char **argv)
         fd_config_free(&cfg);
         return 1;
     }
+    static reload_ctx reload;
+    reload = (reload_ctx){.path = path, .running = &cfg};
     static fd_notify notify; /* systemd: READY, STATUS, WATCHDOG, STOPPING */
     fd_notify_init(&notify, cfg.log_progress_interval_ms);
     fd_engine_signals sig = {.stop = &stop_flag,
                              .reload = &reload_flag,
                              .on_reload = reload_config,
-                             .arg = (void *)path,
+                             .arg = &reload,
                              .before_poll = fd_notify_before_poll,
                              .hook_arg = &notify};
     int rc = fd_engine_run(e, &sig);

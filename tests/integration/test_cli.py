@@ -167,9 +167,19 @@ class Cli(unittest.TestCase):
                 d.proc.send_signal(signal.SIGHUP)
                 d.wait_for_log(r"SIGHUP: .*hup\.yaml:\d+:\d+: bogus: .*keeping the running",
                                start=mark)
-                harness.write_config(path, {**base, "log.level": "debug"})
+                mark = len(d.log_text())
+                harness.write_config(path, {**base, "log.level": "debug",
+                                            "churn.alert_threshold": 0.6, "mf.top_n": 5})
                 d.proc.send_signal(signal.SIGHUP)
-                d.wait_for_log(r"log\.level=debug applied", start=mark)
+                # what changed is named: applied, or waiting for a restart
+                d.wait_for_log(r"SIGHUP: .*hup\.yaml is valid; applied: log\.level=debug; "
+                               r"changed, taking effect on restart: churn\.alert_threshold, "
+                               r"mf\.top_n\n", start=mark)
+                # the same file again: nothing new to apply (log.level runs as debug now)
+                mark = len(d.log_text())
+                d.proc.send_signal(signal.SIGHUP)
+                d.wait_for_log(r"SIGHUP: .*applied: nothing; changed, taking effect on restart: "
+                               r"churn\.alert_threshold, mf\.top_n", start=mark)
                 self.assertTrue(d.running)
                 self.assertEqual(d.terminate(), 0)
 
