@@ -119,6 +119,7 @@ typedef struct fd_config {
     int mf_cold_start_events;               /* default 3 */
     int mf_eval_every;                      /* default 1000 */
 
+    char *http_listen;                /* HOST:PORT or off; default 127.0.0.1:9108 */
     char *log_level;                  /* error|warn|info|debug; default info */
     int64_t log_progress_interval_ms; /* default 60s; 0 = never */
 } fd_config;

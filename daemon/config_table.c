@@ -7,6 +7,7 @@
  */
 #include "daemon/config_table.h"
 
+#include "daemon/http.h"    /* fd_http_check_listen */
 #include "features/event.h" /* FD_MAX_PRICE_DEFAULT, FD_MAX_PRICE_LIMIT */
 
 #include <inttypes.h>
@@ -23,6 +24,7 @@ static int check_margin(const char *val, char *why, size_t why_size);
 static int check_positive_real(const char *val, char *why, size_t why_size);
 static int check_nonneg_real(const char *val, char *why, size_t why_size);
 static int check_rate(const char *val, char *why, size_t why_size);
+static int check_listen(const char *val, char *why, size_t why_size);
 
 #define OFF(f) offsetof(fd_config, f)
 
@@ -194,6 +196,11 @@ const struct cf_key cf_keys[] = {
     {"mf.eval_every", CF_INT, OFF(mf_eval_every), 0, NULL, 1000, 0, 1000000, 0, NULL, NULL,
      "check every Nth positive against the user's top 10 before learning it (prequential "
      "recall@10 and NDCG@10; each check scores every item); 0 = never"},
+
+    {"http.listen", CF_STR, OFF(http_listen), 0, "127.0.0.1:9108", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_listen,
+     "address of the HTTP listener serving /metrics (Prometheus), /healthz and /readyz: "
+     "IPv4:PORT or [IPv6]:PORT (port 0 picks one, logged), or off"},
 
     {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
      "least severe level that is logged"},
@@ -905,6 +912,11 @@ static int check_nonneg_real(const char *val, char *why, size_t why_size)
 static int check_rate(const char *val, char *why, size_t why_size)
 {
     return check_real(val, 0, 1, true, false, why, why_size);
+}
+
+static int check_listen(const char *val, char *why, size_t why_size)
+{
+    return fd_http_check_listen(val, why, why_size);
 }
 
 double fd_config_real(const char *val)

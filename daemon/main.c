@@ -13,6 +13,7 @@
 
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "daemon/http.h"
 #include "daemon/notify.h"
 #include "pipeline/engine.h"
 #include "pipeline/kafka.h"
@@ -199,7 +200,20 @@ int main(int argc, char **argv)
                              .arg = &reload,
                              .before_poll = fd_notify_before_poll,
                              .hook_arg = &notify};
+    fd_http *http = fd_http_start(cfg.http_listen, err, sizeof err);
+    if (!http && err[0]) {
+        fd_err("main", "%s", err);
+        fd_engine_destroy(e);
+        fd_config_free(&cfg);
+        return 1;
+    }
+    if (http)
+        fd_info("http", "listening on %s (port %d): /metrics, /healthz, /readyz", cfg.http_listen,
+                fd_http_port(http));
+    notify.http = http;
     int rc = fd_engine_run(e, &sig);
+    fd_http_stop(http);
+    free(notify.metrics);
     fd_engine_destroy(e);
     fd_config_free(&cfg);
     fd_info("main", "exit %d", rc == 0 ? 0 : 1);

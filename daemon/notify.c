@@ -13,11 +13,13 @@
 #include "daemon/notify.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
 
 #include "daemon/clock.h"
+#include "daemon/http.h"
 #include "daemon/log.h"
 
 #define STATUS_EVERY_MS 2000
@@ -80,6 +82,7 @@ void fd_notify_before_poll(fd_engine *e, bool stopping, void *arg)
 {
     fd_notify *n = arg;
     if (stopping) {
+        fd_http_publish(n->http, NULL, true);
         if (!n->stopping_sent) {
             sd_notify(0, "STOPPING=1\nSTATUS=draining: writing the last state to Redis");
             n->stopping_sent = true;
@@ -93,6 +96,17 @@ void fd_notify_before_poll(fd_engine *e, bool stopping, void *arg)
     bool ping_due = half > 0 && n->ready_sent && now - n->last_ping_ms >= half;
     bool status_due = now - n->last_status_ms >= STATUS_EVERY_MS;
     bool progress_due = n->progress_every_ms > 0 && now - n->progress_ms >= n->progress_every_ms;
+    if (n->http && now - n->published_ms >= 1000) {
+        if (!n->metrics)
+            n->metrics = malloc(sizeof *n->metrics);
+        if (n->metrics) {
+            fd_engine_get_metrics(e, n->metrics);
+            fd_http_publish(n->http, n->metrics, false);
+        } else {
+            fd_http_publish(n->http, NULL, false); /* alive, with the last copy */
+        }
+        n->published_ms = now;
+    }
     if (n->ready_sent && !ping_due && !status_due && !progress_due)
         return; /* the common case: nothing to say */
     fd_engine_status st;

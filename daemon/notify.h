@@ -25,6 +25,10 @@ typedef struct fd_notify {
     int64_t progress_every_ms, progress_ms;
     uint64_t progress_messages, progress_writes;
     int64_t progress_dead, progress_write_ms;
+    /* the HTTP listener's copy (http.c), published every second */
+    struct fd_http *http;
+    struct fd_engine_metrics *metrics;
+    int64_t published_ms;
 } fd_notify;
 
 /* Read WATCHDOG_USEC (sd_watchdog_enabled) and note the start; a progress

@@ -9,6 +9,7 @@
 #include "pipeline/churn_setup.h"
 #include "pipeline/churn_state.h"
 #include "pipeline/mf_state.h"
+#include "pipeline/write_errors.h"
 #include "pipeline/alert.h"
 #include "pipeline/engine_int.h"
 
@@ -858,4 +859,61 @@ void fd_engine_destroy(fd_engine *e)
     free(e->segs);
     free(e->bootstraps);
     free(e);
+}
+
+void fd_engine_get_metrics(fd_engine *e, fd_engine_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    fd_engine_get_status(e, 10000, &m->st);
+    /* every stats field by index; fd_engine_stat_name names them */
+    for (int i = 0; i < SF__COUNT && i < 128; i++)
+        m->stat[i] = e->totals[i];
+    m->n_stats = SF__COUNT < 128 ? SF__COUNT : 128;
+    memcpy(m->write_le, e->write_le, sizeof m->write_le);
+    m->write_seconds_sum = (double)e->write_ms_sum / 1000.0;
+    m->rebalances = e->rebalances;
+    m->n_shards = e->n_shards < 64 ? e->n_shards : 64;
+    for (int i = 0; i < e->n_shards; i++) {
+        m->users += fd_shard_users(e->shards[i]);
+        if (i < 64) {
+            uint64_t b;
+            size_t q;
+            fd_shard_progress(e->shards[i], &b, &q);
+            m->queued[i] = (int64_t)q;
+        }
+    }
+    for (int32_t p = 0; p < e->n_parts && m->n_lag < FD_METRICS_PARTS; p++) {
+        if (!e->parts[p].assigned)
+            continue;
+        int64_t lo, hi, lag = -1;
+        if (e->parts[p].stored_offset >= 0 &&
+            rd_kafka_get_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            hi >= 0)
+            lag = hi > e->parts[p].stored_offset ? hi - e->parts[p].stored_offset : 0;
+        m->lag_part[m->n_lag] = p;
+        m->lag[m->n_lag++] = lag;
+    }
+    m->redis_ok = !e->blocked;
+    m->churn = e->churn_on;
+    if (e->churn_on) {
+        m->auc = fd_quality_auc(&e->Gq);
+        m->logloss = fd_quality_logloss(&e->Gq);
+        m->examples = e->G.examples;
+    }
+    m->mf = e->mf_on;
+    if (e->mf_on) {
+        const fd_mf_quality *q = &e->mfq;
+        double c = q->checks ? (double)q->checks : 1.0;
+        m->recall = (double)q->hits / c;
+        m->ndcg = q->ndcg / c;
+        m->pop_recall = (double)q->pop_hits / c;
+        m->pop_ndcg = q->pop_ndcg / c;
+        m->positives = e->mfpub.g.positives;
+    }
+}
+
+const char *fd_engine_stat_name(int i, char *buf, size_t n)
+{
+    return eng_stat_field(i, buf, n);
 }

@@ -64,6 +64,37 @@ typedef struct fd_engine_status {
     int64_t last_write_ms; /* the last one's */
 } fd_engine_status;
 
+/* What /metrics serves (daemon/http.c), taken on the engine thread. */
+#define FD_WRITE_BUCKETS 10 /* Redis write latency: 5 ms .. 5 s, then +Inf */
+extern const double fd_write_bucket_s[FD_WRITE_BUCKETS];
+#define FD_METRICS_PARTS 256 /* partitions whose lag is reported */
+typedef struct fd_engine_metrics {
+    fd_engine_status st;
+    int n_stats;                         /* the stats this instance stored since start, by index: */
+    int64_t stat[128];                   /* fd_engine_stat_name names them (PREFIX stats fields) */
+    uint64_t write_le[FD_WRITE_BUCKETS]; /* writes within each bucket (not cumulative) */
+    double write_seconds_sum;
+    uint64_t rebalances;
+    uint64_t users; /* in memory, all shards */
+    int n_shards;
+    int64_t queued[64]; /* per shard */
+    int n_lag;
+    int32_t lag_part[FD_METRICS_PARTS];
+    int64_t lag[FD_METRICS_PARTS]; /* -1 unknown */
+    bool redis_ok;                 /* the last write went through (not blocked) */
+    bool churn, mf;                /* the models are on */
+    double auc, logloss;           /* churn: prequential */
+    uint64_t examples;
+    double recall, ndcg, pop_recall, pop_ndcg; /* mf: prequential @10 */
+    uint64_t positives;
+} fd_engine_metrics;
+
+/* Fill m (engine thread only, from before_poll). */
+void fd_engine_get_metrics(fd_engine *e, fd_engine_metrics *m);
+/* The name of stats field i ("events", "dlq.avro_decode", ...), in buf
+ * unless static. Any thread. */
+const char *fd_engine_stat_name(int i, char *buf, size_t n);
+
 /* The engine's status now (engine thread only, from before_poll). A shard
  * is stuck when it had items queued and finished no batch for stall_ms. */
 void fd_engine_get_status(fd_engine *e, int64_t stall_ms, fd_engine_status *st);

@@ -183,8 +183,9 @@ typedef struct inflight {
     int n, n_epochs;
     size_t n_cmds;
     int64_t t_start;
-    long model_at; /* EXEC's element that answers the churn model's EVAL; -1 none */
-    long mf_at;    /* ... the recommendation model's; -1 none */
+    long model_at;            /* EXEC's element that answers the churn model's EVAL; -1 none */
+    long mf_at;               /* ... the recommendation model's; -1 none */
+    int64_t stats[SF__COUNT]; /* the stats deltas it adds (metrics totals once confirmed) */
 } inflight;
 
 /* One flush: the offsets recorded at its marker and the shards' snapshots. */
@@ -306,10 +307,13 @@ struct fd_engine {
     int64_t queue_full_since;
     int fatal;
     int64_t last_flush_ms;
-    int64_t last_write_ms;  /* how long the last MULTI/EXEC round trip took */
-    uint64_t writes;        /* confirmed MULTI/EXEC round trips since start ... */
-    int64_t write_ms_sum;   /* ... and their durations summed (progress lines) */
-    char key[PART_KEY_MAX]; /* the consumer thread's eng_part_key buffer */
+    int64_t last_write_ms;               /* how long the last MULTI/EXEC round trip took */
+    uint64_t writes;                     /* confirmed MULTI/EXEC round trips since start ... */
+    int64_t write_ms_sum;                /* ... and their durations summed (progress lines) */
+    uint64_t write_le[FD_WRITE_BUCKETS]; /* ... of them within each bucket (metrics) */
+    int64_t totals[SF__COUNT];           /* the stats this instance stored since start (metrics) */
+    uint64_t rebalances;                 /* assignments the group handed this instance */
+    char key[PART_KEY_MAX];              /* the consumer thread's eng_part_key buffer */
 
     rd_kafka_queue_t *cq;   /* the consumer's queue (batch consume) */
     fd_fetch_nudge nudge;   /* wakes librdkafka's fetcher after a full queue drained */

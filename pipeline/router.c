@@ -136,6 +136,7 @@ void eng_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         fd_info("engine", "assigned %d partition(s) (%s)", parts->cnt,
                 coop ? "cooperative" : "eager");
         e->assigned_once = true;
+        e->rebalances++;
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {

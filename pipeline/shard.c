@@ -40,6 +40,10 @@ const char *fd_stat_name(int i, char *buf, size_t n)
         return "saturated_sums";
     if (i == FD_ST_ALERTS)
         return "churn_alerts";
+    if (i >= FD_ST_EVENTS_TYPE0 && i < FD_ST_EVENTS_TYPE_END) {
+        static const char *const type[] = {"events.click", "events.cart", "events.purchase"};
+        return type[i - FD_ST_EVENTS_TYPE0];
+    }
     if (i >= FD_ST_DLQ_FAILED_REASON0)
         snprintf(buf, n, "dlq_failed.%s",
                  fd_reject_name((fd_reject)(i - FD_ST_DLQ_FAILED_REASON0)));
@@ -301,6 +305,8 @@ static void process_batch(fd_shard *s)
         else if (rc == 1)
             s->parts[p].stats[FD_ST_LATE]++;
         s->parts[p].stats[FD_ST_EVENTS]++;
+        if (ev->type < 3)
+            s->parts[p].stats[FD_ST_EVENTS_TYPE0 + ev->type]++;
         s->parts[p].touched = true;
     }
     s->n_batch = 0;

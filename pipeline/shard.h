@@ -36,7 +36,9 @@ enum {
     FD_ST_DLQ_FAILED,      /* dead letters given up (fd_kafka_dlq_failed) */
     FD_ST_SATURATED,       /* sums that stopped at their limit (fd_funnel_saturated) */
     FD_ST_ALERTS,          /* churn alerts fired (written to the outbox) */
-    FD_ST_DLQ_REASON0,     /* "dlq.REASON": FD_REJ__COUNT of them */
+    FD_ST_EVENTS_TYPE0,    /* "events.click", "events.cart", "events.purchase" */
+    FD_ST_EVENTS_TYPE_END = FD_ST_EVENTS_TYPE0 + 3,
+    FD_ST_DLQ_REASON0 = FD_ST_EVENTS_TYPE_END,         /* "dlq.REASON": FD_REJ__COUNT of them */
     FD_ST_DLQ_FAILED_REASON0 = FD_ST_DLQ_REASON0 + 32, /* "dlq_failed.REASON" */
 };
 #define FD_ST__COUNT (FD_ST_DLQ_FAILED_REASON0 + 32)

@@ -115,6 +115,24 @@ static size_t append_windows(fd_engine *e)
     return n_cmds;
 }
 
+const double fd_write_bucket_s[FD_WRITE_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
+                                                    0.25,  0.5,  1,     2.5,  5};
+
+/* A write is in Redis: its stats into the totals, its round trip into the
+ * latency histogram (metrics, progress lines). */
+static void count_write(fd_engine *e, const int64_t *stats, int64_t ms)
+{
+    for (int i = 0; i < SF__COUNT; i++)
+        e->totals[i] += stats[i];
+    e->writes++;
+    e->write_ms_sum += ms;
+    int b = 0;
+    while (b < FD_WRITE_BUCKETS && (double)ms / 1000.0 > fd_write_bucket_s[b])
+        b++;
+    if (b < FD_WRITE_BUCKETS)
+        e->write_le[b]++;
+}
+
 /* Write every complete pending epoch in one MULTI/EXEC: 1 when it is
  * sent (eng_write_poll finishes it), 0 when there was nothing to write (or it
  * was already written), -1 to retry later. */
@@ -267,6 +285,7 @@ int eng_write_epochs(fd_engine *e)
         }
         eng_churn_written(e, NULL); /* the model it carried: read back */
         eng_mf_written(e, NULL);
+        count_write(e, e->wf.stats, e->last_write_ms);
         eng_confirm(e, e->n_epochs);
         rc = 0;
         goto out;
@@ -341,10 +360,12 @@ int eng_write_epochs(fd_engine *e)
     n_cmds += nw;
     /* The stats deltas, with those kept from earlier writes (refused, or
      * the write errors found in their replies). */
+    int64_t sent_stats[SF__COUNT];
     snprintf(wkey, sizeof wkey, "%sstats", e->cfg->redis_key_prefix);
     for (int st = 0; st < SF__COUNT; st++) {
         int64_t v = (st < FD_ST__COUNT ? stats[st] : 0) + e->carry[st];
         e->carry_sent[st] = e->carry[st];
+        sent_stats[st] = v;
         if (v) {
             eng_seg_add(
                 e, (wseg){.first = n_cmds - x0, .n = 1, .kind = WE_STATS, .field = st, .value = v});
@@ -404,6 +425,7 @@ int eng_write_epochs(fd_engine *e)
                        .t_start = fd_mono_ms(),
                        .model_at = model_at,
                        .mf_at = mf_at};
+    memcpy(e->wf.stats, sent_stats, sizeof sent_stats);
     parts = NULL;
     offset = max_ts = NULL;
     pthread_mutex_lock(&e->io.t.mu);
@@ -445,8 +467,6 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
         eng_set_blocked(e, true, "Redis failed during a write");
     } else {
         e->last_write_ms = fd_mono_ms() - w->t_start;
-        e->writes++;
-        e->write_ms_sum += e->last_write_ms;
         fd_debug("engine", "wrote %d epoch(s): %zu commands, %d partition(s) in %" PRId64 " ms",
                  w->n_epochs, w->n_cmds, w->n, e->last_write_ms);
         if (x->type == REDIS_REPLY_NIL) {
@@ -465,6 +485,7 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
                 redisReply none = {.type = REDIS_REPLY_NIL};
                 eng_mf_written(e, (size_t)w->mf_at < x->elements ? x->element[w->mf_at] : &none);
             }
+            count_write(e, w->stats, e->last_write_ms);
             eng_confirm(e, w->n_epochs);
             eng_set_blocked(e, false, NULL);
             if (e->n_epochs == 0) {

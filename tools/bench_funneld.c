@@ -185,6 +185,8 @@ static int write_config(const bench_run *run, const bench_args *a, const char *p
         yaml_str(f, run->schema);
     }
     fprintf(f, "\nlog:\n  level: %s\n", a->funneld_log ? "debug" : "info");
+    /* beside a funneld that may already listen on the default port */
+    fputs("http:\n  listen: 127.0.0.1:0\n", f);
     if (workers > 0)
         fprintf(f, "engine:\n  workers: %d\n", workers);
     return fclose(f) == 0 ? 0 : -1;

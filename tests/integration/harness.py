@@ -596,6 +596,9 @@ def write_config(path, overrides=None, **kw):
     """
     merged = dict(overrides or {})
     merged.update(kw)
+    # tests run side by side: each funneld's HTTP listener on a port of its
+    # own (logged: "http: listening on ... (port N)"), unless a test says
+    merged.setdefault("http.listen", "127.0.0.1:0")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(config_yaml(merged))
