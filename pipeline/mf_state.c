@@ -236,8 +236,10 @@ static int load(fd_engine *e, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
-    memcpy(ms->base_v, g->v, (size_t)g->n * (size_t)g->k * sizeof *g->v);
-    memcpy(ms->base_pop, g->pop, (size_t)g->n * sizeof *g->pop);
+    if (g->n) {
+        memcpy(ms->base_v, g->v, (size_t)g->n * (size_t)g->k * sizeof *g->v);
+        memcpy(ms->base_pop, g->pop, (size_t)g->n * sizeof *g->pop);
+    }
     ms->n_base = g->n;
     totals_of(e, ms->tot_base);
     return 0;
