@@ -645,9 +645,6 @@ void eng_mf_written(fd_engine *e, const redisReply *r)
     if (!ms->pushing)
         return;
     ms->pushing = false;
-    e->mf_written = e->mf_sent;
-    e->mf_t0_written = e->mf_t0_sent;
-    e->mf_ring_written = e->mf_ring_sent;
     fd_mf_items *g = &e->mfpub.g;
     int k = g->k;
     size_t rb = row_bytes(k);
@@ -726,6 +723,10 @@ void eng_mf_written(fd_engine *e, const redisReply *r)
                 mkey);
         goto out;
     }
+    /* the rows it carried are stored: not sent again unless they change */
+    e->mf_written = e->mf_sent;
+    e->mf_t0_written = e->mf_t0_sent;
+    e->mf_ring_written = e->mf_ring_sent;
     /* every sent row's base is what it was sent as, unless stored otherwise */
     for (uint32_t t = 0; t < ms->n_sent; t++) {
         uint32_t gi = ms->sent[t];
