@@ -148,8 +148,8 @@ static void metrics_text(text *t, const fd_engine_metrics *m, double rate)
     uint64_t cum = 0;
     for (int b = 0; b < FD_WRITE_BUCKETS; b++) {
         cum += m->write_le[b];
-        put(t, "funneld_redis_write_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
-            fd_write_bucket_s[b], cum);
+        put(t, "funneld_redis_write_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", fd_write_bucket_s[b],
+            cum);
     }
     put(t, "funneld_redis_write_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", m->st.writes);
     put(t, "funneld_redis_write_seconds_sum %.3f\n", m->write_seconds_sum);
@@ -168,18 +168,15 @@ static void metrics_text(text *t, const fd_engine_metrics *m, double rate)
     gauge(t, "funneld_users_in_memory", "Users held in the shards' memory.", (double)m->users);
     family(t, "funneld_rebalances_total", "counter", "Assignments the consumer group handed over.");
     put(t, "funneld_rebalances_total %" PRIu64 "\n", m->rebalances);
-    gauge(t, "funneld_events_per_second", "Messages per second over the last second or so.",
-          rate);
+    gauge(t, "funneld_events_per_second", "Messages per second over the last second or so.", rate);
     if (m->churn) {
-        gauge(t, "funneld_churn_auc", "Churn model: prequential AUC over a recent window.",
-              m->auc);
+        gauge(t, "funneld_churn_auc", "Churn model: prequential AUC over a recent window.", m->auc);
         gauge(t, "funneld_churn_logloss", "Churn model: prequential log loss.", m->logloss);
         family(t, "funneld_churn_examples_total", "counter", "Churn model: examples learned.");
         put(t, "funneld_churn_examples_total %" PRIu64 "\n", m->examples);
     }
     if (m->mf) {
-        gauge(t, "funneld_recs_recall_at_10", "Recommendations: prequential recall@10.",
-              m->recall);
+        gauge(t, "funneld_recs_recall_at_10", "Recommendations: prequential recall@10.", m->recall);
         gauge(t, "funneld_recs_ndcg_at_10", "Recommendations: prequential NDCG@10.", m->ndcg);
         gauge(t, "funneld_recs_popularity_recall_at_10",
               "The decayed popularity list's recall@10 on the same positives.", m->pop_recall);
@@ -247,8 +244,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     char msg[200];
     if (health) {
         if (!have || age > STALE_MS) {
-            snprintf(msg, sizeof msg, "unhealthy: the engine thread reported nothing for %" PRId64
-                     " ms", have ? age : fd_mono_ms() - h->at_ms);
+            snprintf(msg, sizeof msg,
+                     "unhealthy: the engine thread reported nothing for %" PRId64 " ms",
+                     have ? age : fd_mono_ms() - h->at_ms);
             rc = line(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
         } else if (!m->st.progressing) {
             snprintf(msg, sizeof msg,
@@ -282,8 +280,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             free(t.p);
             rc = line(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         } else {
-            rc = reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", t.p, t.len,
-                       true);
+            rc =
+                reply(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", t.p, t.len, true);
         }
     }
     free(m);
