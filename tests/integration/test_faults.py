@@ -407,7 +407,7 @@ class Faults(unittest.TestCase):
         # learned once (b's unwritten ones learned again by a) and is as
         # good as the single instance's.
         ref_model = Faults._reference_model
-        self.assertIn("merged with other instances", logs, "the instances never merged")
+        self.assertIn("churn: merged with other instances", logs, "the instances never merged")
         self.assertEqual(model["examples"], ref_model["examples"], "examples learned")
         self.assertEqual(model["churned"], ref_model["churned"], "churned episodes")
         self.assertLess(abs(float(model["auc"]) - float(ref_model["auc"])), 0.01,

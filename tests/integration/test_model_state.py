@@ -66,13 +66,21 @@ class ModelState(unittest.TestCase):
                 mark = len(d.log_text())
                 r.hset(KEY, mapping={"lr": " ".join(head), "examples": before + 1000000})
                 producer.resume()
-                d.wait_for_log(r"merged with other instances' learning", timeout=30, start=mark)
+                d.wait_for_log(r"churn: merged with other instances' learning", timeout=30,
+                               start=mark)
                 self.assertTrue(fdtest.sleep_until(
                     lambda: examples(r) > before + 1000000, 30),
                     f"funneld's learning was not added onto the other model: {examples(r)}")
                 # 2. An unreadable model: writes are refused, named, and
                 # consumption pauses; deleting the key lets funneld go on.
                 producer.pause()
+                # as above: no write of funneld's in flight when the model
+                # breaks (a write whose check came before the edit would
+                # meet it inside its script, which replaces it, and says so)
+                self.assertTrue(fdtest.sleep_until(
+                    lambda: sum(max(v, 0) for v in
+                                fdtest.stored_offsets(r, TOPIC, range(4)).values())
+                    >= producer.sent, 30), "funneld did not catch up")
                 mark = len(d.log_text())
                 r.hset(KEY, "lr", "lr1 not a model")
                 producer.resume()  # new events: a write that meets the bad model
