@@ -145,6 +145,7 @@ static void unstick_partitions(fd_engine *e)
         if (pt->msgs != pt->msgs_at_check) {
             pt->msgs_at_check = pt->msgs;
             pt->idle_since_ms = now;
+            pt->stuck_tries = 0;
             continue;
         }
         if (now - pt->idle_since_ms < STUCK_MS)
@@ -155,13 +156,96 @@ static void unstick_partitions(fd_engine *e)
                                              500) != RD_KAFKA_RESP_ERR_NO_ERROR ||
             hi <= pt->polled_offset)
             continue; /* idle because there is nothing to read */
-        fd_warn("engine",
-                "partition=%" PRId32 " delivered nothing for %d ms with %" PRId64
-                " message(s) past offset %" PRId64 ": seeking again (librdkafka lost the "
-                "position)",
-                p, STUCK_MS, hi - pt->polled_offset, pt->polled_offset);
-        set_paused(e, p, false);
+        if (pt->stuck_tries++ < 2) {
+            fd_warn("engine",
+                    "partition=%" PRId32 " delivered nothing for %d ms with %" PRId64
+                    " message(s) past offset %" PRId64 ": seeking again (librdkafka lost the "
+                    "position)",
+                    p, STUCK_MS, hi - pt->polled_offset, pt->polled_offset);
+            set_paused(e, p, false);
+        } else {
+            fd_warn("engine",
+                    "partition=%" PRId32 " still delivers nothing with %" PRId64
+                    " message(s) past offset %" PRId64
+                    ": assigning it again (librdkafka left it paused inside, "
+                    "confluentinc/librdkafka#5591)",
+                    p, hi - pt->polled_offset, pt->polled_offset);
+            eng_reassign(e, p);
+            pt->stuck_tries = 0;
+        }
     }
+}
+
+/* Assign partition p again at its position (the stuck partition's last
+ * resort): a fresh fetch start clears a pause librdkafka kept inside.
+ * Cooperative: p alone; eager: the whole assignment at each partition's
+ * position (every fetcher restarts from there, nothing is skipped or
+ * read twice), and what funneld has paused is paused again. */
+void eng_reassign(fd_engine *e, int32_t p)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    rd_kafka_error_t *err = NULL;
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!strcmp(rd_kafka_rebalance_protocol(e->consumer), "COOPERATIVE")) {
+        l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, e->cfg->kafka_topic_events, p)->offset =
+            e->parts[p].polled_offset;
+        err = rd_kafka_incremental_unassign(e->consumer, l);
+        if (!err)
+            err = rd_kafka_incremental_assign(e->consumer, l);
+    } else {
+        rerr = rd_kafka_assignment(e->consumer, &l);
+        if (!rerr) {
+            for (int i = 0; i < l->cnt; i++) {
+                int32_t q = l->elems[i].partition;
+                part *pt = q >= 0 && q < e->n_parts ? &e->parts[q] : NULL;
+                l->elems[i].offset = pt && pt->polled_offset >= 0 && !pt->need_resolve
+                                         ? pt->polled_offset
+                                         : RD_KAFKA_OFFSET_INVALID;
+            }
+            rerr = rd_kafka_assign(e->consumer, l);
+        }
+    }
+    if (err || rerr)
+        fd_warn("engine", "partition=%" PRId32 ": assigning it again: %s", p,
+                err ? rd_kafka_error_string(err) : rd_kafka_err2str(rerr));
+    if (err)
+        rd_kafka_error_destroy(err);
+    if (l)
+        rd_kafka_topic_partition_list_destroy(l);
+    /* librdkafka starts every (re)assigned partition unpaused */
+    for (int32_t q = 0; q < e->n_parts; q++) {
+        part *pt = &e->parts[q];
+        if (pt->assigned && pt->paused) {
+            rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(one, e->cfg->kafka_topic_events, q);
+            rd_kafka_pause_partitions(e->consumer, one);
+            rd_kafka_topic_partition_list_destroy(one);
+        }
+    }
+}
+
+/* Test-only (FUNNELD_TEST_REASSIGN_AFTER=N): once N messages were handed
+ * to the shards, assign the first assigned partition again, as the stuck
+ * check's last resort does, so a test can show that it loses and repeats
+ * nothing. */
+static void test_reassign(fd_engine *e)
+{
+    static int64_t after = -2;
+    if (after == -2) {
+        const char *v = getenv("FUNNELD_TEST_REASSIGN_AFTER");
+        after = v ? strtoll(v, NULL, 10) : -1;
+    }
+    if (after < 0 || e->handed < (uint64_t)after)
+        return;
+    after = -1;
+    for (int32_t p = 0; p < e->n_parts; p++)
+        if (e->parts[p].assigned && !e->parts[p].need_resolve) {
+            fd_warn("engine", "test hook: assigning partition=%" PRId32 " again at offset %" PRId64,
+                    p, e->parts[p].polled_offset);
+            eng_reassign(e, p);
+            return;
+        }
 }
 
 /* Partitions pause while their offset is unknown, while Redis or the
@@ -755,6 +839,7 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
             e->stall_blocked = false;
         sync_pause(e);
         unstick_partitions(e);
+        test_reassign(e);
         rd_kafka_poll(e->producer, 0);
         if (e->wait_len)
             eng_route(e);

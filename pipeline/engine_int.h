@@ -56,6 +56,7 @@ typedef struct part {
     int64_t confirmed_max_ts;     /* max_ts stored in Redis with stored_offset */
     int64_t data_loss;            /* offsets lost to retention, not yet written */
     uint64_t msgs, msgs_at_check; /* messages taken; at the last stuck check */
+    int stuck_tries;              /* unstick_partitions' seeks since it last delivered */
     int64_t idle_since_ms;        /* no message taken since (stuck check) */
 } part;
 
@@ -342,6 +343,7 @@ part *eng_get_part(fd_engine *e, int32_t p);
 const char *eng_part_key(const fd_engine *e, int32_t p, char buf[PART_KEY_MAX]);
 void eng_set_blocked(fd_engine *e, bool blocked, const char *why);
 int eng_start_epoch(fd_engine *e);
+void eng_reassign(fd_engine *e, int32_t p);
 /* router.c */
 void eng_drop_waiting(fd_engine *e, const bool *drop, int n_drop);
 void eng_poll_batch(fd_engine *e, int timeout_ms);

@@ -99,6 +99,23 @@ class EndToEnd(unittest.TestCase):
         self.assertTrue(first == again, "replaying the same input changed Redis contents: " +
                         fdtest.state_diff(again, first))
 
+    def test_partition_assigned_again_loses_nothing(self):
+        """The stuck-partition check's last resort (engine.c eng_reassign:
+        the assignment again at each partition's position), forced once
+        mid-stream by a test-only hook: every count still equals the truth."""
+        with RedisServer() as redis, Broker(partitions=4) as kafka:
+            cfg = fdtest.daemon_config(self.tmp / "fd-reassign.yaml", kafka.bootstrap, redis.url,
+                                       **{"redis.flush_interval_ms": 50})
+            r = redis.client()
+            total = self.truth["events"]
+            self.assertEqual(harness.produce_framed(kafka.bootstrap, TOPIC, self.framed), total)
+            env = {"FUNNELD_TEST_REASSIGN_AFTER": str(total // 3)}
+            with Daemon(cfg, env=env) as d:
+                fdtest.wait_consumed(r, kafka.bootstrap, TOPIC, timeout=120, daemon=d)
+                self.assertIn("test hook: assigning partition=", d.log_text())
+                self.assertEqual(d.terminate(), 0)
+            fdtest.compare_with_truth(self, r, self.truth)
+
     def test_worker_counts_agree(self):
         one = self.run_once(**{"engine.workers": 1})
         three = self.run_once(**{"engine.workers": 3, "engine.queue_messages": 64})
