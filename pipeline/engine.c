@@ -506,6 +506,48 @@ int64_t eng_flush_interval(const fd_engine *e)
     return s > i ? s : i;
 }
 
+/* What a flush that has not finished waits on, for the error that says
+ * it timed out (a stop that is not clean should say why). */
+static void flush_waits(fd_engine *e, char *buf, size_t n)
+{
+    size_t len = 0;
+#define ADD(...)                                                                                   \
+    do {                                                                                           \
+        if (len < n) {                                                                             \
+            int w_ = snprintf(buf + len, n - len, __VA_ARGS__);                                    \
+            len += w_ > 0 ? (size_t)w_ : 0;                                                        \
+        }                                                                                          \
+    } while (0)
+    buf[0] = '\0';
+    if (e->wait_len)
+        ADD("; %zu message(s) still waiting for room in the shard queues", e->wait_len);
+    if (e->wf.active)
+        ADD("; a write of %zu command(s) in flight for %" PRId64 " ms", e->wf.n_cmds,
+            fd_mono_ms() - e->wf.t_start);
+    for (int k = 0; k < e->n_epochs; k++) {
+        epoch *ep = e->epochs[k];
+        for (int i = 0; i < e->n_shards; i++)
+            if (!ep->snaps[i]) {
+                uint64_t batches;
+                size_t queued;
+                fd_shard_progress(e->shards[i], &batches, &queued);
+                ADD("; epoch %" PRIu64 " waits for shard=%d (%zu item(s) queued, %" PRIu64
+                    " batches done)",
+                    ep->id, i, queued, batches);
+            }
+    }
+    int64_t dl = fd_kafka_dlq_pending(e->producer);
+    if (dl > 0)
+        ADD("; %" PRId64 " dead letter(s) not yet delivered", dl);
+    if (eng_refusal_wait(e))
+        ADD("; backing off after Redis refused a write");
+    if (e->blocked)
+        ADD("; blocked");
+#undef ADD
+    if (len == 0)
+        snprintf(buf, n, "; nothing pending (the last write just missed the deadline)");
+}
+
 /* Start an epoch if none is pending, then write until done or the
  * deadline passes. Used at revocation and shutdown. */
 int eng_flush_now(fd_engine *e, int64_t deadline)
@@ -876,12 +918,15 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
                    " ms (engine.shutdown_timeout_ms): the state after their offsets is not "
                    "stored and will be reprocessed",
                    undelivered, e->cfg->kafka_topic_dlq, e->cfg->engine_shutdown_timeout_ms);
-        else
+        else {
+            char waits[1024];
+            flush_waits(e, waits, sizeof waits);
             fd_err("engine",
                    "shutdown: could not write all state within %" PRId64
                    " ms (engine.shutdown_timeout_ms); it will be reprocessed from the stored "
-                   "offsets",
-                   e->cfg->engine_shutdown_timeout_ms);
+                   "offsets (%s)",
+                   e->cfg->engine_shutdown_timeout_ms, waits + 2);
+        }
     }
     eng_closer_stop(e); /* then close what the last writes allow, here */
     if (!e->fatal && flushed) {

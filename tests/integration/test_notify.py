@@ -135,6 +135,38 @@ class Notify(unittest.TestCase):
         self.assertEqual([ln for _, lines in listener.msgs[listener.index("STOPPING=1") + 1:]
                           for ln in lines if ln == "WATCHDOG=1"], [])
 
+    def test_stop_with_a_hung_shard_says_what_it_waited_for(self):
+        """A stop that cannot write the last state in engine.shutdown_timeout_ms
+        exits non-zero and names what was still pending (here: the epoch
+        waiting for the hung shard); nothing past the stored offsets is lost."""
+        framed = self.tmp / "events.bin"
+        fdtest.gen(framed, self.tmp / "truth.json", events=20000, users=1000, seed=5)
+        hang = self.tmp / "hang"
+        with RedisServer() as redis, Broker(partitions=2) as kafka:
+            cfg = fdtest.daemon_config(self.tmp / "fd.yaml", kafka.bootstrap, redis.url,
+                                       **{"engine.shutdown_timeout_ms": 2000})
+            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, framed, rate=5000)
+            r = redis.client()
+            with Daemon(cfg, env={"FUNNELD_TEST_HANG_FILE": hang}) as d:
+                try:
+                    d.wait_for_log(r"partition=\d+ assigned, starting at", timeout=30)
+                    producer.start()
+                    self.assertTrue(fdtest.sleep_until(
+                        lambda: int(r.hget(fdtest.PREFIX + "stats", "events") or 0) > 2000, 30))
+                    hang.touch()
+                    time.sleep(1.5 * SLOW)  # shard 0 takes its next batch, and hangs on it
+                    code = d.terminate(timeout=30)
+                finally:
+                    if hang.exists():
+                        hang.unlink()
+                    producer.stop()
+                log = d.log_text()
+            self.assertNotEqual(code, 0, "a stop that left state unwritten is not clean")
+            self.assertRegex(log, r"shutdown: could not write all state within 2000 ms "
+                                  r"\(engine\.shutdown_timeout_ms\); it will be reprocessed "
+                                  r"from the stored offsets \(.*epoch \d+ waits for shard=0 "
+                                  r"\(\d+ item\(s\) queued")
+
     def test_progress_lines(self):
         """log.progress_interval: a running funneld logs, at info level,
         what it did since the last line; the lines add up to the stream."""
