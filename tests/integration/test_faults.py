@@ -85,7 +85,7 @@ class Faults(unittest.TestCase):
         # churn model learns labels of both kinds (CHURN.md)
         return fdtest.daemon_config(self.tmp / f"{name}.yaml", kafka.bootstrap, redis.url,
                                     **{"redis.flush_interval_ms": 50, "churn.horizon": "1d",
-                                       "churn.warmup_examples": 0, "log.level": "debug", **extra})
+                                       "churn.warmup_examples": 0, **extra})
 
     def reference(self):
         """Redis state after one uninterrupted run on the same input (computed
