@@ -121,6 +121,7 @@ typedef struct fd_config {
 
     char *http_listen;                /* HOST:PORT or off; default 127.0.0.1:9108 */
     char *log_level;                  /* error|warn|info|debug; default info */
+    char *log_format;                 /* text|json; default text */
     int64_t log_progress_interval_ms; /* default 60s; 0 = never */
 } fd_config;
 
@@ -128,6 +129,15 @@ typedef struct fd_config {
  * names in names[0..max) (names of the table: static). Returns how many
  * differ (may exceed max). */
 size_t fd_config_diff(const fd_config *a, const fd_config *b, const char **names, size_t max);
+/* Key `name`'s value as text ("30s", "0.5"; for log lines: only for keys
+ * that hold no secret). */
+void fd_config_value_text(const fd_config *cfg, const char *name, char *buf, size_t n);
+/* Whether SIGHUP applies a change of key `name` to the running daemon
+ * (the SIGHUP column of docs/CONFIG.md). */
+bool fd_config_reloadable(const char *name);
+/* Copy key `name`'s value from src into dst (a reloaded key now runs with
+ * it). 0, or -1 (unknown key, a map, out of memory). */
+int fd_config_adopt(fd_config *dst, const fd_config *src, const char *name);
 
 /* A real-valued key's text (validated by the loader) as a double. */
 double fd_config_real(const char *val);

@@ -81,7 +81,7 @@ const struct cf_key cf_keys[] = {
     {"redis.backoff_max_ms", CF_DURATION, OFF(redis_backoff_max_ms), 0, NULL, 10000, 1, 10 * MS_MIN,
      0, NULL, NULL, "longest retry delay (reconnect, refused write); must be >= backoff_min_ms"},
     {"redis.flush_interval_ms", CF_DURATION, OFF(redis_flush_interval_ms), 0, NULL, 200, 1, MS_MIN,
-     0, NULL, NULL,
+     CF_RELOAD, NULL, NULL,
      "how often dirty state and offsets are written behind; while a backlog is read the interval "
      "stretches to 8x the last write's duration, at least 1 s and at most 5 s"},
 
@@ -142,16 +142,17 @@ const struct cf_key cf_keys[] = {
      3650 * MS_DAY, 0, NULL, NULL,
      "event-time silence after a user's last event that makes the user churned; inactivity "
      "checkpoints are scored at 1/8, 1/4, 3/8, 1/2 and 5/8 of it"},
-    {"churn.alert_threshold", CF_STR, OFF(churn_alert_threshold), 0, "0.5", 0, 0, 0, CF_NONEMPTY,
-     NULL, check_probability, "risk (0..1, exclusive) at or above which a user is alerted"},
-    {"churn.rearm_margin", CF_STR, OFF(churn_rearm_margin), 0, "0.1", 0, 0, 0, CF_NONEMPTY, NULL,
-     check_margin,
+    {"churn.alert_threshold", CF_STR, OFF(churn_alert_threshold), 0, "0.5", 0, 0, 0,
+     CF_NONEMPTY | CF_RELOAD, NULL, check_probability,
+     "risk (0..1, exclusive) at or above which a user is alerted"},
+    {"churn.rearm_margin", CF_STR, OFF(churn_rearm_margin), 0, "0.1", 0, 0, 0,
+     CF_NONEMPTY | CF_RELOAD, NULL, check_margin,
      "an alerted user is alerted again only after an event, or after its risk fell below "
      "alert_threshold minus this (0 <= margin < 1)"},
-    {"churn.min_events", CF_INT, OFF(churn_min_events), 0, NULL, 3, 1, 1000000000, 0, NULL, NULL,
-     "events a user must have had before it can be alerted"},
+    {"churn.min_events", CF_INT, OFF(churn_min_events), 0, NULL, 3, 1, 1000000000, CF_RELOAD, NULL,
+     NULL, "events a user must have had before it can be alerted"},
     {"churn.alert_cooldown", CF_DURATION, OFF(churn_alert_cooldown_ms), 0, NULL, 7 * MS_DAY, 0,
-     3650 * MS_DAY, 0, NULL, NULL, "least event time between two alerts of one user"},
+     3650 * MS_DAY, CF_RELOAD, NULL, NULL, "least event time between two alerts of one user"},
     {"churn.warmup_examples", CF_INT, OFF(churn_warmup_examples), 0, NULL, 5000, 0, 2000000000, 0,
      NULL, NULL, "no alert before the model has learned this many examples"},
     {"churn.alpha", CF_STR, OFF(churn_alpha), 0, "0.5", 0, 0, 0, CF_NONEMPTY, NULL,
@@ -202,10 +203,13 @@ const struct cf_key cf_keys[] = {
      "address of the HTTP listener serving /metrics (Prometheus), /healthz and /readyz: "
      "IPv4:PORT or [IPv6]:PORT (port 0 picks one, logged), or off"},
 
-    {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, 0, "error|warn|info|debug", NULL,
-     "least severe level that is logged"},
+    {"log.level", CF_ENUM, OFF(log_level), 0, "info", 0, 0, 0, CF_RELOAD, "error|warn|info|debug",
+     NULL, "least severe level that is logged"},
+    {"log.format", CF_ENUM, OFF(log_format), 0, "text", 0, 0, 0, CF_RELOAD, "text|json", NULL,
+     "text: one line per event (timestamp, level, component, message); json: one JSON object "
+     "per line (ts, level, component, msg) for log shippers"},
     {"log.progress_interval", CF_DURATION, OFF(log_progress_interval_ms), 0, NULL, 60000, 0, MS_DAY,
-     0, NULL, NULL,
+     CF_RELOAD, NULL, NULL,
      "how often a running funneld logs a progress line at info level (events, dead letters, "
      "lag, writes and their latency since the last line); 0 = never"},
 };
@@ -655,6 +659,60 @@ static bool key_equal(const fd_config *a, const fd_config *b, const struct cf_ke
     return num_get(a, k) == num_get(b, k);
 }
 
+void fd_config_value_text(const fd_config *cfg, const char *name, char *buf, size_t n)
+{
+    snprintf(buf, n, "?");
+    for (size_t i = 0; i < cf_nkeys; i++) {
+        const struct cf_key *k = &cf_keys[i];
+        if (strcmp(k->name, name))
+            continue;
+        if (cf_is_string_type(k->type)) {
+            const char *v = *cstr_at(cfg, k);
+            snprintf(buf, n, "%s", v ? v : "");
+        } else if (k->type == CF_INT || k->type == CF_DURATION || k->type == CF_SIZE) {
+            cf_format_num(buf, n, k, num_get(cfg, k));
+        }
+        return;
+    }
+}
+
+bool fd_config_reloadable(const char *name)
+{
+    for (size_t i = 0; i < cf_nkeys; i++)
+        if (!strcmp(cf_keys[i].name, name))
+            return (cf_keys[i].flags & CF_RELOAD) != 0;
+    return false;
+}
+
+int fd_config_adopt(fd_config *dst, const fd_config *src, const char *name)
+{
+    for (size_t i = 0; i < cf_nkeys; i++) {
+        const struct cf_key *k = &cf_keys[i];
+        if (strcmp(k->name, name))
+            continue;
+        if (cf_is_string_type(k->type)) {
+            const char *v = *cstr_at(src, k);
+            char *copy = v ? strdup(v) : NULL;
+            if (v && !copy)
+                return -1;
+            char **at = (char **)((char *)dst + k->off);
+            free(*at);
+            *at = copy;
+            return 0;
+        }
+        if (k->type == CF_INT) {
+            *(int *)((char *)dst + k->off) = *(const int *)((const char *)src + k->off);
+            return 0;
+        }
+        if (k->type == CF_DURATION || k->type == CF_SIZE) {
+            *(int64_t *)((char *)dst + k->off) = *(const int64_t *)((const char *)src + k->off);
+            return 0;
+        }
+        return -1; /* maps are never reloaded */
+    }
+    return -1;
+}
+
 size_t fd_config_diff(const fd_config *a, const fd_config *b, const char **names, size_t max)
 {
     size_t n = 0;
@@ -693,8 +751,8 @@ static const char *type_doc(const struct cf_key *k)
 void fd_config_print_docs(FILE *out)
 {
     char lo[32], hi[32];
-    fputs("| key | type | default | allowed | description |\n"
-          "|---|---|---|---|---|\n",
+    fputs("| key | type | default | allowed | SIGHUP | description |\n"
+          "|---|---|---|---|---|---|\n",
           out);
     for (size_t i = 0; i < cf_nkeys; i++) {
         const struct cf_key *k = &cf_keys[i];
@@ -723,7 +781,7 @@ void fd_config_print_docs(FILE *out)
         } else {
             fputs(k->flags & CF_NONEMPTY ? "non-empty" : "any", out);
         }
-        fputs(" | ", out);
+        fputs(k->flags & CF_RELOAD ? " | applied | " : " | restart | ", out);
         for (const char *p = k->desc; *p; p++)
             if (*p == '|')
                 fputs("\\|", out);

@@ -36,7 +36,8 @@ enum cf_type {
 
 enum {
     CF_NONEMPTY = 1 << 0,
-    CF_LIST = 1 << 1, /* CF_STR: a YAML sequence of scalars is joined with ',' */
+    CF_LIST = 1 << 1,   /* CF_STR: a YAML sequence of scalars is joined with ',' */
+    CF_RELOAD = 1 << 2, /* SIGHUP applies a change of it to the running daemon */
 };
 
 struct cf_key {

@@ -7,6 +7,7 @@
 #include "daemon/config.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 static atomic_int log_level = FD_LOG_INFO;
+static atomic_int log_json = 0; /* log.format: 0 text, 1 json */
 /* -1 not decided yet; 1 stderr is the journal's stream: "<N>" prefixes and
  * no timestamps (journald adds its own); 0 anything else (a terminal, a
  * redirected file): timestamped lines. */
@@ -61,6 +63,64 @@ void fd_log_set_level(int level)
 int fd_log_get_level(void)
 {
     return atomic_load(&log_level);
+}
+
+int fd_log_format_parse(const char *s)
+{
+    if (!s)
+        return -1;
+    if (!strcmp(s, "text"))
+        return FD_LOG_TEXT;
+    if (!strcmp(s, "json"))
+        return FD_LOG_JSON;
+    return -1;
+}
+
+void fd_log_set_format(int format)
+{
+    atomic_store(&log_json, format == FD_LOG_JSON);
+}
+
+/* s as the inside of a JSON string into out (at most n bytes with the NUL):
+ * quotes, backslashes and control characters escaped; bytes that are not
+ * UTF-8 (a user id is arbitrary bytes) as \u00XX of the byte, so the line
+ * stays valid JSON. Returns the length written. */
+static size_t json_escape(const char *s, size_t len, char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len && o + 7 < n; i++) {
+        unsigned c = u[i];
+        size_t ulen = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 1;
+        if (c >= 0x80 && ulen > 1 && i + ulen <= len) { /* a well-formed sequence: as is */
+            bool ok = true;
+            for (size_t j = 1; j < ulen; j++)
+                ok &= (u[i + j] & 0xc0) == 0x80;
+            if (ok && o + ulen < n) {
+                memcpy(out + o, s + i, ulen);
+                o += ulen;
+                i += ulen - 1;
+                continue;
+            }
+        }
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else if (c < 0x20 || c >= 0x7f) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = 0;
+    return o;
 }
 
 static const char *level_name(int level)
@@ -117,6 +177,35 @@ void fd_log(int level, const char *subsys, const char *fmt, ...)
         fd_config_redact_urls(line + n, red, sizeof line - (size_t)n - 1);
         len = (size_t)n + strlen(red);
         memcpy(line + n, red, len - (size_t)n);
+    }
+    if (atomic_load(&log_json)) {
+        /* {"ts":..., "level":..., "component":..., "msg":...}; under the
+         * journal the "<N>" prefix still comes first (journald strips it
+         * and keeps the level) and the timestamp is journald's own */
+        char js[sizeof line * 6 + 256];
+        size_t o = 0;
+        if (journal) {
+            o = (size_t)snprintf(js, sizeof js, "<%d>{", level);
+        } else {
+            struct timeval tv;
+            struct tm tm;
+            gettimeofday(&tv, NULL);
+            gmtime_r(&tv.tv_sec, &tm);
+            o = (size_t)snprintf(js, sizeof js, "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",",
+                                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                                 tm.tm_min, tm.tm_sec, (long)(tv.tv_usec / 1000));
+        }
+        const char *lv = level_name(level);
+        o += (size_t)snprintf(js + o, sizeof js - o, "\"level\":\"%.*s\",\"component\":\"",
+                              (int)strcspn(lv, " "), lv);
+        o += json_escape(subsys, strlen(subsys), js + o, sizeof js - o);
+        o += (size_t)snprintf(js + o, sizeof js - o, "\",\"msg\":\"");
+        o += json_escape(line + n, len - (size_t)n, js + o, sizeof js - o - 4);
+        memcpy(js + o, "\"}\n", 3);
+        o += 3;
+        ssize_t w = write(STDERR_FILENO, js, o);
+        (void)w;
+        return;
     }
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);

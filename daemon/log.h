@@ -16,6 +16,14 @@ int fd_log_level_parse(const char *s);
 void fd_log_set_level(int level);
 int fd_log_get_level(void);
 
+/* log.format: text lines (above), or one JSON object per line:
+ *   {"ts":"2026-11-23T16:49:23.123Z","level":"info","component":"kafka","msg":"..."}
+ * (every string escaped; bytes that are not UTF-8 as \u00XX). */
+enum { FD_LOG_TEXT = 0, FD_LOG_JSON = 1 };
+/* Parse "text|json"; -1 when unknown. */
+int fd_log_format_parse(const char *s);
+void fd_log_set_format(int format); /* any thread */
+
 void fd_log(int level, const char *subsys, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -34,14 +34,49 @@ static void on_hup(int sig)
     reload_flag = 1;
 }
 
-/* SIGHUP: re-read and validate the config file. Only log.level applies to
- * the running process; any other change is reported and waits for a
- * restart. A file that does not validate changes nothing. */
-/* SIGHUP: what it can apply; the config the daemon runs with, and path */
+/* SIGHUP: re-read and validate the config file, apply the keys that can
+ * change at run time (CF_RELOAD in config_table.c: the log level, format
+ * and progress interval, the flush interval, the churn alert threshold,
+ * re-arm margin, least events and cooldown) and name the changed keys that
+ * wait for a restart. A file that does not validate changes nothing, and
+ * says why (file:line:column). Runs on the engine thread (on_reload). */
 typedef struct reload_ctx {
     const char *path;
-    fd_config *running; /* as started, with log.level as last applied */
+    fd_config *running; /* as started, with the reloaded keys as last applied */
+    fd_engine *engine;
+    fd_notify *notify;
 } reload_ctx;
+
+static void append_name(char *buf, size_t size, size_t *len, const char *s)
+{
+    int w = snprintf(buf + *len, size - *len, "%s%s", *len ? ", " : "", s);
+    if (w > 0 && (size_t)w < size - *len)
+        *len += (size_t)w;
+}
+
+static int apply_key(reload_ctx *rc, const fd_config *next, const char *name, char *err,
+                     size_t errsize)
+{
+    if (!strcmp(name, "log.level")) {
+        int lvl = fd_log_level_parse(next->log_level);
+        if (lvl < 0)
+            return -1;
+        fd_log_set_level(lvl);
+        return 0;
+    }
+    if (!strcmp(name, "log.format")) {
+        int f = fd_log_format_parse(next->log_format);
+        if (f < 0)
+            return -1;
+        fd_log_set_format(f);
+        return 0;
+    }
+    if (!strcmp(name, "log.progress_interval")) {
+        rc->notify->progress_every_ms = next->log_progress_interval_ms;
+        return 0;
+    }
+    return fd_engine_reload(rc->engine, next, name, err, errsize);
+}
 
 static void reload_config(void *arg)
 {
@@ -56,34 +91,32 @@ static void reload_config(void *arg)
         fd_config_free(&next);
         return;
     }
-    /* which keys changed: log.level is applied, the rest waits for a restart */
     const char *names[FD_CONFIG_MAX_KEYS];
     size_t n = fd_config_diff(rc->running, &next, names, FD_CONFIG_MAX_KEYS);
-    char applied[64] = "", later[1024] = "";
-    size_t ll = 0;
+    char applied[1024] = "", later[1024] = "", value[256];
+    size_t la = 0, ll = 0;
     for (size_t i = 0; i < n && i < FD_CONFIG_MAX_KEYS; i++) {
-        if (!strcmp(names[i], "log.level")) {
-            int lvl = fd_log_level_parse(next.log_level);
-            if (lvl >= 0) {
-                fd_log_set_level(lvl);
-                snprintf(applied, sizeof applied, "log.level=%s", next.log_level);
-                char *old = rc->running->log_level, *nw = strdup(next.log_level);
-                if (nw) { /* applied: the running value now */
-                    rc->running->log_level = nw;
-                    free(old);
-                }
-            }
+        if (!fd_config_reloadable(names[i])) {
+            append_name(later, sizeof later, &ll, names[i]);
             continue;
         }
-        int w = snprintf(later + ll, sizeof later - ll, "%s%s", ll ? ", " : "", names[i]);
-        if (w > 0 && (size_t)w < sizeof later - ll)
-            ll += (size_t)w;
+        char why[256] = "";
+        if (apply_key(rc, &next, names[i], why, sizeof why) != 0 ||
+            fd_config_adopt(rc->running, &next, names[i]) != 0) {
+            fd_err("main", "SIGHUP: %s: could not apply %s%s%s; it keeps its running value", path,
+                   names[i], why[0] ? ": " : "", why);
+            continue;
+        }
+        fd_config_value_text(rc->running, names[i], value, sizeof value);
+        char item[400];
+        snprintf(item, sizeof item, "%s=%s", names[i], value);
+        append_name(applied, sizeof applied, &la, item);
     }
-    if (!applied[0] && !ll)
+    if (!la && !ll)
         fd_info("main", "SIGHUP: %s is valid and unchanged", path);
     else
         fd_info("main", "SIGHUP: %s is valid; applied: %s; changed, taking effect on restart: %s",
-                path, applied[0] ? applied : "nothing", ll ? later : "nothing");
+                path, la ? applied : "nothing", ll ? later : "nothing");
     fd_config_free(&next);
 }
 
@@ -173,6 +206,9 @@ int main(int argc, char **argv)
     int lvl = fd_log_level_parse(cfg.log_level);
     if (lvl >= 0)
         fd_log_set_level(lvl);
+    int fmt = fd_log_format_parse(cfg.log_format);
+    if (fmt >= 0)
+        fd_log_set_format(fmt);
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -190,10 +226,10 @@ int main(int argc, char **argv)
         fd_config_free(&cfg);
         return 1;
     }
-    static reload_ctx reload;
-    reload = (reload_ctx){.path = path, .running = &cfg};
     static fd_notify notify; /* systemd: READY, STATUS, WATCHDOG, STOPPING */
     fd_notify_init(&notify, cfg.log_progress_interval_ms);
+    static reload_ctx reload;
+    reload = (reload_ctx){.path = path, .running = &cfg, .engine = e, .notify = &notify};
     fd_engine_signals sig = {.stop = &stop_flag,
                              .reload = &reload_flag,
                              .on_reload = reload_config,

@@ -56,6 +56,10 @@ int eng_churn_init(fd_engine *e, char *errstr, size_t errstr_size)
         return 0;
     if (fd_churn_params_from_config(&e->churn, e->cfg, &e->core.feat, errstr, errstr_size) != 0)
         return -1;
+    e->reload.threshold = e->churn.threshold; /* until a SIGHUP changes them */
+    e->reload.rearm_margin = e->churn.rearm_margin;
+    e->reload.min_events = e->churn.min_events;
+    e->reload.cooldown_ms = e->churn.cooldown_ms;
     fd_lr_init(&e->G, &e->churn.lr);
     fd_quality_init(&e->Gq);
     /* the stored model: the one the stored offsets go with */
@@ -123,6 +127,7 @@ void eng_churn_free(fd_engine *e)
     free(cs->push_qt);
     *cs = (churn_sync){0};
     pthread_mutex_destroy(&e->pub.mu);
+    pthread_mutex_destroy(&e->reload.mu);
 }
 
 int eng_churn_merge(fd_engine *e, epoch *ep)

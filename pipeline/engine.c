@@ -496,7 +496,7 @@ bool eng_backlog(const fd_engine *e)
 }
 int64_t eng_flush_interval(const fd_engine *e)
 {
-    int64_t i = e->cfg->redis_flush_interval_ms, s = WRITE_STRETCH * e->last_write_ms;
+    int64_t i = e->flush_ms, s = WRITE_STRETCH * e->last_write_ms;
     if (s < BACKLOG_MIN_MS)
         s = BACKLOG_MIN_MS;
     if (s > i && !eng_backlog(e))
@@ -620,6 +620,8 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     }
     e->cfg = cfg;
     pthread_mutex_init(&e->pub.mu, NULL);
+    pthread_mutex_init(&e->reload.mu, NULL);
+    e->flush_ms = cfg->redis_flush_interval_ms;
     bg_init(&e->cl.t);
     bg_init(&e->io.t);
     atomic_init(&e->confirmed_epoch, 0);
@@ -676,7 +678,8 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
                             .churn = e->churn_on ? &e->churn : NULL,
                             .model = &e->pub,
                             .mf = e->mf_on ? &e->mfp : NULL,
-                            .mfpub = &e->mfpub};
+                            .mfpub = &e->mfpub,
+                            .reload = &e->reload};
     e->shards = calloc((size_t)e->n_shards, sizeof *e->shards);
     e->route_buf = malloc((size_t)e->n_shards * ROUTE_CHUNK * sizeof *e->route_buf);
     e->route_n = calloc((size_t)e->n_shards, sizeof *e->route_n);
@@ -857,9 +860,9 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         int64_t now = fd_mono_ms();
         int64_t since = now - e->last_flush_ms; /* eng_flush_interval() asks librdkafka: not
                                                    before the configured interval */
-        if (e->n_epochs == 0 && ((since >= e->cfg->redis_flush_interval_ms &&
-                                  (since >= eng_flush_interval(e) || over_user_bound(e))) ||
-                                 dirty_users(e) >= FLUSH_DIRTY_USERS)) {
+        if (e->n_epochs == 0 &&
+            ((since >= e->flush_ms && (since >= eng_flush_interval(e) || over_user_bound(e))) ||
+             dirty_users(e) >= FLUSH_DIRTY_USERS)) {
             eng_start_epoch(e);
             e->last_flush_ms = now;
         }
@@ -989,6 +992,38 @@ void fd_engine_destroy(fd_engine *e)
     free(e->segs);
     free(e->bootstraps);
     free(e);
+}
+
+int fd_engine_reload(fd_engine *e, const fd_config *next, const char *key, char *errstr,
+                     size_t errstr_size)
+{
+    if (!strcmp(key, "redis.flush_interval_ms")) {
+        e->flush_ms = next->redis_flush_interval_ms;
+        return 0;
+    }
+    if (strncmp(key, "churn.", 6) != 0) {
+        snprintf(errstr, errstr_size, "%s cannot be changed while running", key);
+        return -1;
+    }
+    if (!e->churn_on)
+        return 0; /* nothing runs with it: applied at the next start */
+    fd_churn_params p;
+    if (fd_churn_params_from_config(&p, next, &e->core.feat, errstr, errstr_size) != 0)
+        return -1;
+    pthread_mutex_lock(&e->reload.mu);
+    if (!strcmp(key, "churn.alert_threshold"))
+        e->reload.threshold = p.threshold;
+    else if (!strcmp(key, "churn.rearm_margin"))
+        e->reload.rearm_margin = p.rearm_margin;
+    else if (!strcmp(key, "churn.min_events"))
+        e->reload.min_events = p.min_events;
+    else if (!strcmp(key, "churn.alert_cooldown"))
+        e->reload.cooldown_ms = p.cooldown_ms;
+    pthread_mutex_unlock(&e->reload.mu);
+    /* every shard takes it at this point of its queue: after what was
+     * routed before the SIGHUP, before what comes after */
+    eng_broadcast(e, (fd_item){.kind = FD_ITEM_RELOAD});
+    return 0;
 }
 
 void fd_engine_get_metrics(fd_engine *e, fd_engine_metrics *m)

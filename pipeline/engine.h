@@ -89,6 +89,13 @@ typedef struct fd_engine_metrics {
     uint64_t positives;
 } fd_engine_metrics;
 
+/* SIGHUP (engine thread only, from on_reload): apply the reloadable key
+ * `key` (redis.flush_interval_ms, churn.alert_threshold, churn.rearm_margin,
+ * churn.min_events, churn.alert_cooldown) from next, a validated config.
+ * The shards take churn changes in stream order. 0, or -1 with errstr. */
+int fd_engine_reload(fd_engine *e, const fd_config *next, const char *key, char *errstr,
+                     size_t errstr_size);
+
 /* Fill m (engine thread only, from before_poll). */
 void fd_engine_get_metrics(fd_engine *e, fd_engine_metrics *m);
 /* The name of stats field i ("events", "dlq.avro_decode", ...), in buf

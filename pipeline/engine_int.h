@@ -244,7 +244,9 @@ struct fd_engine {
     fd_funnel_table *merged;           /* the writer's scratch: windows of one write */
     fd_resp wbuf;                      /* the writer's scratch: commands of one write */
     fd_core_params core;               /* features and funnel parameters (shards share them) */
-    fd_churn_params churn;             /* churn model parameters (shards share them) */
+    fd_churn_params churn;             /* churn model parameters (shards copy them) */
+    fd_reload_box reload;              /* SIGHUP's alert parameters (fd_engine_reload) */
+    int64_t flush_ms;                  /* redis.flush_interval_ms, as SIGHUP last set it */
     bool churn_on;                     /* churn.enabled */
     fd_model_pub pub;                  /* the merged model, published to the shards */
     fd_lr G;                           /* the merged model (consumer thread) */

@@ -428,7 +428,7 @@ static int partinit_once(fd_shard *s, int32_t p)
             rc = -1;
             break;
         }
-        int64_t due = fd_churn_next_due(s->env->churn, u);
+        int64_t due = fd_churn_next_due(&s->cp, u);
         if (due >= 0 && u->churn.heap_pos == 0) {
             sch_arm(s, u, p, due);
             armed++;
@@ -499,6 +499,9 @@ static void handle_control(fd_shard *s, const fd_item *it)
     case FD_ITEM_WATERMARK:
         if (it->partition >= 0 && it->partition < s->n_parts)
             sch_watermark(s, it->partition, it->value);
+        break;
+    case FD_ITEM_RELOAD:
+        sch_reload(s);
         break;
     default:
         break;

@@ -51,6 +51,7 @@ typedef enum fd_item_kind {
     FD_ITEM_MARKER,    /* epoch: snapshot what changed since the last marker */
     FD_ITEM_DROP,      /* partition: forget its users and counters */
     FD_ITEM_WATERMARK, /* value: the partition's max event time (churn timers), before a marker */
+    FD_ITEM_RELOAD,    /* SIGHUP: take the alert parameters in env->reload */
 } fd_item_kind;
 
 typedef struct fd_item {
@@ -89,6 +90,16 @@ typedef struct fd_snapshot {
 
 void fd_snapshot_free(fd_snapshot *s); /* NULL accepted */
 
+/* What SIGHUP changes in the shards (fd_engine_reload): the churn alert
+ * parameters, published under mu and taken by each shard at the
+ * FD_ITEM_RELOAD that follows, so the change applies at one point of
+ * each shard's stream. */
+typedef struct fd_reload_box {
+    pthread_mutex_t mu;
+    double threshold, rearm_margin;
+    int64_t min_events, cooldown_ms;
+} fd_reload_box;
+
 /* Shared, read-only environment of every shard. */
 struct fd_core_params;
 
@@ -105,6 +116,7 @@ typedef struct fd_shard_env {
     struct fd_model_pub *model;          /* the merged model (model_pub.h) */
     const struct fd_mf_params *mf;       /* NULL: mf.enabled off */
     struct fd_mf_pub *mfpub;             /* the merged item factors (model_pub.h) */
+    fd_reload_box *reload;               /* SIGHUP's alert parameters */
 } fd_shard_env;
 
 typedef struct fd_shard fd_shard;

@@ -123,6 +123,19 @@ static void on_alert(void *ctx, const fd_churn_alert *a)
     fd_debug("churn", "alert %s user=%.64s risk=%.3f", a->alert_id, fd_user_id(u), a->risk);
 }
 
+void sch_reload(fd_shard *s)
+{
+    if (!s->cm || !s->env->reload)
+        return;
+    fd_reload_box *b = s->env->reload;
+    pthread_mutex_lock(&b->mu);
+    s->cp.threshold = b->threshold;
+    s->cp.rearm_margin = b->rearm_margin;
+    s->cp.min_events = b->min_events;
+    s->cp.cooldown_ms = b->cooldown_ms;
+    pthread_mutex_unlock(&b->mu);
+}
+
 void sch_outbox(fd_shard *s, int32_t p, fd_resp *cmds)
 {
     pstate *ps = &s->parts[p];
@@ -142,7 +155,8 @@ int sch_new(fd_shard *s, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
-    fd_churn_model_init(s->cm, s->env->churn);
+    s->cp = *s->env->churn;
+    fd_churn_model_init(s->cm, &s->cp);
     pthread_mutex_lock(&s->env->model->mu);
     s->cm->lr = s->env->model->lr;
     s->prev_epoch = s->env->model->epoch;
@@ -235,12 +249,12 @@ static void fire(fd_shard *s, int32_t p, int64_t wm)
             fd_timer_pop(h);
             free(g);
             if (u->churn.heap_pos == 0)
-                set_timer(s, u, p, fd_churn_on_timer(s->env->churn, s->cm, u, wm, &s->sink));
+                set_timer(s, u, p, fd_churn_on_timer(&s->cp, s->cm, u, wm, &s->sink));
             mark_dirty(s, u);
             continue;
         }
         fd_user *u = t->ref;
-        int64_t due = fd_churn_on_timer(s->env->churn, s->cm, u, wm, &s->sink);
+        int64_t due = fd_churn_on_timer(&s->cp, s->cm, u, wm, &s->sink);
         mark_dirty(s, u);
         set_timer(s, u, p, due);
     }
@@ -258,14 +272,14 @@ void sch_before(fd_shard *s, fd_user *u, int32_t p, int64_t ts, int64_t ref)
         return;
     if (ref > 0)
         fire(s, p, ref - s->env->cfg->funnel_allowed_lateness_ms);
-    fd_churn_before_event(s->env->churn, s->cm, u, ts, &s->sink);
+    fd_churn_before_event(&s->cp, s->cm, u, ts, &s->sink);
 }
 
 void sch_after(fd_shard *s, fd_user *u, int32_t p, int64_t ts)
 {
     if (!s->cm)
         return;
-    set_timer(s, u, p, fd_churn_after_event(s->env->churn, s->cm, u, ts, &s->sink));
+    set_timer(s, u, p, fd_churn_after_event(&s->cp, s->cm, u, ts, &s->sink));
 }
 
 int sch_snapshot(fd_shard *s, fd_snapshot *sn, uint64_t epoch)
@@ -294,7 +308,7 @@ void sch_adopt(fd_shard *s)
     pthread_mutex_lock(&pub->mu);
     if (pub->epoch == s->prev_epoch && pub->epoch != 0 && pub->lr.version != s->prev->version) {
         /* R = G + (R - R at the marker); from now on the delta is from G */
-        fd_lr_rebase(&s->cm->lr, s->prev, &pub->lr, &s->env->churn->lr);
+        fd_lr_rebase(&s->cm->lr, s->prev, &pub->lr, &s->cp.lr);
         *s->prev = pub->lr;
     }
     pthread_mutex_unlock(&pub->mu);

@@ -89,6 +89,8 @@ struct fd_shard {
 
     /* the churn model (shard_churn.c); cm NULL when churn is off */
     fd_churn_model *cm; /* the replica R and the quality counted since the last marker */
+    fd_churn_params cp; /* the shard's copy of env->churn: SIGHUP changes its alert
+                           fields at an FD_ITEM_RELOAD, in stream order (sch_reload) */
     fd_lr *prev;        /* R at the last marker (or the merged model it adopted since) */
     uint64_t prev_epoch;
     fd_churn_sink sink;
@@ -137,6 +139,8 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch);
 void sch_drop(fd_shard *s, int32_t p);
 /* The alerts of partition p since the last snapshot into c (an HSET each). */
 void sch_outbox(fd_shard *s, int32_t p, fd_resp *cmds);
+/* FD_ITEM_RELOAD: take the alert parameters from env->reload. */
+void sch_reload(fd_shard *s);
 /* The user record's suffix (models/churn.h), and reading it back. */
 size_t sch_suffix(const fd_user *u, char *buf);
 void sch_parse(fd_shard *s, fd_user *u, const char *rec, size_t len);

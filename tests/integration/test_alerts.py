@@ -200,6 +200,44 @@ class Alerts(unittest.TestCase):
             self.assertNotIn(ep, episodes, f"two alerts in one episode: {ep}")
             episodes.add(ep)
 
+    def test_sighup_changes_the_threshold_mid_stream(self):
+        """SIGHUP applies churn.alert_threshold to the running daemon: alerts
+        before it carry (and respect) the old threshold, alerts after it the
+        new one, and nothing restarts."""
+        with RedisServer() as redis, Broker(partitions=1) as kafka:
+            extra = {"kafka.alerts_format": "json", "churn.alert_threshold": "0.95"}
+            cfg = self.config(kafka, redis, "hup", **extra)
+            r = redis.client()
+            producer = fdtest.RateProducer(kafka.bootstrap, TOPIC, self.framed, rate=6000)
+            try:
+                with Daemon(cfg) as d:
+                    d.wait_for_log(r"partition=\d+ assigned, starting at", timeout=30)
+                    producer.start()
+                    self.assertTrue(fdtest.sleep_until(
+                        lambda: int(r.hget(fdtest.PREFIX + "stats", "churn_alerts") or 0) >= 5,
+                        60), "alerts at 0.95 before the SIGHUP")
+                    mark = len(d.log_text())
+                    self.config(kafka, redis, "hup", **{**extra, "churn.alert_threshold": "0.6"})
+                    d.proc.send_signal(signal.SIGHUP)
+                    d.wait_for_log(r"SIGHUP: .* applied: churn\.alert_threshold=0\.6; changed, "
+                                   r"taking effect on restart: nothing", start=mark)
+                    producer.join(60)
+                    fdtest.wait_consumed(r, kafka.bootstrap, TOPIC, timeout=60, daemon=d)
+                    self.assertEqual(d.terminate(), 0)
+                    self.assertNotIn("starting with", d.log_text()[mark:], "no restart")
+            finally:
+                producer.stop()
+            alerts = [json.loads(ln) for ln in
+                      kcat(kafka.bootstrap, ALERTS, "%s\n").decode().splitlines()]
+        thresholds = [a["threshold"] for a in alerts]
+        self.assertEqual(set(thresholds), {0.95, 0.6}, "both thresholds were used")
+        self.assertEqual(thresholds[0], 0.95)
+        self.assertEqual(thresholds[-1], 0.6)
+        for a in alerts:
+            self.assertGreaterEqual(a["risk"], a["threshold"], a)
+        self.assertGreater(thresholds.count(0.6), thresholds.count(0.95),
+                           "a lower threshold after the SIGHUP alerts more users")
+
     def test_json_after_kill9_sends_the_same_alerts(self):
         want = self.avro_run()
         with RedisServer() as redis, Broker(partitions=1) as kafka:

@@ -5,6 +5,7 @@ cluster (kcat produces to the address funneld logs; redis-cli reads the
 result), and the Redis password from a file and from the environment.
 """
 
+import json
 import os
 import re
 import shutil
@@ -153,7 +154,7 @@ class Cli(unittest.TestCase):
                                  "2500")
                 self.assertEqual(d.terminate(), 0)
 
-    def test_sighup_reloads_log_level_and_survives_a_bad_file(self):
+    def test_sighup_reloads_what_it_can_and_survives_a_bad_file(self):
         with RedisServer() as redis:
             path = self.tmp / "hup.yaml"
             base = {"kafka.brokers": "embedded", "redis.url": redis.url,
@@ -169,17 +170,33 @@ class Cli(unittest.TestCase):
                                start=mark)
                 mark = len(d.log_text())
                 harness.write_config(path, {**base, "log.level": "debug",
-                                            "churn.alert_threshold": 0.6, "mf.top_n": 5})
+                                            "churn.alert_threshold": 0.6, "mf.top_n": 5,
+                                            "redis.flush_interval_ms": "350ms",
+                                            "log.format": "json"})
                 d.proc.send_signal(signal.SIGHUP)
-                # what changed is named: applied, or waiting for a restart
-                d.wait_for_log(r"SIGHUP: .*hup\.yaml is valid; applied: log\.level=debug; "
-                               r"changed, taking effect on restart: churn\.alert_threshold, "
-                               r"mf\.top_n\n", start=mark)
-                # the same file again: nothing new to apply (log.level runs as debug now)
+                # what changed is named: applied (with the value it runs
+                # with), or waiting for a restart; the line is JSON already
+                m = d.wait_for_log(r"\{[^\n]*SIGHUP: [^\n]*\}\n", start=mark)
+                line = json.loads(m.group(0))
+                self.assertEqual((line["level"], line["component"]), ("info", "main"))
+                self.assertRegex(line["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+                self.assertRegex(line["msg"],
+                                 r"^SIGHUP: .*hup\.yaml is valid; applied: "
+                                 r"redis\.flush_interval_ms=350ms, churn\.alert_threshold=0\.6, "
+                                 r"log\.level=debug, log\.format=json; "
+                                 r"changed, taking effect on restart: mf\.top_n$")
+                # the same file again: nothing new to apply
                 mark = len(d.log_text())
                 d.proc.send_signal(signal.SIGHUP)
-                d.wait_for_log(r"SIGHUP: .*applied: nothing; changed, taking effect on restart: "
-                               r"churn\.alert_threshold, mf\.top_n", start=mark)
+                m = d.wait_for_log(r"\{[^\n]*SIGHUP: [^\n]*\}\n", start=mark)
+                self.assertRegex(json.loads(m.group(0))["msg"],
+                                 r"applied: nothing; changed, taking effect on restart: "
+                                 r"mf\.top_n$")
+                # every line from here on is a JSON object (debug level now)
+                after = d.log_text()[mark:].splitlines()
+                self.assertTrue(after)
+                for ln in after:
+                    json.loads(ln)
                 self.assertTrue(d.running)
                 self.assertEqual(d.terminate(), 0)
 
