@@ -1,6 +1,6 @@
 # Entry points. Every target first runs tools/setup.sh (idempotent: installs
 # what is missing with apt, then builds).
-.PHONY: all build test test-sanitize test-fast demo fuzz format format-check bench clean
+.PHONY: all build test test-sanitize test-fast demo fuzz format format-check bench package clean
 
 all: build
 
@@ -50,5 +50,10 @@ format-check:
 bench: build
 	build/funnelctl bench
 
+# The Debian package (CPack): build-release/funneld_VERSION_ARCH.deb.
+package:
+	FD_BUILD_DIR=build-release FD_BUILD_TYPE=Release tools/setup.sh
+	cd build-release && cpack
+
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-release

@@ -62,6 +62,7 @@ typedef struct fd_config {
                                   redis://127.0.0.1:6379/0 */
     char *redis_password_file; /* "" = none */
     char *redis_password_env;  /* env var holding the password; default FUNNELD_REDIS_PASSWORD */
+    char *redis_username;      /* ACL user; "" = the default user */
     char *redis_key_prefix;    /* default "fd:v2:" */
     int64_t redis_connect_timeout_ms; /* 1..600000, default 2000 */
     int64_t redis_command_timeout_ms; /* 1..600000, default 5000 */

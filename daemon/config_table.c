@@ -25,13 +25,16 @@ static int check_positive_real(const char *val, char *why, size_t why_size);
 static int check_nonneg_real(const char *val, char *why, size_t why_size);
 static int check_rate(const char *val, char *why, size_t why_size);
 static int check_listen(const char *val, char *why, size_t why_size);
+static int check_brokers(const char *val, char *why, size_t why_size);
 
 #define OFF(f) offsetof(fd_config, f)
 
 /* The one table. Order is the order of --print-config and of the docs. */
 const struct cf_key cf_keys[] = {
-    {"kafka.brokers", CF_STR, OFF(kafka_brokers), 0, "embedded", 0, 0, 0, CF_NONEMPTY, NULL, NULL,
-     "Kafka bootstrap servers (host:port,...), or \"embedded\" for an in-process mock cluster"},
+    {"kafka.brokers", CF_STR, OFF(kafka_brokers), 0, "embedded", 0, 0, 0, CF_NONEMPTY, NULL,
+     check_brokers,
+     "Kafka bootstrap servers (host:port,...), or \"embedded\" for an in-process mock cluster "
+     "(demo and tests); the shipped file's placeholder SET-ME is refused until replaced"},
     {"kafka.partitions", CF_INT, OFF(kafka_partitions), 0, NULL, 4, 1, 1024, 0, NULL, NULL,
      "embedded cluster only: partitions of each topic it creates"},
     {"kafka.group_id", CF_STR, OFF(kafka_group_id), 0, "funneld", 0, 0, 0, CF_NONEMPTY, NULL, NULL,
@@ -68,6 +71,9 @@ const struct cf_key cf_keys[] = {
      "file whose first line is the Redis password; \"\" = none"},
     {"redis.password_env", CF_STR, OFF(redis_password_env), 0, "FUNNELD_REDIS_PASSWORD", 0, 0, 0, 0,
      NULL, NULL, "environment variable holding the Redis password (used when set)"},
+    {"redis.username", CF_STR, OFF(redis_username), 0, "", 0, 0, 0, 0, NULL, NULL,
+     "Redis 6+ ACL user to authenticate as (AUTH user password; the password from "
+     "password_file or password_env); \"\" = the default user"},
     {"redis.key_prefix", CF_STR, OFF(redis_key_prefix), 0, "fd:v2:", 0, 0, 0, 0, NULL, NULL,
      "prefix of every Redis key funneld writes"},
     {"redis.connect_timeout_ms", CF_DURATION, OFF(redis_connect_timeout_ms), 0, NULL, 2000, 1,
@@ -970,6 +976,20 @@ static int check_nonneg_real(const char *val, char *why, size_t why_size)
 static int check_rate(const char *val, char *why, size_t why_size)
 {
     return check_real(val, 0, 1, true, false, why, why_size);
+}
+
+/* The installed funneld.yaml ships "brokers: SET-ME": a fresh install must
+ * not start on the in-process mock cluster and look healthy. */
+static int check_brokers(const char *val, char *why, size_t why_size)
+{
+    if (strstr(val, "SET-ME")) {
+        snprintf(why, why_size,
+                 "not set yet: replace SET-ME with the Kafka bootstrap servers "
+                 "(host:port,host:port); \"embedded\" runs an in-process mock cluster, for "
+                 "demos and tests only");
+        return -1;
+    }
+    return 0;
 }
 
 static int check_listen(const char *val, char *why, size_t why_size)

@@ -220,6 +220,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     fd_info("main", "funneld %s starting with %s", FD_VERSION, path);
+    fd_engine_startup_stop(&stop_flag);
     fd_engine *e = fd_engine_new(&cfg, err, sizeof err);
     if (!e) {
         fd_err("main", "%s", err);

@@ -65,7 +65,8 @@ int eng_churn_init(fd_engine *e, char *errstr, size_t errstr_size)
     /* the stored model: the one the stored offsets go with */
     char err[256], key[600];
     volatile int stop = 0;
-    if (fd_redis_connect_wait(e->redis, 30000, &stop, err, sizeof err) != 0) {
+    if (fd_redis_connect_wait(e->redis, 30000, eng_start_stop ? eng_start_stop : &stop, err,
+                              sizeof err) != 0) {
         snprintf(errstr, errstr_size, "redis: cannot load the churn model: %s", err);
         return -1;
     }

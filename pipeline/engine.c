@@ -722,6 +722,8 @@ int fd_engine_check_config(const fd_config *cfg, char *errstr, size_t errstr_siz
     if (!r) {
         const char *key = cfg->redis_password_file && *cfg->redis_password_file
                               ? "redis.password_file"
+                          : cfg->redis_username && *cfg->redis_username && strstr(err, "ACL user")
+                              ? "redis.username"
                               : "redis.url";
         snprintf(errstr, errstr_size, "%s: %s", fd_config_where(cfg, key, where, sizeof where),
                  err);
@@ -992,6 +994,13 @@ void fd_engine_destroy(fd_engine *e)
     free(e->segs);
     free(e->bootstraps);
     free(e);
+}
+
+volatile sig_atomic_t *eng_start_stop;
+
+void fd_engine_startup_stop(volatile sig_atomic_t *flag)
+{
+    eng_start_stop = flag;
 }
 
 int fd_engine_reload(fd_engine *e, const fd_config *next, const char *key, char *errstr,

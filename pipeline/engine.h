@@ -89,6 +89,10 @@ typedef struct fd_engine_metrics {
     uint64_t positives;
 } fd_engine_metrics;
 
+/* The flag a SIGTERM sets, looked at while fd_engine_new waits for Redis
+ * (up to 30 s): a stop asked for during start-up ends the wait. */
+void fd_engine_startup_stop(volatile sig_atomic_t *flag);
+
 /* SIGHUP (engine thread only, from on_reload): apply the reloadable key
  * `key` (redis.flush_interval_ms, churn.alert_threshold, churn.rearm_margin,
  * churn.min_events, churn.alert_cooldown) from next, a validated config.

@@ -344,6 +344,8 @@ void eng_drop_partition(fd_engine *e, int32_t p, bool resolve_again);
 part *eng_get_part(fd_engine *e, int32_t p);
 const char *eng_part_key(const fd_engine *e, int32_t p, char buf[PART_KEY_MAX]);
 void eng_set_blocked(fd_engine *e, bool blocked, const char *why);
+/* fd_engine_startup_stop's flag (NULL: none). */
+extern volatile sig_atomic_t *eng_start_stop;
 int eng_start_epoch(fd_engine *e);
 void eng_reassign(fd_engine *e, int32_t p);
 /* router.c */

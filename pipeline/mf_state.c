@@ -259,7 +259,8 @@ int eng_mf_init(fd_engine *e, char *errstr, size_t errstr_size)
     }
     char err[256];
     volatile int stop = 0;
-    if (fd_redis_connect_wait(e->redis, 30000, &stop, err, sizeof err) != 0) {
+    if (fd_redis_connect_wait(e->redis, 30000, eng_start_stop ? eng_start_stop : &stop, err,
+                              sizeof err) != 0) {
         snprintf(errstr, errstr_size, "redis: cannot load the recommendation model: %s", err);
         return -1;
     }

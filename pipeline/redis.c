@@ -66,6 +66,7 @@ struct fd_redis {
     int is_unix;
     int db;
     char *password; /* NULL = no AUTH */
+    char *username; /* NULL = AUTH password (the default user); else AUTH username password */
     int64_t connect_timeout_ms;
     int64_t command_timeout_ms;
 
@@ -75,6 +76,7 @@ struct fd_redis {
     int in_outage;     /* a warning was logged and no success since */
     int ever_connected;
     char last_err[512];
+    bool auth_refused; /* the last attempt's AUTH was refused (a setting, not an outage) */
 };
 
 static struct timeval ms_to_tv(int64_t ms)
@@ -417,6 +419,20 @@ fd_redis *fd_redis_new(const fd_redis_opts *opts, char *errstr, size_t errstr_si
             }
         }
     }
+    if (opts->username && *opts->username) {
+        if (!r->password) {
+            set_err(errstr, errstr_size,
+                    "ACL user \"%s\" (redis.username) has no password: set redis.password_file, "
+                    "or the environment variable named by redis.password_env",
+                    opts->username);
+            goto fail;
+        }
+        r->username = strdup(opts->username);
+        if (!r->username) {
+            set_err(errstr, errstr_size, "out of memory");
+            goto fail;
+        }
+    }
     r->connect_timeout_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : 2000;
     r->command_timeout_ms = opts->command_timeout_ms > 0 ? opts->command_timeout_ms : 5000;
     fd_backoff_init(&r->bo, opts->backoff_min_ms > 0 ? opts->backoff_min_ms : 100,
@@ -438,6 +454,7 @@ void fd_redis_destroy(fd_redis *r)
         explicit_bzero(r->password, strlen(r->password));
         free(r->password);
     }
+    free(r->username);
     free(r->url);
     free(r);
 }
@@ -488,6 +505,8 @@ static int setup_command(fd_redis *r, redisContext *c, const char *label, const 
         const char *msg = rep->str ? rep->str : "";
         if (r->password && strstr(msg, r->password))
             msg = "(server error text withheld: it contains the password)";
+        if (!strcmp(label, "AUTH") || !strncmp(msg, "NOAUTH", 6) || !strncmp(msg, "NOPERM", 6))
+            r->auth_refused = true;
         set_err(errstr, errstr_size, "%s rejected: %s", label, msg);
         rc = -1;
     } else if (want_status && (rep->type != REDIS_REPLY_STATUS || !rep->str ||
@@ -518,7 +537,11 @@ static int try_connect(fd_redis *r, char *errstr, size_t errstr_size)
         snprintf(err, sizeof err, "setting the command timeout failed: %s", c->errstr);
         goto fail;
     }
-    if (r->password &&
+    if (r->password && r->username &&
+        setup_command(r, c, "AUTH", "OK", err, sizeof err, "AUTH %s %s", r->username, r->password) <
+            0)
+        goto fail;
+    if (r->password && !r->username &&
         setup_command(r, c, "AUTH", "OK", err, sizeof err, "AUTH %s", r->password) < 0)
         goto fail;
     if (r->db != 0) {
@@ -576,8 +599,14 @@ int fd_redis_connect_wait(fd_redis *r, int64_t timeout_ms, volatile int *stop, c
             set_err(errstr, errstr_size, "redis %s: stopped while connecting", r->url);
             return -1;
         }
+        r->auth_refused = false;
         if (fd_redis_ensure(r, errstr, errstr_size) == 0)
             return 0;
+        if (r->auth_refused) { /* waiting will not change the password: say so now */
+            set_err(errstr, errstr_size, "redis %s: %s", r->url,
+                    r->last_err[0] ? r->last_err : "AUTH rejected");
+            return -1;
+        }
         int64_t now = fd_mono_ms();
         if (now >= deadline) {
             set_err(errstr, errstr_size, "redis %s: not connected after %lld ms: %s", r->url,
@@ -750,6 +779,7 @@ fd_redis_opts fd_redis_opts_from_config(const fd_config *cfg)
     fd_redis_opts o = {.url = cfg->redis_url,
                        .password_file = cfg->redis_password_file,
                        .password_env = cfg->redis_password_env,
+                       .username = cfg->redis_username,
                        .connect_timeout_ms = cfg->redis_connect_timeout_ms,
                        .command_timeout_ms = cfg->redis_command_timeout_ms,
                        .backoff_min_ms = cfg->redis_backoff_min_ms,

@@ -21,6 +21,7 @@ typedef struct fd_redis_opts {
     const char *url;           /* redis://host:port[/db] or unix:///path[?db=N] */
     const char *password_file; /* NULL/"" = none; first line, trailing newline stripped */
     const char *password_env;  /* NULL/"" = none; used when the variable is set and non-empty */
+    const char *username;      /* NULL/"" = the default user; else an ACL user (AUTH user pw) */
     int64_t connect_timeout_ms;
     int64_t command_timeout_ms;
     int64_t backoff_min_ms;

@@ -276,6 +276,10 @@ static int locate_files(bench_run *run, const bench_args *a)
         if (access(cand, R_OK) == 0)
             schema = cand;
     }
+#ifdef FD_SCHEMA_DIR
+    if (!schema && access(FD_SCHEMA_DIR "/event.avsc", R_OK) == 0)
+        schema = FD_SCHEMA_DIR "/event.avsc"; /* installed (share/funneld/schemas) */
+#endif
     if (!schema || !realpath(schema, run->schema)) {
         fprintf(stderr, PROG ": Avro schema %s not found (give --schema PATH)\n",
                 schema ? schema : "conf/schemas/event.avsc");

@@ -70,7 +70,8 @@ static void usage(FILE *out)
             "  --topic T             Kafka topic\n"
             "  --out FILE            framed file instead (as funnelctl gen --out); - = stdout\n"
             "  --output-format F     avro | confluent-avro | json (default avro)\n"
-            "  --schema PATH         Avro schema (default conf/schemas/event.avsc)\n"
+            "  --schema PATH         Avro schema (default conf/schemas/event.avsc, else the "
+            "installed one)\n"
             "  --schema-id N         confluent-avro schema id (default 1)\n"
             "  -X, --producer-prop K=V  extra librdkafka producer property (repeatable)\n"
             "  --speed X             pace by event time, X times faster than real time\n"
@@ -129,6 +130,10 @@ static int parse_args(int argc, char **argv, rp_args *a)
     a->format = -1;
     a->wire = FD_FMT_AVRO;
     a->schema = "conf/schemas/event.avsc";
+#ifdef FD_SCHEMA_DIR
+    if (access(a->schema, R_OK) != 0 && access(FD_SCHEMA_DIR "/event.avsc", R_OK) == 0)
+        a->schema = FD_SCHEMA_DIR "/event.avsc"; /* installed: share/funneld/schemas */
+#endif
     a->schema_id = 1;
     a->max_reports = 100;
     optind = 1;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "pipeline/codec.h"
@@ -36,7 +37,8 @@ void gen_usage(FILE *out)
             "  --churn-fraction F    share of users that churn, 0..1 (default 0.2)\n"
             "output:\n"
             "  --format F            avro | confluent-avro | json (default avro)\n"
-            "  --schema PATH         Avro schema (default conf/schemas/event.avsc)\n"
+            "  --schema PATH         Avro schema (default conf/schemas/event.avsc, else the "
+            "installed one)\n"
             "  --schema-id N         confluent-avro schema id (default 1)\n"
             "  --out FILE            framed file (u32 BE key len, key, u32 BE value len,\n"
             "                        value); - = stdout\n"
@@ -239,6 +241,10 @@ int gen_parse_args(int argc, char **argv, gen_args *a)
     fd_gen_opts_default(&a->g);
     a->format = FD_FMT_AVRO;
     a->schema = "conf/schemas/event.avsc";
+#ifdef FD_SCHEMA_DIR
+    if (access(a->schema, R_OK) != 0 && access(FD_SCHEMA_DIR "/event.avsc", R_OK) == 0)
+        a->schema = FD_SCHEMA_DIR "/event.avsc"; /* installed: share/funneld/schemas */
+#endif
     a->schema_id = 1;
     fd_truth_opts_default(&a->t);
     optind = 1;

@@ -7,6 +7,7 @@ result), and the Redis password from a file and from the environment.
 
 import json
 import os
+import time
 import re
 import shutil
 import signal
@@ -56,7 +57,21 @@ class Cli(unittest.TestCase):
         self.assertEqual(bad.returncode, 2)
 
     def test_check_config_shipped_file(self):
-        r = run("--check-config", "-c", str(source_dir() / "conf" / "funneld.yaml"))
+        # as shipped it refuses to run until the brokers are named (a fresh
+        # install must not consume from an in-process mock and look healthy)
+        shipped = source_dir() / "conf" / "funneld.yaml"
+        r = run("--check-config", "-c", str(shipped))
+        self.assertEqual(r.returncode, 1)
+        line = next(i for i, ln in enumerate(shipped.read_text().splitlines(), 1)
+                    if ln.strip() == "brokers: SET-ME")
+        self.assertRegex(r.stderr, rf"funneld\.yaml:{line}:12: kafka\.brokers: .*replace SET-ME")
+        self.assertEqual(run("-c", str(shipped)).returncode, 1, "the start refuses it too")
+        # the same file with brokers named: valid (schemas resolve beside it)
+        named = self.tmp / "conf" / "funneld.yaml"
+        shutil.copytree(shipped.parent, named.parent)
+        named.write_text(shipped.read_text().replace("brokers: SET-ME",
+                                                     "brokers: kafka1:9092,kafka2:9092"))
+        r = run("--check-config", "-c", str(named))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("OK", r.stdout)
 
@@ -214,6 +229,56 @@ class Cli(unittest.TestCase):
                     d.wait_for_log(r"partition=\d+ assigned, starting at offset", timeout=30)
                     self.assertNotIn("s3cret-pw", d.log_text())
                     self.assertEqual(d.terminate(), 0)
+
+    def test_redis_acl_user_and_unix_socket(self):
+        """redis.username: a Redis 6 ACL user (AUTH user password), here over
+        the unix socket; a wrong password and a user without one are refused
+        with the key's position, the password never printed."""
+        sock = self.tmp / "redis.sock"
+        with RedisServer(extra_args=["--unixsocket", str(sock), "--unixsocketperm", "700"]) as redis:
+            r = redis.client()
+            r.execute_command("ACL", "SETUSER", "funneld", "on", ">acl-pw-9", "~*", "+@all")
+            pwfile = self.write("aclpw", "acl-pw-9\n")
+            base = {"kafka.brokers": "embedded", "redis.url": f"unix://{sock}?db=0",
+                    "redis.username": "funneld", "redis.password_file": pwfile,
+                    "input.schema": fdtest.schema_path(),
+                    "kafka.metrics_schema": METRICS_SCHEMA, "kafka.alerts_schema": ALERTS_SCHEMA}
+            cfg = harness.write_config(self.tmp / "acl.yaml", base)
+            chk = run("--check-config", "-c", str(cfg))
+            self.assertEqual(chk.returncode, 0, chk.stderr)
+            with Daemon(cfg) as d:
+                d.wait_for_log(r"partition=\d+ assigned, starting at offset", timeout=30)
+                self.assertNotIn("acl-pw-9", d.log_text())
+                self.assertEqual(d.terminate(), 0)
+            # it connected as funneld: the ACL log of the server says who
+            clients = [c for c in r.client_list() if c.get("user") == "funneld"]
+            self.assertEqual(clients, [], "its connections closed at exit")
+            self.assertGreater(r.dbsize(), 0, "funneld wrote its state")
+            # the wrong password: refused at --check-config, named by its key
+            wrong = self.write("wrongpw", "nope\n")
+            bad = harness.write_config(self.tmp / "acl-bad.yaml",
+                                       {**base, "redis.password_file": wrong})
+            with Daemon(bad) as d:  # refused at connect: it exits at once, saying why
+                self.assertEqual(d.wait(20), 1)
+                self.assertRegex(d.log_text(), r"error main: .*AUTH rejected: WRONGPASS")
+                self.assertNotIn("nope", d.log_text())
+            # SIGTERM during the start-up wait for Redis (down) ends it
+            down = harness.write_config(self.tmp / "acl-down.yaml",
+                                        {**base, "redis.url": f"unix://{self.tmp}/none.sock"})
+            with Daemon(down) as d:
+                d.wait_for_log(r"redis: .*none\.sock", timeout=20)
+                t0 = time.monotonic()
+                self.assertEqual(d.terminate(), 1)
+                self.assertLess(time.monotonic() - t0, 5 * harness.SLOW)
+                self.assertIn("stopped while connecting", d.log_text())
+            # a user and no password at all
+            nopw = {k: v for k, v in base.items() if k != "redis.password_file"}
+            bad = harness.write_config(self.tmp / "acl-nopw.yaml",
+                                       {**nopw, "redis.password_env": "FD_TEST_NO_SUCH_VAR"})
+            chk = run("--check-config", "-c", str(bad))
+            self.assertNotEqual(chk.returncode, 0)
+            self.assertRegex(chk.stderr, r"acl-nopw\.yaml:\d+:\d+: redis\.username: ACL user "
+                                         r"\"funneld\" \(redis\.username\) has no password")
 
 
 if __name__ == "__main__":

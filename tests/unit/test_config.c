@@ -122,13 +122,33 @@ static void test_defaults(void)
 static void test_shipped_config(void)
 {
     fd_config c = {0};
-    int rc = fd_config_load(&c, "conf/funneld.yaml", err, sizeof err);
+    /* as shipped: refused until the brokers are named, with the position */
+    CHECK(fd_config_load(&c, "conf/funneld.yaml", err, sizeof err) == -1);
+    CHECK_CONTAINS(err, "conf/funneld.yaml:");
+    CHECK_CONTAINS(err, ": kafka.brokers: invalid value 'SET-ME': not set yet: replace SET-ME");
+    /* with them named, everything else is the documented default */
+    char *shipped = read_all("conf/funneld.yaml");
+    char *at = shipped ? strstr(shipped, "brokers: SET-ME") : NULL;
+    CHECK(at != NULL);
+    FILE *f = at ? fopen("conf/.test_shipped.yaml", "w") : NULL;
+    CHECK(f != NULL);
+    if (!f) {
+        free(shipped);
+        return;
+    }
+    fwrite(shipped, 1, (size_t)(at - shipped), f);
+    fputs("brokers: embedded", f);
+    fputs(at + strlen("brokers: SET-ME"), f);
+    fclose(f);
+    free(shipped);
+    int rc = fd_config_load(&c, "conf/.test_shipped.yaml", err, sizeof err);
+    remove("conf/.test_shipped.yaml");
     CHECK(rc == 0);
     if (rc != 0) {
         fprintf(stderr, "conf/funneld.yaml: %s\n", err);
         return;
     }
-    CHECK_STR(c.source_path, "conf/funneld.yaml");
+    CHECK_STR(c.source_path, "conf/.test_shipped.yaml");
     CHECK_STR(c.kafka_brokers, "embedded");
     CHECK_STR(c.redis_url, "redis://127.0.0.1:6379/0");
     CHECK_STR(c.input_format, "avro");
