@@ -28,6 +28,7 @@
 
 #include "daemon/clock.h"
 #include "daemon/log.h"
+#include "daemon/views.h"
 #include "features/event.h"
 
 #define STALE_MS 15000 /* no copy published for this long: the engine thread hangs */
@@ -42,7 +43,51 @@ struct fd_http {
     uint64_t prev_msgs; /* events per second: messages at the previous copy */
     int64_t prev_ms;
     double rate;
+    /* /api/: where the views read (fd_http_set_source); set before requests */
+    bool api;
+    fd_redis_opts ro;
+    char *url, *pw_file, *pw_env, *user, *prefix;
+    fd_feat_params fp;
+    bool have_fp;
 };
+
+void fd_http_set_source(fd_http *h, const fd_config *cfg)
+{
+    if (!h)
+        return;
+    h->ro = fd_redis_opts_from_config(cfg);
+    h->url = strdup(cfg->redis_url);
+    h->pw_file = strdup(cfg->redis_password_file ? cfg->redis_password_file : "");
+    h->pw_env = strdup(cfg->redis_password_env ? cfg->redis_password_env : "");
+    h->user = strdup(cfg->redis_username ? cfg->redis_username : "");
+    h->prefix = strdup(cfg->redis_key_prefix);
+    h->ro.url = h->url;
+    h->ro.password_file = h->pw_file;
+    h->ro.password_env = h->pw_env;
+    h->ro.username = h->user;
+    int64_t hl[4];
+    char why[256];
+    int nh = fd_config_half_lives(cfg, hl, why, sizeof why);
+    h->have_fp =
+        nh > 0 && fd_feat_params_init(&h->fp, hl, nh, cfg->session_gap_ms, why, sizeof why) == 0;
+    h->api = h->url && h->pw_file && h->pw_env && h->user && h->prefix;
+}
+
+static bool loopback_client(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return false;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
 
 /* ---- the text ----------------------------------------------------------------- */
 
@@ -214,6 +259,66 @@ static enum MHD_Result line(struct MHD_Connection *c, unsigned status, const cha
     return reply(c, status, "text/plain; charset=utf-8", buf, (size_t)n, false);
 }
 
+/* An integer query argument in 1..max, or dflt when absent; -1 when bad. */
+static int query_int(struct MHD_Connection *c, const char *name, int dflt, int max)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+    if (!v)
+        return dflt;
+    char *end;
+    long n = strtol(v, &end, 10);
+    return *v && !*end && n >= 1 && n <= max ? (int)n : -1;
+}
+
+/* GET /api/funnel[?last=N&span=1m|1h], /api/top-risk[?n=N], /api/model:
+ * daemon/views.c over a connection of its own, loopback clients only. */
+static enum MHD_Result api(fd_http *h, struct MHD_Connection *c, const char *what)
+{
+    if (!loopback_client(c))
+        return line(c, MHD_HTTP_FORBIDDEN, "forbidden: /api/ answers loopback clients only");
+    if (!h->api)
+        return line(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable: no Redis source configured");
+    int n = 10;
+    const char *span = "1m";
+    if (!strcmp(what, "funnel")) {
+        n = query_int(c, "last", 10, FD_VIEW_MAX_WINDOWS);
+        span = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "span");
+        if (!span)
+            span = "1m";
+        if (strcmp(span, "1m") && strcmp(span, "1h"))
+            return line(c, MHD_HTTP_BAD_REQUEST, "bad request: span is 1m or 1h");
+    } else if (!strcmp(what, "top-risk")) {
+        n = query_int(c, "n", 10, FD_VIEW_MAX_USERS);
+    } else if (strcmp(what, "model")) {
+        return line(c, MHD_HTTP_NOT_FOUND,
+                    "not found: /api/funnel, /api/top-risk and /api/model are served");
+    }
+    if (n < 0)
+        return line(c, MHD_HTTP_BAD_REQUEST, "bad request: a count out of range");
+    char err[512] = "";
+    fd_redis *r = fd_redis_new(&h->ro, err, sizeof err);
+    json_t *doc = NULL;
+    if (r && fd_redis_ensure(r, err, sizeof err) == 0) {
+        if (!strcmp(what, "funnel"))
+            doc = fd_view_funnel(r, h->prefix, span, n, err, sizeof err);
+        else if (!strcmp(what, "top-risk"))
+            doc = fd_view_top_risk(r, h->prefix, n, err, sizeof err);
+        else
+            doc = fd_view_model(r, h->prefix, h->have_fp ? &h->fp : NULL, err, sizeof err);
+    }
+    fd_redis_destroy(r);
+    if (!doc) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "unavailable: Redis: %.200s", err);
+        return line(c, MHD_HTTP_SERVICE_UNAVAILABLE, msg);
+    }
+    char *body = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (!body)
+        return line(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return reply(c, MHD_HTTP_OK, "application/json", body, strlen(body), true);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state)
@@ -226,10 +331,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return line(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD");
     if (*upload_size)
         return line(c, MHD_HTTP_BAD_REQUEST, "no body expected");
+    if (!strncmp(url, "/api/", 5))
+        return api(h, c, url + 5);
     bool metrics = !strcmp(url, "/metrics"), health = !strcmp(url, "/healthz"),
          ready = !strcmp(url, "/readyz");
     if (!metrics && !health && !ready)
-        return line(c, MHD_HTTP_NOT_FOUND, "not found: /metrics, /healthz and /readyz are served");
+        return line(c, MHD_HTTP_NOT_FOUND,
+                    "not found: /metrics, /healthz, /readyz and /api/ are served");
     pthread_mutex_lock(&h->mu);
     fd_engine_metrics *m = malloc(sizeof *m);
     bool have = h->have, stopping = h->stopping;
@@ -407,5 +515,10 @@ void fd_http_stop(fd_http *h)
         return;
     MHD_stop_daemon(h->d);
     pthread_mutex_destroy(&h->mu);
+    free(h->url);
+    free(h->pw_file);
+    free(h->pw_env);
+    free(h->user);
+    free(h->prefix);
     free(h);
 }

@@ -24,6 +24,9 @@ int fd_http_check_listen(const char *listen, char *why, size_t n);
 fd_http *fd_http_start(const char *listen, char *errstr, size_t errstr_size);
 /* The port it listens on (http.listen's port 0 picks one). */
 int fd_http_port(const fd_http *h);
+/* Where /api/ reads (redis.*, features.*): call once, before requests come
+ * (right after fd_http_start). NULL h accepted. */
+void fd_http_set_source(fd_http *h, const fd_config *cfg);
 /* The engine thread's copy of what to serve (m NULL: only "alive"). */
 void fd_http_publish(fd_http *h, const fd_engine_metrics *m, bool stopping);
 void fd_http_stop(fd_http *h); /* NULL accepted */

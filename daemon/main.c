@@ -244,9 +244,10 @@ int main(int argc, char **argv)
         fd_config_free(&cfg);
         return 1;
     }
+    fd_http_set_source(http, &cfg);
     if (http)
-        fd_info("http", "listening on %s (port %d): /metrics, /healthz, /readyz", cfg.http_listen,
-                fd_http_port(http));
+        fd_info("http", "listening on %s (port %d): /metrics, /healthz, /readyz, /api/",
+                cfg.http_listen, fd_http_port(http));
     notify.http = http;
     int rc = fd_engine_run(e, &sig);
     fd_http_stop(http);

@@ -22,6 +22,10 @@ static void usage(FILE *out)
         "  bench     funneld end to end vs a plain consumer and kcat, and the core alone\n"
         "  features  users' feature vectors as funneld stored them in Redis\n"
         "  user      a user's features, churn risk and recommendations with scores\n"
+        "  funnel    the funnel of the last windows: a table and a bar chart\n"
+        "  top-risk  the users with the highest churn risk\n"
+        "  model     the churn model's weights and quality, the recommendation model's\n"
+        "  status    a running funneld's readiness, rate, lag and dead letters\n"
         "  bench-model  the churn model's learning and scoring speed on one core\n"
         "  eval      the models' prequential quality over a stream, beside their peers\n"
         "\n"
@@ -52,6 +56,14 @@ int main(int argc, char **argv)
         return fd_cmd_features(argc - 1, argv + 1);
     if (!strcmp(cmd, "user"))
         return fd_cmd_user(argc - 1, argv + 1);
+    if (!strcmp(cmd, "funnel"))
+        return fd_cmd_funnel(argc - 1, argv + 1);
+    if (!strcmp(cmd, "top-risk"))
+        return fd_cmd_top_risk(argc - 1, argv + 1);
+    if (!strcmp(cmd, "model"))
+        return fd_cmd_model(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status"))
+        return fd_cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;
