@@ -247,6 +247,12 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
     }
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (!strncmp(type, "text/html", 9)) /* the page runs its own inline script, nothing else */
+        MHD_add_response_header(r, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; style-src "
+                                "'unsafe-inline'; connect-src 'self'; img-src 'none'; "
+                                "frame-ancestors 'none'");
     enum MHD_Result ok = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ok;
@@ -257,6 +263,48 @@ static enum MHD_Result line(struct MHD_Connection *c, unsigned status, const cha
     char buf[256];
     int n = snprintf(buf, sizeof buf, "%s\n", msg);
     return reply(c, status, "text/plain; charset=utf-8", buf, (size_t)n, false);
+}
+
+extern const unsigned char fd_dashboard_html[]; /* daemon/dashboard.html (CMake) */
+extern const size_t fd_dashboard_html_len;
+
+static int64_t stat_value(const fd_engine_metrics *m, const char *field)
+{
+    char buf[64];
+    for (int i = 0; i < m->n_stats; i++)
+        if (!strcmp(fd_engine_stat_name(i, buf, sizeof buf), field))
+            return m->stat[i];
+    return 0;
+}
+
+/* GET /api/status: the engine's published copy (no Redis). */
+static enum MHD_Result api_status(fd_http *h, struct MHD_Connection *c)
+{
+    pthread_mutex_lock(&h->mu);
+    fd_engine_metrics *m = malloc(sizeof *m);
+    bool have = h->have, stopping = h->stopping;
+    double rate = h->rate;
+    if (m)
+        *m = h->m;
+    pthread_mutex_unlock(&h->mu);
+    if (!m)
+        return line(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    json_t *o = json_object();
+    json_object_set_new(o, "ready", json_boolean(have && !stopping && m->st.ready && m->redis_ok));
+    json_object_set_new(o, "healthy", json_boolean(have && m->st.progressing));
+    json_object_set_new(o, "partitions_assigned", json_integer(have ? m->st.assigned : 0));
+    json_object_set_new(o, "events_total", json_integer(stat_value(m, "events")));
+    json_object_set_new(o, "dead_letters_total", json_integer(have ? m->st.dead_letters : 0));
+    json_object_set_new(o, "churn_alerts_total", json_integer(stat_value(m, "churn_alerts")));
+    json_object_set_new(o, "events_per_second", json_real(have ? rate : 0));
+    json_object_set_new(o, "lag", have && m->st.lag >= 0 ? json_integer(m->st.lag) : json_null());
+    json_object_set_new(o, "users_in_memory", json_integer((json_int_t)m->users));
+    free(m);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!body)
+        return line(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return reply(c, MHD_HTTP_OK, "application/json", body, strlen(body), true);
 }
 
 /* An integer query argument in 1..max, or dflt when absent; -1 when bad. */
@@ -278,6 +326,8 @@ static enum MHD_Result api(fd_http *h, struct MHD_Connection *c, const char *wha
         return line(c, MHD_HTTP_FORBIDDEN, "forbidden: /api/ answers loopback clients only");
     if (!h->api)
         return line(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable: no Redis source configured");
+    if (!strcmp(what, "status"))
+        return api_status(h, c);
     int n = 10;
     const char *span = "1m";
     if (!strcmp(what, "funnel")) {
@@ -291,7 +341,8 @@ static enum MHD_Result api(fd_http *h, struct MHD_Connection *c, const char *wha
         n = query_int(c, "n", 10, FD_VIEW_MAX_USERS);
     } else if (strcmp(what, "model")) {
         return line(c, MHD_HTTP_NOT_FOUND,
-                    "not found: /api/funnel, /api/top-risk and /api/model are served");
+                    "not found: /api/status, /api/funnel, /api/top-risk and /api/model are "
+                    "served");
     }
     if (n < 0)
         return line(c, MHD_HTTP_BAD_REQUEST, "bad request: a count out of range");
@@ -302,7 +353,7 @@ static enum MHD_Result api(fd_http *h, struct MHD_Connection *c, const char *wha
         if (!strcmp(what, "funnel"))
             doc = fd_view_funnel(r, h->prefix, span, n, err, sizeof err);
         else if (!strcmp(what, "top-risk"))
-            doc = fd_view_top_risk(r, h->prefix, n, err, sizeof err);
+            doc = fd_view_top_risk(r, h->prefix, h->have_fp ? &h->fp : NULL, n, err, sizeof err);
         else
             doc = fd_view_model(r, h->prefix, h->have_fp ? &h->fp : NULL, err, sizeof err);
     }
@@ -333,11 +384,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return line(c, MHD_HTTP_BAD_REQUEST, "no body expected");
     if (!strncmp(url, "/api/", 5))
         return api(h, c, url + 5);
+    if (!strcmp(url, "/")) {
+        if (!loopback_client(c))
+            return line(c, MHD_HTTP_FORBIDDEN,
+                        "forbidden: the dashboard answers loopback clients only");
+        return reply(c, MHD_HTTP_OK, "text/html; charset=utf-8", (char *)fd_dashboard_html,
+                     fd_dashboard_html_len, false);
+    }
     bool metrics = !strcmp(url, "/metrics"), health = !strcmp(url, "/healthz"),
          ready = !strcmp(url, "/readyz");
     if (!metrics && !health && !ready)
         return line(c, MHD_HTTP_NOT_FOUND,
-                    "not found: /metrics, /healthz, /readyz and /api/ are served");
+                    "not found: /, /metrics, /healthz, /readyz and /api/ are served");
     pthread_mutex_lock(&h->mu);
     fd_engine_metrics *m = malloc(sizeof *m);
     bool have = h->have, stopping = h->stopping;

@@ -5,6 +5,7 @@
 #include "daemon/views.h"
 
 #include <stdbool.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,7 +189,89 @@ json_t *fd_view_funnel(fd_redis *r, const char *prefix, const char *span, int la
     return doc;
 }
 
-json_t *fd_view_top_risk(fd_redis *r, const char *prefix, int n_users, char *err, size_t n)
+/* The stream's event time now: the highest max_ts of the partition keys
+ * (SCAN, a few keys). 0 when none. */
+static int64_t stream_now(fd_redis *r, const char *prefix)
+{
+    int64_t now = 0;
+    char cursor[32] = "0";
+    for (int rounds = 0; rounds < 1000; rounds++) {
+        char err[256];
+        redisReply *rep = fd_redis_command(r, err, sizeof err, "SCAN %s MATCH %spart:* COUNT 1000",
+                                           cursor, prefix);
+        if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+            if (rep)
+                freeReplyObject(rep);
+            return now;
+        }
+        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str ? rep->element[0]->str : "0");
+        const redisReply *keys = rep->element[1];
+        for (size_t i = 0; i < keys->elements; i++)
+            fd_redis_appendf(r, "HGET %b max_ts", keys->element[i]->str,
+                             (size_t)keys->element[i]->len);
+        for (size_t i = 0; i < keys->elements; i++) {
+            redisReply *v = NULL;
+            if (fd_redis_read_replies(r, &v, 1, err, sizeof err) != 0)
+                break;
+            int64_t t = field_int(v, 0);
+            if (t > now)
+                now = t;
+            freeReplyObject(v);
+        }
+        freeReplyObject(rep);
+        if (!strcmp(cursor, "0"))
+            break;
+    }
+    return now;
+}
+
+/* The stored churn model, parsed; NULL when absent or unreadable. */
+static fd_lr *load_lr(fd_redis *r, const char *prefix, const fd_feat_params *fp)
+{
+    char err[256];
+    redisReply *rep = fd_redis_command(r, err, sizeof err, "HGET %smodel:churn lr", prefix);
+    fd_lr *m = NULL;
+    if (rep && rep->type == REDIS_REPLY_STRING && (m = malloc(sizeof *m))) {
+        fd_lr_params p;
+        fd_lr_params_default(&p, fd_feat_count(fp));
+        fd_lr_init(m, &p);
+        if (fd_lr_parse(m, &p, rep->str, rep->len, err, sizeof err) != 0) {
+            free(m);
+            m = NULL;
+        }
+    }
+    if (rep)
+        freeReplyObject(rep);
+    return m;
+}
+
+/* "reasons": the user's three largest contributions w*x at event time now. */
+static json_t *reasons(const fd_feat_params *fp, const fd_lr *m, const redisReply *rec, int64_t now)
+{
+    fd_feat f;
+    char why[256];
+    if (!rec || rec->type != REDIS_REPLY_STRING ||
+        fd_feat_record_parse(fp, &f, rec->str, rec->len, NULL, why, sizeof why) != 0)
+        return json_null();
+    double raw[FD_LR_MAX_FEAT] = {0};
+    fd_feat_eval(fp, &f, now > f.last_ts ? now : f.last_ts, raw);
+    int idx[3];
+    double contrib[3];
+    int k = fd_lr_top_reasons(m, raw, 3, idx, contrib);
+    json_t *arr = json_array();
+    char name[128];
+    for (int i = 0; i < k; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "feature", json_string(fd_feat_name(fp, idx[i], name, sizeof name)));
+        json_object_set_new(o, "value", json_real(isfinite(raw[idx[i]]) ? raw[idx[i]] : 0));
+        json_object_set_new(o, "contribution", json_real(isfinite(contrib[i]) ? contrib[i] : 0));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+json_t *fd_view_top_risk(fd_redis *r, const char *prefix, const fd_feat_params *fp, int n_users,
+                         char *err, size_t n)
 {
     if (n_users < 1)
         n_users = 1;
@@ -198,17 +281,39 @@ json_t *fd_view_top_risk(fd_redis *r, const char *prefix, int n_users, char *err
         fd_redis_command(r, err, n, "ZREVRANGE %schurn:risk 0 %d WITHSCORES", prefix, n_users - 1);
     if (!rep)
         return NULL;
+    fd_lr *m = fp ? load_lr(r, prefix, fp) : NULL;
+    int64_t now = m ? stream_now(r, prefix) : 0;
+    size_t nu = rep->type == REDIS_REPLY_ARRAY ? rep->elements / 2 : 0;
+    redisReply **recs = m && nu ? calloc(nu, sizeof *recs) : NULL;
+    if (recs) {
+        for (size_t i = 0; i < nu; i++)
+            fd_redis_appendf(r, "GET %suser:%b", prefix, rep->element[2 * i]->str,
+                             (size_t)rep->element[2 * i]->len);
+        if (fd_redis_read_replies(r, recs, nu, err, n) != 0) {
+            free(recs);
+            recs = NULL;
+        }
+    }
     json_t *doc = json_object(), *arr = json_array();
     json_object_set_new(doc, "users", arr);
-    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i + 1 < rep->elements; i += 2) {
-        const redisReply *m = rep->element[i], *s = rep->element[i + 1];
-        if (m->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING)
+    if (m)
+        json_object_set_new(doc, "at_ms", json_integer(now));
+    for (size_t i = 0; i < nu; i++) {
+        const redisReply *mem = rep->element[2 * i], *s = rep->element[2 * i + 1];
+        if (mem->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING)
             continue;
         json_t *o = json_object();
-        json_object_set_new(o, "user_id", str_json(m->str, m->len));
+        json_object_set_new(o, "user_id", str_json(mem->str, mem->len));
         json_object_set_new(o, "risk", json_real(strtod(s->str, NULL)));
+        if (recs)
+            json_object_set_new(o, "reasons", reasons(fp, m, recs[i], now));
         json_array_append_new(arr, o);
     }
+    for (size_t i = 0; recs && i < nu; i++)
+        if (recs[i])
+            freeReplyObject(recs[i]);
+    free(recs);
+    free(m);
     freeReplyObject(rep);
     return doc;
 }

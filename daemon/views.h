@@ -32,9 +32,14 @@
 json_t *fd_view_funnel(fd_redis *r, const char *prefix, const char *span, int last, char *err,
                        size_t n);
 
-/* {"users":[{"user_id", "risk"}...]}: the n users (1..FD_VIEW_MAX_USERS)
- * with the highest latest risk, highest first. */
-json_t *fd_view_top_risk(fd_redis *r, const char *prefix, int n_users, char *err, size_t n);
+/* {"at_ms", "users":[{"user_id", "risk", "reasons":[{"feature", "value",
+ * "contribution"}...]}...]}: the n users (1..FD_VIEW_MAX_USERS) with the
+ * highest latest risk, highest first. The reasons (with fp and a stored
+ * churn model) are the three largest contributions w*x of the user's
+ * features evaluated at at_ms, the stream's event time now (the highest
+ * max_ts of the partitions): what makes the user risky while quiet. */
+json_t *fd_view_top_risk(fd_redis *r, const char *prefix, const fd_feat_params *fp, int n_users,
+                         char *err, size_t n);
 
 /* {"churn": {figures..., "weights": [{"feature", "weight"}...], "bias"} or
  * null, "recs": {figures...} or null}. fp names the inputs (NULL: weights

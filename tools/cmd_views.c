@@ -192,11 +192,22 @@ static void print_top_risk(const json_t *doc)
         printf("no user has a churn risk in Redis yet\n");
         return;
     }
-    printf("%4s  %-6s  %s\n", "rank", "risk", "user");
+    printf("%4s  %-6s  %-44s  %s\n", "rank", "risk", "reasons (feature: w*x)", "user");
     for (size_t i = 0; i < json_array_size(us); i++) {
         json_t *u = json_array_get(us, i);
         const char *id = json_string_value(json_object_get(u, "user_id"));
         printf("%4zu  %.4f  ", i + 1, json_real_value(json_object_get(u, "risk")));
+        char rs[256] = "";
+        size_t rl = 0;
+        json_t *why = json_object_get(u, "reasons");
+        for (size_t k = 0; k < json_array_size(why) && rl < sizeof rs; k++) {
+            json_t *e = json_array_get(why, k);
+            int w = snprintf(rs + rl, sizeof rs - rl, "%s%s: %+.2f", k ? ", " : "",
+                             json_string_value(json_object_get(e, "feature")),
+                             json_real_value(json_object_get(e, "contribution")));
+            rl += w > 0 ? (size_t)w : 0;
+        }
+        printf("%-44s  ", rs);
         for (const char *p = id; p && *p; p++) /* a control character shown, not obeyed */
             if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 printf("\\x%02x", (unsigned char)*p);
@@ -460,19 +471,18 @@ static int run_view(int argc, char **argv)
         goto out;
     }
     const char *prefix = a.prefix ? a.prefix : cfg.redis_key_prefix;
-    if (vmode == 0) {
+    int64_t hl[4];
+    char why[256];
+    int nh = fd_config_half_lives(&cfg, hl, why, sizeof why);
+    fd_feat_params fp;
+    bool have_fp =
+        nh > 0 && fd_feat_params_init(&fp, hl, nh, cfg.session_gap_ms, why, sizeof why) == 0;
+    if (vmode == 0)
         doc = fd_view_funnel(r, prefix, a.span, (int)a.n, err, sizeof err);
-    } else if (vmode == 1) {
-        doc = fd_view_top_risk(r, prefix, (int)a.n, err, sizeof err);
-    } else {
-        int64_t hl[4];
-        char why[256];
-        int nh = fd_config_half_lives(&cfg, hl, why, sizeof why);
-        fd_feat_params fp;
-        bool have_fp =
-            nh > 0 && fd_feat_params_init(&fp, hl, nh, cfg.session_gap_ms, why, sizeof why) == 0;
+    else if (vmode == 1)
+        doc = fd_view_top_risk(r, prefix, have_fp ? &fp : NULL, (int)a.n, err, sizeof err);
+    else
         doc = fd_view_model(r, prefix, have_fp ? &fp : NULL, err, sizeof err);
-    }
     if (!doc) {
         fprintf(stderr, "%s: %s\n", vprog, err);
         goto out;

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config librdkafka-dev libhiredis-dev libavro-dev libsystemd-dev
-      libmicrohttpd-dev prometheus systemd man-db procps
+      libmicrohttpd-dev prometheus systemd man-db procps chromium
       libopenblas-dev libyaml-dev libjansson-dev redis-server redis-tools kcat
       python3 python3-confluent-kafka python3-redis python3-numpy python3-sklearn
       clang libclang-rt-14-dev clang-format)

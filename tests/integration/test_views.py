@@ -100,6 +100,15 @@ class Views(unittest.TestCase):
                 self.assertEqual(want[0][0], PLANTED)
                 self.assertEqual([u["user_id"] for u in tj["users"][1:]],
                                  [m.decode() for m, _ in want[1:]])
+                # the reasons: the model's largest contributions for the user's features
+                names = self.ctl("features", *c, "--names").split()
+                self.assertIsNone(tj["users"][0]["reasons"], "no record: no reasons")
+                self.assertGreater(tj["at_ms"], 0)
+                for u in tj["users"][1:]:
+                    self.assertTrue(1 <= len(u["reasons"]) <= 3, u)
+                    self.assertTrue(all(x["feature"] in names for x in u["reasons"]), u)
+                    cs = [x["contribution"] for x in u["reasons"]]
+                    self.assertEqual(cs, sorted(cs, reverse=True), u)
                 st, _, body = get(port, "/api/top-risk?n=5")
                 self.assertEqual(st, 200)
                 self.assertEqual(json.loads(body), tj)
