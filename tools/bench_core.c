@@ -22,6 +22,7 @@
  * in a pass with the model, timers included.
  */
 #include "tools/bench.h"
+#include "tools/cli.h"
 
 #include <malloc.h>
 #include <stdbool.h>
@@ -338,6 +339,7 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
                   errstr_size);
     if (rc != 0)
         goto out;
+    fd_cli_progress pg = {.label = "bench: core", .unit = "passes", .tty = -1};
     for (int r = 0; r < opts->reps; r++) {
         double mem = -1;
         /* without the model: features + funnel, and the core without it */
@@ -358,6 +360,10 @@ int fd_bench_core_run(const fd_bench_core_opts *opts, volatile sig_atomic_t *sto
             goto out;
         }
         per[r] = ns / (double)count;
+        char ptext[64];
+        snprintf(ptext, sizeof ptext, "%.1f ns/event with both models", per[r]);
+        fd_cli_progress_show(&pg, (uint64_t)r + 1, (uint64_t)opts->reps, ptext,
+                             r + 1 == opts->reps);
         out->events = count;
         if (r == 0 && mem > 0 && users > 0) {
             out->user_table_bytes = mem;

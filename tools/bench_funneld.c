@@ -313,6 +313,7 @@ int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res)
     if (run->redis_pid > 0)
         proc_stats(run->redis_pid, &redis_hwm, &redis_cpu0);
     double t0 = fd_cli_now_s();
+    fd_cli_progress pg = {.label = "bench: funneld", .unit = "events", .tty = -1};
     run->funneld_pid = bench_spawn(argv, lfd, lfd);
     close(lfd);
     if (run->funneld_pid < 0) {
@@ -360,6 +361,11 @@ int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res)
             res->e2e_first_s = fd_cli_now_s() - t0;
             res->e2e_first_events = stored;
         }
+        char ptext[96];
+        snprintf(ptext, sizeof ptext, "stored in Redis, %d/%d partitions done, %.0f s", done,
+                 run->nparts, fd_cli_now_s() - t0);
+        fd_cli_progress_show(&pg, (uint64_t)stored, (uint64_t)run->total, ptext,
+                             done == run->nparts);
         if (done == run->nparts) {
             t_end = fd_cli_now_s();
             break;

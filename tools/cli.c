@@ -63,3 +63,46 @@ int fd_cli_args_done(int pr, const char *prog, void (*usage)(FILE *))
     }
     return -1;
 }
+
+void fd_cli_progress_show(fd_cli_progress *p, uint64_t done, uint64_t total, const char *text,
+                          int final)
+{
+    double now = fd_cli_now_s();
+    if (p->tty < 0)
+        p->tty = isatty(STDERR_FILENO) == 1;
+    if (!final && now < p->next)
+        return;
+    p->next = now + (p->tty ? 0.2 : 2.0);
+    double frac = total ? (double)done / (double)total : 0;
+    if (frac > 1)
+        frac = 1;
+    char line[512];
+    int n;
+    if (p->tty) {
+        char bar[33];
+        int full = (int)(frac * 30 + 0.5);
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < full ? '#' : '.';
+        bar[30] = 0;
+        if (total)
+            n = snprintf(line, sizeof line, "\r%s [%s] %3d%%  %" PRIu64 "/%" PRIu64 " %s  %s",
+                         p->label, bar, (int)(frac * 100), done, total, p->unit, text ? text : "");
+        else
+            n = snprintf(line, sizeof line, "\r%s %" PRIu64 " %s  %s", p->label, done, p->unit,
+                         text ? text : "");
+        size_t len = n < 0 ? 0 : (size_t)n >= sizeof line ? sizeof line - 1 : (size_t)n;
+        fputs(line, stderr);
+        for (size_t i = len; i < p->width; i++) /* blank what the last line had beyond */
+            fputc(' ', stderr);
+        p->width = len;
+        if (final)
+            fputc('\n', stderr);
+    } else {
+        if (total)
+            fprintf(stderr, "%s: %" PRIu64 "/%" PRIu64 " %s (%d%%) %s\n", p->label, done, total,
+                    p->unit, (int)(frac * 100), text ? text : "");
+        else
+            fprintf(stderr, "%s: %" PRIu64 " %s %s\n", p->label, done, p->unit, text ? text : "");
+    }
+    fflush(stderr);
+}

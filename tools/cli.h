@@ -30,4 +30,19 @@ int fd_cli_parse_u64(const char *prog, const char *opt, const char *s, uint64_t 
  * hint to stderr. Returns the exit status (0 or 2), or -1 to go on. */
 int fd_cli_args_done(int pr, const char *prog, void (*usage)(FILE *));
 
+/* Progress of a long-running command on stderr: on a terminal a bar
+ * redrawn in place ("\rLABEL [#####.....]  45%  DONE/TOTAL UNIT  TEXT"; no
+ * bar when total is 0) at most 5 times a second; otherwise one plain line
+ * ("LABEL: DONE/TOTAL UNIT (45%) TEXT") at most every 2 s, so a log or a
+ * pipe gets lines, not carriage returns. final forces the last one (and
+ * ends the terminal's line). */
+typedef struct fd_cli_progress {
+    const char *label, *unit;
+    int tty; /* -1: decide at the first call (isatty of stderr) */
+    double next;
+    size_t width; /* of the last terminal line, to blank it */
+} fd_cli_progress;
+void fd_cli_progress_show(fd_cli_progress *p, uint64_t done, uint64_t total, const char *text,
+                          int final);
+
 #endif

@@ -277,6 +277,7 @@ typedef struct ev_run {
     fd_timer_heap timers;
     FILE *csv;
     uint64_t examples, positives, alerts, events;
+    uint64_t total_events; /* generated: known; read from a file: 0 (unknown) */
     int64_t max_ts;
     bool io_error;
     fd_eval_recs *recs; /* the recommendation model, beside (NULL: --no-recs) */
@@ -353,13 +354,11 @@ static int apply(ev_run *r, const fd_feat_params *fp, const fd_event *ev, int64_
 
 static void progress(const ev_run *r, int64_t start, double t0, bool force)
 {
-    static double last;
-    double now = fd_cli_now_s();
-    if (!force && now - last < 2.0)
-        return;
-    last = now;
-    fprintf(stderr, PROG ": %" PRIu64 " events, day %.1f, %" PRIu64 " examples, %.1f s\n",
-            r->events, start ? (double)(r->max_ts - start) / DAY_MS : 0.0, r->examples, now - t0);
+    static fd_cli_progress pg = {.label = PROG, .unit = "events", .tty = -1};
+    char text[160];
+    snprintf(text, sizeof text, "day %.1f, %" PRIu64 " examples, %.1f s",
+             start ? (double)(r->max_ts - start) / DAY_MS : 0.0, r->examples, fd_cli_now_s() - t0);
+    fd_cli_progress_show(&pg, r->events, r->total_events, text, force);
 }
 
 /* Run the events; 0, or -1 with a message printed. */
@@ -522,6 +521,7 @@ int fd_cmd_eval(int argc, char **argv)
     ev_run r;
     memset(&r, 0, sizeof r);
     r.cp = &cp;
+    r.total_events = a.input ? 0 : a.events;
     r.timers.moved = moved;
     fd_churn_model_init(&r.m, &cp);
     r.users = fd_user_table_new(a.users * 2);

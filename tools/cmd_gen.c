@@ -47,18 +47,6 @@
 
 /* ---- main ----------------------------------------------------------------- */
 
-static void progress(uint64_t n, uint64_t total, double elapsed)
-{
-    int width = 30, fill = total ? (int)((double)n / (double)total * width) : width;
-    char bar[32];
-    for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '.';
-    bar[width] = '\0';
-    fprintf(stderr, "\rgen: [%s] %3d%% %" PRIu64 "/%" PRIu64 " events, %.0f ev/s ", bar,
-            total ? (int)(100.0 * (double)n / (double)total) : 100, n, total,
-            elapsed > 0 ? (double)n / elapsed : 0.0);
-}
-
 /* Wait until event n is due at --rate, serving the producer meanwhile. */
 static void pace(sink *s, double t0, double rate, uint64_t n)
 {
@@ -119,8 +107,8 @@ int fd_cmd_gen(int argc, char **argv)
 
     fd_cli_catch_stop();
 
-    bool tty = isatty(STDERR_FILENO);
-    double t0 = fd_cli_now_s(), next_bar = t0;
+    fd_cli_progress pg = {.label = "gen", .unit = "events", .tty = -1};
+    double t0 = fd_cli_now_s();
     fd_event ev;
     uint64_t n = 0;
     int werr = 0;
@@ -144,19 +132,18 @@ int fd_cmd_gen(int argc, char **argv)
             werr = -1;
             break;
         }
-        if (tty && (n & 4095) == 0) {
-            double t = fd_cli_now_s();
-            if (t >= next_bar) {
-                progress(n, a.g.events, t - t0);
-                next_bar = t + 0.2;
-            }
+        if ((n & 4095) == 0) { /* a bar on a terminal, a line every 2 s otherwise */
+            char text[64];
+            snprintf(text, sizeof text, "%.1f s", fd_cli_now_s() - t0);
+            fd_cli_progress_show(&pg, n, a.g.events, text, 0);
         }
     }
     int cerr = gen_sink_close(&s);
     double elapsed = fd_cli_now_s() - t0;
-    if (tty) {
-        progress(n, a.g.events, elapsed);
-        fputc('\n', stderr);
+    if (pg.tty == 1 || n >= 4096) {
+        char text[64];
+        snprintf(text, sizeof text, "%.1f s", elapsed);
+        fd_cli_progress_show(&pg, n, a.g.events, text, 1);
     }
     if (werr < 0 || cerr < 0) {
         fprintf(stderr, "funnelctl gen: stopped after %" PRIu64 " events; no truth written\n", n);

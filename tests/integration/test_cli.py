@@ -56,6 +56,22 @@ class Cli(unittest.TestCase):
         bad = run("--no-such-option")
         self.assertEqual(bad.returncode, 2)
 
+    def test_progress_bar_on_a_terminal_lines_otherwise(self):
+        """Long-running commands (gen here; replay, eval and bench share the
+        helper) draw a bar on a terminal and print plain lines to a pipe."""
+        ctl = str(build_dir() / "funnelctl")
+        out = self.tmp / "g.bin"
+        args = [ctl, "gen", "--events", "200000", "--users", "500", "--out", str(out)]
+        piped = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        self.assertEqual(piped.returncode, 0, piped.stderr)
+        self.assertNotIn("\r", piped.stderr)
+        self.assertRegex(piped.stderr, r"(?m)^gen: 200000/200000 events \(100%\)")
+        # a terminal: script(1) gives it a pty
+        tty = subprocess.run(["script", "-qec", " ".join(args), "/dev/null"],
+                             capture_output=True, timeout=120)
+        self.assertEqual(tty.returncode, 0, tty.stdout + tty.stderr)
+        self.assertRegex(tty.stdout, rb"\rgen \[#{30}\] 100%  200000/200000 events")
+
     def test_check_config_shipped_file(self):
         # as shipped it refuses to run until the brokers are named (a fresh
         # install must not consume from an in-process mock and look healthy)
