@@ -83,6 +83,18 @@ static void test_exp2(void)
     CHECK(fd_exp2_neg(2000) == 0.0);
 }
 
+/* The sketch estimates' table holds exactly what log() computes. */
+static void test_sketch_table(void)
+{
+    for (int z = 0; z <= 64; z++) {
+        uint64_t bits = z == 64 ? 0 : ~0ULL >> z; /* 64 - z bits set */
+        double want = z == 0 ? 64.0 * log(64.0) : -64.0 * log((double)z / 64.0);
+        double got = fd_sketch_estimate(bits);
+        CHECK(memcmp(&got, &want, sizeof got) == 0);
+    }
+    CHECK(fd_sketch_estimate(1) > 0.99 && fd_sketch_estimate(1) < 1.01); /* one bit: ~1 */
+}
+
 static void test_params(void)
 {
     char err[128];
@@ -501,6 +513,7 @@ static void test_user_table(void)
 
 int main(void)
 {
+    test_sketch_table();
     char err[128];
     int64_t hl[] = {HOUR, DAY};
     if (fd_feat_params_init(&P, hl, 2, 30 * MIN, err, sizeof err) != 0) {
