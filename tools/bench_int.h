@@ -37,7 +37,7 @@ typedef struct bench_args {
     int partitions, format, workers, reps;
     double timeout_s;
     const char *brokers, *topic, *redis_url, *funneld, *schema, *funneld_log;
-    bool json, core_only, no_kcat;
+    bool json, core_only, no_kcat, peer;
 } bench_args;
 
 /* Everything the run acquires; released by run_cleanup() in reverse. */
@@ -68,6 +68,9 @@ typedef struct bench_result {
     double e2e_first_msg_s;  /* funneld's first consumed message (its log); -1: unknown */
     double redis_cpu_s;      /* redis-server's CPU during the funneld run; -1: unknown */
     int64_t funneld_events;
+    /* --peer: tools/peer_consumer.py on the same topic (its own group) */
+    bool have_peer;
+    double peer_s, peer_first_s, peer_steady_eps, peer_cpu_s;
     fd_bench_core_result core;
 } bench_result;
 
@@ -85,6 +88,9 @@ int bench_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW
 int bench_load_topic(bench_run *run, const bench_args *a);
 int bench_raw_consume(const bench_run *run, double timeout_s, double *secs, double *first_s);
 int bench_kcat_consume(const bench_run *run, const char *kcat, double timeout_s, double *secs);
+
+/* bench_peer.c */
+int bench_run_peer(const bench_run *run, const bench_args *a, bench_result *res);
 
 /* bench_funneld.c */
 int bench_redis_open(bench_run *run, const bench_args *a);

@@ -58,6 +58,14 @@ void bench_print_json(const bench_args *a, const bench_run *run, const bench_res
         json_num(f, "redis_cpu_s_per_million_events", r->redis_cpu_s * 1e6 / (double)run->total, 3,
                  r->redis_cpu_s >= 0);
         fprintf(f, ",\"funneld_events_counted\":%" PRId64, r->funneld_events);
+        if (a->peer) {
+            json_num(f, "peer_seconds", r->peer_s, 3, r->have_peer);
+            json_num(f, "peer_steady_events_per_s", r->peer_steady_eps, 1, r->have_peer);
+            json_num(f, "peer_cpu_s_per_million_events", r->peer_cpu_s * 1e6 / (double)run->total,
+                     3, r->have_peer);
+            json_num(f, "funneld_vs_peer_steady", r->e2e_steady_eps / r->peer_steady_eps, 3,
+                     r->have_peer && r->peer_steady_eps > 0);
+        }
     }
     json_num(f, "core_events_per_s_per_core", r->core.median_events_per_s, 1, true);
     json_num(f, "core_ns_per_event", r->core.median_ns_per_event, 2, true);
@@ -126,8 +134,18 @@ void bench_print_table(FILE *out, const bench_args *a, const bench_run *run, con
             "first message at %.2f s, from its log):\n",
             r->e2e_first_msg_s);
     fprintf(out, "  librdkafka consumer %10.0f events/s\n", r->raw_steady_eps);
-    fprintf(out, "  funneld             %10.0f events/s   steady-state ratio %.3f\n\n",
+    fprintf(out, "  funneld             %10.0f events/s   steady-state ratio %.3f\n",
             r->e2e_steady_eps, steady);
+    if (a->peer && r->have_peer)
+        fprintf(
+            out,
+            "  python peer         %10.0f events/s   funneld / peer %.2f  (confluent_kafka +\n"
+            "                      redis-py, tools/peer_consumer.py; %.2f s CPU per M events)\n",
+            r->peer_steady_eps, r->peer_steady_eps > 0 ? r->e2e_steady_eps / r->peer_steady_eps : 0,
+            r->peer_cpu_s * 1e6 / (double)run->total);
+    else if (a->peer)
+        fprintf(out, "  python peer                n/a (it failed: see above)\n");
+    fputc('\n', out);
     fprintf(out,
             "core --no-io, 1 thread     %8.0f events/s/core  (%.1f ns/event with both models, "
             "median of %d passes; best %.1f; %.1f without the model)\n",

@@ -96,6 +96,10 @@ static void usage(FILE *out)
             "  --no-io           same as --core-only\n"
             "  --reps N          timed passes of the core; the median is reported (default 3)\n"
             "  --no-kcat         skip the kcat measurement\n"
+            "  --peer            also run the consumer a team would write instead\n"
+            "                    (tools/peer_consumer.py: confluent_kafka + redis-py, per-user\n"
+            "                    decayed counts and per-minute counters) on the same topic,\n"
+            "                    and report funneld / peer in steady state\n"
             "  --funneld-log PATH  keep funneld's log there, at level debug\n"
             "  --timeout SEC     limit of each measured phase (default 600)\n"
             "  --json            print one JSON object on stdout (the table goes to stderr)\n"
@@ -128,6 +132,7 @@ enum {
     O_CORE,
     O_REPS,
     O_NO_KCAT,
+    O_PEER,
     O_FUNNELD_LOG,
     O_TIMEOUT,
     O_JSON,
@@ -152,6 +157,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
         {"no-io", no_argument, 0, O_CORE},
         {"reps", required_argument, 0, O_REPS},
         {"no-kcat", no_argument, 0, O_NO_KCAT},
+        {"peer", no_argument, 0, O_PEER},
         {"funneld-log", required_argument, 0, O_FUNNELD_LOG},
         {"timeout", required_argument, 0, O_TIMEOUT},
         {"json", no_argument, 0, O_JSON},
@@ -231,6 +237,9 @@ static int parse_args(int argc, char **argv, bench_args *a)
             break;
         case O_NO_KCAT:
             a->no_kcat = true;
+            break;
+        case O_PEER:
+            a->peer = true;
             break;
         case O_FUNNELD_LOG:
             a->funneld_log = optarg;
@@ -391,6 +400,11 @@ int fd_cmd_bench(int argc, char **argv)
 
         if (bench_redis_open(run, &a) != 0 || bench_run_funneld(run, &a, res) != 0)
             goto out;
+        if (a.peer) {
+            fprintf(stderr, "bench: the python peer (tools/peer_consumer.py)\n");
+            if (bench_run_peer(run, &a, res) < 0)
+                goto out;
+        }
     }
     if (fd_cli_stop)
         goto out;

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config librdkafka-dev libhiredis-dev libavro-dev libsystemd-dev
       libmicrohttpd-dev prometheus systemd man-db procps chromium
       libopenblas-dev libyaml-dev libjansson-dev redis-server redis-tools kcat
-      python3 python3-confluent-kafka python3-redis python3-numpy python3-sklearn
+      python3 python3-confluent-kafka python3-redis python3-numpy python3-sklearn python3-avro
       clang libclang-rt-14-dev clang-format)
 
 missing=()

@@ -65,6 +65,28 @@ class Bench(unittest.TestCase):
         self.assertEqual(j["funneld_events_counted"], 20000)
         self.assertIsInstance(j["workers"], int)
 
+    def test_peer_runs_on_the_same_topic(self):
+        """--peer: tools/peer_consumer.py (confluent_kafka + redis-py) reads the
+        whole topic after funneld, and the ratio funneld / peer is reported."""
+        for fmt in ("avro", "json"):
+            r = subprocess.run([FUNNELCTL, "bench", "--json", "--peer", "--no-kcat",
+                                "--format", fmt, "--events", "20000", "--users", "2000",
+                                "--partitions", "4", "--reps", "1"],
+                               capture_output=True, text=True, timeout=300 * SLOW)
+            self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+            j = json.loads(r.stdout)
+            self.assertGreater(j["peer_steady_events_per_s"], 0, fmt)
+            self.assertGreater(j["peer_cpu_s_per_million_events"], 0, fmt)
+            self.assertAlmostEqual(j["funneld_vs_peer_steady"],
+                                   j["steady_events_per_s"] / j["peer_steady_events_per_s"],
+                                   delta=0.01 * j["funneld_vs_peer_steady"] + 0.001)
+            self.assertIn("python peer", r.stderr, "the table (on stderr with --json)")
+        # without --peer: no peer figures
+        r = subprocess.run([FUNNELCTL, "bench", "--core-only", "--json", "--events", "2000",
+                            "--users", "200", "--reps", "1"],
+                           capture_output=True, text=True, timeout=60 * SLOW)
+        self.assertNotIn("peer_seconds", json.loads(r.stdout))
+
     def test_core_only(self):
         r = subprocess.run([FUNNELCTL, "bench", "--core-only", "--json", "--events", "5000",
                             "--users", "500", "--reps", "1"],
