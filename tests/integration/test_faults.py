@@ -272,8 +272,14 @@ class Faults(unittest.TestCase):
         for key, value, hdrs, _, _ in dead:
             src = (int(hdrs["fd.source.partition"]), int(hdrs["fd.source.offset"]))
             seen.setdefault(src, (key, value, hdrs["fd.reason"].decode()))
+        # where each dead letter sits on the DLQ topic: tells a gap in a
+        # partition (a message the broker lost) from one never appended
+        where = sorted((p, off, hdrs.get("fd.source.offset", b"").decode())
+                       for _, _, hdrs, p, off in dead)
         for (key, value), pos in zip(bad, sent):
-            self.assertIn(pos, seen, f"no dead letter for {key} at {pos}")
+            self.assertIn(pos, seen, f"no dead letter for {key} at {pos}; the DLQ topic holds "
+                                     f"{len(dead)} message(s) at (partition, offset, source "
+                                     f"offset) {where}")
             self.assertEqual(seen[pos], (key, value, "avro_decode"), f"dead letter of {key}")
         self.assertEqual(set(seen), set(sent), "dead letters of messages that were valid")
 
