@@ -65,6 +65,9 @@ struct unit {
 extern const struct unit cf_dur_units[], cf_size_units[], cf_no_units[];
 
 bool cf_is_string_type(enum cf_type t);
+/* Key k's value in cfg: the string field (string types), the number. */
+char *const *cf_cstr_at(const fd_config *cfg, const struct cf_key *k);
+int64_t cf_num_get(const fd_config *cfg, const struct cf_key *k);
 bool cf_all_digits(const char *s, size_t n);
 /* Parse an optionally signed decimal integer that fills all of s[0..len). */
 bool cf_parse_i64(const char *s, size_t len, int64_t *out);

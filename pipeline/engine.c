@@ -3,7 +3,8 @@
  * consumer thread's life cycle: it polls Kafka, routes each message to the
  * shard that owns the user (router.c) and writes what the shards prepared
  * to Redis (writer.c, where the exactly-once rules are); a closer thread
- * closes funnel windows (closer.c). This file: the helper threads, pausing,
+ * closes funnel windows (closer.c); pausing is pause.c, status, metrics and
+ * reload engine_status.c. This file: the helper threads,
  * epochs, creation, the main loop and shutdown.
  */
 #include "pipeline/churn_setup.h"
@@ -88,192 +89,6 @@ void eng_broadcast(fd_engine *e, fd_item it)
     for (int i = 0; i < e->n_shards; i++)
         while (fd_shard_push(e->shards[i], &it, 1) != 1)
             fd_sleep_ms(1); /* only if >1024 control items are queued: shard is stuck */
-}
-
-/* ---- pausing ----------------------------------------------------------- */
-
-/* Pause or resume one partition. A resumed partition is sought to just
- * after the last message polled from it, so what librdkafka purged while
- * it was paused is fetched again and nothing is skipped (duplicates are
- * dropped by offset). */
-/* Pause or resume partition p. On resume the position is set again with a
- * seek AFTER the resume: a seek before it can be lost to the pause/resume
- * version barrier, leaving the partition fetching nothing for good
- * (librdkafka #2190, #3471, #5591; seen here once in ~30 runs as a
- * partition that never delivered a message). Nothing is polled between
- * the two calls, and the seek purges whatever the fetcher queued before
- * it, so no message from the old position is taken. */
-static void set_paused(fd_engine *e, int32_t p, bool paused)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, e->cfg->kafka_topic_events, p);
-    rd_kafka_resp_err_t err = paused ? rd_kafka_pause_partitions(e->consumer, l)
-                                     : rd_kafka_resume_partitions(e->consumer, l);
-    if (!err && !paused && e->parts[p].polled_offset >= 0 && !e->parts[p].need_resolve) {
-        l->elems[0].offset = e->parts[p].polled_offset;
-        rd_kafka_error_t *serr = rd_kafka_seek_partitions(e->consumer, l, 5000);
-        if (serr) {
-            fd_warn("engine", "partition=%" PRId32 ": seek to %" PRId64 " on resume: %s", p,
-                    e->parts[p].polled_offset, rd_kafka_error_string(serr));
-            rd_kafka_error_destroy(serr);
-        }
-    }
-    rd_kafka_topic_partition_list_destroy(l);
-    if (err)
-        fd_warn("engine", "%s partition=%" PRId32 ": %s", paused ? "pause" : "resume", p,
-                rd_kafka_err2str(err));
-    else
-        e->parts[p].paused = paused;
-    e->parts[p].idle_since_ms = fd_mono_ms(); /* the stuck check starts over */
-}
-
-/* Backstop for the same librdkafka race: a resumed partition that has
- * delivered nothing for STUCK_MS while the broker holds messages past the
- * position is sought again (after a resume), with a warning. Checked once
- * a second; a broker round trip only for partitions idle that long. */
-#define STUCK_MS 3000
-static void unstick_partitions(fd_engine *e)
-{
-    int64_t now = fd_mono_ms();
-    if (now - e->stuck_checked_ms < 1000)
-        return;
-    e->stuck_checked_ms = now;
-    for (int32_t p = 0; p < e->n_parts; p++) {
-        part *pt = &e->parts[p];
-        if (!pt->assigned || pt->need_resolve || pt->paused || pt->polled_offset < 0)
-            continue;
-        if (pt->msgs != pt->msgs_at_check) {
-            pt->msgs_at_check = pt->msgs;
-            pt->idle_since_ms = now;
-            pt->stuck_tries = 0;
-            continue;
-        }
-        if (now - pt->idle_since_ms < STUCK_MS)
-            continue;
-        pt->idle_since_ms = now;
-        int64_t lo, hi;
-        if (rd_kafka_query_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi,
-                                             500) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-            hi <= pt->polled_offset)
-            continue; /* idle because there is nothing to read */
-        if (pt->stuck_tries++ < 2) {
-            fd_warn("engine",
-                    "partition=%" PRId32 " delivered nothing for %d ms with %" PRId64
-                    " message(s) past offset %" PRId64 ": seeking again (librdkafka lost the "
-                    "position)",
-                    p, STUCK_MS, hi - pt->polled_offset, pt->polled_offset);
-            set_paused(e, p, false);
-        } else {
-            fd_warn("engine",
-                    "partition=%" PRId32 " still delivers nothing with %" PRId64
-                    " message(s) past offset %" PRId64
-                    ": assigning it again (librdkafka left it paused inside, "
-                    "confluentinc/librdkafka#5591)",
-                    p, hi - pt->polled_offset, pt->polled_offset);
-            eng_reassign(e, p);
-            pt->stuck_tries = 0;
-        }
-    }
-}
-
-/* Assign partition p again at its position (the stuck partition's last
- * resort): a fresh fetch start clears a pause librdkafka kept inside.
- * Cooperative: p alone; eager: the whole assignment at each partition's
- * position (every fetcher restarts from there, nothing is skipped or
- * read twice), and what funneld has paused is paused again. */
-void eng_reassign(fd_engine *e, int32_t p)
-{
-    rd_kafka_topic_partition_list_t *l = NULL;
-    rd_kafka_error_t *err = NULL;
-    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (!strcmp(rd_kafka_rebalance_protocol(e->consumer), "COOPERATIVE")) {
-        l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, e->cfg->kafka_topic_events, p)->offset =
-            e->parts[p].polled_offset;
-        err = rd_kafka_incremental_unassign(e->consumer, l);
-        if (!err)
-            err = rd_kafka_incremental_assign(e->consumer, l);
-    } else {
-        rerr = rd_kafka_assignment(e->consumer, &l);
-        if (!rerr) {
-            for (int i = 0; i < l->cnt; i++) {
-                int32_t q = l->elems[i].partition;
-                part *pt = q >= 0 && q < e->n_parts ? &e->parts[q] : NULL;
-                l->elems[i].offset = pt && pt->polled_offset >= 0 && !pt->need_resolve
-                                         ? pt->polled_offset
-                                         : RD_KAFKA_OFFSET_INVALID;
-            }
-            rerr = rd_kafka_assign(e->consumer, l);
-        }
-    }
-    if (err || rerr)
-        fd_warn("engine", "partition=%" PRId32 ": assigning it again: %s", p,
-                err ? rd_kafka_error_string(err) : rd_kafka_err2str(rerr));
-    if (err)
-        rd_kafka_error_destroy(err);
-    if (l)
-        rd_kafka_topic_partition_list_destroy(l);
-    /* librdkafka starts every (re)assigned partition unpaused */
-    for (int32_t q = 0; q < e->n_parts; q++) {
-        part *pt = &e->parts[q];
-        if (pt->assigned && pt->paused) {
-            rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
-            rd_kafka_topic_partition_list_add(one, e->cfg->kafka_topic_events, q);
-            rd_kafka_pause_partitions(e->consumer, one);
-            rd_kafka_topic_partition_list_destroy(one);
-        }
-    }
-}
-
-/* Test-only (FUNNELD_TEST_REASSIGN_AFTER=N): once N messages were handed
- * to the shards, assign the first assigned partition again, as the stuck
- * check's last resort does, so a test can show that it loses and repeats
- * nothing. */
-static void test_reassign(fd_engine *e)
-{
-    static int64_t after = -2;
-    if (after == -2) {
-        const char *v = getenv("FUNNELD_TEST_REASSIGN_AFTER");
-        after = v ? strtoll(v, NULL, 10) : -1;
-    }
-    if (after < 0 || e->handed < (uint64_t)after)
-        return;
-    after = -1;
-    for (int32_t p = 0; p < e->n_parts; p++)
-        if (e->parts[p].assigned && !e->parts[p].need_resolve) {
-            fd_warn("engine", "test hook: assigning partition=%" PRId32 " again at offset %" PRId64,
-                    p, e->parts[p].polled_offset);
-            eng_reassign(e, p);
-            return;
-        }
-}
-
-/* Partitions pause while their offset is unknown, while Redis or the
- * producer is unavailable, and when the shards' queues stayed full for a
- * while (a short full queue is waited out without pausing: pausing makes
- * librdkafka drop and refetch what it had prefetched). */
-#define QUEUE_FULL_PAUSE_MS 2000
-
-static void sync_pause(fd_engine *e)
-{
-    bool stalled = e->queue_full && fd_mono_ms() - e->queue_full_since >= QUEUE_FULL_PAUSE_MS;
-    for (int32_t p = 0; p < e->n_parts; p++) {
-        part *pt = &e->parts[p];
-        if (!pt->assigned)
-            continue;
-        bool want = e->blocked || stalled || pt->need_resolve;
-        if (want != pt->paused)
-            set_paused(e, p, want);
-    }
-}
-
-void eng_set_blocked(fd_engine *e, bool blocked, const char *why)
-{
-    if (blocked && !e->blocked)
-        fd_warn("engine", "pausing consumption: %s", why);
-    else if (!blocked && e->blocked)
-        fd_info("engine", "resuming consumption");
-    e->blocked = blocked;
 }
 
 /* ---- epochs ---------------------------------------------------------- */
@@ -430,7 +245,7 @@ void eng_drop_partition(fd_engine *e, int32_t p, bool resolve_again)
             free(drop);
         }
         pt->need_resolve = true;
-        sync_pause(e);
+        eng_sync_pause(e);
     }
 }
 
@@ -777,65 +592,6 @@ const char *fd_engine_embedded_bootstraps(const fd_engine *e)
     return e->mock ? e->bootstraps : NULL;
 }
 
-void fd_engine_get_status(fd_engine *e, int64_t stall_ms, fd_engine_status *st)
-{
-    int64_t now = fd_mono_ms();
-    memset(st, 0, sizeof *st);
-    st->ready = e->assigned_once;
-    st->messages = e->handed;
-    st->dead_letters = fd_kafka_dlq_sent(e->producer);
-    st->writes = e->writes;
-    st->write_ms_sum = e->write_ms_sum;
-    st->last_write_ms = e->last_write_ms;
-    st->stuck_shard = -1;
-    if (!e->wd_batches) {
-        e->wd_batches = calloc((size_t)e->n_shards, sizeof *e->wd_batches);
-        e->wd_change_ms = calloc((size_t)e->n_shards, sizeof *e->wd_change_ms);
-        if (!e->wd_batches || !e->wd_change_ms) {
-            free(e->wd_batches);
-            free(e->wd_change_ms);
-            e->wd_batches = NULL;
-            e->wd_change_ms = NULL;
-            st->progressing = true; /* cannot tell: do not stop the pings for it */
-            return;
-        }
-        for (int i = 0; i < e->n_shards; i++)
-            e->wd_change_ms[i] = now;
-    }
-    bool waiting_redis = atomic_load(&e->stalled) > 0;
-    st->progressing = true;
-    for (int i = 0; i < e->n_shards; i++) {
-        uint64_t b;
-        size_t queued;
-        fd_shard_progress(e->shards[i], &b, &queued);
-        if (b != e->wd_batches[i] || queued == 0) {
-            e->wd_batches[i] = b;
-            e->wd_change_ms[i] = now;
-        } else if (now - e->wd_change_ms[i] >= stall_ms && !waiting_redis) {
-            st->progressing = false;
-            if (st->stuck_shard < 0)
-                st->stuck_shard = i;
-        }
-    }
-    int64_t lag = 0;
-    bool known = false;
-    for (int32_t p = 0; p < e->n_parts; p++) {
-        if (!e->parts[p].assigned)
-            continue;
-        st->assigned++;
-        int64_t lo, hi;
-        if (e->parts[p].stored_offset < 0 ||
-            rd_kafka_get_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi) !=
-                RD_KAFKA_RESP_ERR_NO_ERROR ||
-            hi < 0)
-            continue;
-        known = true;
-        if (hi > e->parts[p].stored_offset)
-            lag += hi - e->parts[p].stored_offset;
-    }
-    st->lag = known ? lag : -1;
-}
-
 int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
 {
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
@@ -884,9 +640,9 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         }
         if (!e->blocked)
             e->stall_blocked = false;
-        sync_pause(e);
-        unstick_partitions(e);
-        test_reassign(e);
+        eng_sync_pause(e);
+        eng_unstick_partitions(e);
+        eng_test_reassign(e);
         rd_kafka_poll(e->producer, 0);
         if (e->wait_len)
             eng_route(e);
@@ -994,100 +750,4 @@ void fd_engine_destroy(fd_engine *e)
     free(e->segs);
     free(e->bootstraps);
     free(e);
-}
-
-volatile sig_atomic_t *eng_start_stop;
-
-void fd_engine_startup_stop(volatile sig_atomic_t *flag)
-{
-    eng_start_stop = flag;
-}
-
-int fd_engine_reload(fd_engine *e, const fd_config *next, const char *key, char *errstr,
-                     size_t errstr_size)
-{
-    if (!strcmp(key, "redis.flush_interval_ms")) {
-        e->flush_ms = next->redis_flush_interval_ms;
-        return 0;
-    }
-    if (strncmp(key, "churn.", 6) != 0) {
-        snprintf(errstr, errstr_size, "%s cannot be changed while running", key);
-        return -1;
-    }
-    if (!e->churn_on)
-        return 0; /* nothing runs with it: applied at the next start */
-    fd_churn_params p;
-    if (fd_churn_params_from_config(&p, next, &e->core.feat, errstr, errstr_size) != 0)
-        return -1;
-    pthread_mutex_lock(&e->reload.mu);
-    if (!strcmp(key, "churn.alert_threshold"))
-        e->reload.threshold = p.threshold;
-    else if (!strcmp(key, "churn.rearm_margin"))
-        e->reload.rearm_margin = p.rearm_margin;
-    else if (!strcmp(key, "churn.min_events"))
-        e->reload.min_events = p.min_events;
-    else if (!strcmp(key, "churn.alert_cooldown"))
-        e->reload.cooldown_ms = p.cooldown_ms;
-    pthread_mutex_unlock(&e->reload.mu);
-    /* every shard takes it at this point of its queue: after what was
-     * routed before the SIGHUP, before what comes after */
-    eng_broadcast(e, (fd_item){.kind = FD_ITEM_RELOAD});
-    return 0;
-}
-
-void fd_engine_get_metrics(fd_engine *e, fd_engine_metrics *m)
-{
-    memset(m, 0, sizeof *m);
-    fd_engine_get_status(e, 10000, &m->st);
-    /* every stats field by index; fd_engine_stat_name names them */
-    for (int i = 0; i < SF__COUNT && i < 128; i++)
-        m->stat[i] = e->totals[i];
-    m->n_stats = SF__COUNT < 128 ? SF__COUNT : 128;
-    memcpy(m->write_le, e->write_le, sizeof m->write_le);
-    m->write_seconds_sum = (double)e->write_ms_sum / 1000.0;
-    m->rebalances = e->rebalances;
-    m->n_shards = e->n_shards < 64 ? e->n_shards : 64;
-    for (int i = 0; i < e->n_shards; i++) {
-        m->users += fd_shard_users(e->shards[i]);
-        if (i < 64) {
-            uint64_t b;
-            size_t q;
-            fd_shard_progress(e->shards[i], &b, &q);
-            m->queued[i] = (int64_t)q;
-        }
-    }
-    for (int32_t p = 0; p < e->n_parts && m->n_lag < FD_METRICS_PARTS; p++) {
-        if (!e->parts[p].assigned)
-            continue;
-        int64_t lo, hi, lag = -1;
-        if (e->parts[p].stored_offset >= 0 &&
-            rd_kafka_get_watermark_offsets(e->consumer, e->cfg->kafka_topic_events, p, &lo, &hi) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR &&
-            hi >= 0)
-            lag = hi > e->parts[p].stored_offset ? hi - e->parts[p].stored_offset : 0;
-        m->lag_part[m->n_lag] = p;
-        m->lag[m->n_lag++] = lag;
-    }
-    m->redis_ok = !e->blocked;
-    m->churn = e->churn_on;
-    if (e->churn_on) {
-        m->auc = fd_quality_auc(&e->Gq);
-        m->logloss = fd_quality_logloss(&e->Gq);
-        m->examples = e->G.examples;
-    }
-    m->mf = e->mf_on;
-    if (e->mf_on) {
-        const fd_mf_quality *q = &e->mfq;
-        double c = q->checks ? (double)q->checks : 1.0;
-        m->recall = (double)q->hits / c;
-        m->ndcg = q->ndcg / c;
-        m->pop_recall = (double)q->pop_hits / c;
-        m->pop_ndcg = q->pop_ndcg / c;
-        m->positives = e->mfpub.g.positives;
-    }
-}
-
-const char *fd_engine_stat_name(int i, char *buf, size_t n)
-{
-    return eng_stat_field(i, buf, n);
 }

@@ -2,8 +2,11 @@
  * engine_int.h - what the engine's files share: its types, limits and the
  * functions one of them calls in another. Not an API: engine.h is.
  *
- *   engine.c  life cycle, helper threads, pausing, epochs (the marker and
- *             snapshot bookkeeping)
+ *   engine.c  life cycle, helper threads, epochs (the marker and snapshot
+ *             bookkeeping), when to write, the main loop and shutdown
+ *   pause.c   pausing, resume-and-seek, stuck partitions sought or assigned
+ *             again
+ *   engine_status.c  status, /metrics copy, stats names, SIGHUP reload
  *   router.c  assignment (stored offsets, data loss) and routing by key
  *   writer.c  the MULTI/EXEC of the epochs and its exactly-once rules,
  *             refused writes and commands, the I/O thread
@@ -344,6 +347,16 @@ void eng_drop_partition(fd_engine *e, int32_t p, bool resolve_again);
 part *eng_get_part(fd_engine *e, int32_t p);
 const char *eng_part_key(const fd_engine *e, int32_t p, char buf[PART_KEY_MAX]);
 void eng_set_blocked(fd_engine *e, bool blocked, const char *why);
+/* A full shard queue is waited out this long before the partitions pause
+ * (pausing makes librdkafka drop and refetch what it had prefetched). */
+#define QUEUE_FULL_PAUSE_MS 2000
+/* pause.c, once per loop: apply the wanted pauses (blocked, queue full,
+ * resolving), seek again a resumed partition that delivers nothing while
+ * the broker holds more (then assign it again), and the test-only
+ * FUNNELD_TEST_REASSIGN_AFTER hook. */
+void eng_sync_pause(fd_engine *e);
+void eng_unstick_partitions(fd_engine *e);
+void eng_test_reassign(fd_engine *e);
 /* fd_engine_startup_stop's flag (NULL: none). */
 extern volatile sig_atomic_t *eng_start_stop;
 int eng_start_epoch(fd_engine *e);
