@@ -7,6 +7,7 @@
  * docs/CONFIG.md (fd_config_print_docs).
  */
 #include "daemon/config_table.h"
+#include "daemon/utf8.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,28 +17,13 @@
 
 /* ---------------------------------------------------------------- output */
 
-/* Length of the UTF-8 sequence at p and its code point; 0 if invalid. */
-static size_t utf8_decode(const unsigned char *p, uint32_t *cp)
-{
-    size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc0 ? 2 : 0;
-    if (n == 0 || p[0] >= 0xf8)
-        return 0;
-    uint32_t v = p[0] & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (p[i] & 0x3f);
-    }
-    *cp = v;
-    return n;
-}
-
 /* A YAML double-quoted scalar that loads back to exactly s: control
  * characters and the code points a YAML reader refuses or folds (C1, NEL,
  * LS/PS, BOM, non-characters) are written as escapes. */
 static void print_quoted(FILE *out, const char *s)
 {
     fputc('"', out);
+    const unsigned char *end = (const unsigned char *)s + strlen(s);
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         uint32_t cp;
         size_t n;
@@ -47,7 +33,7 @@ static void print_quoted(FILE *out, const char *s)
             fprintf(out, "\\x%02x", *p++);
         } else if (*p < 0x80) {
             fputc(*p++, out);
-        } else if ((n = utf8_decode(p, &cp)) == 0) {
+        } else if ((n = fd_utf8_seq(p, (size_t)(end - p), &cp)) == 0) {
             fprintf(out, "\\x%02x", *p++); /* not from the loader: it only yields UTF-8 */
         } else {
             if (cp < 0xa0 || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff || cp == 0xfffe ||

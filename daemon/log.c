@@ -5,6 +5,7 @@
 #include "daemon/log.h"
 
 #include "daemon/config.h"
+#include "daemon/utf8.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -92,17 +93,13 @@ static size_t json_escape(const char *s, size_t len, char *out, size_t n)
     const unsigned char *u = (const unsigned char *)s;
     for (size_t i = 0; i < len && o + 7 < n; i++) {
         unsigned c = u[i];
-        size_t ulen = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 1;
-        if (c >= 0x80 && ulen > 1 && i + ulen <= len) { /* a well-formed sequence: as is */
-            bool ok = true;
-            for (size_t j = 1; j < ulen; j++)
-                ok &= (u[i + j] & 0xc0) == 0x80;
-            if (ok && o + ulen < n) {
-                memcpy(out + o, s + i, ulen);
-                o += ulen;
-                i += ulen - 1;
-                continue;
-            }
+        uint32_t cp;
+        size_t ulen = c >= 0x80 ? fd_utf8_seq(u + i, len - i, &cp) : 0;
+        if (ulen && o + ulen < n) { /* a well-formed sequence: as is */
+            memcpy(out + o, s + i, ulen);
+            o += ulen;
+            i += ulen - 1;
+            continue;
         }
         if (c == '"' || c == '\\') {
             out[o++] = '\\';

@@ -3,6 +3,7 @@
  * docs/REDIS_KEYS.md documents.
  */
 #include "daemon/views.h"
+#include "daemon/utf8.h"
 
 #include <stdbool.h>
 #include <math.h>
@@ -13,7 +14,7 @@
 
 #include "models/lr.h"
 
-char *fd_view_utf8(const char *s, size_t len)
+char *fd_view_utf8(const char *s, size_t len, size_t *out_len)
 {
     const unsigned char *u = (const unsigned char *)s;
     char *out = malloc(2 * len + 1), *o = out;
@@ -21,42 +22,32 @@ char *fd_view_utf8(const char *s, size_t len)
         return NULL;
     for (size_t i = 0; i < len; i++) {
         unsigned c = u[i];
-        size_t ulen = c >= 0xf0 && c < 0xf5   ? 4
-                      : c >= 0xe0 && c < 0xf0 ? 3
-                      : c >= 0xc2 && c < 0xe0 ? 2
-                                              : 1;
-        bool ok = c < 0x80 || (ulen > 1 && i + ulen <= len);
-        for (size_t j = 1; ok && c >= 0x80 && j < ulen; j++)
-            ok = (u[i + j] & 0xc0) == 0x80;
-        if (c >= 0x80 && ok && ulen == 3) { /* no surrogates, no overlong forms */
-            unsigned cp = (c & 0x0f) << 12 | (u[i + 1] & 0x3f) << 6 | (u[i + 2] & 0x3f);
-            ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
-        } else if (c >= 0x80 && ok && ulen == 4) {
-            unsigned cp = (c & 0x07) << 18 | (u[i + 1] & 0x3f) << 12 | (u[i + 2] & 0x3f) << 6 |
-                          (u[i + 3] & 0x3f);
-            ok = cp >= 0x10000 && cp <= 0x10ffff;
-        }
-        if (c < 0x80 && c != 0) {
+        uint32_t cp;
+        size_t ulen = c >= 0x80 ? fd_utf8_seq(u + i, len - i, &cp) : 0;
+        if (c < 0x80) { /* NUL too: the length says where the string ends */
             *o++ = (char)c;
-        } else if (c >= 0x80 && ok) {
+        } else if (ulen) {
             memcpy(o, s + i, ulen);
             o += ulen;
             i += ulen - 1;
-        } else { /* the byte as U+0000..U+00FF */
+        } else { /* the byte as U+0080..U+00FF */
             *o++ = (char)(0xc0 | c >> 6);
             *o++ = (char)(0x80 | (c & 0x3f));
         }
     }
     *o = 0;
+    if (out_len)
+        *out_len = (size_t)(o - out);
     return out;
 }
 
 static json_t *str_json(const char *s, size_t len)
 {
-    char *v = fd_view_utf8(s, len);
-    json_t *j = v ? json_string(v) : NULL;
+    size_t n;
+    char *v = fd_view_utf8(s, len, &n);
+    json_t *j = v ? json_stringn(v, n) : NULL; /* an embedded NUL comes out as \u0000 */
     free(v);
-    return j;
+    return j ? j : json_null();
 }
 
 static int64_t field_int(const redisReply *r, int64_t dflt)
@@ -336,7 +327,7 @@ static json_t *figures(const redisReply *rep, const char *const *skip)
         double d = strtod(v->str, &end);
         if (skipped || end == v->str || *end)
             continue;
-        char *name = fd_view_utf8(k->str, k->len);
+        char *name = fd_view_utf8(k->str, k->len, NULL);
         if (!name)
             continue;
         long long iv = strtoll(v->str, &end, 10);

@@ -47,7 +47,9 @@ json_t *fd_view_top_risk(fd_redis *r, const char *prefix, const fd_feat_params *
 json_t *fd_view_model(fd_redis *r, const char *prefix, const fd_feat_params *fp, char *err,
                       size_t n);
 
-/* s[0..len) as valid UTF-8 (see above); a new string, NULL out of memory. */
-char *fd_view_utf8(const char *s, size_t len);
+/* s[0..len) as valid UTF-8 (see above); a new NUL-terminated string (it may
+ * hold a NUL of s: *out_len, when not NULL, is its length), NULL out of
+ * memory. */
+char *fd_view_utf8(const char *s, size_t len, size_t *out_len);
 
 #endif

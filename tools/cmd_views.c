@@ -383,8 +383,14 @@ static int status_cmd(const view_args *a, const fd_config *cfg)
     if (!m) {
         free(ready);
         free(health);
-        if (a->json)
-            printf("{\"reachable\":false,\"error\":\"%s\"}\n", "unreachable");
+        if (a->json) {
+            json_t *o = json_pack("{s:b,s:s}", "reachable", 0, "error", err);
+            char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+            if (t)
+                puts(t);
+            free(t);
+            json_decref(o);
+        }
         fprintf(stderr, "%s: %s\n", vprog, err);
         return 1;
     }

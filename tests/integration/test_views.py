@@ -24,7 +24,7 @@ from harness import Broker, Daemon, RedisServer, build_dir  # noqa: E402
 
 TOPIC = "events"
 P = fdtest.PREFIX
-PLANTED = b'<img src=x onerror="alert(1)">\r\n:\xff\x01'
+PLANTED = b'<img src=x onerror="alert(1)">\r\n:\xff\x01\x00\xed\xa0\x80'
 
 
 def get(port, path, method="GET"):
@@ -94,7 +94,8 @@ class Views(unittest.TestCase):
                 want = rb.zrevrange(P.encode() + b"churn:risk", 0, 4, withscores=True)
                 self.assertEqual(len(tj["users"]), 5)
                 self.assertEqual(tj["users"][0]["user_id"],
-                                 '<img src=x onerror="alert(1)">\r\n:\u00ff\u0001')
+                                 '<img src=x onerror="alert(1)">\r\n:\u00ff\u0001\u0000'
+                                 '\u00ed\u00a0\u0080')
                 for u, (_, score) in zip(tj["users"], want):
                     self.assertAlmostEqual(u["risk"], score)
                 self.assertEqual(want[0][0], PLANTED)
@@ -149,7 +150,9 @@ class Views(unittest.TestCase):
                 self.assertEqual(get(port, "/api/nothing")[0], 404)
                 self.assertEqual(d.terminate(), 0)
             # a daemon that is not there: status says so, exit 1
-            self.ctl("status", "--http", f"127.0.0.1:{port}", code=1)
+            gone = json.loads(self.ctl("status", "--http", f"127.0.0.1:{port}", "--json", code=1))
+            self.assertFalse(gone["reachable"])
+            self.assertIn(f"127.0.0.1:{port}", gone["error"])
 
 
 if __name__ == "__main__":

@@ -63,6 +63,13 @@ int main(void)
                       "tab\\u0009here ctl\\u0001 bad\\u00ff utf8 \xc3\xa9 <img src=x>\\nnext\"}\n");
     CHECK(strchr(j, '\n') == j + strlen(j) - 1); /* one line: the debug one was not logged */
 
+    /* an overlong form and a surrogate are not UTF-8: escaped byte by byte */
+    begin();
+    fd_info("t", "over\xc0\xaf sur\xed\xa0\x80 ok\xf0\x9f\x98\x80");
+    j = end();
+    CHECK_CONTAINS(j,
+                   "\"msg\":\"over\\u00c0\\u00af sur\\u00ed\\u00a0\\u0080 ok\xf0\x9f\x98\x80\"}");
+
     /* a URL's credentials never appear, in either format */
     begin();
     fd_err("redis", "cannot reach redis://alice:s3cret@db:6379/0");
