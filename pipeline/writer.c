@@ -247,8 +247,10 @@ int eng_write_epochs(fd_engine *e)
         if (i >= n && !strcmp(fd_redis_error_code(rep[i]->str, code, sizeof code), "WRONGTYPE"))
             snprintf(cause, sizeof cause,
                      "WRONGTYPE: key %s, partition %" PRId32
-                     "'s stored offset, is not a hash (another client wrote it); restore it: DEL "
-                     "it, then HSET it offset %" PRId64 " max_ts %" PRId64,
+                     "'s stored offset, is not a hash (another client wrote it); restore it in "
+                     "one transaction: MULTI, DEL it, HSET it offset %" PRId64 " max_ts %" PRId64
+                     ", EXEC (a DEL and an HSET sent apart let this instance see the key gone "
+                     "and reload the partition from Redis)",
                      e->key, p, e->parts[p].stored_offset, e->parts[p].confirmed_max_ts);
         else
             snprintf(cause, sizeof cause, "%s (%s %s)", rep[i]->str, i < n ? "WATCH" : "HGET",
