@@ -118,6 +118,8 @@ int fd_codec_peek_ts(fd_codec *c, const void *buf, size_t len, int64_t *ts)
         int r = fd_avro_peek_ts(c, buf, len, ts);
         if (r <= 0)
             return r == 0 && *ts > 0 && *ts <= FD_TS_MAX_MS ? 0 : -1;
+    } else if (c->fast_path && fd_json_fast_peek_ts(buf, len, ts) == 0) {
+        return *ts > 0 && *ts <= FD_TS_MAX_MS ? 0 : -1;
     }
     if (!c->scratch && !(c->scratch = malloc(sizeof *c->scratch)))
         return -1;
@@ -185,4 +187,10 @@ void fd_codec_destroy(fd_codec *c)
 void fd_codec_set_fast_path(fd_codec *c, int on)
 {
     c->fast_path = on;
+}
+
+void fd_codec_path_counts(const fd_codec *c, uint64_t *fast, uint64_t *slow)
+{
+    *fast = c->fast_decodes;
+    *slow = c->slow_decodes;
 }

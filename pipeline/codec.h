@@ -67,8 +67,9 @@ fd_reject fd_codec_decode(fd_codec *c, const void *buf, size_t len, fd_event *ou
                           size_t errstr_size);
 
 /* The event time of a message, for the partition watermark: read directly
- * for the canonical Avro layout (no validation of the other fields), else by
- * a full decode. 0 and *ts (1..FD_TS_MAX_MS), or -1 when it cannot be read
+ * for the canonical Avro layout and for a JSON object's top-level "ts" (no
+ * validation of the other fields: the message is decoded once, by its
+ * shard), else by a full decode. 0 and *ts (1..FD_TS_MAX_MS), or -1 when it cannot be read
  * (the message will be rejected by fd_codec_decode, or its ts is invalid). */
 int fd_codec_peek_ts(fd_codec *c, const void *buf, size_t len, int64_t *ts);
 
@@ -79,8 +80,14 @@ int fd_codec_encode(fd_codec *c, const fd_event *ev, const void **out, size_t *o
 /* NULL is accepted. */
 void fd_codec_destroy(fd_codec *c);
 
-/* Tests: turn the direct decoder of the canonical Avro layout off (0) or on
- * (1, the default), to compare it with Avro-C's generic path. */
+/* Tests: turn the direct decoders off (0) or on (1, the default): the
+ * canonical Avro layout without Avro-C's generic path, the common JSON
+ * layout without jansson (codec_json_fast.c). Off, every message takes the
+ * library's path, to compare the two. */
 void fd_codec_set_fast_path(fd_codec *c, int on);
+
+/* Tests and benchmarks: JSON decodes that took the direct path and
+ * jansson's since the codec was made (Avro: 0, 0). */
+void fd_codec_path_counts(const fd_codec *c, uint64_t *fast, uint64_t *slow);
 
 #endif

@@ -19,7 +19,9 @@ struct fd_codec {
     int64_t max_price; /* input.max_price (resolved: never 0) */
     int32_t encode_schema_id;
     fd_avro_state *avro; /* avro and confluent-avro only */
-    int fast_path;       /* canonical Avro layout decoded without Avro-C (default 1) */
+    int fast_path;       /* canonical Avro layout decoded without Avro-C, common JSON
+                            layout without jansson (default 1) */
+    uint64_t fast_decodes, slow_decodes; /* decodes by each path (fd_codec_path_counts) */
     /* encode output, reused across calls (json; avro grows its own) */
     char *out;
     size_t out_cap;
@@ -50,5 +52,13 @@ int fd_avro_encode(fd_codec *c, const fd_event *ev, int framed, const void **out
 fd_reject fd_json_decode(fd_codec *c, const uint8_t *p, size_t n, fd_event *ev, char *errstr,
                          size_t errstr_size);
 int fd_json_encode(fd_codec *c, const fd_event *ev, const void **out, size_t *out_len);
+
+/* codec_json_fast.c: the common JSON layout without jansson. 0 with *ev
+ * filled exactly as jansson's path would (before fd_event_validate), or -1
+ * when the input is anything else (*ev then partly written: reset it). */
+int fd_json_fast_decode(const uint8_t *p, size_t n, fd_event *ev);
+/* The top-level "ts" of a JSON object, other values skipped: 0 and *ts, or
+ * -1 when it cannot be read that way. */
+int fd_json_fast_peek_ts(const uint8_t *p, size_t n, int64_t *ts);
 
 #endif

@@ -5,6 +5,8 @@
  * send from scripts, so the decoder is strict about what it means and
  * explicit when it refuses. Choices, documented in docs/EVENTS.md:
  *
+ * - The common layout (a flat object of our keys, ASCII strings) is read
+ *   without jansson by codec_json_fast.c; everything else comes here.
  * - json_loadb with JSON_REJECT_DUPLICATES: {"user_id":"a","user_id":"b"}
  *   is ambiguous, so it is a json_syntax reject rather than last-one-wins.
  *   JSON_ALLOW_NUL so "\u0000" reaches our own check and is reported as
@@ -193,7 +195,14 @@ static bool ascii_ieq(const char *a, size_t alen, const char *b)
 fd_reject fd_json_decode(fd_codec *c, const uint8_t *p, size_t n, fd_event *ev, char *errstr,
                          size_t errstr_size)
 {
-    (void)c;
+    if (c->fast_path) {
+        if (fd_json_fast_decode(p, n, ev) == 0) {
+            c->fast_decodes++;
+            return FD_OK;
+        }
+        fd_event_init(ev); /* the fast path may have filled some fields */
+    }
+    c->slow_decodes++;
     json_error_t jerr;
     json_t *o = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!o)

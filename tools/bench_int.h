@@ -77,6 +77,10 @@ typedef struct bench_result {
 /* bench_proc.c */
 int bench_find_in_path(const char *name, char *buf, size_t size);
 int bench_exe_dir(char *buf, size_t size);
+/* The Avro schema: `given`, else conf/schemas/event.avsc from the working
+ * directory, next to the build directory, or installed; its real path in
+ * out. 0, or -1 when none is readable. */
+int bench_find_schema(const char *given, char out[PATH_MAX]);
 void bench_show_tail(const char *what, const char *path);
 pid_t bench_spawn(char *const argv[], int out_fd, int err_fd);
 int bench_wait_child(pid_t *pid, double timeout_s);

@@ -154,3 +154,21 @@ int bench_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW
     remove(path);
     return 0;
 }
+
+int bench_find_schema(const char *given, char out[PATH_MAX])
+{
+    char dir[PATH_MAX], cand[PATH_MAX + 64];
+    const char *schema = given;
+    if (!schema && access("conf/schemas/event.avsc", R_OK) == 0)
+        schema = "conf/schemas/event.avsc";
+    if (!schema && bench_exe_dir(dir, sizeof dir) == 0) {
+        snprintf(cand, sizeof cand, "%s/../conf/schemas/event.avsc", dir);
+        if (access(cand, R_OK) == 0)
+            schema = cand;
+    }
+#ifdef FD_SCHEMA_DIR
+    if (!schema && access(FD_SCHEMA_DIR "/event.avsc", R_OK) == 0)
+        schema = FD_SCHEMA_DIR "/event.avsc"; /* installed (share/funneld/schemas) */
+#endif
+    return schema && realpath(schema, out) ? 0 : -1;
+}

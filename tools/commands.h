@@ -6,6 +6,7 @@ int fd_cmd_broker(int argc, char **argv);      /* tools/cmd_broker.c */
 int fd_cmd_bench(int argc, char **argv);       /* tools/cmd_bench.c */
 int fd_cmd_features(int argc, char **argv);    /* tools/cmd_features.c */
 int fd_cmd_bench_model(int argc, char **argv); /* tools/cmd_bench_model.c */
+int fd_cmd_bench_codec(int argc, char **argv); /* tools/cmd_bench_codec.c */
 int fd_cmd_eval(int argc, char **argv);        /* tools/cmd_eval.c */
 int fd_cmd_replay(int argc, char **argv);      /* tools/cmd_replay.c */
 int fd_cmd_user(int argc, char **argv);        /* tools/cmd_features.c */

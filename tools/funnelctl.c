@@ -27,6 +27,7 @@ static void usage(FILE *out)
         "  model     the churn model's weights and quality, the recommendation model's\n"
         "  status    a running funneld's readiness, rate, lag and dead letters\n"
         "  bench-model  the churn model's learning and scoring speed on one core\n"
+        "  bench-codec  decoding speed per format, direct decoders beside the libraries\n"
         "  eval      the models' prequential quality over a stream, beside their peers\n"
         "\n"
         "funnelctl COMMAND --help shows a command's options.\n");
@@ -50,6 +51,8 @@ int main(int argc, char **argv)
         return fd_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench-model"))
         return fd_cmd_bench_model(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench-codec"))
+        return fd_cmd_bench_codec(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval"))
         return fd_cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "features"))

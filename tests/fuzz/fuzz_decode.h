@@ -2,8 +2,11 @@
  * fuzz_decode.h - what every decoder fuzz target checks: fd_codec_decode
  * must never crash, leak or allocate without bound on any input; every
  * accepted event passes fd_event_validate and survives an encode/decode
- * round trip; every reject carries a message; and the direct decoder of the
- * canonical Avro layout agrees with Avro-C's generic path byte for byte.
+ * round trip; every reject carries a message; the direct decoders agree
+ * with the libraries byte for byte (the canonical Avro layout with Avro-C's
+ * generic path, the common JSON layout with jansson: same answer, same
+ * event, same message); and the watermark's peek reads the ts the decode
+ * accepted.
  *
  * The codec is created once (schemas from conf/schemas relative to the cwd,
  * or to $FD_SOURCE_DIR when set) with the daemon's default 1 MiB limit.
@@ -66,16 +69,21 @@ static int fuzz_decode(fd_format fmt, const uint8_t *data, size_t size)
     fd_event ev;
     char err[512];
     fd_reject r = fd_codec_decode(codec(), data, size, &ev, err, sizeof err);
-    /* Differential: the direct decoder of the canonical layout and Avro-C's
-     * generic path agree on every input, byte for byte (JSON: one path). */
+    /* Differential: the direct decoders and the libraries (Avro-C's generic
+     * path, jansson) agree on every input. */
     fd_event slow;
     char err2[512];
     fd_codec_set_fast_path(codec(), 0);
     fd_reject r2 = fd_codec_decode(codec(), data, size, &slow, err2, sizeof err2);
     fd_codec_set_fast_path(codec(), 1);
-    if (r != r2 || (r == FD_OK && !fd_event_equal(&ev, &slow))) {
-        fprintf(stderr, "fast path: %s (%s), Avro-C: %s (%s)\n", fd_reject_name(r), err,
+    if (r != r2 || (r == FD_OK && !fd_event_equal(&ev, &slow)) || strcmp(err, err2) != 0) {
+        fprintf(stderr, "direct path: %s (%s), library: %s (%s)\n", fd_reject_name(r), err,
                 fd_reject_name(r2), err2);
+        abort();
+    }
+    int64_t peeked;
+    if (r == FD_OK && (fd_codec_peek_ts(codec(), data, size, &peeked) != 0 || peeked != ev.ts_ms)) {
+        fprintf(stderr, "peek_ts disagrees with the decoded ts %lld\n", (long long)ev.ts_ms);
         abort();
     }
     if (r == FD_OK) {

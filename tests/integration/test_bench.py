@@ -122,6 +122,27 @@ class Bench(unittest.TestCase):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--examples", bad.stderr)
 
+    def test_bench_codec_json(self):
+        """bench-codec checks the direct decoders against the libraries on
+        every generated message (exit 1 if one differs), and the generator's
+        JSON takes the direct path every time."""
+        r = subprocess.run([FUNNELCTL, "bench-codec", "--json", "--events", "3000",
+                            "--users", "300", "--reps", "1"],
+                           capture_output=True, text=True, timeout=60 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual((j["events"], j["users"]), (3000, 300))
+        self.assertEqual(j["json_direct_taken"], 3000)
+        for k in ("avro_direct_ns", "avro_avroc_ns", "avro_peek_ns", "json_direct_ns",
+                  "json_jansson_ns", "json_peek_ns"):
+            self.assertGreater(j[k], 0, k)
+        self.assertGreater(j["json_bytes_per_event"], j["avro_bytes_per_event"])
+        self.assertIn("| json |", r.stderr)
+        bad = subprocess.run([FUNNELCTL, "bench-codec", "--reps", "0"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--reps", bad.stderr)
+
     def test_usage_errors(self):
         for args in (["--events", "0"], ["--partitions", "x"], ["--format", "xml"], ["--nope"]):
             r = subprocess.run([FUNNELCTL, "bench", *args], capture_output=True, text=True,

@@ -13,6 +13,7 @@
 
 #include "pipeline/codec.h"
 #include "tests/unit/check.h"
+#include "tools/gen.h"
 #include "tests/unit/codec_fixture.h"
 
 static char err[1024];
@@ -710,6 +711,129 @@ static void json_cases(void)
     fd_codec_destroy(big);
 }
 
+/* ---- the direct JSON path against jansson -------------------------------- */
+
+/* Decode with the direct path and with jansson alone: the same answer, the
+ * same event; returns whether the direct path took it. */
+static int json_agree(fd_codec *c, const char *s, size_t n, const char *what)
+{
+    uint64_t f0, s0, f1, s1;
+    fd_event a, b;
+    char e1[512], e2[512];
+    fd_codec_path_counts(c, &f0, &s0);
+    fd_reject ra = fd_codec_decode(c, s, n, &a, e1, sizeof e1);
+    fd_codec_path_counts(c, &f1, &s1);
+    fd_codec_set_fast_path(c, 0);
+    fd_reject rb = fd_codec_decode(c, s, n, &b, e2, sizeof e2);
+    fd_codec_set_fast_path(c, 1);
+    int ok = ra == rb && (ra != FD_OK || fd_event_equal(&a, &b)) && !strcmp(e1, e2);
+    CHECK(ok);
+    if (!ok)
+        fprintf(stderr, "%s: direct %s (%s), jansson %s (%s)\n", what, fd_reject_name(ra), e1,
+                fd_reject_name(rb), e2);
+    /* the watermark's peek reads the same ts as the decode */
+    int64_t ts;
+    if (ra == FD_OK)
+        CHECK(fd_codec_peek_ts(c, s, n, &ts) == 0 && ts == a.ts_ms);
+    return f1 > f0;
+}
+
+static void json_fast_path(void)
+{
+    fd_codec *c = mk(FD_FMT_JSON, 1 << 20);
+    CHECK(c != NULL);
+    if (!c)
+        return;
+    /* The generator's events (what funnelctl gen --format json produces):
+     * every one takes the direct path and agrees with jansson. */
+    fd_gen_opts o;
+    fd_gen_opts_default(&o);
+    o.events = 20000;
+    o.users = 2000;
+    char gerr[256];
+    fd_gen *g = fd_gen_new(&o, gerr, sizeof gerr);
+    CHECK(g != NULL);
+    fd_event ev;
+    size_t taken = 0, total = 0;
+    char copy[4096];
+    while (g && fd_gen_next(g, &ev)) {
+        const void *out;
+        size_t n;
+        CHECK(fd_codec_encode(c, &ev, &out, &n) == 0 && n < sizeof copy);
+        memcpy(copy, out, n); /* encode's buffer is reused by decode's peek */
+        taken += (size_t)json_agree(c, copy, n, "generated");
+        total++;
+    }
+    fd_gen_destroy(g);
+    CHECK(total == 20000 && taken == total);
+    if (taken != total)
+        fprintf(stderr, "direct JSON path took %zu of %zu generated events\n", taken, total);
+
+    /* Edge cases: each either taken directly with jansson's answer, or
+     * given to jansson (whose answer then stands). */
+    static const struct {
+        const char *json;
+        int direct; /* 1: the direct path must take it */
+    } cases[] = {
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"VIEW\"}", 1},
+        {" \t\r\n{ \"event_id\" : \"e\" , \"user_id\":\"u\",\"ts\":\"2026-03-01T12:00:00.5+01:00\","
+         "\"type\":\"cart\",\"price\":-0.0,\"quantity\":1000000} \n",
+         1},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"purchase\",\"price\":1e-320}",
+         1},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"purchase\",\"price\":2.5E+2}",
+         1},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":-0,\"type\":\"click\"}", 1},
+        {"{\"event_id\":\"\",\"user_id\":\"\",\"ts\":5,\"type\":\"click\"}", 1},
+        /* given to jansson */
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\",\"ts\":6}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\\u00e9\",\"ts\":5,\"type\":\"click\"}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\\ud800\",\"ts\":5,\"type\":\"click\"}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"\xc3\xa9\",\"ts\":5,\"type\":\"click\"}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"\xc0\xaf\",\"ts\":5,\"type\":\"click\"}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\",\"x\":[1]}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5.0,\"type\":\"click\"}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":05,\"type\":\"click\"}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":9223372036854775808,\"type\":\"click\"}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\",\"price\":1e400}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\",\"price\":1.}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\",\"quantity\":2.0}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\",\"quantity\":0}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\",\"item_id\":true}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"buy\"}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\",}", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\"} x", 0},
+        {"{\"event_id\":\"e\",\"user_id\":\"u\",\"ts\":5,\"type\":\"click\"}{}", 0},
+        {"{}", 0},
+        {"[]", 0},
+        {"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "case %zu", i);
+        int direct = json_agree(c, cases[i].json, strlen(cases[i].json), what);
+        CHECK(direct == cases[i].direct);
+        if (direct != cases[i].direct)
+            fprintf(stderr, "case %zu: direct path %s it: %s\n", i, direct ? "took" : "gave up",
+                    cases[i].json);
+    }
+    /* An id of FD_ID_MAX bytes is taken; one byte more goes to jansson,
+     * which names the field. */
+    char id[FD_ID_MAX + 2], js[FD_ID_MAX + 128];
+    memset(id, 'a', sizeof id - 1);
+    id[FD_ID_MAX] = '\0';
+    snprintf(js, sizeof js, "{\"event_id\":\"e\",\"user_id\":\"%s\",\"ts\":5,\"type\":\"click\"}",
+             id);
+    CHECK(json_agree(c, js, strlen(js), "FD_ID_MAX") == 1);
+    id[FD_ID_MAX] = 'a';
+    id[FD_ID_MAX + 1] = '\0';
+    snprintf(js, sizeof js, "{\"event_id\":\"e\",\"user_id\":\"%s\",\"ts\":5,\"type\":\"click\"}",
+             id);
+    CHECK(json_agree(c, js, strlen(js), "FD_ID_MAX+1") == 0);
+    fd_codec_destroy(c);
+}
+
 static void formats(void)
 {
     CHECK(fd_format_parse("avro") == FD_FMT_AVRO);
@@ -736,5 +860,6 @@ int main(void)
     confluent();
     codec_new_errors();
     json_cases();
+    json_fast_path();
     return check_report();
 }
