@@ -35,7 +35,19 @@
  * - Times come from CLOCK_MONOTONIC, so a wall-clock step neither stalls nor
  *   hurries reconnection.
  *
- * hiredis writes with write(2), so a peer that vanished raises SIGPIPE: the
+ * - Commands are not copied into hiredis' output buffer. Every append goes
+ *   into one send queue: commands already in the wire protocol (a shard's
+ *   chunk of user records, the epoch's windows; fd_redis_append_raw) by
+ *   reference, small formatted ones (MULTI, EXEC, a WATCH) into a reused
+ *   buffer of our own. The first read of replies sends the queue with
+ *   sendmsg(2), many buffers per call. hiredis' sdscatlen copy of each
+ *   epoch's commands into a fresh output buffer, which grew by 1 MiB steps
+ *   and was freed after every write (so faulted in again for the next),
+ *   was ~9 % of funneld's samples with Avro input (BENCHMARKS.md, issue
+ *   14). hiredis still parses the replies.
+ *
+ * The queue is sent with MSG_NOSIGNAL; hiredis' own writes (connect-time
+ * commands) use write(2), so a peer that vanished raises SIGPIPE there: the
  * process must ignore SIGPIPE (funneld's main does; so do the tests).
  *
  * Thread: a handle is used by one thread at a time; nothing here is shared.
@@ -50,7 +62,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "daemon/clock.h"
@@ -77,6 +91,19 @@ struct fd_redis {
     int ever_connected;
     char last_err[512];
     bool auth_refused; /* the last attempt's AUTH was refused (a setting, not an outage) */
+
+    /* The send queue: commands appended and not yet sent, in order. A
+     * segment is a caller's buffer (ref) or bytes of own at off. */
+    struct out_seg {
+        const char *ref;
+        size_t off, len;
+    } * segs;
+    size_t n_segs, cap_segs;
+    char *own;
+    size_t own_len, own_cap;
+    struct iovec *iov; /* sendmsg's vector, reused */
+    size_t cap_iov;
+    uint64_t bytes_sent, sends;
 };
 
 static struct timeval ms_to_tv(int64_t ms)
@@ -456,6 +483,9 @@ void fd_redis_destroy(fd_redis *r)
     }
     free(r->username);
     free(r->url);
+    free(r->segs);
+    free(r->own);
+    free(r->iov);
     free(r);
 }
 
@@ -482,6 +512,8 @@ static void drop(fd_redis *r, const char *what)
         r->c = NULL;
     }
     r->pending = 0;
+    r->n_segs = 0; /* what was queued is never sent: the caller retries it all */
+    r->own_len = 0;
     r->attempts = 0;
     note_failure(r, what);
 }
@@ -660,12 +692,109 @@ const char *fd_redis_url(const fd_redis *r)
 
 /* ---- commands ----------------------------------------------------------- */
 
+/* Queue a segment: a reference to the caller's bytes (ref), or a copy into
+ * own (ref NULL), merged with the previous segment when it is own too. */
+static int queue(fd_redis *r, const char *ref, const char *bytes, size_t len)
+{
+    if (!len)
+        return 0;
+    if (!ref && r->own_len + len > r->own_cap) {
+        size_t cap = r->own_cap ? r->own_cap : 4096;
+        while (cap < r->own_len + len)
+            cap *= 2;
+        char *n = realloc(r->own, cap);
+        if (!n)
+            return -1;
+        r->own = n;
+        r->own_cap = cap;
+    }
+    struct out_seg *last = r->n_segs ? &r->segs[r->n_segs - 1] : NULL;
+    if (!ref && last && !last->ref && last->off + last->len == r->own_len) {
+        last->len += len;
+    } else {
+        if (r->n_segs == r->cap_segs) {
+            size_t cap = r->cap_segs ? r->cap_segs * 2 : 64;
+            struct out_seg *n = realloc(r->segs, cap * sizeof *n);
+            if (!n)
+                return -1;
+            r->segs = n;
+            r->cap_segs = cap;
+        }
+        r->segs[r->n_segs++] = (struct out_seg){.ref = ref, .off = r->own_len, .len = len};
+    }
+    if (!ref) {
+        memcpy(r->own + r->own_len, bytes, len);
+        r->own_len += len;
+    }
+    return 0;
+}
+
+/* Send the queue (blocking, within the command timeout). 0, or -1 with the
+ * connection dropped and errstr set. */
+static int send_queue(fd_redis *r, char *errstr, size_t errstr_size)
+{
+    if (!r->n_segs)
+        return 0;
+    if (r->cap_iov < r->n_segs) {
+        struct iovec *n = realloc(r->iov, r->n_segs * sizeof *n);
+        if (!n) {
+            set_err(errstr, errstr_size, "redis %s: out of memory sending", r->url);
+            drop(r, "out of memory sending");
+            return -1;
+        }
+        r->iov = n;
+        r->cap_iov = r->n_segs;
+    }
+    for (size_t i = 0; i < r->n_segs; i++) {
+        const struct out_seg *g = &r->segs[i];
+        r->iov[i].iov_base = (void *)(g->ref ? g->ref : r->own + g->off);
+        r->iov[i].iov_len = g->len;
+    }
+    struct iovec *v = r->iov;
+    size_t nv = r->n_segs;
+    while (nv) {
+        struct msghdr mh = {.msg_iov = v, .msg_iovlen = nv < IOV_MAX ? nv : IOV_MAX};
+        ssize_t w = sendmsg(r->c->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            char what[300];
+            snprintf(what, sizeof what, "lost connection: %s",
+                     w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? "write timed out"
+                     : w < 0                                            ? strerror(errno)
+                                                                        : "nothing written");
+            set_err(errstr, errstr_size, "redis %s: %s", r->url, what);
+            drop(r, what);
+            return -1;
+        }
+        r->bytes_sent += (uint64_t)w;
+        size_t done = (size_t)w;
+        while (nv && done >= v->iov_len) {
+            done -= v->iov_len;
+            v++;
+            nv--;
+        }
+        if (nv) {
+            v->iov_base = (char *)v->iov_base + done;
+            v->iov_len -= done;
+        }
+    }
+    r->sends++;
+    r->n_segs = 0;
+    r->own_len = 0;
+    return 0;
+}
+
 int fd_redis_appendv(fd_redis *r, int argc, const char **argv, const size_t *argvlen)
 {
     if (!r->c)
         return -1;
-    if (redisAppendCommandArgv(r->c, argc, argv, argvlen) != REDIS_OK) {
-        drop(r, r->c->errstr[0] ? r->c->errstr : "cannot append command");
+    char *cmd = NULL;
+    long long len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    int rc = len < 0 ? -1 : queue(r, NULL, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    if (rc != 0) {
+        drop(r, "cannot append command (out of memory)");
         return -1;
     }
     r->pending++;
@@ -676,8 +805,8 @@ int fd_redis_append_raw(fd_redis *r, const char *buf, size_t len, size_t n_cmds)
 {
     if (!r->c)
         return -1;
-    if (len && redisAppendFormattedCommand(r->c, buf, len) != REDIS_OK) {
-        drop(r, r->c->errstr[0] ? r->c->errstr : "cannot append commands");
+    if (queue(r, buf, buf, len) != 0) {
+        drop(r, "cannot append commands (out of memory)");
         return -1;
     }
     r->pending += n_cmds;
@@ -690,14 +819,23 @@ int fd_redis_appendf(fd_redis *r, const char *fmt, ...)
         return -1;
     va_list ap;
     va_start(ap, fmt);
-    int rc = redisvAppendCommand(r->c, fmt, ap);
+    char *cmd = NULL;
+    int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
-    if (rc != REDIS_OK) {
-        drop(r, r->c->errstr[0] ? r->c->errstr : "cannot append command");
+    int rc = len < 0 ? -1 : queue(r, NULL, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+    if (rc != 0) {
+        drop(r, "cannot append command (bad format or out of memory)");
         return -1;
     }
     r->pending++;
     return 0;
+}
+
+void fd_redis_sent(const fd_redis *r, uint64_t *bytes, uint64_t *sends)
+{
+    *bytes = r->bytes_sent;
+    *sends = r->sends;
 }
 
 size_t fd_redis_pending(const fd_redis *r)
@@ -720,6 +858,8 @@ int fd_redis_read_replies(fd_redis *r, redisReply **replies, size_t n, char *err
         drop(r, what); /* the pipeline cannot be resynchronised */
         return -1;
     }
+    if (want && send_queue(r, errstr, errstr_size) != 0)
+        return -1;
     for (size_t i = 0; i < want; i++) {
         void *rep = NULL;
         if (redisGetReply(r->c, &rep) != REDIS_OK || !rep || r->c->err) {

@@ -68,8 +68,14 @@ int fd_redis_connected(const fd_redis *r);
  * a reply, not an I/O error: the caller checks types. */
 int fd_redis_appendv(fd_redis *r, int argc, const char **argv, const size_t *argvlen);
 int fd_redis_appendf(fd_redis *r, const char *fmt, ...);
-/* Append n_cmds commands already in the wire protocol (see resp.h). */
+/* Append n_cmds commands already in the wire protocol (see resp.h). The
+ * bytes are not copied: buf must stay allocated and unchanged until the
+ * replies are read (the first fd_redis_read_replies sends everything
+ * queued) or the connection is dropped. */
 int fd_redis_append_raw(fd_redis *r, const char *buf, size_t len, size_t n_cmds);
+/* Bytes and sendmsg batches sent from the queue since the handle was made
+ * (tests, benchmarks). */
+void fd_redis_sent(const fd_redis *r, uint64_t *bytes, uint64_t *sends);
 size_t fd_redis_pending(const fd_redis *r);
 int fd_redis_read_replies(fd_redis *r, redisReply **replies, size_t n, char *errstr,
                           size_t errstr_size);

@@ -449,6 +449,95 @@ static void test_pipeline(const char *sock)
     fd_redis_destroy(r);
 }
 
+/* The send queue: commands in the wire protocol appended by reference
+ * (more buffers than one sendmsg takes, several MB, over TCP so the socket
+ * buffer fills), interleaved with formatted ones, reach Redis in order and
+ * whole; the bytes counted as sent are exactly the bytes appended. */
+static void test_send_queue(int port)
+{
+    char url[400], err[512] = "";
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/2", port);
+    fd_redis *r = connect_url(url);
+    if (!r)
+        return;
+    enum { NBUF = 3000, VAL = 2000 };
+    fd_resp *bufs = calloc(NBUF, sizeof *bufs);
+    char *val = malloc(VAL);
+    CHECK(bufs && val);
+    if (!bufs || !val) {
+        free(bufs);
+        free(val);
+        fd_redis_destroy(r);
+        return;
+    }
+    uint64_t b0, s0, b1, s1;
+    fd_redis_sent(r, &b0, &s0);
+    size_t bytes = 0, n_cmds = 0;
+    CHECK(fd_redis_appendf(r, "DEL %s", "fd:test:q:list") == 0);
+    bytes += strlen("*2\r\n$3\r\nDEL\r\n$14\r\nfd:test:q:list\r\n");
+    n_cmds++;
+    for (int i = 0; i < NBUF; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "fd:test:q:%d", i);
+        memset(val, 'a' + i % 26, VAL);
+        fd_resp_cmd(&bufs[i], 3);
+        fd_resp_str(&bufs[i], "SET");
+        fd_resp_str(&bufs[i], key);
+        fd_resp_arg(&bufs[i], val, VAL);
+        CHECK(fd_resp_ok(&bufs[i]));
+        CHECK(fd_redis_append_raw(r, bufs[i].p, bufs[i].len, 1) == 0);
+        bytes += bufs[i].len;
+        n_cmds++;
+        if (i % 7 == 0) { /* a formatted command between two referenced ones */
+            char num[16];
+            int nl = snprintf(num, sizeof num, "%d", i);
+            CHECK(fd_redis_appendf(r, "RPUSH %s %s", "fd:test:q:list", num) == 0);
+            bytes += (size_t)snprintf(
+                NULL, 0, "*3\r\n$5\r\nRPUSH\r\n$14\r\nfd:test:q:list\r\n$%d\r\n%s\r\n", nl, num);
+            n_cmds++;
+        }
+    }
+    CHECK(fd_redis_pending(r) == n_cmds);
+    CHECK(fd_redis_read_replies(r, NULL, 0, err, sizeof err) == 0);
+    CHECK(fd_redis_connected(r));
+    fd_redis_sent(r, &b1, &s1);
+    CHECK(b1 - b0 == bytes);
+    CHECK(s1 - s0 == 1);
+    /* in order: the list holds 0, 7, 14, ... and every value is whole */
+    redisReply *l = fd_redis_command(r, err, sizeof err, "LRANGE %s 0 -1", "fd:test:q:list");
+    CHECK(l && l->type == REDIS_REPLY_ARRAY && l->elements == (NBUF + 6) / 7);
+    for (size_t i = 0; l && l->type == REDIS_REPLY_ARRAY && i < l->elements; i++)
+        CHECK(atoi(l->element[i]->str) == (int)(7 * i));
+    if (l)
+        freeReplyObject(l);
+    for (int i = 0; i < NBUF; i += 499) {
+        char key[32];
+        snprintf(key, sizeof key, "fd:test:q:%d", i);
+        redisReply *g = fd_redis_command(r, err, sizeof err, "GET %s", key);
+        CHECK(g && g->type == REDIS_REPLY_STRING && g->len == VAL && g->str[0] == 'a' + i % 26 &&
+              g->str[VAL - 1] == 'a' + i % 26);
+        if (g)
+            freeReplyObject(g);
+    }
+    /* A queue that is dropped is never sent: nothing of it reaches Redis. */
+    CHECK(fd_redis_appendf(r, "SET %s %s", "fd:test:q:dropped", "x") == 0);
+    fd_redis_disconnect(r);
+    CHECK(fd_redis_pending(r) == 0);
+    CHECK(fd_redis_connect_wait(r, 5000, NULL, err, sizeof err) == 0);
+    redisReply *d = fd_redis_command(r, err, sizeof err, "EXISTS %s", "fd:test:q:dropped");
+    CHECK(d && d->type == REDIS_REPLY_INTEGER && d->integer == 0);
+    if (d)
+        freeReplyObject(d);
+    redisReply *f = fd_redis_command(r, err, sizeof err, "FLUSHDB");
+    if (f)
+        freeReplyObject(f);
+    for (int i = 0; i < NBUF; i++)
+        fd_resp_free(&bufs[i]);
+    free(bufs);
+    free(val);
+    fd_redis_destroy(r);
+}
+
 static void test_password(const char *sock)
 {
     static const char *pw = "s3cr3t-Pw-41";
@@ -817,6 +906,7 @@ int main(void)
     test_refused_transaction(sock);
     test_unix_and_tcp(sock, port);
     test_pipeline(sock);
+    test_send_queue(port);
     test_password(sock_pw);
     test_command_timeout(sock);
     test_outage(sock, port);
