@@ -83,7 +83,8 @@ typedef struct fd_config {
 
     /* engine.*, state.* */
     int engine_workers;                 /* 0 = number of cores; 0..256 */
-    int engine_queue_messages;          /* per shard; 64..1M, default 16384 */
+    int engine_queue_messages;          /* per shard; 64..1M, default 8192 */
+    int engine_epoch_max_events;        /* 1024..1e9, default 131072 */
     int64_t engine_shutdown_timeout_ms; /* default 10s */
     int state_max_users_in_memory;      /* default 2,000,000 */
 

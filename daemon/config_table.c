@@ -111,9 +111,15 @@ const struct cf_key cf_keys[] = {
 
     {"engine.workers", CF_INT, OFF(engine_workers), 0, NULL, 0, 0, 256, 0, NULL, NULL,
      "shard threads that own the users (hash of user id); 0 = one per CPU core"},
-    {"engine.queue_messages", CF_INT, OFF(engine_queue_messages), 0, NULL, 16384, 64, 1048576, 0,
+    {"engine.queue_messages", CF_INT, OFF(engine_queue_messages), 0, NULL, 8192, 64, 1048576, 0,
      NULL, NULL,
      "messages each shard's queue holds; when a queue is full the consumer pauses (backpressure)"},
+    {"engine.epoch_max_events", CF_INT, OFF(engine_epoch_max_events), 0, NULL, 131072, 1024,
+     1000000000, 0, NULL, NULL,
+     "most events in one epoch (one MULTI/EXEC): while the previous epoch is being written, "
+     "routing waits once this many were handed on. Bounds the memory of a write under a backlog "
+     "(~40 MB at the default); larger: fewer, bigger writes (less Redis CPU per event, more "
+     "memory; BENCHMARKS.md)"},
     {"engine.shutdown_timeout_ms", CF_DURATION, OFF(engine_shutdown_timeout_ms), 0, NULL, 10000,
      100, 10 * MS_MIN, 0, NULL, NULL,
      "on SIGTERM, on revocation: how long to keep trying to write state before giving up"},

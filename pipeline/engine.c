@@ -168,6 +168,7 @@ int eng_start_epoch(fd_engine *e)
     }
     ep->missing = e->n_shards;
     e->epochs[e->n_epochs++] = ep;
+    e->epoch_routed = 0;
     /* The churn timers of every shard follow the partition's whole stream,
      * not only the events that shard saw (shard_churn.c). */
     for (int32_t p = 0; e->churn_on && p < e->n_parts; p++)
@@ -620,7 +621,8 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
                                                    before the configured interval */
         if (e->n_epochs == 0 &&
             ((since >= e->flush_ms && (since >= eng_flush_interval(e) || over_user_bound(e))) ||
-             dirty_users(e) >= FLUSH_DIRTY_USERS)) {
+             dirty_users(e) >= FLUSH_DIRTY_USERS ||
+             e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events)) {
             eng_start_epoch(e);
             e->last_flush_ms = now;
         }
@@ -659,6 +661,7 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
         sig->before_poll(e, true, sig->hook_arg);
     /* Drain: hand over what was polled, write everything, leave the group. */
     int64_t deadline = fd_mono_ms() + e->cfg->engine_shutdown_timeout_ms;
+    e->draining = true; /* no epoch bound (eng_route): the drain writes no epoch until after */
     while (e->wait_len && !e->fatal && fd_mono_ms() < deadline) {
         eng_route(e);
         if (e->wait_len)

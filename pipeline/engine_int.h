@@ -49,6 +49,14 @@
 /* Flush before the interval when this many users changed (bounds the size
  * of one MULTI/EXEC and the memory of a snapshot). */
 #define FLUSH_DIRTY_USERS 100000
+/* engine.epoch_max_events bounds an epoch: a flush starts when that many
+ * events were handed to the shards since the last marker, and while the
+ * previous epoch is still being written, routing waits (eng_route) rather
+ * than letting the next epoch grow. An epoch's memory grows with its events
+ * (funnel deltas per partition and window, stage reaches, the dirty users'
+ * records): without the bound, epochs grew to what the shards applied during
+ * a write (5 s or more under a backlog). docs/BENCHMARKS.md, "Memory: fixed
+ * cost and RSS per user". */
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
@@ -278,6 +286,8 @@ struct fd_engine {
     bool assigned_once;       /* the group assigned partitions (possibly none) once */
     int64_t stuck_checked_ms; /* unstick_partitions (engine.c) last ran */
     uint64_t handed;          /* messages handed to the shards */
+    uint64_t epoch_routed;    /* of them, since the last epoch started (its marker) */
+    bool draining;            /* stopping: every waiting message is handed on */
     uint64_t *wd_batches;     /* per shard: batches at wd_change_ms (fd_engine_get_status) */
     int64_t *wd_change_ms;
 

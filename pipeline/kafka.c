@@ -182,10 +182,10 @@ rd_kafka_t *fd_kafka_consumer_new(const fd_config *cfg, const char *bootstraps,
         "client.id", "funneld", "enable.auto.commit", "false", "enable.auto.offset.store", "false",
         "auto.offset.reset", "earliest", "enable.partition.eof", "false", "session.timeout.ms",
         "10000", "heartbeat.interval.ms", "1000",
-        /* librdkafka's 100000 starves the shards
-         * in bursts (BENCHMARKS.md); 1000000 was
-         * faster but held ~0.9 GB on a backlog */
-        "queued.min.messages", FD_KAFKA_QUEUED_MIN, NULL};
+        /* the consumer queue's bounds: see kafka.h */
+        "queued.min.messages", FD_KAFKA_QUEUED_MIN, "queued.max.messages.kbytes",
+        FD_KAFKA_QUEUED_MAX_KBYTES, "max.partition.fetch.bytes", FD_KAFKA_PARTITION_FETCH_BYTES,
+        NULL};
     rd_kafka_conf_t *conf = base_conf(cfg, bootstraps, defaults, errstr, errstr_size);
     if (!conf)
         return NULL;

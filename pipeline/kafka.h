@@ -79,8 +79,21 @@ int64_t fd_kafka_dlq_sent(rd_kafka_t *producer);
  * 0 when the queue is empty, -1 otherwise. */
 int fd_kafka_drain(rd_kafka_t *producer, int timeout_ms);
 
-/* The consumer queue size funneld asks librdkafka for (queued.min.messages). */
-#define FD_KAFKA_QUEUED_MIN "300000"
+/* The consumer queue funneld asks librdkafka for: queued.min.messages,
+ * queued.max.messages.kbytes (librdkafka counts only payload bytes against
+ * it; a queued message costs ~3x its payload with the op and the
+ * decompressed batch it pins) and max.partition.fetch.bytes (what one fetch
+ * can add beyond them, per partition). 300000 / 65536 / 1048576 (librdkafka's
+ * kbytes and fetch defaults) held 280-320 MB within a second of the first
+ * fetch; these hold ~20 MB, at the same steady rate (fd_fetch_nudge wakes the
+ * fetcher; docs/BENCHMARKS.md, "Memory: fixed cost and RSS per user").
+ * kbytes 8192 rather than 16384, with engine.queue_messages 8192 rather than
+ * 16384, took another ~7 MiB off the peak at 20 k users, rate unchanged
+ * within the noise (A/B, 2 runs each).
+ * kafka.properties overrides each. */
+#define FD_KAFKA_QUEUED_MIN            "50000"
+#define FD_KAFKA_QUEUED_MAX_KBYTES     "8192"
+#define FD_KAFKA_PARTITION_FETCH_BYTES "262144"
 
 /* Wakes librdkafka's fetcher after its consumer queue drained.
  *

@@ -217,6 +217,16 @@ void eng_route(fd_engine *e)
         fd_shard_reap(e->shards[i], &e->reap, &e->reap_cap);
     bool was_full = e->queue_full;
     e->queue_full = false;
+    /* One epoch holds at most engine.epoch_max_events events: once that many were
+     * handed on since the last marker and the previous epoch is still being
+     * written, the rest waits for the next marker (see engine_int.h). */
+    if (e->n_epochs > 0 && e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events &&
+        !e->draining) {
+        e->queue_full = true;
+        if (!was_full)
+            e->queue_full_since = fd_mono_ms();
+        return;
+    }
     while (e->wait_len) {
         size_t n = e->wait_len < ROUTE_CHUNK ? e->wait_len : ROUTE_CHUNK;
         for (int i = 0; i < e->n_shards; i++) {
@@ -279,6 +289,10 @@ void eng_route(fd_engine *e)
         }
         e->wait_head += take;
         e->wait_len -= take;
+        e->epoch_routed += take;
+        if (e->n_epochs > 0 && e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events &&
+            !e->draining)
+            return; /* the bound above; queue_full is set on the next call */
     }
     e->wait_head = 0;
 }

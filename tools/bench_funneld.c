@@ -307,14 +307,15 @@ int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res)
         return -1;
     }
     char *argv[] = {run->funneld, "-c", cfg, NULL};
-    fprintf(stderr, "bench: funneld end to end (%d worker%s%s)\n", res->workers,
-            res->workers == 1 ? "" : "s", res->workers_supported ? "" : ", engine.workers unknown");
+    fprintf(stderr, "bench: funneld end to end (%d worker%s%s%s%s)\n", res->workers,
+            res->workers == 1 ? "" : "s", res->workers_supported ? "" : ", engine.workers unknown",
+            a->preload ? ", LD_PRELOAD=" : "", a->preload ? a->preload : "");
     double redis_hwm, redis_cpu0 = -1;
     if (run->redis_pid > 0)
         proc_stats(run->redis_pid, &redis_hwm, &redis_cpu0);
     double t0 = fd_cli_now_s();
     fd_cli_progress pg = {.label = "bench: funneld", .unit = "events", .tty = -1};
-    run->funneld_pid = bench_spawn(argv, lfd, lfd);
+    run->funneld_pid = bench_spawn_preload(argv, a->preload, lfd, lfd);
     close(lfd);
     if (run->funneld_pid < 0) {
         fprintf(stderr, PROG ": starting %s: %s\n", run->funneld, strerror(errno));

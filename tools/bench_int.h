@@ -8,6 +8,7 @@
  *   bench_kafka.c    Kafka: topic, producer, consumers (the limit and kcat)
  *   bench_funneld.c  Redis and the funneld run (config, timing)
  *   bench_report.c   output: JSON and the human table
+ *   bench_rss.c      --rss-users: peak RSS per user count, fixed cost and slope
  *   bench_core.c     the functional core alone (tools/bench.h)
  */
 #ifndef FD_BENCH_INT_H
@@ -27,17 +28,21 @@
 
 struct FTW;
 
-#define PROG        "funnelctl bench"
-#define POLL_MS     50
-#define MAX_PARTS   1024
-#define STOP_WAIT_S 30.0
+#define PROG           "funnelctl bench"
+#define POLL_MS        50
+#define MAX_PARTS      1024
+#define STOP_WAIT_S    30.0
+#define RSS_MAX_POINTS 8 /* --rss-users */
 
 typedef struct bench_args {
     fd_gen_opts gen;
     int partitions, format, workers, reps;
     double timeout_s;
     const char *brokers, *topic, *redis_url, *funneld, *schema, *funneld_log;
+    const char *preload; /* --preload: LD_PRELOAD for funneld only */
     bool json, core_only, no_kcat, peer;
+    uint32_t rss_users[RSS_MAX_POINTS]; /* --rss-users */
+    int n_rss;
 } bench_args;
 
 /* Everything the run acquires; released by run_cleanup() in reverse. */
@@ -49,6 +54,7 @@ typedef struct bench_run {
     int nparts;
     int64_t hi[MAX_PARTS]; /* end offset of every partition */
     uint64_t total;        /* sum of hi */
+    uint32_t active_users; /* users with at least one event in the topic (fd_gen) */
     pid_t redis_pid, funneld_pid;
     fd_redis *redis;
     bool given_redis;
@@ -74,6 +80,13 @@ typedef struct bench_result {
     fd_bench_core_result core;
 } bench_result;
 
+/* cmd_bench.c */
+int bench_setup_topic(bench_run *run, const bench_args *a);
+void bench_run_cleanup(bench_run *run);
+
+/* bench_rss.c: --rss-users. 0 ok, 1 failure (printed). */
+int bench_rss_series(bench_run *run, const bench_args *a);
+
 /* bench_proc.c */
 int bench_find_in_path(const char *name, char *buf, size_t size);
 int bench_exe_dir(char *buf, size_t size);
@@ -83,6 +96,9 @@ int bench_exe_dir(char *buf, size_t size);
 int bench_find_schema(const char *given, char out[PATH_MAX]);
 void bench_show_tail(const char *what, const char *path);
 pid_t bench_spawn(char *const argv[], int out_fd, int err_fd);
+/* The same with LD_PRELOAD=preload in the child's environment (NULL: as
+ * bench_spawn): --preload, an allocator for funneld alone. */
+pid_t bench_spawn_preload(char *const argv[], const char *preload, int out_fd, int err_fd);
 int bench_wait_child(pid_t *pid, double timeout_s);
 int bench_stop_child(pid_t *pid, int sig, double timeout_s);
 int bench_run_to_end(char *const argv[], const char *log, double timeout_s);

@@ -176,7 +176,9 @@ int bench_load_topic(bench_run *run, const bench_args *a)
                 d.failed ? d.first_error : "missing delivery reports");
         goto out;
     }
-    fprintf(stderr, "bench: produced %" PRIu64 " events in %.1f s\n", n, fd_cli_now_s() - t0);
+    run->active_users = fd_gen_active_users(g);
+    fprintf(stderr, "bench: produced %" PRIu64 " events (%" PRIu32 " users present) in %.1f s\n", n,
+            run->active_users, fd_cli_now_s() - t0);
 
     run->total = 0;
     for (int p = 0; p < run->nparts; p++) {

@@ -74,9 +74,39 @@ void bench_show_tail(const char *what, const char *path)
  * thread only (PR_SET_PDEATHSIG follows the forking thread). */
 pid_t bench_spawn(char *const argv[], int out_fd, int err_fd)
 {
+    return bench_spawn_preload(argv, NULL, out_fd, err_fd);
+}
+
+pid_t bench_spawn_preload(char *const argv[], const char *preload, int out_fd, int err_fd)
+{
+    extern char **environ;
+    char **envp = NULL, *pre = NULL;
+    if (preload) { /* built before fork: the child only execs */
+        size_t n = 0;
+        while (environ[n])
+            n++;
+        envp = malloc((n + 2) * sizeof *envp);
+        size_t plen = strlen(preload) + sizeof "LD_PRELOAD=";
+        pre = malloc(plen);
+        if (!envp || !pre) {
+            free(envp);
+            free(pre);
+            return -1;
+        }
+        snprintf(pre, plen, "LD_PRELOAD=%s", preload);
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
+                envp[k++] = environ[i];
+        envp[k++] = pre;
+        envp[k] = NULL;
+    }
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (devnull < 0)
+    if (devnull < 0) {
+        free(envp);
+        free(pre);
         return -1;
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
@@ -90,10 +120,12 @@ pid_t bench_spawn(char *const argv[], int out_fd, int err_fd)
         dup2(devnull, 0);
         dup2(out_fd >= 0 ? out_fd : devnull, 1);
         dup2(err_fd >= 0 ? err_fd : devnull, 2);
-        execv(argv[0], argv);
+        execve(argv[0], argv, envp ? envp : environ);
         _exit(127);
     }
     close(devnull);
+    free(envp);
+    free(pre);
     return pid;
 }
 

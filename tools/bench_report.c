@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "pipeline/codec.h"
 #include "tools/bench.h"
@@ -33,6 +34,10 @@ void bench_print_json(const bench_args *a, const bench_run *run, const bench_res
                 a->redis_url ? "given" : "private-unix-socket");
         fprintf(f, ",\"workers\":%d,\"engine_workers_supported\":%s", r->workers,
                 r->workers_supported ? "true" : "false");
+        if (a->preload) /* a path: no quotes or backslashes expected, but escape them */
+            fprintf(f, ",\"preload\":\"%s\"", strpbrk(a->preload, "\"\\") ? "?" : a->preload);
+        else
+            fprintf(f, ",\"preload\":null");
         json_num(f, "seconds", r->e2e_s, 3, true);
         json_num(f, "events_per_s", r->e2e_eps, 1, true);
         json_num(f, "first_offset_in_redis_seconds", r->e2e_first_s, 3, r->e2e_first_s > 0);
@@ -112,8 +117,9 @@ void bench_print_table(FILE *out, const bench_args *a, const bench_run *run, con
             " users, %d partitions, %s, %s broker\n",
             run->total, a->gen.users, a->partitions, fd_format_name((fd_format)a->format),
             a->brokers ? "given" : "embedded mock");
-    fprintf(out, "funneld workers: %d%s\n\n", r->workers,
-            r->workers_supported ? "" : " (this funneld has no engine.workers key)");
+    fprintf(out, "funneld workers: %d%s%s%s\n\n", r->workers,
+            r->workers_supported ? "" : " (this funneld has no engine.workers key)",
+            a->preload ? ", LD_PRELOAD=" : "", a->preload ? a->preload : "");
     fprintf(out, "%-44s %10s %8s %7s %7s\n", "reader of the same topic", "events/s", "seconds",
             "first", "vs raw");
     fprintf(out, "%-44s %10.0f %8.2f %7.2f %7.2f\n", "librdkafka consumer, counts only (the limit)",

@@ -100,6 +100,16 @@ static void usage(FILE *out)
             "                    (tools/peer_consumer.py: confluent_kafka + redis-py, per-user\n"
             "                    decayed counts and per-minute counters) on the same topic,\n"
             "                    and report funneld / peer in steady state\n"
+            "  --rss-users LIST  memory instead: for each user count in LIST (comma-separated,\n"
+            "                    2 to 8 values, e.g. 20000,200000,1000000) run funneld alone\n"
+            "                    on a fresh topic of max(--events, 5 x users) events and\n"
+            "                    report its peak RSS, then the least-squares fit over the\n"
+            "                    users present: fixed cost (MiB) and slope (bytes per user).\n"
+            "                    Every run uses the same partition count (at least\n"
+            "                    --partitions, one per 125,000 events of the largest run)\n"
+            "  --preload LIB     run funneld (only) with LD_PRELOAD=LIB, e.g. an allocator:\n"
+            "                    /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (libjemalloc2) or\n"
+            "                    /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 (libmimalloc2.0)\n"
             "  --funneld-log PATH  keep funneld's log there, at level debug\n"
             "  --timeout SEC     limit of each measured phase (default 600)\n"
             "  --json            print one JSON object on stdout (the table goes to stderr)\n"
@@ -113,6 +123,29 @@ static void usage(FILE *out)
 static int parse_num(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     return fd_cli_parse_u64(PROG, opt, s, min, max, out);
+}
+
+/* --rss-users: 2..RSS_MAX_POINTS user counts, comma-separated. 0 / -1. */
+static int parse_rss_users(const char *s, bench_args *a)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", s);
+    a->n_rss = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        uint64_t v;
+        if (a->n_rss == RSS_MAX_POINTS) {
+            fprintf(stderr, PROG ": --rss-users: at most %d user counts\n", RSS_MAX_POINTS);
+            return -1;
+        }
+        if (parse_num("--rss-users", t, 1, 100000000, &v))
+            return -1;
+        a->rss_users[a->n_rss++] = (uint32_t)v;
+    }
+    if (a->n_rss < 2) {
+        fprintf(stderr, PROG ": --rss-users: give at least two user counts (a line needs two)\n");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- arguments and main ------------------------------------------------------ */
@@ -134,6 +167,8 @@ enum {
     O_NO_KCAT,
     O_PEER,
     O_FUNNELD_LOG,
+    O_RSS_USERS,
+    O_PRELOAD,
     O_TIMEOUT,
     O_JSON,
 };
@@ -159,6 +194,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
         {"no-kcat", no_argument, 0, O_NO_KCAT},
         {"peer", no_argument, 0, O_PEER},
         {"funneld-log", required_argument, 0, O_FUNNELD_LOG},
+        {"rss-users", required_argument, 0, O_RSS_USERS},
+        {"preload", required_argument, 0, O_PRELOAD},
         {"timeout", required_argument, 0, O_TIMEOUT},
         {"json", no_argument, 0, O_JSON},
         {"help", no_argument, 0, 'h'},
@@ -244,6 +281,17 @@ static int parse_args(int argc, char **argv, bench_args *a)
         case O_FUNNELD_LOG:
             a->funneld_log = optarg;
             break;
+        case O_PRELOAD:
+            if (access(optarg, R_OK) != 0) {
+                fprintf(stderr, PROG ": --preload %s: %s\n", optarg, strerror(errno));
+                return -1;
+            }
+            a->preload = optarg;
+            break;
+        case O_RSS_USERS:
+            if (parse_rss_users(optarg, a) != 0)
+                return -1;
+            break;
         case O_TIMEOUT:
             if (parse_num("--timeout", optarg, 1, 86400, &v))
                 return -1;
@@ -264,6 +312,11 @@ static int parse_args(int argc, char **argv, bench_args *a)
         fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
+    if (a->n_rss && (a->core_only || a->peer || a->brokers)) {
+        fprintf(stderr, PROG ": --rss-users runs funneld on the embedded cluster only (no "
+                             "--core-only, --peer or --brokers)\n");
+        return -1;
+    }
     if (a->topic && !a->brokers) {
         fprintf(stderr, PROG ": --topic needs --brokers (the embedded cluster uses 'events')\n");
         return -1;
@@ -275,23 +328,11 @@ static int parse_args(int argc, char **argv, bench_args *a)
  * the build directory) and funneld (option, or next to this executable). */
 static int locate_files(bench_run *run, const bench_args *a)
 {
-    char dir[PATH_MAX], cand[PATH_MAX + 64];
+    char dir[PATH_MAX];
     bool have_dir = bench_exe_dir(dir, sizeof dir) == 0;
-    const char *schema = a->schema;
-    if (!schema && access("conf/schemas/event.avsc", R_OK) == 0)
-        schema = "conf/schemas/event.avsc";
-    if (!schema && have_dir) {
-        snprintf(cand, sizeof cand, "%s/../conf/schemas/event.avsc", dir);
-        if (access(cand, R_OK) == 0)
-            schema = cand;
-    }
-#ifdef FD_SCHEMA_DIR
-    if (!schema && access(FD_SCHEMA_DIR "/event.avsc", R_OK) == 0)
-        schema = FD_SCHEMA_DIR "/event.avsc"; /* installed (share/funneld/schemas) */
-#endif
-    if (!schema || !realpath(schema, run->schema)) {
+    if (bench_find_schema(a->schema, run->schema) != 0) {
         fprintf(stderr, PROG ": Avro schema %s not found (give --schema PATH)\n",
-                schema ? schema : "conf/schemas/event.avsc");
+                a->schema ? a->schema : "conf/schemas/event.avsc");
         return -1;
     }
     if (a->core_only)
@@ -310,8 +351,9 @@ static int locate_files(bench_run *run, const bench_args *a)
     return 0;
 }
 
-/* Undo everything in reverse order. Safe on a partial run. */
-static void run_cleanup(bench_run *run)
+/* Undo everything in reverse order. Safe on a partial run; the run can be
+ * set up again afterwards (bench_setup_topic). */
+void bench_run_cleanup(bench_run *run)
 {
     if (run->funneld_pid > 0)
         bench_stop_child(&run->funneld_pid, SIGTERM, STOP_WAIT_S);
@@ -326,6 +368,40 @@ static void run_cleanup(bench_run *run)
     if (run->dir[0])
         nftw(run->dir, bench_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     run->dir[0] = '\0';
+}
+
+/* The temp dir, the cluster (embedded unless --brokers, with a->partitions
+ * partitions) and the topic loaded with a->gen's events. 0 / -1 (printed). */
+int bench_setup_topic(bench_run *run, const bench_args *a)
+{
+    char err[512];
+    snprintf(run->dir, sizeof run->dir, "%s/funnelctl-bench-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(run->dir)) {
+        fprintf(stderr, PROG ": mkdtemp %s: %s\n", run->dir, strerror(errno));
+        run->dir[0] = '\0';
+        return -1;
+    }
+    run->nparts = a->partitions;
+    if (a->brokers) {
+        snprintf(run->brokers, sizeof run->brokers, "%s", a->brokers);
+        if (a->topic)
+            snprintf(run->topic, sizeof run->topic, "%s", a->topic);
+        else
+            snprintf(run->topic, sizeof run->topic, "funnelctl-bench-%ld-%ld", (long)getpid(),
+                     (long)time(NULL));
+    } else {
+        const char *topics[] = {"events", "events.dlq", "churn-alerts", "funnel-metrics"};
+        snprintf(run->topic, sizeof run->topic, "events");
+        run->mock = fd_mock_new(1, topics, 4, a->partitions, err, sizeof err);
+        if (!run->mock) {
+            fprintf(stderr, PROG ": mock cluster: %s\n", err);
+            return -1;
+        }
+        snprintf(run->brokers, sizeof run->brokers, "%s", fd_mock_bootstraps(run->mock));
+        fprintf(stderr, "bench: embedded mock cluster at %s\n", run->brokers);
+    }
+    return bench_load_topic(run, a);
 }
 
 int fd_cmd_bench(int argc, char **argv)
@@ -346,35 +422,13 @@ int fd_cmd_bench(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (locate_files(run, &a) != 0)
         goto out;
+    if (a.n_rss) {
+        rc = bench_rss_series(run, &a);
+        goto out;
+    }
 
     if (!a.core_only) {
-        snprintf(run->dir, sizeof run->dir, "%s/funnelctl-bench-XXXXXX",
-                 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-        if (!mkdtemp(run->dir)) {
-            fprintf(stderr, PROG ": mkdtemp %s: %s\n", run->dir, strerror(errno));
-            run->dir[0] = '\0';
-            goto out;
-        }
-        run->nparts = a.partitions;
-        if (a.brokers) {
-            snprintf(run->brokers, sizeof run->brokers, "%s", a.brokers);
-            if (a.topic)
-                snprintf(run->topic, sizeof run->topic, "%s", a.topic);
-            else
-                snprintf(run->topic, sizeof run->topic, "funnelctl-bench-%ld-%ld", (long)getpid(),
-                         (long)time(NULL));
-        } else {
-            const char *topics[] = {"events", "events.dlq", "churn-alerts", "funnel-metrics"};
-            snprintf(run->topic, sizeof run->topic, "events");
-            run->mock = fd_mock_new(1, topics, 4, a.partitions, err, sizeof err);
-            if (!run->mock) {
-                fprintf(stderr, PROG ": mock cluster: %s\n", err);
-                goto out;
-            }
-            snprintf(run->brokers, sizeof run->brokers, "%s", fd_mock_bootstraps(run->mock));
-            fprintf(stderr, "bench: embedded mock cluster at %s\n", run->brokers);
-        }
-        if (bench_load_topic(run, &a) != 0)
+        if (bench_setup_topic(run, &a) != 0)
             goto out;
 
         fprintf(stderr, "bench: raw librdkafka consumer\n");
@@ -428,7 +482,7 @@ int fd_cmd_bench(int argc, char **argv)
     rc = 0;
 out:
     if (run)
-        run_cleanup(run);
+        bench_run_cleanup(run);
     if (fd_cli_stop) {
         fprintf(stderr, PROG ": interrupted; everything started was stopped\n");
         rc = 130;

@@ -9,7 +9,7 @@ PKGS=(build-essential cmake pkg-config librdkafka-dev libhiredis-dev libavro-dev
       libmicrohttpd-dev prometheus systemd man-db procps chromium
       libopenblas-dev libyaml-dev libjansson-dev redis-server redis-tools kcat
       python3 python3-confluent-kafka python3-redis python3-numpy python3-sklearn python3-avro
-      clang libclang-rt-14-dev clang-format)
+      clang libclang-rt-14-dev clang-format libjemalloc2 libmimalloc2.0)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -87,6 +87,47 @@ class Bench(unittest.TestCase):
                            capture_output=True, text=True, timeout=60 * SLOW)
         self.assertNotIn("peer_seconds", json.loads(r.stdout))
 
+    def test_rss_users_fit(self):
+        """--rss-users: one funneld run per user count, each with its peak RSS,
+        and a least-squares line through them whose numbers agree with the
+        points."""
+        r = subprocess.run([FUNNELCTL, "bench", "--json", "--rss-users", "2000,4000,8000",
+                            "--events", "20000", "--partitions", "4", "--timeout", "120"],
+                           capture_output=True, text=True, timeout=400 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["mode"], "rss_users")
+        pts = j["points"]
+        self.assertEqual([p["users"] for p in pts], [2000, 4000, 8000])
+        for p in pts:
+            self.assertEqual(p["events"], max(20000, 5 * p["users"]), p)
+            self.assertEqual(p["funneld_events_counted"], p["events"], p)
+            self.assertTrue(0 < p["users_present"] <= p["users"], p)
+            # a funneld with its libraries and threads takes more than 8 MiB,
+            # and less than 4 GiB on 40,000 events
+            self.assertTrue(8 << 20 < p["peak_rss_bytes"] < 4 << 30, p)
+            self.assertGreater(p["seconds"], 0, p)
+        xs = [p["users_present"] for p in pts]
+        self.assertEqual(len(set(xs)), 3, "three distinct x: " + str(xs))
+        # the fit, recomputed from the points
+        ys = [p["peak_rss_bytes"] for p in pts]
+        mx, my = sum(xs) / 3, sum(ys) / 3
+        slope = (sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+                 / sum((x - mx) ** 2 for x in xs))
+        self.assertAlmostEqual(j["slope_bytes_per_user"], slope, delta=0.1 + 1e-6 * abs(slope))
+        self.assertAlmostEqual(j["fixed_bytes"], my - slope * mx, delta=1 + 1e-6 * my)
+        self.assertAlmostEqual(j["fixed_mib"], j["fixed_bytes"] / 1048576, delta=0.06)
+        self.assertGreater(j["slope_bytes_per_user"], 0)
+        self.assertGreater(j["fixed_bytes"], 0)
+        self.assertTrue(0 <= j["r2"] <= 1, j["r2"])
+        self.assertIn("fixed cost", r.stderr, "the table (on stderr with --json)")
+
+    def test_rss_users_needs_two_counts(self):
+        r = subprocess.run([FUNNELCTL, "bench", "--rss-users", "2000"],
+                           capture_output=True, text=True, timeout=30 * SLOW)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("at least two", r.stderr)
+
     def test_core_only(self):
         r = subprocess.run([FUNNELCTL, "bench", "--core-only", "--json", "--events", "5000",
                             "--users", "500", "--reps", "1"],
@@ -121,6 +162,24 @@ class Bench(unittest.TestCase):
                              capture_output=True, text=True, timeout=30)
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--examples", bad.stderr)
+
+    def test_preload_reaches_funneld_only(self):
+        """--preload runs funneld with LD_PRELOAD=LIB (the report names it)
+        and funneld still counts every event under that allocator; a path
+        that does not exist is a usage error naming it."""
+        lib = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"  # tools/setup.sh installs libjemalloc2
+        r = subprocess.run([FUNNELCTL, "bench", "--json", "--no-kcat", "--events", "20000",
+                            "--users", "2000", "--reps", "1", "--preload", lib],
+                           capture_output=True, text=True, timeout=300 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+        j = json.loads(r.stdout)
+        self.assertEqual(j["preload"], lib)
+        self.assertEqual(j["funneld_events_counted"], 20000)
+        self.assertIn("LD_PRELOAD=" + lib, r.stderr)
+        bad = subprocess.run([FUNNELCTL, "bench", "--preload", "/nonexistent/libx.so"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("/nonexistent/libx.so", bad.stderr)
 
     def test_bench_codec_json(self):
         """bench-codec checks the direct decoders against the libraries on
