@@ -6,10 +6,11 @@
 #include <stdint.h>
 
 typedef struct fd_bench_mf_result {
-    double update_ns;   /* fd_mf_learn, k = 32, 4 negatives: best pass */
-    double top_blas_ms; /* top-10 over `items` with cblas_sgemv: best */
-    double top_loop_ms; /* the same with a plain loop of dot products */
-    int top_same;       /* both chose the same 10 items in every rep */
+    double update_ns;     /* fd_mf_learn, k = 32, 4 negatives: best pass */
+    double top_blas_ms;   /* top-10 over `items` with cblas_sgemv: best */
+    double top_loop_ms;   /* the same with a plain loop of dot products */
+    double top_select_ms; /* the selection alone (fd_mf_top_of over the scores) */
+    int top_same;         /* both chose the same 10 items in every rep */
     int k, negatives, items;
 } fd_bench_mf_result;
 

@@ -155,7 +155,7 @@ class Bench(unittest.TestCase):
         self.assertTrue(0.05 < j["mean_p"] < 0.95, j["mean_p"])
         # the recommendation model's figures (models/mf.h)
         self.assertEqual((j["mf_k"], j["mf_negatives"], j["mf_items"]), (32, 4, 100000))
-        for k in ("mf_update_ns", "mf_top10_sgemv_ms", "mf_top10_loop_ms"):
+        for k in ("mf_update_ns", "mf_top10_sgemv_ms", "mf_top10_loop_ms", "mf_top10_select_ms"):
             self.assertGreater(j[k], 0, k)
         self.assertIsInstance(j["mf_top10_same"], bool)
         bad = subprocess.run([FUNNELCTL, "bench-model", "--examples", "0"],

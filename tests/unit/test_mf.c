@@ -544,9 +544,85 @@ static void test_reload_same_recommendations(void)
     fd_mf_items_free(&b);
 }
 
+/* The selection as it was written before the block skip: the reference
+ * fd_mf_top_of must agree with on every input. */
+static int top_ref(const float *scores, uint32_t n_items, const int32_t *ex, int n_ex, int n,
+                   int32_t *idx, float *score)
+{
+    if (n > FD_MF_TOP_MAX)
+        n = FD_MF_TOP_MAX;
+    int m = 0;
+    float best[FD_MF_TOP_MAX];
+    for (uint32_t i = 0; n > 0 && i < n_items; i++) {
+        float s = scores[i];
+        if (s != s)
+            continue;
+        if (m == n && !(s > best[m - 1]))
+            continue;
+        bool skip = false;
+        for (int e = 0; e < n_ex; e++)
+            skip |= ex[e] == (int32_t)i;
+        if (skip)
+            continue;
+        int at = m < n ? m++ : n - 1;
+        while (at > 0 && best[at - 1] < s) {
+            best[at] = best[at - 1];
+            idx[at] = idx[at - 1];
+            at--;
+        }
+        best[at] = s;
+        idx[at] = (int32_t)i;
+    }
+    if (score)
+        memcpy(score, best, (size_t)m * sizeof *score);
+    return m;
+}
+
+/* fd_mf_top_of (with its 16-score block skip) against the plain selection:
+ * random lengths (not multiples of 16 too), few distinct values (ties),
+ * NaNs, rising runs (every block beats the threshold), exclusions, n from 0
+ * past FD_MF_TOP_MAX. */
+static void test_top_of_equals_plain_selection(void)
+{
+    uint64_t st = 12345;
+    float *sc = malloc(5000 * sizeof *sc);
+    CHECK(sc != NULL);
+    int bad = 0;
+    for (int round = 0; sc && round < 3000; round++) {
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t len = (uint32_t)(st >> 33) % 5000;
+        int kind = round % 4, n = (int)((st >> 20) % (FD_MF_TOP_MAX + 8));
+        for (uint32_t i = 0; i < len; i++) {
+            st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+            uint32_t r = (uint32_t)(st >> 35);
+            sc[i] = kind == 0   ? (float)(r % 1000) / 7.0f
+                    : kind == 1 ? (float)(r % 5)  /* ties */
+                    : kind == 2 ? (float)i * 0.5f /* rising: no block is skipped */
+                                : (r % 50 == 0 ? NAN : (float)(r % 100000) - 50000.0f);
+        }
+        int32_t ex[6];
+        int n_ex = round % 3 == 0 ? 0 : 6;
+        for (int e = 0; e < n_ex; e++)
+            ex[e] = len ? (int32_t)((st >> (e * 5)) % len) : 0;
+        int32_t ia[FD_MF_TOP_MAX], ib[FD_MF_TOP_MAX];
+        float fa[FD_MF_TOP_MAX], fb[FD_MF_TOP_MAX];
+        int ma = fd_mf_top_of(sc, len, ex, n_ex, n, ia, fa);
+        int mb = top_ref(sc, len, ex, n_ex, n, ib, fb);
+        if (ma != mb || memcmp(ia, ib, (size_t)ma * sizeof *ia) != 0 ||
+            memcmp(fa, fb, (size_t)ma * sizeof *fa) != 0) {
+            if (!bad++)
+                fprintf(stderr, "top_of round %d (len %u, n %d, kind %d): %d vs %d items\n", round,
+                        len, n, kind, ma, mb);
+        }
+    }
+    CHECK(bad == 0);
+    free(sc);
+}
+
 int main(void)
 {
     test_params();
+    test_top_of_equals_plain_selection();
     test_step_by_hand();
     test_init_deterministic();
     test_items_grow_and_bound();
