@@ -6,11 +6,14 @@ other. Speed is measured, never asserted here.
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -180,6 +183,26 @@ class Bench(unittest.TestCase):
                              capture_output=True, text=True, timeout=30)
         self.assertEqual(bad.returncode, 2)
         self.assertIn("/nonexistent/libx.so", bad.stderr)
+
+    def test_bench_ab_alternates_variants(self):
+        """tools/bench_ab.sh runs the variants round by round and prints one
+        line of figures per run; a failed run says FAILED with its log."""
+        script = str(Path(__file__).resolve().parents[2] / "tools" / "bench_ab.sh")
+        out = Path(tempfile.mkdtemp(prefix="fd-ab-"))
+        self.addCleanup(shutil.rmtree, out, True)
+        env = dict(os.environ, FUNNELCTL=FUNNELCTL, OUT=str(out))
+        tiny = "--events 20000 --users 2000"
+        r = subprocess.run([script, "1", f"a|{tiny}", f"b|{tiny} --workers 1",
+                            "bad|--events 0"],
+                           capture_output=True, text=True, timeout=300 * SLOW, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual([ln.split()[0] for ln in lines], ["a", "b", "bad"], r.stdout)
+        for ln in lines[:2]:
+            self.assertIn("counted=20000", ln)
+            self.assertRegex(ln, r"steady_ratio=\d+\.\d{3}")
+        self.assertIn("FAILED", lines[2])
+        self.assertTrue((out / "a.1.json").exists() and (out / "bad.1.err").exists())
 
     def test_bench_codec_json(self):
         """bench-codec checks the direct decoders against the libraries on
