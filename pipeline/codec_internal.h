@@ -57,6 +57,9 @@ int fd_json_encode(fd_codec *c, const fd_event *ev, const void **out, size_t *ou
  * filled exactly as jansson's path would (before fd_event_validate), or -1
  * when the input is anything else (*ev then partly written: reset it). */
 int fd_json_fast_decode(const uint8_t *p, size_t n, fd_event *ev);
+/* The event type of a JSON "type" value of n bytes, case-insensitive
+ * ("view" is a click): an FD_EV_* value, or -1. */
+int fd_json_event_type(const char *s, size_t n);
 /* The top-level "ts" of a JSON object, other values skipped: 0 and *ts, or
  * -1 when it cannot be read that way. */
 int fd_json_fast_peek_ts(const uint8_t *p, size_t n, int64_t *ts);

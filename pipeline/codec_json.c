@@ -177,21 +177,6 @@ static fd_reject get_str(json_t *o, const char *field, char *dst, bool *present,
     return r;
 }
 
-static bool ascii_ieq(const char *a, size_t alen, const char *b)
-{
-    size_t bl = strlen(b);
-    if (alen != bl)
-        return false;
-    for (size_t i = 0; i < alen; i++) {
-        char c = a[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        if (c != b[i])
-            return false;
-    }
-    return true;
-}
-
 fd_reject fd_json_decode(fd_codec *c, const uint8_t *p, size_t n, fd_event *ev, char *errstr,
                          size_t errstr_size)
 {
@@ -252,12 +237,9 @@ fd_reject fd_json_decode(fd_codec *c, const uint8_t *p, size_t n, fd_event *ev, 
     }
     const char *ts = json_string_value(v);
     size_t tl = json_string_length(v);
-    if (ascii_ieq(ts, tl, "click") || ascii_ieq(ts, tl, "view"))
-        ev->type = FD_EV_CLICK;
-    else if (ascii_ieq(ts, tl, "cart"))
-        ev->type = FD_EV_CART;
-    else if (ascii_ieq(ts, tl, "purchase"))
-        ev->type = FD_EV_PURCHASE;
+    int t = fd_json_event_type(ts, tl);
+    if (t >= 0)
+        ev->type = (fd_event_type)t;
     else {
         r = fd_codec_fail(errstr, errstr_size, FD_REJ_UNKNOWN_TYPE,
                           "type: \"%.64s\" is not click, cart, purchase or view", ts);

@@ -161,6 +161,18 @@ static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
     return true;
 }
 
+/* See codec_internal.h. */
+int fd_json_event_type(const char *s, size_t n)
+{
+    if (ieq(s, n, "click", 5) || ieq(s, n, "view", 4))
+        return FD_EV_CLICK;
+    if (ieq(s, n, "cart", 4))
+        return FD_EV_CART;
+    if (ieq(s, n, "purchase", 8))
+        return FD_EV_PURCHASE;
+    return -1;
+}
+
 enum key {
     K_EVENT_ID,
     K_USER_ID,
@@ -237,14 +249,10 @@ static int read_value(scan *s, int k, fd_event *ev)
         size_t n;
         if (str(s, &v, &n) != 0)
             return -1;
-        if (ieq(v, n, "click", 5) || ieq(v, n, "view", 4))
-            ev->type = FD_EV_CLICK;
-        else if (ieq(v, n, "cart", 4))
-            ev->type = FD_EV_CART;
-        else if (ieq(v, n, "purchase", 8))
-            ev->type = FD_EV_PURCHASE;
-        else
+        int t = fd_json_event_type(v, n);
+        if (t < 0)
             return -1;
+        ev->type = (fd_event_type)t;
         return 0;
     }
     case K_PRICE: {
