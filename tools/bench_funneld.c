@@ -330,7 +330,13 @@ int bench_run_funneld(bench_run *run, const bench_args *a, bench_result *res)
         int st;
         if (waitpid(run->funneld_pid, &st, WNOHANG) == run->funneld_pid) {
             run->funneld_pid = 0;
-            fprintf(stderr, PROG ": funneld exited (status %d) before consuming the topic\n", st);
+            if (WIFSIGNALED(st))
+                fprintf(stderr,
+                        PROG ": funneld exited (killed by signal %d) before consuming the topic\n",
+                        WTERMSIG(st));
+            else
+                fprintf(stderr, PROG ": funneld exited (exit code %d) before consuming the topic\n",
+                        WEXITSTATUS(st));
             bench_show_tail("funneld", run->funneld_log);
             return -1;
         }
