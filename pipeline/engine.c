@@ -621,8 +621,7 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
                                                    before the configured interval */
         if (e->n_epochs == 0 &&
             ((since >= e->flush_ms && (since >= eng_flush_interval(e) || over_user_bound(e))) ||
-             dirty_users(e) >= FLUSH_DIRTY_USERS ||
-             e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events)) {
+             dirty_users(e) >= FLUSH_DIRTY_USERS || eng_epoch_full(e))) {
             eng_start_epoch(e);
             e->last_flush_ms = now;
         }

@@ -49,14 +49,6 @@
 /* Flush before the interval when this many users changed (bounds the size
  * of one MULTI/EXEC and the memory of a snapshot). */
 #define FLUSH_DIRTY_USERS 100000
-/* engine.epoch_max_events bounds an epoch: a flush starts when that many
- * events were handed to the shards since the last marker, and while the
- * previous epoch is still being written, routing waits (eng_route) rather
- * than letting the next epoch grow. An epoch's memory grows with its events
- * (funnel deltas per partition and window, stage reaches, the dirty users'
- * records): without the bound, epochs grew to what the shards applied during
- * a write (5 s or more under a backlog). docs/BENCHMARKS.md, "Memory: fixed
- * cost and RSS per user". */
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
@@ -357,6 +349,18 @@ void eng_drop_partition(fd_engine *e, int32_t p, bool resolve_again);
 part *eng_get_part(fd_engine *e, int32_t p);
 const char *eng_part_key(const fd_engine *e, int32_t p, char buf[PART_KEY_MAX]);
 void eng_set_blocked(fd_engine *e, bool blocked, const char *why);
+/* engine.epoch_max_events bounds an epoch: a flush starts when that many
+ * events were handed to the shards since the last marker (engine.c), and
+ * while the previous epoch is still being written, routing waits (router.c)
+ * rather than letting the next epoch grow. An epoch's memory grows with its
+ * events (funnel deltas per partition and window, stage reaches, the dirty
+ * users' records): without the bound, epochs grew to what the shards applied
+ * during a write (5 s or more under a backlog). docs/BENCHMARKS.md, "Memory:
+ * fixed cost and RSS per user". */
+static inline bool eng_epoch_full(const fd_engine *e)
+{
+    return e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events;
+}
 /* A full shard queue is waited out this long before the partitions pause
  * (pausing makes librdkafka drop and refetch what it had prefetched). */
 #define QUEUE_FULL_PAUSE_MS 2000

@@ -217,11 +217,10 @@ void eng_route(fd_engine *e)
         fd_shard_reap(e->shards[i], &e->reap, &e->reap_cap);
     bool was_full = e->queue_full;
     e->queue_full = false;
-    /* One epoch holds at most engine.epoch_max_events events: once that many were
-     * handed on since the last marker and the previous epoch is still being
-     * written, the rest waits for the next marker (see engine_int.h). */
-    if (e->n_epochs > 0 && e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events &&
-        !e->draining) {
+    /* The epoch is full and the previous one still being written: the rest
+     * waits for the next marker (eng_epoch_full). Not while draining. */
+    bool bounded = e->n_epochs > 0 && !e->draining;
+    if (bounded && eng_epoch_full(e)) {
         e->queue_full = true;
         if (!was_full)
             e->queue_full_since = fd_mono_ms();
@@ -290,8 +289,7 @@ void eng_route(fd_engine *e)
         e->wait_head += take;
         e->wait_len -= take;
         e->epoch_routed += take;
-        if (e->n_epochs > 0 && e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events &&
-            !e->draining)
+        if (bounded && eng_epoch_full(e))
             return; /* the bound above; queue_full is set on the next call */
     }
     e->wait_head = 0;
