@@ -38,7 +38,7 @@
  * - Commands are not copied into hiredis' output buffer. Every append goes
  *   into one send queue: commands already in the wire protocol (a shard's
  *   chunk of user records, the epoch's windows; fd_redis_append_raw) by
- *   reference, small formatted ones (MULTI, EXEC, a WATCH) into a reused
+ *   reference, small ones (MULTI, EXEC, a WATCH) built into a reused fd_resp
  *   buffer of our own. The first read of replies sends the queue with
  *   sendmsg(2), many buffers per call. hiredis' sdscatlen copy of each
  *   epoch's commands into a fresh output buffer, which grew by 1 MiB steps
@@ -56,6 +56,7 @@
  * Thread: a handle is used by one thread at a time; nothing here is shared.
  */
 #include "pipeline/redis.h"
+#include "pipeline/resp.h"
 
 #include "daemon/config.h"
 
@@ -102,8 +103,7 @@ struct fd_redis {
         size_t off, len;
     } * segs;
     size_t n_segs, cap_segs;
-    char *own;
-    size_t own_len, own_cap;
+    fd_resp own;       /* the small commands, built here (memory kept) */
     struct iovec *iov; /* sendmsg's vector, reused */
     size_t cap_iov;
     uint64_t bytes_sent, sends;
@@ -379,7 +379,7 @@ void fd_redis_destroy(fd_redis *r)
     free(r->username);
     free(r->url);
     free(r->segs);
-    free(r->own);
+    fd_resp_free(&r->own);
     free(r->iov);
     free(r);
 }
@@ -408,7 +408,7 @@ static void drop(fd_redis *r, const char *what)
     }
     r->pending = 0;
     r->n_segs = 0; /* what was queued is never sent: the caller retries it all */
-    r->own_len = 0;
+    fd_resp_reset(&r->own);
     r->attempts = 0;
     note_failure(r, what);
 }
@@ -587,40 +587,26 @@ const char *fd_redis_url(const fd_redis *r)
 
 /* ---- commands ----------------------------------------------------------- */
 
-/* Queue a segment: a reference to the caller's bytes (ref), or a copy into
- * own (ref NULL), merged with the previous segment when it is own too. */
-static int queue(fd_redis *r, const char *ref, const char *bytes, size_t len)
+/* Queue len bytes: the caller's (ref), or own's from off (ref NULL), which
+ * extend the previous segment when it ends where they begin. */
+static int queue(fd_redis *r, const char *ref, size_t off, size_t len)
 {
     if (!len)
         return 0;
-    if (!ref && r->own_len + len > r->own_cap) {
-        size_t cap = r->own_cap ? r->own_cap : 4096;
-        while (cap < r->own_len + len)
-            cap *= 2;
-        char *n = realloc(r->own, cap);
+    struct out_seg *last = r->n_segs ? &r->segs[r->n_segs - 1] : NULL;
+    if (!ref && last && !last->ref && last->off + last->len == off) {
+        last->len += len;
+        return 0;
+    }
+    if (r->n_segs == r->cap_segs) {
+        size_t cap = r->cap_segs ? r->cap_segs * 2 : 64;
+        struct out_seg *n = realloc(r->segs, cap * sizeof *n);
         if (!n)
             return -1;
-        r->own = n;
-        r->own_cap = cap;
+        r->segs = n;
+        r->cap_segs = cap;
     }
-    struct out_seg *last = r->n_segs ? &r->segs[r->n_segs - 1] : NULL;
-    if (!ref && last && !last->ref && last->off + last->len == r->own_len) {
-        last->len += len;
-    } else {
-        if (r->n_segs == r->cap_segs) {
-            size_t cap = r->cap_segs ? r->cap_segs * 2 : 64;
-            struct out_seg *n = realloc(r->segs, cap * sizeof *n);
-            if (!n)
-                return -1;
-            r->segs = n;
-            r->cap_segs = cap;
-        }
-        r->segs[r->n_segs++] = (struct out_seg){.ref = ref, .off = r->own_len, .len = len};
-    }
-    if (!ref) {
-        memcpy(r->own + r->own_len, bytes, len);
-        r->own_len += len;
-    }
+    r->segs[r->n_segs++] = (struct out_seg){.ref = ref, .off = off, .len = len};
     return 0;
 }
 
@@ -642,7 +628,7 @@ static int send_queue(fd_redis *r, char *errstr, size_t errstr_size)
     }
     for (size_t i = 0; i < r->n_segs; i++) {
         const struct out_seg *g = &r->segs[i];
-        r->iov[i].iov_base = (void *)(g->ref ? g->ref : r->own + g->off);
+        r->iov[i].iov_base = (void *)(g->ref ? g->ref : r->own.p + g->off);
         r->iov[i].iov_len = g->len;
     }
     struct iovec *v = r->iov;
@@ -676,7 +662,7 @@ static int send_queue(fd_redis *r, char *errstr, size_t errstr_size)
     }
     r->sends++;
     r->n_segs = 0;
-    r->own_len = 0;
+    fd_resp_reset(&r->own);
     return 0;
 }
 
@@ -684,11 +670,11 @@ int fd_redis_appendv(fd_redis *r, int argc, const char **argv, const size_t *arg
 {
     if (!r->c)
         return -1;
-    char *cmd = NULL;
-    long long len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    int rc = len < 0 ? -1 : queue(r, NULL, cmd, (size_t)len);
-    redisFreeCommand(cmd);
-    if (rc != 0) {
+    size_t off = r->own.len;
+    fd_resp_cmd(&r->own, argc);
+    for (int i = 0; i < argc; i++)
+        fd_resp_arg(&r->own, argv[i], argvlen ? argvlen[i] : strlen(argv[i]));
+    if (!fd_resp_ok(&r->own) || queue(r, NULL, off, r->own.len - off) != 0) {
         drop(r, "cannot append command (out of memory)");
         return -1;
     }
@@ -700,7 +686,7 @@ int fd_redis_append_raw(fd_redis *r, const char *buf, size_t len, size_t n_cmds)
 {
     if (!r->c)
         return -1;
-    if (queue(r, buf, buf, len) != 0) {
+    if (queue(r, buf, 0, len) != 0) {
         drop(r, "cannot append commands (out of memory)");
         return -1;
     }
@@ -714,12 +700,14 @@ int fd_redis_appendf(fd_redis *r, const char *fmt, ...)
         return -1;
     va_list ap;
     va_start(ap, fmt);
-    char *cmd = NULL;
+    char *cmd = NULL; /* hiredis' printf-style formatting: few commands per write */
     int len = redisvFormatCommand(&cmd, fmt, ap);
     va_end(ap);
-    int rc = len < 0 ? -1 : queue(r, NULL, cmd, (size_t)len);
+    size_t off = r->own.len;
+    if (len >= 0)
+        fd_resp_cat(&r->own, &(fd_resp){.p = cmd, .len = (size_t)len, .n_cmds = 1});
     redisFreeCommand(cmd);
-    if (rc != 0) {
+    if (len < 0 || !fd_resp_ok(&r->own) || queue(r, NULL, off, r->own.len - off) != 0) {
         drop(r, "cannot append command (bad format or out of memory)");
         return -1;
     }
