@@ -74,6 +74,15 @@ static int str(scan *s, const char **out, size_t *len)
 
 enum num_kind { NUM_INT, NUM_REAL };
 
+/* Move past a run of ASCII digits; how many there were. */
+static size_t skip_digits(scan *s)
+{
+    const uint8_t *b = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return (size_t)(s->p - b);
+}
+
 /* A JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int num(scan *s, enum num_kind *kind, int64_t *iv, double *dv)
 {
@@ -86,20 +95,16 @@ static int num(scan *s, enum num_kind *kind, int64_t *iv, double *dv)
     if (s->p >= s->end || *s->p < '0' || *s->p > '9')
         return -1;
     const uint8_t *d = s->p;
+    size_t nd = 1; /* a leading 0 stands alone */
     if (*s->p == '0')
         s->p++;
     else
-        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-            s->p++;
-    size_t nd = (size_t)(s->p - d);
+        nd = skip_digits(s);
     bool real = false;
     if (s->p < s->end && *s->p == '.') {
         real = true;
         s->p++;
-        const uint8_t *f = s->p;
-        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-            s->p++;
-        if (s->p == f)
+        if (!skip_digits(s))
             return -1;
     }
     if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
@@ -107,10 +112,7 @@ static int num(scan *s, enum num_kind *kind, int64_t *iv, double *dv)
         s->p++;
         if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
             s->p++;
-        const uint8_t *x = s->p;
-        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
-            s->p++;
-        if (s->p == x)
+        if (!skip_digits(s))
             return -1;
     }
     if (!real) {
