@@ -107,6 +107,9 @@ int bench_rm_entry(const char *path, const struct stat *sb, int flag, struct FTW
 /* bench_kafka.c */
 int bench_load_topic(bench_run *run, const bench_args *a);
 int bench_raw_consume(const bench_run *run, double timeout_s, double *secs, double *first_s);
+/* bench_raw_consume, then its whole-run and steady rates (the steady one
+ * from its first message: the group join left out) into res. */
+int bench_raw_measure(const bench_run *run, double timeout_s, bench_result *res);
 int bench_kcat_consume(const bench_run *run, const char *kcat, double timeout_s, double *secs);
 
 /* bench_peer.c */

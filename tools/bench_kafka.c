@@ -353,3 +353,14 @@ int bench_kcat_consume(const bench_run *run, const char *kcat, double timeout_s,
     }
     return 0;
 }
+
+int bench_raw_measure(const bench_run *run, double timeout_s, bench_result *res)
+{
+    if (bench_raw_consume(run, timeout_s, &res->raw_s, &res->raw_first_s) != 0)
+        return -1;
+    res->raw_eps = (double)run->total / res->raw_s;
+    res->raw_steady_eps = res->raw_s > res->raw_first_s
+                              ? ((double)run->total - 1) / (res->raw_s - res->raw_first_s)
+                              : 0;
+    return 0;
+}

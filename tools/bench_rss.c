@@ -162,11 +162,9 @@ int bench_rss_series(bench_run *run, const bench_args *a)
         if (!res) {
             fprintf(stderr, PROG ": out of memory\n");
         } else if (bench_setup_topic(run, &pa) == 0 &&
-                   bench_raw_consume(run, pa.timeout_s, &res->raw_s, &res->raw_first_s) == 0 &&
+                   bench_raw_measure(run, pa.timeout_s, res) == 0 &&
                    bench_redis_open(run, &pa) == 0 && bench_run_funneld(run, &pa, res) == 0) {
-            double raw_steady = res->raw_s > res->raw_first_s
-                                    ? ((double)run->total - 1) / (res->raw_s - res->raw_first_s)
-                                    : 0;
+            double raw_steady = res->raw_steady_eps;
             pt[n] = (rss_point){
                 .users = pa.gen.users,
                 .present = run->active_users,

@@ -432,12 +432,8 @@ int fd_cmd_bench(int argc, char **argv)
             goto out;
 
         fprintf(stderr, "bench: raw librdkafka consumer\n");
-        if (bench_raw_consume(run, a.timeout_s, &res->raw_s, &res->raw_first_s) != 0)
+        if (bench_raw_measure(run, a.timeout_s, res) != 0)
             goto out;
-        res->raw_eps = (double)run->total / res->raw_s;
-        res->raw_steady_eps = res->raw_s > res->raw_first_s
-                                  ? ((double)run->total - 1) / (res->raw_s - res->raw_first_s)
-                                  : 0;
 
         char kcat[PATH_MAX];
         if (!a.no_kcat && bench_find_in_path("kcat", kcat, sizeof kcat) == 0) {
