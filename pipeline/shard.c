@@ -698,6 +698,7 @@ void fd_shard_destroy(fd_shard *s)
     sch_free(s); /* before the users: the timers point at them */
     smf_free(s);
     fd_user_table_free(s->users);
+    free(s->dl);
     fd_funnel_table_free(s->funnel);
     free(s->batch_ref);
     free(s->batch_user);

@@ -108,6 +108,14 @@ struct fd_shard {
     bool mf_full_logged;   /* mf.max_items reached: said once */
     char *recs_buf;        /* smf_recs: the key and the value */
     size_t recs_cap;
+    struct smf_res *mf_res; /* smf_prepare's refreshed lists (BATCH_MAX) */
+    int mf_res_n, mf_res_next;
+    float *mf_bu; /* the batch's user factors */
+    float *mf_bs; /* the batch's scores of every item (mf_bs_cap floats) */
+    size_t mf_bs_cap;
+
+    fd_user **dl; /* shard_make_snapshot: the users it writes (dl_cap) */
+    size_t dl_cap;
 };
 
 /* shard_churn.c */
@@ -163,6 +171,12 @@ int smf_snapshot(fd_shard *s, fd_snapshot *sn);
 /* The recommendations of u (best first, at most FD_MF_TOP_MAX): the popularity
  * list for a cold user. Item ids point into the replica. */
 int smf_top(fd_shard *s, const fd_user *u, int n, const char **ids, float *scores);
+/* Refresh, ahead of smf_recs, the recommendations of the due users among
+ * us[0..n), at most one batch (one cblas_sgemm): returns how many of us it
+ * went through (>= 1 when n >= 1; n when the model is off). smf_recs then
+ * takes them in that order; a user it did not prepare is scored alone. */
+typedef struct smf_res smf_res;
+size_t smf_prepare(fd_shard *s, fd_user *const *us, size_t n);
 /* u's refreshed recommendations as a key (PREFIX recs:<id>) and a JSON
  * value, in the shard's buffers until the next call. 0, or -1 out of
  * memory (the value is then "[]"). */

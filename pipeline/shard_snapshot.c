@@ -47,15 +47,13 @@ static bool keep_unconfirmed(const fd_user *u, void *arg)
  * ZADD PREFIX churn:risk of the users just written (their latest risk), and
  * SADD / SREM of PREFIX churn:pending:P for the users whose open episode
  * started or ended (docs/REDIS_KEYS.md). */
-static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, uint64_t epoch)
+static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, size_t nd)
 {
     char key[600], score[32];
-    size_t cur = 0;
     fd_user *u;
     sch_risk_key(s, key, sizeof key);
-    while ((u = fd_user_table_next(s->users, &cur))) {
-        if (u->epoch != (uint32_t)epoch || u->partition < 0 || u->partition >= s->n_parts)
-            continue;
+    for (size_t j = 0; j < nd; j++) {
+        u = s->dl[j];
         pstate *ps = &s->parts[u->partition];
         fd_chunk *c = chunk_for(sn, idx, u->partition);
         if (ps->risk_open == 0) {
@@ -79,10 +77,8 @@ static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, uint64_t epoc
         s->parts[p].set_left[0] = s->parts[p].set_left[1] = s->parts[p].set_open[0] =
             s->parts[p].set_open[1] = 0;
     for (int pass = 0; pass < 3; pass++) {
-        cur = 0;
-        while ((u = fd_user_table_next(s->users, &cur))) {
-            if (u->epoch != (uint32_t)epoch || u->partition < 0 || u->partition >= s->n_parts)
-                continue;
+        for (size_t j = 0; j < nd; j++) {
+            u = s->dl[j];
             int add = (u->churn.flags & FD_CU_PENDING) != 0;
             if (add == (int)u->churn.in_set || (pass > 0 && add != pass - 1))
                 continue;
@@ -136,14 +132,34 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
     for (int p = 0; p < s->n_parts; p++)
         s->parts[p].mset_left = s->parts[p].mset_open = s->parts[p].risk_left =
             s->parts[p].risk_open = 0;
-    /* pairs: the user's record, and its refreshed recommendations (shard_mf.c) */
+    /* the users to write, once: every later pass goes over this list, not
+     * over the whole table (the table scans were ~6 % of funneld's CPU) */
+    size_t nd = 0, nu = fd_user_table_count(s->users);
+    if (s->dl_cap < nu) {
+        size_t cap = s->dl_cap ? s->dl_cap : 1024;
+        while (cap < nu)
+            cap *= 2;
+        fd_user **dl = realloc(s->dl, cap * sizeof *dl);
+        if (!dl) {
+            fd_err("shard", "shard=%d out of memory making a snapshot", s->id);
+            sn->error = 1;
+            goto publish;
+        }
+        s->dl = dl;
+        s->dl_cap = cap;
+    }
     while ((u = fd_user_table_next(s->users, &cur)))
         if (u->dirty && u->partition >= 0 && u->partition < s->n_parts)
-            s->parts[u->partition].mset_left += 1 + (s->mf && u->mf.recs_due);
-    cur = 0;
-    while ((u = fd_user_table_next(s->users, &cur))) {
-        if (!u->dirty || u->partition < 0 || u->partition >= s->n_parts)
-            continue;
+            s->dl[nd++] = u;
+    /* pairs: the user's record, and its refreshed recommendations (shard_mf.c) */
+    for (size_t j = 0; j < nd; j++) {
+        u = s->dl[j];
+        s->parts[u->partition].mset_left += 1 + (s->mf && u->mf.recs_due);
+    }
+    for (size_t j = 0, end = 0; j < nd; j++) {
+        if (j == end) /* the next batch of recommendations to refresh */
+            end = j + smf_prepare(s, s->dl + j, nd - j);
+        u = s->dl[j];
         fd_chunk *c = chunk_for(sn, idx, u->partition);
         pstate *ps = &s->parts[u->partition];
         mset_pair(&c->cmds, ps);
@@ -168,7 +184,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
             ps->risk_left++;
     }
     if (s->cm)
-        churn_commands(s, sn, idx, epoch);
+        churn_commands(s, sn, idx, nd);
     cur = 0;
     const fd_funnel_delta *d;
     while ((d = fd_funnel_next(s->funnel, &cur))) {
