@@ -10,6 +10,9 @@
  *   matrix, then a partial selection) against the same selection over a
  *   plain loop of dot products, both single-threaded; the output says which
  *   one wins and checks that both chose the same items.
+ * - the shards' refresh at a snapshot: the top 14 of 64 users over 2,000
+ *   items (the default bench's catalogue), one cblas_sgemv per user against
+ *   one cblas_sgemm for the batch, each followed by the selections.
  */
 #include <cblas.h>
 #include <math.h>
@@ -21,9 +24,12 @@
 #include "tools/bench_mf.h"
 #include "tools/cli.h"
 
-#define USERS  10000
-#define ITEMS  100000
-#define STREAM 65536
+#define USERS         10000
+#define ITEMS         100000
+#define STREAM        65536
+#define REFRESH_USERS 64
+#define REFRESH_ITEMS 2000
+#define REFRESH_TOP   14
 
 static uint64_t next(uint64_t *s)
 {
@@ -115,6 +121,43 @@ int fd_bench_mf(uint64_t updates, uint64_t reps, uint64_t seed, fd_bench_mf_resu
         if (m1 != 10 || m2 != 10 || memcmp(a, b, sizeof a) != 0)
             r->top_same = 0; /* float sums in another order may swap a tie */
     }
+    /* the refresh: the first REFRESH_ITEMS rows are a catalogue of their own */
+    float *S = malloc((size_t)REFRESH_USERS * REFRESH_ITEMS * sizeof *S);
+    if (!S) {
+        fprintf(stderr, "funnelctl bench-model: out of memory\n");
+        goto out;
+    }
+    r->refresh_sgemv_us = r->refresh_sgemm_us = r->refresh_select_us = INFINITY;
+    for (uint64_t rep = 0; rep < reps * 20; rep++) {
+        const float *u = U + (size_t)(rep * REFRESH_USERS % (USERS - REFRESH_USERS)) * (size_t)p.k;
+        int32_t top[REFRESH_TOP];
+        int got = 0;
+        double t0 = fd_cli_now_s();
+        for (int x = 0; x < REFRESH_USERS; x++) {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, REFRESH_ITEMS, it.k, 1.0f, it.v, it.k,
+                        u + (size_t)x * (size_t)p.k, 1, 0.0f, scratch, 1);
+            got += fd_mf_top_of(scratch, REFRESH_ITEMS, NULL, 0, REFRESH_TOP, top, NULL);
+        }
+        double t1 = fd_cli_now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, REFRESH_USERS, REFRESH_ITEMS, it.k,
+                    1.0f, u, p.k, it.v, it.k, 0.0f, S, REFRESH_ITEMS);
+        double t2 = fd_cli_now_s();
+        for (int x = 0; x < REFRESH_USERS; x++)
+            got += fd_mf_top_of(S + (size_t)x * REFRESH_ITEMS, REFRESH_ITEMS, NULL, 0, REFRESH_TOP,
+                                top, NULL);
+        double t3 = fd_cli_now_s(), per = 1e6 / REFRESH_USERS;
+        if (got != 2 * REFRESH_USERS * REFRESH_TOP)
+            r->top_same = 0;
+        if ((t1 - t0) * per < r->refresh_sgemv_us)
+            r->refresh_sgemv_us = (t1 - t0) * per;
+        if ((t3 - t1) * per < r->refresh_sgemm_us)
+            r->refresh_sgemm_us = (t3 - t1) * per;
+        if ((t3 - t2) * per < r->refresh_select_us)
+            r->refresh_select_us = (t3 - t2) * per;
+    }
+    free(S);
+    r->refresh_users = REFRESH_USERS;
+    r->refresh_items = REFRESH_ITEMS;
     r->k = p.k;
     r->negatives = p.negatives;
     r->items = ITEMS;

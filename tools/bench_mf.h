@@ -11,6 +11,12 @@ typedef struct fd_bench_mf_result {
     double top_loop_ms;   /* the same with a plain loop of dot products */
     double top_select_ms; /* the selection alone (fd_mf_top_of over the scores) */
     int top_same;         /* both chose the same 10 items in every rep */
+    /* the shards' refresh (pipeline/shard_mf.c): REFRESH users' top 14
+     * (10 + 4 bought) over refresh_items items, per user, best pass */
+    double refresh_sgemv_us;  /* one cblas_sgemv per user, then the selection */
+    double refresh_sgemm_us;  /* one cblas_sgemm for all of them, then the selections */
+    double refresh_select_us; /* of which the selection */
+    int refresh_users, refresh_items;
     int k, negatives, items;
 } fd_bench_mf_result;
 

@@ -317,6 +317,12 @@ static void print_table(FILE *out, const bm_args *a, const bm_result *r)
             r->mf.top_blas_ms <= r->mf.top_loop_ms ? "cblas_sgemv faster" : "plain loop faster",
             r->mf.top_same ? "yes" : "not always");
     fprintf(out, "  of which the selection (fd_mf_top_of) %8.3f ms\n", r->mf.top_select_ms);
+    fprintf(out, "  refresh, top 14 of %d users over %d items, per user:\n", r->mf.refresh_users,
+            r->mf.refresh_items);
+    fprintf(out, "    one cblas_sgemv each             %8.3f us\n", r->mf.refresh_sgemv_us);
+    fprintf(out, "    one cblas_sgemm for the batch    %8.3f us  (%.2fx; the shards' way)\n",
+            r->mf.refresh_sgemm_us, r->mf.refresh_sgemv_us / r->mf.refresh_sgemm_us);
+    fprintf(out, "    of which the selection           %8.3f us\n", r->mf.refresh_select_us);
     fprintf(out, "  published pure-Python ISGD: 1.3 ms per update\n");
 }
 
@@ -329,11 +335,15 @@ static void print_json(const bm_args *a, const bm_result *r)
            "\"batch_dgemv_ns_per_example\": %.3f, \"batch_faster\": \"%s\", "
            "\"mean_p\": %.6f, \"mf_k\": %d, \"mf_negatives\": %d, "
            "\"mf_update_ns\": %.3f, \"mf_items\": %d, \"mf_top10_sgemv_ms\": %.4f, "
-           "\"mf_top10_loop_ms\": %.4f, \"mf_top10_select_ms\": %.4f, \"mf_top10_same\": %s}\n",
+           "\"mf_top10_loop_ms\": %.4f, \"mf_top10_select_ms\": %.4f, \"mf_top10_same\": %s, "
+           "\"mf_refresh_items\": %d, \"mf_refresh_sgemv_us\": %.4f, "
+           "\"mf_refresh_sgemm_us\": %.4f, \"mf_refresh_select_us\": %.4f}\n",
            NFEAT, a->examples, a->reps, a->batch, r->learn_ns, VW_NS, VW_FEAT, r->predict_ns,
            r->transform_ns, r->loop_ns, r->blas_ns, r->loop_ns <= r->blas_ns ? "loop" : "dgemv",
            r->mean_p, r->mf.k, r->mf.negatives, r->mf.update_ns, r->mf.items, r->mf.top_blas_ms,
-           r->mf.top_loop_ms, r->mf.top_select_ms, r->mf.top_same ? "true" : "false");
+           r->mf.top_loop_ms, r->mf.top_select_ms, r->mf.top_same ? "true" : "false",
+           r->mf.refresh_items, r->mf.refresh_sgemv_us, r->mf.refresh_sgemm_us,
+           r->mf.refresh_select_us);
 }
 
 int fd_cmd_bench_model(int argc, char **argv)

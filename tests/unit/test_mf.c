@@ -578,27 +578,32 @@ static int top_ref(const float *scores, uint32_t n_items, const int32_t *ex, int
     return m;
 }
 
-/* fd_mf_top_of (with its 16-score block skip) against the plain selection:
- * random lengths (not multiples of 16 too), few distinct values (ties),
- * NaNs, rising runs (every block beats the threshold), exclusions, n from 0
- * past FD_MF_TOP_MAX. */
+/* fd_mf_top_of (with its 16-score block skip and, without exclusions, its
+ * floor from the blocks' maxima) against the plain selection: random
+ * lengths (not multiples of 16 too), few distinct values (ties), NaNs,
+ * infinities, rising runs (every block beats the threshold), falling runs,
+ * exclusions, n from 0 past FD_MF_TOP_MAX. */
 static void test_top_of_equals_plain_selection(void)
 {
     uint64_t st = 12345;
     float *sc = malloc(5000 * sizeof *sc);
     CHECK(sc != NULL);
     int bad = 0;
-    for (int round = 0; sc && round < 3000; round++) {
+    for (int round = 0; sc && round < 6000; round++) {
         st = st * 6364136223846793005ULL + 1442695040888963407ULL;
         uint32_t len = (uint32_t)(st >> 33) % 5000;
-        int kind = round % 4, n = (int)((st >> 20) % (FD_MF_TOP_MAX + 8));
+        int kind = round % 6, n = (int)((st >> 20) % (FD_MF_TOP_MAX + 8));
         for (uint32_t i = 0; i < len; i++) {
             st = st * 6364136223846793005ULL + 1442695040888963407ULL;
             uint32_t r = (uint32_t)(st >> 35);
             sc[i] = kind == 0   ? (float)(r % 1000) / 7.0f
                     : kind == 1 ? (float)(r % 5)  /* ties */
                     : kind == 2 ? (float)i * 0.5f /* rising: no block is skipped */
-                                : (r % 50 == 0 ? NAN : (float)(r % 100000) - 50000.0f);
+                    : kind == 3 ? (r % 50 == 0 ? NAN : (float)(r % 100000) - 50000.0f)
+                    : kind == 4 ? -(float)i * 0.25f /* falling: the floor is the n-th item */
+                                : (r % 97 == 0   ? INFINITY
+                                   : r % 89 == 0 ? -INFINITY
+                                                 : (float)((int32_t)r - (1 << 28)) * 1e-9f);
         }
         int32_t ex[6];
         int n_ex = round % 3 == 0 ? 0 : 6;
