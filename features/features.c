@@ -6,6 +6,7 @@
  * reference time) and touches only the user's own struct.
  */
 #include "features/features.h"
+#include "features/fmt.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -525,34 +526,6 @@ static double *fix_field(fd_feat *f, int i)
     return NULL;
 }
 
-/* Two decimal digits per division (records are formatted for every
- * changed user at every flush). */
-static const char digit_pairs[201] = "00010203040506070809101112131415161718192021222324"
-                                     "25262728293031323334353637383940414243444546474849"
-                                     "50515253545556575859606162636465666768697071727374"
-                                     "75767778798081828384858687888990919293949596979899";
-
-static char *put_u64(char *p, uint64_t v)
-{
-    char tmp[20];
-    int n = 20;
-    while (v >= 100) {
-        unsigned d = (unsigned)(v % 100) * 2;
-        v /= 100;
-        tmp[--n] = digit_pairs[d + 1];
-        tmp[--n] = digit_pairs[d];
-    }
-    if (v >= 10) {
-        unsigned d = (unsigned)v * 2;
-        tmp[--n] = digit_pairs[d + 1];
-        tmp[--n] = digit_pairs[d];
-    } else {
-        tmp[--n] = (char)('0' + v);
-    }
-    memcpy(p, tmp + n, (size_t)(20 - n));
-    return p + (20 - n);
-}
-
 /* A fixed-point value (integral millionths in a double) as "-12.345678". */
 static char *put_fix(char *e, double fv)
 {
@@ -567,25 +540,16 @@ static char *put_fix(char *e, double fv)
         *e++ = '-';
         x = -x;
     }
-    e = put_u64(e, (uint64_t)(x / FD_FIX));
+    e = fd_fmt_u64(e, (uint64_t)(x / FD_FIX));
     *e++ = '.';
     unsigned frac = (unsigned)(x % FD_FIX); /* six digits, zero padded */
     for (int k = 4; k >= 0; k -= 2) {
         unsigned d = (frac % 100) * 2;
         frac /= 100;
-        e[k] = digit_pairs[d];
-        e[k + 1] = digit_pairs[d + 1];
+        e[k] = fd_fmt_digit_pairs[d];
+        e[k + 1] = fd_fmt_digit_pairs[d + 1];
     }
     return e + 6;
-}
-
-static char *put_i64(char *p, int64_t v)
-{
-    if (v < 0) {
-        *p++ = '-';
-        return put_u64(p, 0 - (uint64_t)v);
-    }
-    return put_u64(p, (uint64_t)v);
 }
 
 /* Unsigned decimal of s[0..len); stops at the first non-digit; saturates
@@ -666,17 +630,17 @@ size_t fd_feat_record_format(const fd_feat_params *p, const fd_feat *f, char *bu
                             f->gap_sum_ms};
     for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
         *e++ = ' ';
-        e = put_i64(e, ints[i]);
+        e = fd_fmt_i64(e, ints[i]);
     }
     const uint64_t us[] = {f->items_sk, f->cats_sk, f->sess_id};
     for (size_t i = 0; i < 3; i++) {
         *e++ = ' ';
-        e = put_u64(e, us[i]);
+        e = fd_fmt_u64(e, us[i]);
     }
     const int64_t sess[] = {f->sess_start, f->sess_last, f->sess_stage};
     for (size_t i = 0; i < 3; i++) {
         *e++ = ' ';
-        e = put_i64(e, sess[i]);
+        e = fd_fmt_i64(e, sess[i]);
     }
     *e++ = ' ';
     e = put_fix(e, f->abandoned);

@@ -36,6 +36,7 @@
  *   L, checkpoint), so a replay gives the same ids.
  */
 #include "models/churn.h"
+#include "features/fmt.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -331,9 +332,21 @@ int64_t fd_churn_on_timer(const fd_churn_params *p, fd_churn_model *m, fd_user *
 
 size_t fd_churn_user_format(const fd_churn_user *c, char *buf)
 {
-    int n = snprintf(buf, FD_CHURN_USER_TEXT_MAX, " m %u %u %u %lld", (unsigned)c->risk_q,
-                     (unsigned)c->next_cp, (unsigned)c->flags, (long long)c->alert_ts);
-    return n > 0 ? (size_t)n : 0;
+    /* " m %u %u %u %lld", as printf wrote it: at most 3 + 6 + 4 + 4 + 20
+     * bytes and the NUL */
+    _Static_assert(3 + 6 + 4 + 4 + FD_FMT_I64_MAX + 1 <= FD_CHURN_USER_TEXT_MAX,
+                   "the longest suffix and its NUL fit FD_CHURN_USER_TEXT_MAX");
+    char *e = buf;
+    memcpy(e, " m ", 3);
+    e = fd_fmt_u64(e + 3, c->risk_q);
+    *e++ = ' ';
+    e = fd_fmt_u64(e, c->next_cp);
+    *e++ = ' ';
+    e = fd_fmt_u64(e, c->flags);
+    *e++ = ' ';
+    e = fd_fmt_i64(e, c->alert_ts);
+    *e = '\0';
+    return (size_t)(e - buf);
 }
 
 int fd_churn_user_parse(fd_churn_user *c, const char *s, size_t len, char *errstr,

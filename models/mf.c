@@ -22,6 +22,7 @@
  */
 #include "models/mf.h"
 #include "models/mf_user.h"
+#include "features/fmt.h"
 #include "features/user.h"
 #include "models/hot.h"
 
@@ -866,14 +867,20 @@ size_t fd_mf_user_format(const fd_mf_user *m, int k, char *buf)
         buf[o++] = i + 1 < n ? B64[(w >> 6) & 63] : '=';
         buf[o++] = i + 2 < n ? B64[w & 63] : '=';
     }
-    int l = snprintf(buf + o, FD_MF_USER_TEXT_MAX - o, " %ld", (long)m->recs_min);
-    o += l > 0 ? (size_t)l : 0;
+    /* " %ld" of recs_min and "%c%x" of each hash, as printf wrote them */
+    _Static_assert(3 + (2 * FD_MF_USER_K + 2) / 3 * 4 + 1 + 11 +
+                           FD_MF_USER_BOUGHT * (1 + FD_FMT_HEX32_MAX) + 1 <=
+                       FD_MF_USER_TEXT_MAX,
+                   "the longest suffix and its NUL fit FD_MF_USER_TEXT_MAX");
+    char *e = buf + o;
+    *e++ = ' ';
+    e = fd_fmt_i64(e, m->recs_min);
     for (int i = 0; i < FD_MF_USER_BOUGHT && m->bought[i]; i++) {
-        l = snprintf(buf + o, FD_MF_USER_TEXT_MAX - o, "%c%x", i ? ',' : ' ',
-                     (unsigned)m->bought[i]);
-        o += l > 0 ? (size_t)l : 0;
+        *e++ = i ? ',' : ' ';
+        e = fd_fmt_hex32(e, m->bought[i]);
     }
-    return o;
+    *e = '\0';
+    return (size_t)(e - buf);
 }
 
 void fd_mf_user_bought(fd_mf_user *m, const char *id, size_t len)
