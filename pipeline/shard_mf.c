@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <math.h>
 
+#include "features/fmt.h"
 #include "pipeline/model_pub.h"
 #include "pipeline/shard_int.h"
 
@@ -391,7 +392,10 @@ int smf_recs(fd_shard *s, fd_user *u, const char **key, const char **val, size_t
     size_t kl = strlen(prefix) + 5 + u->id_len + 1, used = kl;
     if (recs_room(s, 0, kl + 2) != 0)
         goto oom;
-    snprintf(s->recs_buf, kl, "%srecs:%s", prefix, fd_user_id(u));
+    size_t pl = strlen(prefix); /* PREFIX "recs:" id, NUL-terminated */
+    memcpy(s->recs_buf, prefix, pl);
+    memcpy(s->recs_buf + pl, "recs:", 5);
+    memcpy(s->recs_buf + pl + 5, fd_user_id(u), u->id_len + 1);
     s->recs_buf[used++] = '[';
     for (int i = 0; i < m; i++) {
         if (recs_room(s, used, 16) != 0)
@@ -402,8 +406,12 @@ int smf_recs(fd_shard *s, fd_user *u, const char **key, const char **val, size_t
         used += 8;
         if (!(used = json_str(s, used, ids[i])) || recs_room(s, used, 48) != 0)
             goto oom;
-        used += (size_t)snprintf(s->recs_buf + used, 48, ",\"score\":%.6g}",
-                                 isfinite(sc[i]) ? (double)sc[i] : 0.0);
+        /* ",\"score\":%.6g}" without printf (features/fmt.h) */
+        char *o = s->recs_buf + used;
+        memcpy(o, ",\"score\":", 9);
+        o = fd_fmt_g6(o + 9, isfinite(sc[i]) ? sc[i] : 0.0f);
+        *o++ = '}';
+        used = (size_t)(o - s->recs_buf);
     }
     s->recs_buf[used++] = ']';
     *key = s->recs_buf;

@@ -6,6 +6,7 @@
  * replica, all filed by partition (see shard.c on why), then the eviction
  * of users whose last state a confirmed epoch carried. Shard thread only.
  */
+#include "features/fmt.h"
 #include "pipeline/shard_int.h"
 
 static fd_chunk *chunk_for(fd_snapshot *sn, int *idx, int32_t p)
@@ -63,8 +64,9 @@ static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, size_t nd)
             fd_resp_str(&c->cmds, key);
             ps->risk_open = k;
         }
-        int n = snprintf(score, sizeof score, "%.4f", fd_churn_risk(u));
-        fd_resp_arg(&c->cmds, score, (size_t)n);
+        /* "%.4f" of fd_churn_risk(u), without printf (features/fmt.h) */
+        char *e = fd_fmt_risk4(score, u->churn.risk_q);
+        fd_resp_arg(&c->cmds, score, (size_t)(e - score));
         fd_resp_arg(&c->cmds, fd_user_id(u), u->id_len);
         ps->risk_open--;
         ps->risk_left--;
