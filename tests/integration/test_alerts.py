@@ -137,6 +137,28 @@ class Alerts(unittest.TestCase):
         self.assertEqual(r.hlen(fdtest.PREFIX + "churn:outbox"), 0,
                          "every delivered alert leaves the outbox")
 
+    def check_churn_sets(self, r):
+        """churn:risk and churn:pending:P agree with every user record: each
+        user's risk as four decimals of its RISK_Q, and a pending-set member
+        exactly when its record has an open episode (FLAGS bit 0x01)."""
+        prefix = fdtest.PREFIX + "user:"
+        users = [k[len(prefix):] for k in r.scan_iter(match=prefix + "*", count=1000)]
+        recs = fdtest.user_records(r, users)
+        risk = dict(r.zscan_iter(fdtest.PREFIX + "churn:risk", count=1000))
+        pending = set()
+        for k in r.scan_iter(match=fdtest.PREFIX + "churn:pending:*"):
+            pending |= set(r.smembers(k))
+        self.assertGreater(len(users), 100)
+        want_pending = set()
+        for uid, rec in zip(users, recs):
+            q = int(rec["churn_risk_q"])
+            self.assertEqual(risk.get(uid), float("%.4f" % (q / 65535.0)), uid)
+            if int(rec["churn_flags"]) & 0x01:
+                want_pending.add(uid)
+        self.assertEqual(len(risk), len(users), "one churn:risk member per user")
+        self.assertTrue(want_pending, "some episodes are open at the end")
+        self.assertEqual(pending, want_pending, "the pending sets hold the open episodes")
+
     def avro_run(self):
         """The uninterrupted Avro run: {alert_id: decoded alert}."""
         if type(self)._avro is not None:
@@ -153,6 +175,7 @@ class Alerts(unittest.TestCase):
             model = r.hgetall(fdtest.PREFIX + "model:churn")
             type(self)._items = set(r.hkeys(fdtest.PREFIX + "mf:item"))
             self.check_outbox_empty(r)
+            self.check_churn_sets(r)
         alerts = {}
         for key, value, *_ in msgs:
             a = decode_alert(value)
