@@ -34,6 +34,8 @@ typedef struct fd_user {
     bool dirty;          /* changed since the last snapshot */
     bool loaded;         /* state read from the store (or known absent) */
     bool queued;         /* in the load request being built (shard only) */
+    bool risk_known;     /* PREFIX churn:risk holds risk_w for this user (shard only) */
+    uint16_t risk_w;     /* the churn risk (RISK_Q) last written there */
     fd_feat f;           /* the persistent state: features and session */
     fd_churn_user churn; /* the churn model's per-user state (models/churn.h) */
     fd_mf_user mf;       /* the recommendation model's (models/mf_user.h) */

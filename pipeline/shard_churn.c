@@ -332,6 +332,7 @@ size_t sch_suffix(const fd_user *u, char *buf)
 void sch_parse(fd_shard *s, fd_user *u, const char *rec, size_t len)
 {
     memset(&u->churn, 0, sizeof u->churn);
+    u->risk_known = false; /* churn:risk is written again at its next write */
     size_t at = fd_feat_record_len(rec, len);
     /* the suffixes: the churn model's " m ...", then the recommendation
      * model's " f ..." (shard_mf.c); either may be missing */

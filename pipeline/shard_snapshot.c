@@ -48,6 +48,16 @@ static bool keep_unconfirmed(const fd_user *u, void *arg)
  * ZADD PREFIX churn:risk of the users just written (their latest risk), and
  * SADD / SREM of PREFIX churn:pending:P for the users whose open episode
  * started or ended (docs/REDIS_KEYS.md). */
+/* The user's risk is not in PREFIX churn:risk as it is now: its ZADD is
+ * due. A user's first write after a load always is (risk_known starts
+ * false; sch_parse clears it), so churn:risk never keeps a value the
+ * record does not have. Skipping the others saves Redis a skip-list
+ * update per user whose risk did not move. */
+static bool risk_changed(const fd_user *u)
+{
+    return !u->risk_known || u->risk_w != u->churn.risk_q;
+}
+
 static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, size_t nd)
 {
     char key[600], score[32];
@@ -66,20 +76,24 @@ static void churn_commands(fd_shard *s, fd_snapshot *sn, int *idx, size_t nd)
     for (size_t j = 0; j < nd; j++) {
         u = s->dl[j];
         pstate *ps = &s->parts[u->partition];
-        fd_chunk *c = chunk_for(sn, idx, u->partition);
-        if (ps->risk_open == 0) {
-            size_t k = ps->risk_left < MSET_MAX ? ps->risk_left : MSET_MAX;
-            fd_resp_cmd(&c->cmds, 2 + 2 * (int)k);
-            fd_resp_str(&c->cmds, "ZADD");
-            fd_resp_str(&c->cmds, key);
-            ps->risk_open = k;
+        if (risk_changed(u)) {
+            fd_chunk *c = chunk_for(sn, idx, u->partition);
+            if (ps->risk_open == 0) {
+                size_t k = ps->risk_left < MSET_MAX ? ps->risk_left : MSET_MAX;
+                fd_resp_cmd(&c->cmds, 2 + 2 * (int)k);
+                fd_resp_str(&c->cmds, "ZADD");
+                fd_resp_str(&c->cmds, key);
+                ps->risk_open = k;
+            }
+            /* "%.4f" of fd_churn_risk(u), without printf (features/fmt.h) */
+            char *e = fd_fmt_risk4(score, u->churn.risk_q);
+            fd_resp_arg(&c->cmds, score, (size_t)(e - score));
+            fd_resp_arg(&c->cmds, fd_user_id(u), u->id_len);
+            ps->risk_open--;
+            ps->risk_left--;
+            u->risk_w = u->churn.risk_q;
+            u->risk_known = true;
         }
-        /* "%.4f" of fd_churn_risk(u), without printf (features/fmt.h) */
-        char *e = fd_fmt_risk4(score, u->churn.risk_q);
-        fd_resp_arg(&c->cmds, score, (size_t)(e - score));
-        fd_resp_arg(&c->cmds, fd_user_id(u), u->id_len);
-        ps->risk_open--;
-        ps->risk_left--;
         int add = (u->churn.flags & FD_CU_PENDING) != 0;
         if (add != (int)u->churn.in_set) {
             ps->set_left[add]++;
@@ -187,7 +201,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
         }
         u->dirty = false;
         u->epoch = (uint32_t)epoch;
-        if (s->cm)
+        if (s->cm && risk_changed(u))
             ps->risk_left++;
     }
     if (s->cm)

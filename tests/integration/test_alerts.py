@@ -282,6 +282,9 @@ class Alerts(unittest.TestCase):
             finally:
                 producer.stop()
             self.check_outbox_empty(r)
+            # after the restart too (users written after it were loaded
+            # again: their first write carries their risk)
+            self.check_churn_sets(r)
             lines = kcat(kafka.bootstrap, ALERTS, "%s\\n").decode().splitlines()
         got = {}
         for ln in lines:
