@@ -44,6 +44,21 @@ INL bool any_above16(const float *s, float thr)
 #endif
 }
 
+/* Insert s (item i) into the sorted list best/idx of m (at most n) kept:
+ * the new m. Ties: the lower index first (items come in index order). */
+INL int keep(float *best, int32_t *idx, int m, int n, float s, uint32_t i)
+{
+    int at = m < n ? m++ : n - 1;
+    while (at > 0 && best[at - 1] < s) {
+        best[at] = best[at - 1];
+        idx[at] = idx[at - 1];
+        at--;
+    }
+    best[at] = s;
+    idx[at] = (int32_t)i;
+    return m;
+}
+
 /* Up to this many items the first pass of top_floor pays. Top 14 of
  * random factors, us per list, before (the plain scan with the block skip)
  * and with it: 1,000 items 2.3 -> 1.0, 2,000 2.9 -> 1.4, 8,000 4.2 -> 3.1,
@@ -80,17 +95,13 @@ INL float block_max(const float *s)
 static bool top_floor(const float *scores, uint32_t n_items, int n, float *floor)
 {
     float mx[FD_MF_TOP_MAX];
+    int32_t from[FD_MF_TOP_MAX]; /* keep's indexes: not needed here */
     int m = 0;
     for (uint32_t i = 0; n_items - i >= FLOOR_BLOCK; i += FLOOR_BLOCK) {
         float x = block_max(scores + i);
         if (!isfinite(x) || (m == n && !(x > mx[m - 1])))
             continue;
-        int at = m < n ? m++ : n - 1;
-        while (at > 0 && mx[at - 1] < x) {
-            mx[at] = mx[at - 1];
-            at--;
-        }
-        mx[at] = x;
+        m = keep(mx, from, m, n, x, i);
     }
     if (m < n)
         return false;
@@ -113,30 +124,6 @@ INL unsigned above16(const float *s, float thr)
         m |= (unsigned)(s[j] > thr) << j;
     return m;
 #endif
-}
-
-/* Which of s[0..16) are -infinity. */
-INL unsigned ordered_inf16(const float *s)
-{
-    unsigned m = 0;
-    for (int j = 0; j < 16; j++)
-        m |= (unsigned)(s[j] == -INFINITY) << j;
-    return m;
-}
-
-/* Insert s (item i) into the sorted list best/idx of m (at most n) kept:
- * the new m. Ties: the lower index first (items come in index order). */
-INL int keep(float *best, int32_t *idx, int m, int n, float s, uint32_t i)
-{
-    int at = m < n ? m++ : n - 1;
-    while (at > 0 && best[at - 1] < s) {
-        best[at] = best[at - 1];
-        idx[at] = idx[at - 1];
-        at--;
-    }
-    best[at] = s;
-    idx[at] = (int32_t)i;
-    return m;
 }
 
 int fd_mf_top_of(const float *scores, uint32_t n_items, const int32_t *exclude, int n_ex, int n,
@@ -172,14 +159,14 @@ int fd_mf_top_of(const float *scores, uint32_t n_items, const int32_t *exclude, 
                 mask = above16(scores + i, best[m - 1]);
             } else if (floored)
                 mask = above16(scores + i, below);
-            else /* every number (-inf too: not NaN) */
-                mask = above16(scores + i, -INFINITY) | ordered_inf16(scores + i);
+            else
+                mask = 0xffff; /* all of them: NaN is left out below */
             while (mask) {
                 unsigned j = (unsigned)__builtin_ctz(mask);
                 mask &= mask - 1;
                 float s = scores[i + j];
-                if (m == n && !(s > best[m - 1]))
-                    continue; /* the list's last rose within the block */
+                if (s != s || (m == n && !(s > best[m - 1])))
+                    continue; /* NaN, or the list's last rose within the block */
                 m = keep(best, idx, m, n, s, i + j);
             }
         }

@@ -260,9 +260,10 @@ int smf_snapshot(fd_shard *s, fd_snapshot *sn)
 
 /* A refresh scores every item for the user. One at a time that is a
  * cblas_sgemv, which reads the whole item matrix for each user; a batch of
- * users is one cblas_sgemm, which reads it once for the batch: 3.8 against
- * 1.45 us per user for 2,000 items, k = 32 (docs/BENCHMARKS.md). The
- * batch's scores are at most BATCH_FLOATS (4 MB) at once. */
+ * users is one cblas_sgemm, which reads it once for the batch: top 14 over
+ * 2,000 items, k = 32, selection included, 4.6 against 1.9 us per user
+ * (`funnelctl bench-model`, "refresh"; docs/BENCHMARKS.md). The batch's
+ * scores are at most BATCH_FLOATS (4 MB) at once. */
 #define BATCH_MAX    64
 #define BATCH_FLOATS ((size_t)1 << 20)
 
@@ -314,18 +315,19 @@ size_t smf_prepare(fd_shard *s, fd_user *const *us, size_t n)
     if (warm)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)warm, (int)it->n, it->k, 1.0f,
                     s->mf_bu, it->k, it->v, it->k, 0.0f, s->mf_bs, (int)it->n);
+    if (top_n > FD_MF_TOP_MAX)
+        top_n = FD_MF_TOP_MAX;
     for (int r = 0; r < nres; r++) {
         smf_res *x = &s->mf_res[r];
-        float v[FD_MF_USER_K];
-        const float *row = NULL;
+        float cold_v[FD_MF_USER_K]; /* a cold user's factors: its popular items' scores */
+        const float *v = cold_v, *row = NULL;
         if (rows[r] >= 0) {
-            memcpy(v, s->mf_bu + (size_t)rows[r] * (size_t)it->k, (size_t)it->k * sizeof *v);
+            v = s->mf_bu + (size_t)rows[r] * (size_t)it->k;
             row = s->mf_bs + (size_t)rows[r] * (size_t)it->n;
         } else {
-            user_vec(s, x->u, v);
+            user_vec(s, x->u, cold_v);
         }
-        x->m =
-            top_idx(s, x->u, v, row, top_n > FD_MF_TOP_MAX ? FD_MF_TOP_MAX : top_n, x->idx, x->sc);
+        x->m = top_idx(s, x->u, v, row, top_n, x->idx, x->sc);
     }
     s->mf_res_n = nres;
     return j;
