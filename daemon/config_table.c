@@ -120,6 +120,12 @@ const struct cf_key cf_keys[] = {
      "routing waits once this many were handed on. Bounds the memory of a write under a backlog "
      "(~40 MB at the default); larger: fewer, bigger writes (less Redis CPU per event, more "
      "memory; BENCHMARKS.md)"},
+    {"engine.epoch_max_users", CF_INT, OFF(engine_epoch_max_users), 0, NULL,
+     FD_EPOCH_MAX_USERS_DEFAULT, 1024, 1000000000, 0, NULL, NULL,
+     "most users changed in one epoch (approximately: counted as the shards apply events): a "
+     "flush starts at this many, and while the previous epoch is being written routing waits. "
+     "The epoch's records are built in memory before they are written, so this bounds that "
+     "memory when there are many users (~1 KB per user; BENCHMARKS.md)"},
     {"engine.shutdown_timeout_ms", CF_DURATION, OFF(engine_shutdown_timeout_ms), 0, NULL, 10000,
      100, 10 * MS_MIN, 0, NULL, NULL,
      "on SIGTERM, on revocation: how long to keep trying to write state before giving up"},

@@ -101,6 +101,19 @@ static size_t dirty_users(fd_engine *e)
     return n;
 }
 
+/* The epoch bounds (engine.epoch_max_events, engine.epoch_max_users): see
+ * engine_int.h. The users are counted as the shards mark them, behind the
+ * routing by what the shards' queues hold: an epoch may hold more users
+ * than the bound by at most those messages (engine.queue_messages per
+ * shard), and the next one correspondingly fewer. */
+bool eng_epoch_full(fd_engine *e)
+{
+    if (e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events)
+        return true;
+    size_t d = dirty_users(e);
+    return d > e->dirty_mark && d - e->dirty_mark >= (size_t)e->cfg->engine_epoch_max_users;
+}
+
 /* More users in memory than state.max_users_in_memory: flush at the
  * configured interval even while a backlog stretches it, since shards evict
  * only users whose state a confirmed flush carried. */
@@ -136,8 +149,13 @@ int eng_start_epoch(fd_engine *e)
     bool any = false;
     for (int32_t p = 0; p < e->n_parts; p++)
         any |= e->parts[p].assigned && e->parts[p].dirty && !e->parts[p].need_resolve;
-    if (!any)
+    if (!any) {
+        /* nothing to write; the bounds count afresh, so that users a
+         * watermark's timers changed cannot hold routing (eng_route) */
+        e->epoch_routed = 0;
+        e->dirty_mark = dirty_users(e);
         return 0;
+    }
     if (e->n_epochs == MAX_EPOCHS)
         return -1;
     epoch *ep = calloc(1, sizeof *ep);
@@ -169,6 +187,7 @@ int eng_start_epoch(fd_engine *e)
     ep->missing = e->n_shards;
     e->epochs[e->n_epochs++] = ep;
     e->epoch_routed = 0;
+    e->dirty_mark = dirty_users(e);
     /* The churn timers of every shard follow the partition's whole stream,
      * not only the events that shard saw (shard_churn.c). */
     for (int32_t p = 0; e->churn_on && p < e->n_parts; p++)
@@ -621,7 +640,7 @@ int fd_engine_run(fd_engine *e, const fd_engine_signals *sig)
                                                    before the configured interval */
         if (e->n_epochs == 0 &&
             ((since >= e->flush_ms && (since >= eng_flush_interval(e) || over_user_bound(e))) ||
-             dirty_users(e) >= FLUSH_DIRTY_USERS || eng_epoch_full(e))) {
+             eng_epoch_full(e))) {
             eng_start_epoch(e);
             e->last_flush_ms = now;
         }

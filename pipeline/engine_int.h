@@ -46,9 +46,6 @@
 #define ROUTE_CHUNK  512 /* messages routed per round */
 #define PART_KEY_MAX 512 /* PREFIX part:TOPIC:P (eng_part_key) */
 #define MAX_EPOCHS   4   /* pending epochs (normally one) */
-/* Flush before the interval when this many users changed (bounds the size
- * of one MULTI/EXEC and the memory of a snapshot). */
-#define FLUSH_DIRTY_USERS 100000
 
 typedef struct part {
     bool assigned, paused, need_resolve, dirty;
@@ -186,6 +183,7 @@ typedef struct inflight {
     int64_t *offset, *max_ts;
     int n, n_epochs;
     size_t n_cmds;
+    size_t users; /* user records written */
     int64_t t_start;
     long model_at;            /* EXEC's element that answers the churn model's EVAL; -1 none */
     long mf_at;               /* ... the recommendation model's; -1 none */
@@ -279,6 +277,7 @@ struct fd_engine {
     int64_t stuck_checked_ms; /* unstick_partitions (engine.c) last ran */
     uint64_t handed;          /* messages handed to the shards */
     uint64_t epoch_routed;    /* of them, since the last epoch started (its marker) */
+    size_t dirty_mark;        /* the shards' users turned dirty, at that marker */
     bool draining;            /* stopping: every waiting message is handed on */
     uint64_t *wd_batches;     /* per shard: batches at wd_change_ms (fd_engine_get_status) */
     int64_t *wd_change_ms;
@@ -349,18 +348,17 @@ void eng_drop_partition(fd_engine *e, int32_t p, bool resolve_again);
 part *eng_get_part(fd_engine *e, int32_t p);
 const char *eng_part_key(const fd_engine *e, int32_t p, char buf[PART_KEY_MAX]);
 void eng_set_blocked(fd_engine *e, bool blocked, const char *why);
-/* engine.epoch_max_events bounds an epoch: a flush starts when that many
- * events were handed to the shards since the last marker (engine.c), and
- * while the previous epoch is still being written, routing waits (router.c)
- * rather than letting the next epoch grow. An epoch's memory grows with its
- * events (funnel deltas per partition and window, stage reaches, the dirty
- * users' records): without the bound, epochs grew to what the shards applied
- * during a write (5 s or more under a backlog). docs/BENCHMARKS.md, "Memory:
+/* engine.epoch_max_events and engine.epoch_max_users bound an epoch: when
+ * that many events were handed to the shards, or that many users changed,
+ * since the last marker, routing stops (router.c) and a flush starts
+ * (engine.c) as soon as the previous epoch is written. An epoch's memory
+ * grows with its events (funnel deltas per partition and window, stage
+ * reaches) and with its users (their records, ~1 KB each, built before the
+ * write): without the bounds, epochs grew to what the shards applied during
+ * a write (5 s or more under a backlog), and with many users an epoch of
+ * 131,072 events held ~100,000 users' records. docs/BENCHMARKS.md, "Memory:
  * fixed cost and RSS per user". */
-static inline bool eng_epoch_full(const fd_engine *e)
-{
-    return e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events;
-}
+bool eng_epoch_full(fd_engine *e);
 /* A full shard queue is waited out this long before the partitions pause
  * (pausing makes librdkafka drop and refetch what it had prefetched). */
 #define QUEUE_FULL_PAUSE_MS 2000

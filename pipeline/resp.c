@@ -112,6 +112,26 @@ void fd_resp_cat(fd_resp *b, const fd_resp *other)
     b->n_cmds += other->n_cmds;
 }
 
+int fd_resp_reserve(fd_resp *b, size_t bytes)
+{
+    if (b->oom)
+        return -1;
+    if (bytes > SIZE_MAX - b->len) {
+        b->oom = 1;
+        return -1;
+    }
+    if (b->len + bytes <= b->cap)
+        return 0;
+    char *p = realloc(b->p, b->len + bytes);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = b->len + bytes;
+    return 0;
+}
+
 void fd_resp_reset(fd_resp *b)
 {
     b->len = 0;

@@ -35,6 +35,9 @@ void fd_resp_int(fd_resp *b, int64_t v);
 /* Append another buffer's commands. */
 void fd_resp_cat(fd_resp *b, const fd_resp *other);
 void fd_resp_reset(fd_resp *b); /* keep the memory */
-void fd_resp_free(fd_resp *b);  /* NULL accepted */
+/* Make room for `bytes` more without growing again (a buffer whose size is
+ * known ahead: no doubling and copying). 0, or -1 out of memory (oom). */
+int fd_resp_reserve(fd_resp *b, size_t bytes);
+void fd_resp_free(fd_resp *b); /* NULL accepted */
 
 #endif

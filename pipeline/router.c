@@ -217,13 +217,17 @@ void eng_route(fd_engine *e)
         fd_shard_reap(e->shards[i], &e->reap, &e->reap_cap);
     bool was_full = e->queue_full;
     e->queue_full = false;
-    /* The epoch is full and the previous one still being written: the rest
-     * waits for the next marker (eng_epoch_full). Not while draining. */
-    bool bounded = e->n_epochs > 0 && !e->draining;
+    /* The epoch is full (eng_epoch_full): the rest waits for the next
+     * marker. With no write pending the main loop starts it at its next
+     * turn; while the previous epoch is still being written, this is a
+     * full queue (backpressure). Not while draining. */
+    bool bounded = !e->draining;
     if (bounded && eng_epoch_full(e)) {
-        e->queue_full = true;
-        if (!was_full)
-            e->queue_full_since = fd_mono_ms();
+        if (e->n_epochs > 0) {
+            e->queue_full = true;
+            if (!was_full)
+                e->queue_full_since = fd_mono_ms();
+        }
         return;
     }
     while (e->wait_len) {

@@ -106,17 +106,23 @@ static pstate *part_of(fd_shard *s, int32_t p)
 
 /* PREFIX "user:" id, in the shard's buffer (no snprintf: this runs for
  * every user loaded and every user written). */
-const char *shard_user_key(fd_shard *s, const char *id)
+size_t shard_user_key_len(fd_shard *s, const char *id, size_t li)
 {
     const char *prefix = s->env->cfg->redis_key_prefix;
-    size_t lp = strlen(prefix), li = strlen(id);
+    size_t lp = s->prefix_len;
     if (lp + 5 + li + 1 > sizeof s->key) { /* a prefix longer than 255 bytes */
         snprintf(s->key, sizeof s->key, "%suser:%s", prefix, id);
-        return s->key;
+        return strlen(s->key);
     }
     memcpy(s->key, prefix, lp);
     memcpy(s->key + lp, "user:", 5);
     memcpy(s->key + lp + 5, id, li + 1);
+    return lp + 5 + li;
+}
+
+const char *shard_user_key(fd_shard *s, const char *id)
+{
+    shard_user_key_len(s, id, strlen(id));
     return s->key;
 }
 
@@ -634,6 +640,7 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
     if (id == 0)
         s->hang_file = getenv("FUNNELD_TEST_HANG_FILE");
     s->env = env;
+    s->prefix_len = strlen(env->cfg->redis_key_prefix);
     s->id = id;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->nonempty, NULL);

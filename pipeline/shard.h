@@ -77,6 +77,7 @@ typedef struct fd_snapshot {
     fd_resp pfadd; /* PFADDs of the funnel's unique users, all partitions (idempotent:
                       sent before the MULTI/EXEC, whatever becomes of the partitions) */
     int error;     /* 1 out of memory, 2 a malformed command: the epoch cannot be written */
+    size_t users;  /* user records it writes */
     /* the churn model (model_pub.h): the replica at this marker and at the
      * previous one, and the quality the shard counted in between; NULL when
      * churn is off */
@@ -144,7 +145,9 @@ size_t fd_shard_room(fd_shard *s);
  * caller), else NULL. */
 fd_snapshot *fd_shard_take(fd_shard *s, uint64_t epoch);
 
-/* Users changed since the last snapshot (approximate; any thread). */
+/* Users that turned dirty (changed since the snapshot before) since the
+ * shard started: monotonic, so the engine counts an epoch's users as the
+ * difference from its marker (approximate; any thread). */
 size_t fd_shard_dirty(fd_shard *s);
 /* The watchdog's view (any thread): batches the shard finished, and items
  * waiting in its queue. A shard with items waiting whose count does not

@@ -60,13 +60,16 @@ struct fd_shard {
     rd_kafka_message_t **done;
     size_t n_done, cap_done;
     atomic_size_t n_users;
-    atomic_size_t n_dirty;        /* users changed since the last snapshot */
+    atomic_size_t n_dirty;        /* users that turned dirty, ever (monotonic; written by the
+                                     shard thread only) */
     atomic_uint_fast64_t batches; /* batches done: the watchdog's progress */
     atomic_size_t queued;         /* items waiting in the ring (count, unlocked) */
     const char *hang_file;        /* test-only (FUNNELD_TEST_HANG_FILE): shard 0 stops
                                      while this file exists */
 
     /* the shard thread's own */
+    size_t dirty_base; /* n_dirty at the last snapshot */
+    size_t pair_bytes; /* RESP bytes per MSET pair in the last snapshot (0: none yet) */
     fd_codec *codec;
     fd_redis *redis;
     fd_user_table *users;
@@ -85,6 +88,7 @@ struct fd_shard {
     size_t n_batch;
     size_t *need; /* batch indices of users to load (POP_MAX) */
     char key[FD_ID_MAX + 512];
+    size_t prefix_len;    /* strlen(redis.key_prefix) */
     bool load_err_logged; /* an error reply to the MGET was logged; cleared on success */
 
     /* the churn model (shard_churn.c); cm NULL when churn is off */
@@ -141,6 +145,8 @@ void sch_ghost(fd_shard *s, fd_user *u);
 fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p);
 /* PREFIX "user:" id, in the shard's key buffer (shard.c). */
 const char *shard_user_key(fd_shard *s, const char *id);
+/* The same in s->key, for an id of li bytes; returns the key's length. */
+size_t shard_user_key_len(fd_shard *s, const char *id, size_t li);
 /* Answer flush marker `epoch` with a snapshot (shard_snapshot.c). */
 void shard_make_snapshot(fd_shard *s, uint64_t epoch);
 /* Forget a partition's timers. */
@@ -180,7 +186,8 @@ size_t smf_prepare(fd_shard *s, fd_user *const *us, size_t n);
 /* u's refreshed recommendations as a key (PREFIX recs:<id>) and a JSON
  * value, in the shard's buffers until the next call. 0, or -1 out of
  * memory (the value is then "[]"). */
-int smf_recs(fd_shard *s, fd_user *u, const char **key, const char **val, size_t *len);
+int smf_recs(fd_shard *s, fd_user *u, const char **key, size_t *key_len, const char **val,
+             size_t *len);
 /* The user record's suffix and reading it back (after the churn one). */
 size_t smf_suffix(const fd_shard *s, const fd_user *u, char *buf);
 void smf_parse(fd_shard *s, fd_user *u, const char *suffix, size_t len);

@@ -373,7 +373,8 @@ static size_t json_str(fd_shard *sh, size_t used, const char *s)
     return (size_t)(o - sh->recs_buf);
 }
 
-int smf_recs(fd_shard *s, fd_user *u, const char **key, const char **val, size_t *len)
+int smf_recs(fd_shard *s, fd_user *u, const char **key, size_t *key_len, const char **val,
+             size_t *len)
 {
     const char *ids[FD_MF_TOP_MAX];
     float sc_own[FD_MF_TOP_MAX];
@@ -391,10 +392,10 @@ int smf_recs(fd_shard *s, fd_user *u, const char **key, const char **val, size_t
     u->mf.recs_due = 0;
     u->mf.recs_min = minutes(u->f.last_ts);
     const char *prefix = s->env->cfg->redis_key_prefix;
-    size_t kl = strlen(prefix) + 5 + u->id_len + 1, used = kl;
+    size_t pl = s->prefix_len; /* PREFIX "recs:" id, NUL-terminated */
+    size_t kl = pl + 5 + u->id_len + 1, used = kl;
     if (recs_room(s, 0, kl + 2) != 0)
         goto oom;
-    size_t pl = strlen(prefix); /* PREFIX "recs:" id, NUL-terminated */
     memcpy(s->recs_buf, prefix, pl);
     memcpy(s->recs_buf + pl, "recs:", 5);
     memcpy(s->recs_buf + pl + 5, fd_user_id(u), u->id_len + 1);
@@ -417,18 +418,20 @@ int smf_recs(fd_shard *s, fd_user *u, const char **key, const char **val, size_t
     }
     s->recs_buf[used++] = ']';
     *key = s->recs_buf;
+    *key_len = kl - 1;
     *val = s->recs_buf + kl;
     *len = used - kl;
     return 0;
 oom:
     if (s->recs_cap >= kl + 2) {
         *key = s->recs_buf;
+        *key_len = kl - 1;
         memcpy(s->recs_buf + kl, "[]", 2);
         *val = s->recs_buf + kl;
         *len = 2;
     } else {
         *key = *val = "";
-        *len = 0;
+        *key_len = *len = 0;
     }
     return -1;
 }

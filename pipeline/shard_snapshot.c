@@ -156,12 +156,12 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
      * over the whole table (the table scans were ~6 % of funneld's CPU).
      * Sized by the users changed in the epoch (n_dirty; grown if that was
      * short), not by the table: it is no memory per user kept. */
-    size_t nd = 0;
+    size_t nd = 0, pairs = 0, pair_bytes = 0;
     while ((u = fd_user_table_next(s->users, &cur))) {
         if (!u->dirty || u->partition < 0 || u->partition >= s->n_parts)
             continue;
         if (nd == s->dl_cap) {
-            size_t cap = atomic_load(&s->n_dirty) + 1024;
+            size_t cap = atomic_load(&s->n_dirty) - s->dirty_base + 1024;
             if (cap <= nd)
                 cap = nd * 2;
             fd_user **dl = realloc(s->dl, cap * sizeof *dl);
@@ -181,24 +181,32 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
         if (j == end) /* the next batch of recommendations to refresh */
             end = j + smf_prepare(s, s->dl + j, nd - j);
         u = s->dl[j];
-        fd_chunk *c = chunk_for(sn, idx, u->partition);
         pstate *ps = &s->parts[u->partition];
+        bool fresh = idx[u->partition] < 0;
+        fd_chunk *c = chunk_for(sn, idx, u->partition);
+        if (fresh) /* sized once for its MSETs (the pairs of the last snapshot
+                      give the bytes per pair), not grown by doubling */
+            fd_resp_reserve(&c->cmds, ps->mset_left * (s->pair_bytes ? s->pair_bytes : 640) + 4096);
+        size_t len0 = c->cmds.len;
         mset_pair(&c->cmds, ps);
-        fd_resp_str(&c->cmds, shard_user_key(s, fd_user_id(u)));
+        fd_resp_arg(&c->cmds, s->key, shard_user_key_len(s, fd_user_id(u), u->id_len));
         size_t rl = fd_feat_record_format(&s->env->core->feat, &u->f, rec);
         if (s->cm)
             rl += sch_suffix(u, rec + rl);
         rl += smf_suffix(s, u, rec + rl);
         fd_resp_arg(&c->cmds, rec, rl);
-        if (s->mf && u->mf.recs_due) {
+        int recs = s->mf && u->mf.recs_due;
+        if (recs) {
             const char *key, *val;
-            size_t vl;
-            if (smf_recs(s, u, &key, &val, &vl) != 0)
+            size_t kl, vl;
+            if (smf_recs(s, u, &key, &kl, &val, &vl) != 0)
                 sn->error = 1;
             mset_pair(&c->cmds, ps);
-            fd_resp_str(&c->cmds, key);
+            fd_resp_arg(&c->cmds, key, kl);
             fd_resp_arg(&c->cmds, val, vl);
         }
+        pair_bytes += c->cmds.len - len0;
+        pairs += 1 + recs;
         u->dirty = false;
         u->epoch = (uint32_t)epoch;
         if (s->cm && risk_changed(u))
@@ -206,6 +214,9 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
     }
     if (s->cm)
         churn_commands(s, sn, idx, nd);
+    sn->users = nd;
+    if (pairs)
+        s->pair_bytes = pair_bytes / pairs + 1;
     cur = 0;
     const fd_funnel_delta *d;
     while ((d = fd_funnel_next(s->funnel, &cur))) {
@@ -227,7 +238,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
     if (sch_snapshot(s, sn, epoch) != 0 || smf_snapshot(s, sn) != 0)
         sn->error = 1;
     fd_funnel_clear(s->funnel, -1);
-    atomic_store(&s->n_dirty, 0);
+    s->dirty_base = atomic_load(&s->n_dirty);
     for (int p = 0; p < s->n_parts; p++) {
         pstate *ps = &s->parts[p];
         if (!ps->touched)

@@ -324,10 +324,12 @@ int eng_write_epochs(fd_engine *e)
     /* Users as the shards wrote them; minutes and stats merged over shards,
      * partitions and epochs: one HINCRBY per key and field. */
     int64_t stats[FD_ST__COUNT] = {0};
+    size_t users = 0;
     fd_funnel_clear(e->merged, -1);
     for (int k = 0; k < e->n_epochs; k++) {
         epoch *ep = e->epochs[k];
-        for (int i = 0; i < e->n_shards; i++)
+        for (int i = 0; i < e->n_shards; i++) {
+            users += ep->snaps[i]->users;
             for (int c = 0; c < ep->snaps[i]->n_chunks; c++) {
                 fd_chunk *ch = &ep->snaps[i]->chunks[c];
                 int32_t p = ch->partition;
@@ -347,6 +349,7 @@ int eng_write_epochs(fd_engine *e)
                 for (int st = 0; st < FD_ST__COUNT; st++)
                     stats[st] += ch->stats[st];
             }
+        }
         for (int32_t p = 0; p < ep->n_parts; p++)
             if (ep->valid[p])
                 stats[FD_ST_DATA_LOSS] += ep->data_loss[p];
@@ -424,6 +427,7 @@ int eng_write_epochs(fd_engine *e)
                        .n = n,
                        .n_epochs = e->n_epochs,
                        .n_cmds = n_cmds,
+                       .users = users,
                        .t_start = fd_mono_ms(),
                        .model_at = model_at,
                        .mf_at = mf_at};
@@ -469,8 +473,9 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
         eng_set_blocked(e, true, "Redis failed during a write");
     } else {
         e->last_write_ms = fd_mono_ms() - w->t_start;
-        fd_debug("engine", "wrote %d epoch(s): %zu commands, %d partition(s) in %" PRId64 " ms",
-                 w->n_epochs, w->n_cmds, w->n, e->last_write_ms);
+        fd_debug("engine",
+                 "wrote %d epoch(s): %zu users, %zu commands, %d partition(s) in %" PRId64 " ms",
+                 w->n_epochs, w->users, w->n_cmds, w->n, e->last_write_ms);
         if (x->type == REDIS_REPLY_NIL) {
             fd_info("engine", "write raced with another writer (WATCH); retrying");
         } else if (x->type == REDIS_REPLY_ARRAY) {

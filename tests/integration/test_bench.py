@@ -217,6 +217,29 @@ class Bench(unittest.TestCase):
         self.assertIn("FAILED", lines[2])
         self.assertTrue((out / "a.1.json").exists() and (out / "bad.1.err").exists())
 
+    def test_write_shape_compares_three_shapes(self):
+        """tools/bench_write_shape.py loads a private redis-server with each
+        shape and reports redis-server's CPU per update: the partial write
+        sends fewer bytes than the whole record, the hash holds far more
+        memory per user; a bad value is a usage error."""
+        script = str(Path(__file__).resolve().parents[2] / "tools" / "bench_write_shape.py")
+        r = subprocess.run(["/usr/bin/python3", script, "--users", "2000", "--rounds", "1",
+                            "--reps", "1", "--batch", "100"],
+                           capture_output=True, text=True, timeout=120 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines()[1:]}
+        self.assertEqual(sorted(rows), ["hset", "mset", "setrange"], r.stdout)
+        # columns: shape rep changed "of" fields bytes cpu wall mem
+        num = {k: [float(x) for x in v[5:]] for k, v in rows.items()}
+        self.assertLess(num["setrange"][0], num["mset"][0], r.stdout)
+        self.assertGreater(num["hset"][3], 2 * num["mset"][3], r.stdout)
+        for k in num:
+            self.assertGreater(num[k][1], 0, r.stdout)  # redis-server CPU was counted
+        bad = subprocess.run(["/usr/bin/python3", script, "--changed", "0"],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("out of range", bad.stderr)
+
     def test_bench_codec_json(self):
         """bench-codec checks the direct decoders against the libraries on
         every generated message (exit 1 if one differs), and the generator's
