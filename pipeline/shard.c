@@ -106,6 +106,24 @@ static pstate *part_of(fd_shard *s, int32_t p)
 
 /* PREFIX "user:" id, in the shard's buffer (no snprintf: this runs for
  * every user loaded and every user written). */
+int shard_grow_dl(fd_shard *s, size_t want)
+{
+    size_t cap = s->dl_cap ? s->dl_cap : 1024;
+    while (cap < want) {
+        if (cap > SIZE_MAX / 2 / sizeof *s->dl)
+            return -1;
+        cap *= 2;
+    }
+    if (cap == s->dl_cap)
+        return 0;
+    fd_user **dl = realloc(s->dl, cap * sizeof *dl);
+    if (!dl)
+        return -1;
+    s->dl = dl;
+    s->dl_cap = cap;
+    return 0;
+}
+
 size_t shard_user_key_len(fd_shard *s, const char *id, size_t li)
 {
     const char *prefix = s->env->cfg->redis_key_prefix;
@@ -299,7 +317,7 @@ static void process_batch(fd_shard *s)
             fd_user_prefetch(s->batch_user[i + FD_USER_PREFETCH_AHEAD]);
         int32_t p = s->batch_part[i];
         if (!u->dirty)
-            atomic_fetch_add(&s->n_dirty, 1);
+            shard_note_dirty(s, u);
         uint64_t sat = fd_funnel_saturated(s->funnel);
         sch_before(s, u, p, ev->ts_ms, s->batch_ref[i]);
         int rc = fd_core_apply(s->env->core, u, s->funnel, p, ev, s->batch_ref[i]);
@@ -477,6 +495,7 @@ static void drop_partition(fd_shard *s, int32_t p)
     fd_funnel_clear(s->funnel, p); /* first: its reaches borrow the users' ids */
     sch_drop(s, p);                /* and its timers point at them */
     drop_arg a = {p};
+    s->dl_lost = true; /* the dirty list may name removed users: the next snapshot scans */
     if (fd_user_table_filter(s->users, keep_other_partitions, &a) != 0) {
         /* Out of memory rebuilding: forget everything instead; users reload. */
         fd_user_table_free(s->users);

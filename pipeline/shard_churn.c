@@ -190,8 +190,7 @@ void sch_free(fd_shard *s)
 static void mark_dirty(fd_shard *s, fd_user *u)
 {
     if (!u->dirty) {
-        atomic_fetch_add(&s->n_dirty, 1);
-        u->dirty = true;
+        shard_note_dirty(s, u);
     }
 }
 

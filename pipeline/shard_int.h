@@ -118,8 +118,13 @@ struct fd_shard {
     float *mf_bs; /* the batch's scores of every item (mf_bs_cap floats) */
     size_t mf_bs_cap;
 
-    fd_user **dl; /* shard_make_snapshot: the users it writes (dl_cap) */
-    size_t dl_cap;
+    /* The users that turned dirty since the last snapshot, in that order
+     * (shard_note_dirty), so a snapshot need not scan the whole table; the
+     * snapshot then uses it for the users it writes. dl_lost: an entry
+     * could not be kept or users were removed, the next snapshot scans. */
+    fd_user **dl;
+    size_t n_dl, dl_cap;
+    bool dl_lost;
 };
 
 /* shard_churn.c */
@@ -145,6 +150,19 @@ void sch_ghost(fd_shard *s, fd_user *u);
 fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p);
 /* PREFIX "user:" id, in the shard's key buffer (shard.c). */
 const char *shard_user_key(fd_shard *s, const char *id);
+/* Grow s->dl; 0, or -1 out of memory. */
+int shard_grow_dl(fd_shard *s, size_t want);
+/* Make u dirty (it is not yet): count it and list it once. */
+static inline void shard_note_dirty(fd_shard *s, fd_user *u)
+{
+    u->dirty = true;
+    atomic_fetch_add(&s->n_dirty, 1);
+    if (s->n_dl == s->dl_cap && shard_grow_dl(s, s->n_dl + 1) != 0) {
+        s->dl_lost = true;
+        return;
+    }
+    s->dl[s->n_dl++] = u;
+}
 /* The same in s->key, for an id of li bytes; returns the key's length. */
 size_t shard_user_key_len(fd_shard *s, const char *id, size_t li);
 /* Answer flush marker `epoch` with a snapshot (shard_snapshot.c). */
