@@ -1,12 +1,7 @@
 /*
- * timer.c - the indexed 4-ary min-heap of timers (timer.h).
+ * timer.c - the indexed binary min-heap of timers (timer.h).
  *
- * a[0] is the earliest; the children of i are 4i+1 .. 4i+4. Why 4-ary and
- * not binary: every entry that moves reports its new position to its user
- * (moved()), a cache miss per move in the shards (~2.5 % of funneld's
- * samples), and a 4-ary heap is half as deep, so an entry moved to a later
- * due time (each event of a user) sinks through half as many levels; the
- * four children are 64 contiguous bytes. Push sifts
+ * a[0] is the earliest; the children of i are 2i+1 and 2i+2. Push sifts
  * up, pop moves the last element to the root and sifts down, set and
  * remove sift the changed entry whichever way it must go: O(log n). Every
  * store into a[] reports the new position through moved(). The array
@@ -32,7 +27,7 @@ static inline void put(fd_timer_heap *h, size_t i, fd_timer t)
 static void sift_up(fd_timer_heap *h, size_t i, fd_timer t)
 {
     while (i > 0) {
-        size_t up = (i - 1) / 4;
+        size_t up = (i - 1) / 2;
         if (h->a[up].due <= t.due)
             break;
         put(h, i, h->a[up]);
@@ -46,13 +41,11 @@ static void sift_down(fd_timer_heap *h, size_t i, fd_timer t)
 {
     size_t n = h->n;
     for (;;) {
-        size_t c = 4 * i + 1;
+        size_t c = 2 * i + 1;
         if (c >= n)
             break;
-        size_t end = c + 4 < n ? c + 4 : n;
-        for (size_t k = c + 1; k < end; k++)
-            if (h->a[k].due < h->a[c].due)
-                c = k;
+        if (c + 1 < n && h->a[c + 1].due < h->a[c].due)
+            c++;
         if (t.due <= h->a[c].due)
             break;
         put(h, i, h->a[c]);
@@ -84,7 +77,7 @@ int fd_timer_set(fd_timer_heap *h, size_t pos, int64_t due, void *ref)
         return fd_timer_push(h, due, ref);
     size_t i = pos - 1;
     fd_timer t = {due, h->a[i].ref};
-    if (i > 0 && h->a[(i - 1) / 4].due > due)
+    if (i > 0 && h->a[(i - 1) / 2].due > due)
         sift_up(h, i, t);
     else
         sift_down(h, i, t);
@@ -99,7 +92,7 @@ void fd_timer_remove(fd_timer_heap *h, size_t pos)
     void *gone = h->a[i].ref;
     fd_timer last = h->a[--h->n];
     if (i < h->n) {
-        if (i > 0 && h->a[(i - 1) / 4].due > last.due)
+        if (i > 0 && h->a[(i - 1) / 2].due > last.due)
             sift_up(h, i, last);
         else
             sift_down(h, i, last);

@@ -1,5 +1,5 @@
 /*
- * timer.h - an indexed 4-ary min-heap of (due event time, reference): the
+ * timer.h - an indexed binary min-heap of (due event time, reference): the
  * label and checkpoint timers of one partition, driven by its watermark
  * (never by wall time). At most one entry per reference: its position is
  * reported through the heap's `moved` callback (1 + index, 0 when it left
