@@ -116,14 +116,16 @@ const struct cf_key cf_keys[] = {
      "messages each shard's queue holds; when a queue is full the consumer pauses (backpressure)"},
     {"engine.epoch_max_events", CF_INT, OFF(engine_epoch_max_events), 0, NULL, 131072, 1024,
      1000000000, 0, NULL, NULL,
-     "most events in one epoch (one MULTI/EXEC): while the previous epoch is being written, "
-     "routing waits once this many were handed on. Bounds the memory of a write under a backlog "
+     "most events in one epoch (one MULTI/EXEC): once this many were handed on, routing waits "
+     "for the next epoch (it starts at once, or when the previous one is written). Bounds the "
+     "memory of a write under a backlog "
      "(~40 MB at the default); larger: fewer, bigger writes (less Redis CPU per event, more "
      "memory; BENCHMARKS.md)"},
     {"engine.epoch_max_users", CF_INT, OFF(engine_epoch_max_users), 0, NULL,
      FD_EPOCH_MAX_USERS_DEFAULT, 1024, 1000000000, 0, NULL, NULL,
-     "most users changed in one epoch (approximately: counted as the shards apply events): a "
-     "flush starts at this many, and while the previous epoch is being written routing waits. "
+     "most users changed in one epoch (approximately: counted as the shards apply events): at "
+     "this many, routing waits for the next epoch (it starts at once, or when the previous one "
+     "is written). "
      "The epoch's records are built in memory before they are written, so this bounds that "
      "memory when there are many users (~1 KB per user; BENCHMARKS.md)"},
     {"engine.shutdown_timeout_ms", CF_DURATION, OFF(engine_shutdown_timeout_ms), 0, NULL, 10000,

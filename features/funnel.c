@@ -17,12 +17,16 @@ const char *const fd_funnel_field_names[FD_FC__COUNT] = {
     "sessions_visit", "sessions_click", "sessions_cart", "sessions_purchase",
     "click",          "cart",           "purchase",      "revenue_cents"};
 
+#define LAST_N 64
+
 struct fd_funnel_table {
     fd_funnel_delta *slots;
     size_t cap, count;
-    /* the slot found last per partition (mod 16): events of a partition
-     * come mostly in time order, so mostly the same window */
-    fd_funnel_delta *last[16];
+    /* the slot found last per partition (mod LAST_N / 2), one for the
+     * total and one for a category: events of a partition come mostly in
+     * time order, so mostly the same window (slot_get looks here before
+     * hashing; reset whenever slots move or are cleared) */
+    fd_funnel_delta *last[LAST_N];
     fd_funnel_reach *reach;
     size_t n_reach, cap_reach;
     uint64_t saturated; /* fd_funnel_saturated */
@@ -168,8 +172,16 @@ static int grow(fd_funnel_table *t)
 
 /* The slot of (partition, cat, start), created empty when absent; NULL when
  * out of memory. */
+static inline size_t last_of(int32_t partition, int32_t cat)
+{
+    return ((size_t)(uint32_t)partition & (LAST_N / 2 - 1)) * 2 + (cat == FD_CAT_TOTAL);
+}
+
 static fd_funnel_delta *slot_get(fd_funnel_table *t, int32_t partition, int32_t cat, int64_t start)
 {
+    fd_funnel_delta *c = t->last[last_of(partition, cat)];
+    if (c && c->partition == partition && c->cat == cat && c->start_ms == start)
+        return c;
     size_t i = slot_of(t->slots, t->cap, partition, cat, start);
     if (t->slots[i].partition == -1) {
         if ((t->count + 1) * 2 > t->cap) {
@@ -182,7 +194,7 @@ static fd_funnel_delta *slot_get(fd_funnel_table *t, int32_t partition, int32_t 
         t->slots[i].start_ms = start;
         t->count++;
     }
-    return t->last[partition & 15] = &t->slots[i];
+    return t->last[last_of(partition, cat)] = &t->slots[i];
 }
 
 int fd_funnel_merge(fd_funnel_table *t, int32_t partition, int32_t cat, int64_t start_ms,

@@ -93,25 +93,33 @@ void eng_broadcast(fd_engine *e, fd_item it)
 
 /* ---- epochs ---------------------------------------------------------- */
 
-static size_t dirty_users(fd_engine *e)
+/* Note where each shard's count of dirty users stands, at a marker. */
+static void mark_dirty_counts(fd_engine *e)
 {
-    size_t n = 0;
+    size_t base;
     for (int i = 0; i < e->n_shards; i++)
-        n += fd_shard_dirty(e->shards[i]);
-    return n;
+        e->dirty_mark[i] = fd_shard_dirty(e->shards[i], &base);
 }
 
 /* The epoch bounds (engine.epoch_max_events, engine.epoch_max_users): see
- * engine_int.h. The users are counted as the shards mark them, behind the
- * routing by what the shards' queues hold: an epoch may hold more users
- * than the bound by at most those messages (engine.queue_messages per
- * shard), and the next one correspondingly fewer. */
+ * engine_int.h. A shard's users of the epoch being built are those that
+ * turned dirty after the later of the marker (its count noted then) and
+ * the shard's own snapshot at that marker: until a shard reaches the
+ * marker, what its queue held counts here too; once it took its snapshot,
+ * only what came after. So an epoch may pass the bound by what the queues
+ * held (engine.queue_messages per shard), and the count falls back as soon
+ * as the shards reach the marker, so routing goes on during the write. */
 bool eng_epoch_full(fd_engine *e)
 {
     if (e->epoch_routed >= (uint64_t)e->cfg->engine_epoch_max_events)
         return true;
-    size_t d = dirty_users(e);
-    return d > e->dirty_mark && d - e->dirty_mark >= (size_t)e->cfg->engine_epoch_max_users;
+    size_t n = 0;
+    for (int i = 0; i < e->n_shards; i++) {
+        size_t base, d = fd_shard_dirty(e->shards[i], &base);
+        size_t from = base > e->dirty_mark[i] ? base : e->dirty_mark[i];
+        n += d > from ? d - from : 0;
+    }
+    return n >= (size_t)e->cfg->engine_epoch_max_users;
 }
 
 /* More users in memory than state.max_users_in_memory: flush at the
@@ -153,7 +161,7 @@ int eng_start_epoch(fd_engine *e)
         /* nothing to write; the bounds count afresh, so that users a
          * watermark's timers changed cannot hold routing (eng_route) */
         e->epoch_routed = 0;
-        e->dirty_mark = dirty_users(e);
+        mark_dirty_counts(e);
         return 0;
     }
     if (e->n_epochs == MAX_EPOCHS)
@@ -187,7 +195,7 @@ int eng_start_epoch(fd_engine *e)
     ep->missing = e->n_shards;
     e->epochs[e->n_epochs++] = ep;
     e->epoch_routed = 0;
-    e->dirty_mark = dirty_users(e);
+    mark_dirty_counts(e);
     /* The churn timers of every shard follow the partition's whole stream,
      * not only the events that shard saw (shard_churn.c). */
     for (int32_t p = 0; e->churn_on && p < e->n_parts; p++)
@@ -519,9 +527,10 @@ fd_engine *fd_engine_new(const fd_config *cfg, char *errstr, size_t errstr_size)
     e->route_buf = malloc((size_t)e->n_shards * ROUTE_CHUNK * sizeof *e->route_buf);
     e->route_n = calloc((size_t)e->n_shards, sizeof *e->route_n);
     e->route_room = calloc((size_t)e->n_shards, sizeof *e->route_room);
+    e->dirty_mark = calloc((size_t)e->n_shards, sizeof *e->dirty_mark);
     e->merged = fd_funnel_table_new();
-    if (!e->shards || !e->route_buf || !e->route_n || !e->route_room || !e->merged ||
-        !eng_get_part(e, 0)) {
+    if (!e->shards || !e->route_buf || !e->route_n || !e->route_room || !e->dirty_mark ||
+        !e->merged || !eng_get_part(e, 0)) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -756,6 +765,7 @@ void fd_engine_destroy(fd_engine *e)
     free(e->route_buf);
     free(e->reap);
     free(e->route_n);
+    free(e->dirty_mark);
     free(e->route_room);
     fd_funnel_table_free(e->merged);
     fd_resp_free(&e->wbuf);

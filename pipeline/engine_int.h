@@ -277,7 +277,7 @@ struct fd_engine {
     int64_t stuck_checked_ms; /* unstick_partitions (engine.c) last ran */
     uint64_t handed;          /* messages handed to the shards */
     uint64_t epoch_routed;    /* of them, since the last epoch started (its marker) */
-    size_t dirty_mark;        /* the shards' users turned dirty, at that marker */
+    size_t *dirty_mark;       /* per shard: its users turned dirty, at that marker */
     bool draining;            /* stopping: every waiting message is handed on */
     uint64_t *wd_batches;     /* per shard: batches at wd_change_ms (fd_engine_get_status) */
     int64_t *wd_change_ms;

@@ -116,17 +116,13 @@ int fd_resp_reserve(fd_resp *b, size_t bytes)
 {
     if (b->oom)
         return -1;
-    if (bytes > SIZE_MAX - b->len) {
-        b->oom = 1;
+    if (bytes > SIZE_MAX - b->len)
         return -1;
-    }
     if (b->len + bytes <= b->cap)
         return 0;
     char *p = realloc(b->p, b->len + bytes);
-    if (!p) {
-        b->oom = 1;
+    if (!p)
         return -1;
-    }
     b->p = p;
     b->cap = b->len + bytes;
     return 0;

@@ -36,7 +36,9 @@ void fd_resp_int(fd_resp *b, int64_t v);
 void fd_resp_cat(fd_resp *b, const fd_resp *other);
 void fd_resp_reset(fd_resp *b); /* keep the memory */
 /* Make room for `bytes` more without growing again (a buffer whose size is
- * known ahead: no doubling and copying). 0, or -1 out of memory (oom). */
+ * known ahead: no doubling and copying). 0, or -1 when that much could not
+ * be had: only a hint, so the buffer stays usable (not oom) and grows as
+ * it must. */
 int fd_resp_reserve(fd_resp *b, size_t bytes);
 void fd_resp_free(fd_resp *b); /* NULL accepted */
 

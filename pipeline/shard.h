@@ -68,6 +68,7 @@ typedef struct fd_chunk {
     struct fd_funnel_delta *win; /* window deltas (the writer merges them) */
     int n_win, cap_win;
     int64_t stats[FD_ST__COUNT]; /* deltas */
+    size_t users;                /* user records in cmds */
 } fd_chunk;
 
 typedef struct fd_snapshot {
@@ -77,7 +78,6 @@ typedef struct fd_snapshot {
     fd_resp pfadd; /* PFADDs of the funnel's unique users, all partitions (idempotent:
                       sent before the MULTI/EXEC, whatever becomes of the partitions) */
     int error;     /* 1 out of memory, 2 a malformed command: the epoch cannot be written */
-    size_t users;  /* user records it writes */
     /* the churn model (model_pub.h): the replica at this marker and at the
      * previous one, and the quality the shard counted in between; NULL when
      * churn is off */
@@ -146,9 +146,10 @@ size_t fd_shard_room(fd_shard *s);
 fd_snapshot *fd_shard_take(fd_shard *s, uint64_t epoch);
 
 /* Users that turned dirty (changed since the snapshot before) since the
- * shard started: monotonic, so the engine counts an epoch's users as the
- * difference from its marker (approximate; any thread). */
-size_t fd_shard_dirty(fd_shard *s);
+ * shard started (monotonic), and *at_snapshot: that count when the shard
+ * took its last snapshot. The engine counts the users of the epoch being
+ * built from these (eng_epoch_full). Any thread. */
+size_t fd_shard_dirty(fd_shard *s, size_t *at_snapshot);
 /* The watchdog's view (any thread): batches the shard finished, and items
  * waiting in its queue. A shard with items waiting whose count does not
  * move is stuck. */

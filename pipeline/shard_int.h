@@ -62,13 +62,13 @@ struct fd_shard {
     atomic_size_t n_users;
     atomic_size_t n_dirty;        /* users that turned dirty, ever (monotonic; written by the
                                      shard thread only) */
+    atomic_size_t dirty_base;     /* n_dirty when the last snapshot was taken (ditto) */
     atomic_uint_fast64_t batches; /* batches done: the watchdog's progress */
     atomic_size_t queued;         /* items waiting in the ring (count, unlocked) */
     const char *hang_file;        /* test-only (FUNNELD_TEST_HANG_FILE): shard 0 stops
                                      while this file exists */
 
     /* the shard thread's own */
-    size_t dirty_base; /* n_dirty at the last snapshot */
     size_t pair_bytes; /* RESP bytes per MSET pair in the last snapshot (0: none yet) */
     fd_codec *codec;
     fd_redis *redis;
@@ -80,6 +80,7 @@ struct fd_shard {
     int32_t *batch_part;
     int64_t *batch_ref;    /* partition max event time before each event */
     fd_user **batch_user;  /* each event's user, set by load_once */
+    uint32_t *batch_hash;  /* load_once: each event's user id hash, then its length */
     fd_resp mget;          /* the MGET of users to load */
     struct sreach *sreach; /* their sort buffer */
     size_t cap_sreach;

@@ -44,6 +44,14 @@ static bool keep_unconfirmed(const fd_user *u, void *arg)
     return u->dirty || (int32_t)(u->epoch - a->confirmed) > 0;
 }
 
+/* What eviction keeps: the unconfirmed users, and a user that still has a
+ * churn timer (its timer could not be turned into a ghost: out of memory;
+ * the timer points at the user). */
+static bool keep_on_evict(const fd_user *u, void *arg)
+{
+    return keep_unconfirmed(u, arg) || u->churn.heap_pos != 0;
+}
+
 /* The churn part of a snapshot's commands, per partition, after its MSETs:
  * ZADD PREFIX churn:risk of the users just written (their latest risk), and
  * SADD / SREM of PREFIX churn:pending:P for the users whose open episode
@@ -213,6 +221,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
             fd_resp_arg(&c->cmds, val, vl);
         }
         pair_bytes += c->cmds.len - len0;
+        c->users++;
         pairs += 1 + recs;
         u->dirty = false;
         u->epoch = (uint32_t)epoch;
@@ -221,7 +230,6 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
     }
     if (s->cm)
         churn_commands(s, sn, idx, nd);
-    sn->users = nd;
     if (pairs)
         s->pair_bytes = pair_bytes / pairs + 1;
     cur = 0;
@@ -245,7 +253,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
     if (sch_snapshot(s, sn, epoch) != 0 || smf_snapshot(s, sn) != 0)
         sn->error = 1;
     fd_funnel_clear(s->funnel, -1);
-    s->dirty_base = atomic_load(&s->n_dirty);
+    atomic_store(&s->dirty_base, atomic_load(&s->n_dirty));
     for (int p = 0; p < s->n_parts; p++) {
         pstate *ps = &s->parts[p];
         if (!ps->touched)
@@ -278,7 +286,7 @@ publish:
         while (s->cm && (u = fd_user_table_next(s->users, &cur)))
             if (u->churn.heap_pos && !keep_unconfirmed(u, &a))
                 sch_ghost(s, u);
-        if (fd_user_table_filter(s->users, keep_unconfirmed, &a) == 0)
+        if (fd_user_table_filter(s->users, keep_on_evict, &a) == 0)
             fd_debug("shard", "shard=%d evicted %zu users", s->id,
                      before - fd_user_table_count(s->users));
         atomic_store(&s->n_users, fd_user_table_count(s->users));

@@ -329,12 +329,12 @@ int eng_write_epochs(fd_engine *e)
     for (int k = 0; k < e->n_epochs; k++) {
         epoch *ep = e->epochs[k];
         for (int i = 0; i < e->n_shards; i++) {
-            users += ep->snaps[i]->users;
             for (int c = 0; c < ep->snaps[i]->n_chunks; c++) {
                 fd_chunk *ch = &ep->snaps[i]->chunks[c];
                 int32_t p = ch->partition;
                 if (p >= ep->n_parts || !ep->valid[p] || !e->parts[p].assigned)
                     continue;
+                users += ch->users;
                 eng_seg_add(e, (wseg){.first = n_cmds - x0,
                                       .n = ch->cmds.n_cmds,
                                       .kind = WE_USER,
