@@ -328,7 +328,8 @@ static void process_batch(fd_shard *s)
         if (i + FD_USER_PREFETCH_AHEAD < s->n_batch) /* as funnelctl bench --no-io does */
             fd_user_prefetch(s->batch_user[i + FD_USER_PREFETCH_AHEAD]);
         int32_t p = s->batch_part[i];
-        if (!u->dirty)
+        if (!u->dirty) /* before sch_before and fd_core_apply, which may mark
+                          the user dirty too: listed here, once */
             shard_note_dirty(s, u);
         uint64_t sat = fd_funnel_saturated(s->funnel);
         sch_before(s, u, p, ev->ts_ms, s->batch_ref[i]);
