@@ -155,17 +155,7 @@ static int64_t take_index(fd_user_table *t)
 
 fd_user *fd_user_table_upsert(fd_user_table *t, const char *id, size_t len, bool *created)
 {
-    return fd_user_table_upsert_hashed(t, id, len, fd_user_hash(id, len), created);
-}
-
-void fd_user_table_prefetch(const fd_user_table *t, uint32_t hash)
-{
-    __builtin_prefetch(&t->slots[hash & (t->cap - 1)]);
-}
-
-fd_user *fd_user_table_upsert_hashed(fd_user_table *t, const char *id, size_t len, uint32_t h,
-                                     bool *created)
-{
+    uint32_t h = fd_user_hash(id, len);
     size_t i = probe(t, id, len, h);
     *created = false;
     if (t->slots[i])

@@ -64,15 +64,6 @@ fd_user *fd_user_table_find(fd_user_table *t, const char *id, size_t len);
  * *created says whether it was inserted. Valid until the user is removed. */
 fd_user *fd_user_table_upsert(fd_user_table *t, const char *id, size_t len, bool *created);
 
-/* The same with the id's hash (fd_user_hash) computed by the caller. */
-fd_user *fd_user_table_upsert_hashed(fd_user_table *t, const char *id, size_t len, uint32_t hash,
-                                     bool *created);
-
-/* Ask the CPU for the slot a user of this hash is looked up at first (a
- * loop over many ids prefetches a few ahead: the slots are scattered over
- * a large array, so each lookup would otherwise wait for memory). */
-void fd_user_table_prefetch(const fd_user_table *t, uint32_t hash);
-
 size_t fd_user_table_count(const fd_user_table *t);
 
 /* How many events ahead the apply loops (shards, bench) prefetch users. */

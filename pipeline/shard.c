@@ -210,22 +210,10 @@ static int check_foreign(fd_shard *s, const redisReply *r, size_t n_need, long l
 static int load_once(fd_shard *s)
 {
     size_t n_need = 0;
-    /* the hashes first, so each lookup's slot is asked for a few lookups
-     * ahead (a cache miss per event otherwise) */
-    uint32_t *hl = s->batch_hash;
-    for (size_t i = 0; i < s->n_batch; i++) {
-        size_t len = strlen(s->batch[i].user_id);
-        hl[2 * i] = fd_user_hash(s->batch[i].user_id, len);
-        hl[2 * i + 1] = (uint32_t)len;
-        if (i < FD_USER_PREFETCH_AHEAD)
-            fd_user_table_prefetch(s->users, hl[2 * i]);
-    }
     for (size_t i = 0; i < s->n_batch; i++) {
         const char *id = s->batch[i].user_id;
         bool created;
-        if (i + FD_USER_PREFETCH_AHEAD < s->n_batch)
-            fd_user_table_prefetch(s->users, hl[2 * (i + FD_USER_PREFETCH_AHEAD)]);
-        fd_user *u = fd_user_table_upsert_hashed(s->users, id, hl[2 * i + 1], hl[2 * i], &created);
+        fd_user *u = fd_user_table_upsert(s->users, id, strlen(id), &created);
         s->batch_user[i] = u; /* users never move: process_batch applies through it */
         if (!u) {             /* out of memory: unmark what was queued, retry later */
             for (size_t k = 0; k < n_need; k++)
@@ -683,12 +671,11 @@ fd_shard *fd_shard_new(const fd_shard_env *env, int id, char *errstr, size_t err
     s->batch_part = malloc(POP_MAX * sizeof *s->batch_part);
     s->batch_ref = malloc(POP_MAX * sizeof *s->batch_ref);
     s->batch_user = malloc(POP_MAX * sizeof *s->batch_user);
-    s->batch_hash = malloc(2 * POP_MAX * sizeof *s->batch_hash);
     s->need = malloc(POP_MAX * sizeof *s->need);
     s->users = fd_user_table_new(1024);
     s->funnel = fd_funnel_table_new();
-    if (!s->ring || !s->batch || !s->batch_part || !s->batch_ref || !s->batch_user ||
-        !s->batch_hash || !s->need || !s->users || !s->funnel) {
+    if (!s->ring || !s->batch || !s->batch_part || !s->batch_ref || !s->batch_user || !s->need ||
+        !s->users || !s->funnel) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -741,7 +728,6 @@ void fd_shard_destroy(fd_shard *s)
     free(s->dl);
     fd_funnel_table_free(s->funnel);
     free(s->batch_ref);
-    free(s->batch_hash);
     free(s->batch_user);
     free(s->parts);
     free(s->batch);

@@ -80,7 +80,6 @@ struct fd_shard {
     int32_t *batch_part;
     int64_t *batch_ref;    /* partition max event time before each event */
     fd_user **batch_user;  /* each event's user, set by load_once */
-    uint32_t *batch_hash;  /* load_once: each event's user id hash, then its length */
     fd_resp mget;          /* the MGET of users to load */
     struct sreach *sreach; /* their sort buffer */
     size_t cap_sreach;
