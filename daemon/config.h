@@ -27,11 +27,6 @@ typedef struct fd_kv {
     int line, col; /* position of the value in the file (1-based), for errors */
 } fd_kv;
 
-/* engine.epoch_max_users' default (config_table.c) */
-#ifndef FD_EPOCH_MAX_USERS_DEFAULT
-#define FD_EPOCH_MAX_USERS_DEFAULT 16384
-#endif
-
 typedef struct fd_config_schema_id {
     int32_t id;
     char *path; /* resolved relative to the config file's directory */
@@ -90,7 +85,7 @@ typedef struct fd_config {
     int engine_workers;                 /* 0 = number of cores; 0..256 */
     int engine_queue_messages;          /* per shard; 64..1M, default 8192 */
     int engine_epoch_max_events;        /* 1024..1e9, default 131072 */
-    int engine_epoch_max_users;         /* 1024..1e9, default FD_EPOCH_MAX_USERS_DEFAULT */
+    int engine_epoch_max_users;         /* 1024..1e9, default 16384 */
     int64_t engine_shutdown_timeout_ms; /* default 10s */
     int state_max_users_in_memory;      /* default 2,000,000 */
 

@@ -121,8 +121,8 @@ const struct cf_key cf_keys[] = {
      "memory of a write under a backlog "
      "(~40 MB at the default); larger: fewer, bigger writes (less Redis CPU per event, more "
      "memory; BENCHMARKS.md)"},
-    {"engine.epoch_max_users", CF_INT, OFF(engine_epoch_max_users), 0, NULL,
-     FD_EPOCH_MAX_USERS_DEFAULT, 1024, 1000000000, 0, NULL, NULL,
+    {"engine.epoch_max_users", CF_INT, OFF(engine_epoch_max_users), 0, NULL, 16384, 1024,
+     1000000000, 0, NULL, NULL,
      "most users changed in one epoch (approximately: counted as the shards apply events): at "
      "this many, routing waits for the next epoch (it starts at once, or when the previous one "
      "is written). "

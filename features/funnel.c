@@ -170,13 +170,14 @@ static int grow(fd_funnel_table *t)
     return 0;
 }
 
-/* The slot of (partition, cat, start), created empty when absent; NULL when
- * out of memory. */
+/* t->last's entry for (partition, cat): the total's or a category's. */
 static inline size_t last_of(int32_t partition, int32_t cat)
 {
     return ((size_t)(uint32_t)partition & (LAST_N / 2 - 1)) * 2 + (cat == FD_CAT_TOTAL);
 }
 
+/* The slot of (partition, cat, start), created empty when absent; NULL when
+ * out of memory. */
 static fd_funnel_delta *slot_get(fd_funnel_table *t, int32_t partition, int32_t cat, int64_t start)
 {
     fd_funnel_delta *c = t->last[last_of(partition, cat)];

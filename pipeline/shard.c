@@ -104,16 +104,11 @@ static pstate *part_of(fd_shard *s, int32_t p)
     return &s->parts[p];
 }
 
-int shard_grow_dl(fd_shard *s, size_t want)
+int shard_grow_dl(fd_shard *s)
 {
-    size_t cap = s->dl_cap ? s->dl_cap : 1024;
-    while (cap < want) {
-        if (cap > SIZE_MAX / 2 / sizeof *s->dl)
-            return -1;
-        cap *= 2;
-    }
-    if (cap == s->dl_cap)
-        return 0;
+    if (s->dl_cap > SIZE_MAX / 2 / sizeof *s->dl)
+        return -1;
+    size_t cap = s->dl_cap ? s->dl_cap * 2 : 1024;
     fd_user **dl = realloc(s->dl, cap * sizeof *dl);
     if (!dl)
         return -1;
@@ -316,9 +311,8 @@ static void process_batch(fd_shard *s)
         if (i + FD_USER_PREFETCH_AHEAD < s->n_batch) /* as funnelctl bench --no-io does */
             fd_user_prefetch(s->batch_user[i + FD_USER_PREFETCH_AHEAD]);
         int32_t p = s->batch_part[i];
-        if (!u->dirty) /* before sch_before and fd_core_apply, which may mark
-                          the user dirty too: listed here, once */
-            shard_note_dirty(s, u);
+        shard_mark_dirty(s, u); /* before sch_before and fd_core_apply, which may set
+                                   dirty too: listed here, once */
         uint64_t sat = fd_funnel_saturated(s->funnel);
         sch_before(s, u, p, ev->ts_ms, s->batch_ref[i]);
         int rc = fd_core_apply(s->env->core, u, s->funnel, p, ev, s->batch_ref[i]);

@@ -187,13 +187,6 @@ void sch_free(fd_shard *s)
     fd_alert_enc_free(s->alert_enc);
 }
 
-static void mark_dirty(fd_shard *s, fd_user *u)
-{
-    if (!u->dirty) {
-        shard_note_dirty(s, u);
-    }
-}
-
 static void set_timer(fd_shard *s, fd_user *u, int32_t p, int64_t due)
 {
     fd_timer_heap *h = &s->parts[p].timers;
@@ -249,12 +242,12 @@ static void fire(fd_shard *s, int32_t p, int64_t wm)
             free(g);
             if (u->churn.heap_pos == 0)
                 set_timer(s, u, p, fd_churn_on_timer(&s->cp, s->cm, u, wm, &s->sink));
-            mark_dirty(s, u);
+            shard_mark_dirty(s, u);
             continue;
         }
         fd_user *u = t->ref;
         int64_t due = fd_churn_on_timer(&s->cp, s->cm, u, wm, &s->sink);
-        mark_dirty(s, u);
+        shard_mark_dirty(s, u);
         set_timer(s, u, p, due);
     }
 }

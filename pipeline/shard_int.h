@@ -119,7 +119,7 @@ struct fd_shard {
     size_t mf_bs_cap;
 
     /* The users that turned dirty since the last snapshot, in that order
-     * (shard_note_dirty), so a snapshot need not scan the whole table; the
+     * (shard_mark_dirty), so a snapshot need not scan the whole table; the
      * snapshot then uses it for the users it writes. dl_lost: an entry
      * could not be kept or users were removed, the next snapshot scans. */
     fd_user **dl;
@@ -150,14 +150,17 @@ void sch_ghost(fd_shard *s, fd_user *u);
 fd_user *shard_load_user(fd_shard *s, const char *id, size_t len, int32_t p);
 /* PREFIX "user:" id, in the shard's key buffer (shard.c). */
 const char *shard_user_key(fd_shard *s, const char *id);
-/* Grow s->dl; 0, or -1 out of memory. */
-int shard_grow_dl(fd_shard *s, size_t want);
-/* Make u dirty (it is not yet): count it and list it once. */
-static inline void shard_note_dirty(fd_shard *s, fd_user *u)
+/* Double s->dl; 0, or -1 out of memory. */
+int shard_grow_dl(fd_shard *s);
+/* Mark u dirty; the first time since its last write, count it and list it
+ * (s->dl), so it is listed once. */
+static inline void shard_mark_dirty(fd_shard *s, fd_user *u)
 {
+    if (u->dirty)
+        return;
     u->dirty = true;
     atomic_fetch_add(&s->n_dirty, 1);
-    if (s->n_dl == s->dl_cap && shard_grow_dl(s, s->n_dl + 1) != 0) {
+    if (s->n_dl == s->dl_cap && shard_grow_dl(s) != 0) {
         s->dl_lost = true;
         return;
     }

@@ -161,7 +161,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
         s->parts[p].mset_left = s->parts[p].mset_open = s->parts[p].risk_left =
             s->parts[p].risk_open = 0;
     /* The users to write: the shard listed them as they turned dirty
-     * (shard_note_dirty), so no scan of the whole table (a cache miss per
+     * (shard_mark_dirty), so no scan of the whole table (a cache miss per
      * user kept, per epoch: ~3-5 % of funneld's CPU with epochs of 16,384
      * users). Only after a list entry was lost (out of memory) or users were
      * removed (a dropped partition) is the table scanned. Every later pass
@@ -172,7 +172,7 @@ void shard_make_snapshot(fd_shard *s, uint64_t epoch)
         while ((u = fd_user_table_next(s->users, &cur))) {
             if (!u->dirty)
                 continue;
-            if (s->n_dl == s->dl_cap && shard_grow_dl(s, s->n_dl + 1) != 0) {
+            if (s->n_dl == s->dl_cap && shard_grow_dl(s) != 0) {
                 fd_err("shard", "shard=%d out of memory making a snapshot", s->id);
                 sn->error = 1;
                 goto publish;

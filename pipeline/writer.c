@@ -328,7 +328,7 @@ int eng_write_epochs(fd_engine *e)
     fd_funnel_clear(e->merged, -1);
     for (int k = 0; k < e->n_epochs; k++) {
         epoch *ep = e->epochs[k];
-        for (int i = 0; i < e->n_shards; i++) {
+        for (int i = 0; i < e->n_shards; i++)
             for (int c = 0; c < ep->snaps[i]->n_chunks; c++) {
                 fd_chunk *ch = &ep->snaps[i]->chunks[c];
                 int32_t p = ch->partition;
@@ -349,7 +349,6 @@ int eng_write_epochs(fd_engine *e)
                 for (int st = 0; st < FD_ST__COUNT; st++)
                     stats[st] += ch->stats[st];
             }
-        }
         for (int32_t p = 0; p < ep->n_parts; p++)
             if (ep->valid[p])
                 stats[FD_ST_DATA_LOSS] += ep->data_loss[p];
