@@ -127,7 +127,7 @@ const struct cf_key cf_keys[] = {
      "this many, routing waits for the next epoch (it starts at once, or when the previous one "
      "is written). "
      "The epoch's records are built in memory before they are written, so this bounds that "
-     "memory when there are many users (~1 KB per user; BENCHMARKS.md)"},
+     "memory when there are many users (~0.7-0.9 KB per user; BENCHMARKS.md)"},
     {"engine.shutdown_timeout_ms", CF_DURATION, OFF(engine_shutdown_timeout_ms), 0, NULL, 10000,
      100, 10 * MS_MIN, 0, NULL, NULL,
      "on SIGTERM, on revocation: how long to keep trying to write state before giving up"},

@@ -183,7 +183,8 @@ typedef struct inflight {
     int64_t *offset, *max_ts;
     int n, n_epochs;
     size_t n_cmds;
-    size_t users; /* user records written */
+    size_t users;      /* user records written */
+    size_t user_bytes; /* the RESP bytes of their chunks (records, recommendations, churn) */
     int64_t t_start;
     long model_at;            /* EXEC's element that answers the churn model's EVAL; -1 none */
     long mf_at;               /* ... the recommendation model's; -1 none */
@@ -353,7 +354,7 @@ void eng_set_blocked(fd_engine *e, bool blocked, const char *why);
  * since the last marker, routing stops (router.c) and a flush starts
  * (engine.c) as soon as the previous epoch is written. An epoch's memory
  * grows with its events (funnel deltas per partition and window, stage
- * reaches) and with its users (their records, ~1 KB each, built before the
+ * reaches) and with its users (their records, ~0.7-0.9 KB each, built before the
  * write): without the bounds, epochs grew to what the shards applied during
  * a write (5 s or more under a backlog), and with many users an epoch of
  * 131,072 events held ~100,000 users' records. docs/BENCHMARKS.md, "Memory:

@@ -324,7 +324,7 @@ int eng_write_epochs(fd_engine *e)
     /* Users as the shards wrote them; minutes and stats merged over shards,
      * partitions and epochs: one HINCRBY per key and field. */
     int64_t stats[FD_ST__COUNT] = {0};
-    size_t users = 0;
+    size_t users = 0, user_bytes = 0;
     fd_funnel_clear(e->merged, -1);
     for (int k = 0; k < e->n_epochs; k++) {
         epoch *ep = e->epochs[k];
@@ -335,6 +335,7 @@ int eng_write_epochs(fd_engine *e)
                 if (p >= ep->n_parts || !ep->valid[p] || !e->parts[p].assigned)
                     continue;
                 users += ch->users;
+                user_bytes += ch->cmds.len;
                 eng_seg_add(e, (wseg){.first = n_cmds - x0,
                                       .n = ch->cmds.n_cmds,
                                       .kind = WE_USER,
@@ -427,6 +428,7 @@ int eng_write_epochs(fd_engine *e)
                        .n_epochs = e->n_epochs,
                        .n_cmds = n_cmds,
                        .users = users,
+                       .user_bytes = user_bytes,
                        .t_start = fd_mono_ms(),
                        .model_at = model_at,
                        .mf_at = mf_at};
@@ -473,8 +475,9 @@ static void finish_write(fd_engine *e, int io_rc, redisReply *x)
     } else {
         e->last_write_ms = fd_mono_ms() - w->t_start;
         fd_debug("engine",
-                 "wrote %d epoch(s): %zu users, %zu commands, %d partition(s) in %" PRId64 " ms",
-                 w->n_epochs, w->users, w->n_cmds, w->n, e->last_write_ms);
+                 "wrote %d epoch(s): %zu users (%zu bytes of their commands), %zu commands, %d "
+                 "partition(s) in %" PRId64 " ms",
+                 w->n_epochs, w->users, w->user_bytes, w->n_cmds, w->n, e->last_write_ms);
         if (x->type == REDIS_REPLY_NIL) {
             fd_info("engine", "write raced with another writer (WATCH); retrying");
         } else if (x->type == REDIS_REPLY_ARRAY) {

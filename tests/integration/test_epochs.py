@@ -6,7 +6,7 @@ however many users there are (issue 14: memory a user can plan with).
 two partitions. funneld runs with engine.epoch_max_users 1024, the event
 bound and the flush interval out of the way (1e9 events, 10 s), and
 engine.queue_messages 64; its debug log says what each write carried
-("wrote N epoch(s): U users, ..."). Every epoch must stay within the bound
+("wrote N epoch(s): U users (B bytes ...), ..."). Every epoch must stay within the bound
 plus what the shards' queues and one routing round can add, the users
 written must cover every user, and Redis (redis-py) must hold every user's
 record with its two events. Without the bound the whole stream is one or
@@ -62,7 +62,7 @@ class EpochUserBound(unittest.TestCase):
                 self.assertEqual(d.terminate(), 0)
                 log = d.log_text()
             writes = [(int(m.group(1)), int(m.group(2))) for m in
-                      re.finditer(r"wrote (\d+) epoch\(s\): (\d+) users, ", log)]
+                      re.finditer(r"wrote (\d+) epoch\(s\): (\d+) users \(\d+ bytes", log)]
             self.assertTrue(writes, "no write was logged at debug level")
             per_epoch = [u / n for n, u in writes]
             self.assertLessEqual(max(per_epoch), BOUND + SLACK,
