@@ -15,7 +15,7 @@ own CPU (INFO cpu: used_cpu_user + used_cpu_sys) per user update, so the
 cost of this client (Python) does not count. The record is shaped like
 funneld's (docs/REDIS_KEYS.md: "u1 <half-lives>", 18 integer fields, 20
 decayed values with six decimals, the churn suffix, 32 factors as hex and
-the recs minute): ~600 bytes in 45 fields. F is the share of the fields an
+the recs minute): ~580 bytes in 46 fields. F is the share of the fields an
 update changes (an event changes the type's count, last_ts, the session
 and, since the decayed values are kept as of last_ts, all 20 of them:
 ~0.7 by default).
