@@ -45,13 +45,13 @@
 #include "tools/commands.h"
 
 #define PROG    "funnelctl bench-model"
-#define NFEAT   64
+#define NFEAT   64 /* default inputs (FD_LR_MAX_FEAT); funneld's churn model has 35 */
 #define POOL    4096
 #define VW_NS   84.0 /* Vowpal Wabbit, published: ns per example, 8 features */
 #define VW_FEAT 8
 
 typedef struct bm_args {
-    uint64_t examples, batch, reps, seed;
+    uint64_t examples, batch, reps, seed, inputs;
     bool json;
 } bm_args;
 
@@ -59,10 +59,10 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: funnelctl bench-model [--examples N] [--batch N] [--reps N] [--seed N]\n"
-            "                             [--json]\n"
+            "                             [--inputs N] [--json]\n"
             "\n"
-            "Times the churn model (models/lr.h) on one core with %d dense synthetic\n"
-            "inputs: fd_lr_learn per example (beside Vowpal Wabbit's published ~84 ns\n"
+            "Times the churn model (models/lr.h) on one core with %d (--inputs) dense\n"
+            "synthetic inputs: fd_lr_learn per example (beside Vowpal Wabbit's published ~84 ns\n"
             "per example with 8 features), and scoring a batch from the standardised\n"
             "matrix with a plain loop vs OpenBLAS cblas_dgemv.\n"
             "\n"
@@ -70,11 +70,13 @@ static void usage(FILE *out)
             "  --batch N     examples in the scoring batch (default 4096)\n"
             "  --reps N      passes; the best is reported (default 3)\n"
             "  --seed N      synthetic data seed (default 1)\n"
+            "  --inputs N    dense inputs, 1..%d (default %d; funneld's churn model has\n"
+            "                35 with the default four half-lives)\n"
             "  --json        print one JSON object on stdout (the table goes to stderr)\n",
-            NFEAT);
+            NFEAT, FD_LR_MAX_FEAT, NFEAT);
 }
 
-enum { O_EXAMPLES = 256, O_BATCH, O_REPS, O_SEED, O_JSON };
+enum { O_EXAMPLES = 256, O_BATCH, O_REPS, O_SEED, O_INPUTS, O_JSON };
 
 static int parse_args(int argc, char **argv, bm_args *a)
 {
@@ -83,6 +85,7 @@ static int parse_args(int argc, char **argv, bm_args *a)
         {"batch", required_argument, 0, O_BATCH},
         {"reps", required_argument, 0, O_REPS},
         {"seed", required_argument, 0, O_SEED},
+        {"inputs", required_argument, 0, O_INPUTS},
         {"json", no_argument, 0, O_JSON},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -91,6 +94,7 @@ static int parse_args(int argc, char **argv, bm_args *a)
     a->batch = 4096;
     a->reps = 3;
     a->seed = 1;
+    a->inputs = NFEAT;
     a->json = false;
     optind = 1;
     opterr = 0;
@@ -114,6 +118,10 @@ static int parse_args(int argc, char **argv, bm_args *a)
             break;
         case O_SEED:
             if (fd_cli_parse_u64(PROG, "--seed", optarg, 0, UINT64_MAX, &a->seed))
+                return -1;
+            break;
+        case O_INPUTS:
+            if (fd_cli_parse_u64(PROG, "--inputs", optarg, 1, FD_LR_MAX_FEAT, &a->inputs))
                 return -1;
             break;
         case O_JSON:
@@ -148,15 +156,15 @@ static double next_unit(uint64_t *s)
     return (double)(next_u64(s) >> 11) * 0x1p-53;
 }
 
-/* n examples of NFEAT inputs shaped like fd_feat_eval's, labels from a
- * hidden logistic model of a few of them. */
-static void gen_pool(uint64_t seed, size_t n, double *raw, int *label)
+/* n examples of nf (>= 1) inputs shaped like fd_feat_eval's, labels from a
+ * hidden logistic model of the first four (taken as 0 when missing). */
+static void gen_pool(uint64_t seed, size_t n, int nf, double *raw, int *label)
 {
     uint64_t s = seed;
     for (size_t e = 0; e < n; e++) {
-        double *r = raw + e * NFEAT;
+        double *r = raw + e * (size_t)nf;
         double u0 = next_unit(&s);
-        for (int i = 0; i < NFEAT; i++) {
+        for (int i = 0; i < nf; i++) {
             double u = next_unit(&s);
             switch (i % 4) {
             case 0: /* decayed count, heavy tail */
@@ -174,8 +182,9 @@ static void gen_pool(uint64_t seed, size_t n, double *raw, int *label)
             }
         }
         /* churn more likely with long recency, less with many events */
+        double r0 = r[0], r1 = nf > 1 ? r[1] : 0, r3 = nf > 3 ? r[3] : 0.5;
         double m =
-            1.5 * log2(2.0 + r[1]) / 20.0 - 0.8 * log2(1.0 + r[0]) / 4.0 + 0.3 * (r[3] - 0.5) - 1.0;
+            1.5 * log2(2.0 + r1) / 20.0 - 0.8 * log2(1.0 + r0) / 4.0 + 0.3 * (r3 - 0.5) - 1.0;
         double p = 1.0 / (1.0 + exp(-4.0 * m));
         label[e] = next_unit(&s) < p;
     }
@@ -192,11 +201,13 @@ static int run(const bm_args *a, bm_result *res)
 {
     size_t pool = a->examples < POOL ? (size_t)a->examples : POOL;
     size_t nb = (size_t)a->batch;
-    double *raw = malloc(pool * NFEAT * sizeof *raw);
+    int nf = (int)a->inputs;
+    size_t stride = (size_t)nf;
+    double *raw = malloc(pool * stride * sizeof *raw);
     int *label = malloc(pool * sizeof *label);
-    double *braw = malloc(nb * NFEAT * sizeof *braw);
+    double *braw = malloc(nb * stride * sizeof *braw);
     int *blabel = malloc(nb * sizeof *blabel);
-    double *X = malloc(nb * NFEAT * sizeof *X);
+    double *X = malloc(nb * stride * sizeof *X);
     double *y1 = malloc(nb * sizeof *y1), *y2 = malloc(nb * sizeof *y2);
     fd_lr *m = malloc(sizeof *m);
     int rc = -1;
@@ -204,10 +215,10 @@ static int run(const bm_args *a, bm_result *res)
         fprintf(stderr, PROG ": out of memory\n");
         goto out;
     }
-    gen_pool(a->seed, pool, raw, label);
-    gen_pool(a->seed + 1, nb, braw, blabel);
+    gen_pool(a->seed, pool, nf, raw, label);
+    gen_pool(a->seed + 1, nb, nf, braw, blabel);
     fd_lr_params p;
-    fd_lr_params_default(&p, NFEAT);
+    fd_lr_params_default(&p, nf);
 
     /* learning */
     res->learn_ns = INFINITY;
@@ -217,7 +228,7 @@ static int run(const bm_args *a, bm_result *res)
         size_t e = 0;
         double t0 = fd_cli_now_s();
         for (uint64_t k = 0; k < a->examples; k++) {
-            sp += fd_lr_learn(m, &p, raw + e * NFEAT, label[e]);
+            sp += fd_lr_learn(m, &p, raw + e * stride, label[e]);
             if (++e == pool)
                 e = 0;
         }
@@ -228,18 +239,18 @@ static int run(const bm_args *a, bm_result *res)
     }
 
     /* scoring with the trained model: enough batches for ~0.1 s a figure */
-    uint64_t passes = 1 + 20000000 / (nb * NFEAT);
+    uint64_t passes = 1 + 20000000 / (nb * stride);
     double t0 = fd_cli_now_s();
     double acc = 0;
     for (uint64_t r = 0; r < passes; r++)
         for (size_t e = 0; e < nb; e++)
-            acc += fd_lr_predict(m, braw + e * NFEAT);
+            acc += fd_lr_predict(m, braw + e * stride);
     res->predict_ns = (fd_cli_now_s() - t0) * 1e9 / (double)(passes * nb);
 
     t0 = fd_cli_now_s();
     for (uint64_t r = 0; r < passes; r++)
         for (size_t e = 0; e < nb; e++)
-            fd_lr_transform(m, braw + e * NFEAT, X + e * NFEAT);
+            fd_lr_transform(m, braw + e * stride, X + e * stride);
     res->transform_ns = (fd_cli_now_s() - t0) * 1e9 / (double)(passes * nb);
 
     const double *w = m->w;
@@ -247,14 +258,17 @@ static int run(const bm_args *a, bm_result *res)
     t0 = fd_cli_now_s();
     for (uint64_t r = 0; r < passes; r++) {
         for (size_t e = 0; e < nb; e++) {
-            const double *x = X + e * NFEAT;
+            const double *x = X + e * stride;
             double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (int i = 0; i < NFEAT; i += 4) {
+            int i = 0;
+            for (; i + 4 <= nf; i += 4) {
                 s0 += w[i] * x[i];
                 s1 += w[i + 1] * x[i + 1];
                 s2 += w[i + 2] * x[i + 2];
                 s3 += w[i + 3] * x[i + 3];
             }
+            for (; i < nf; i++)
+                s0 += w[i] * x[i];
             y1[e] = (s0 + s1) + (s2 + s3) + bias;
         }
         acc += y1[r % nb];
@@ -266,7 +280,7 @@ static int run(const bm_args *a, bm_result *res)
     for (uint64_t r = 0; r < passes; r++) {
         for (size_t e = 0; e < nb; e++)
             y2[e] = bias;
-        cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)nb, NFEAT, 1.0, X, NFEAT, w, 1, 1.0, y2, 1);
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)nb, nf, 1.0, X, nf, w, 1, 1.0, y2, 1);
         acc += y2[r % nb];
     }
     res->blas_ns = (fd_cli_now_s() - t0) * 1e9 / (double)(passes * nb);
@@ -291,10 +305,10 @@ out:
 
 static void print_table(FILE *out, const bm_args *a, const bm_result *r)
 {
-    fprintf(out, "bench-model: %d dense inputs, %" PRIu64 " examples, best of %" PRIu64 "\n", NFEAT,
-            a->examples, a->reps);
+    fprintf(out, "bench-model: %d dense inputs, %" PRIu64 " examples, best of %" PRIu64 "\n",
+            (int)a->inputs, a->examples, a->reps);
     fprintf(out, "  learn (fd_lr_learn)          %8.1f ns/example  %6.2f ns/input\n", r->learn_ns,
-            r->learn_ns / (NFEAT + 1));
+            r->learn_ns / (double)(a->inputs + 1));
     fprintf(out, "  Vowpal Wabbit (published)    %8.1f ns/example  %6.2f ns/input (%d inputs)\n",
             VW_NS, VW_NS / (VW_FEAT + 1), VW_FEAT);
     fprintf(out, "  predict (fd_lr_predict)      %8.1f ns/example\n", r->predict_ns);
@@ -338,12 +352,12 @@ static void print_json(const bm_args *a, const bm_result *r)
            "\"mf_top10_loop_ms\": %.4f, \"mf_top10_select_ms\": %.4f, \"mf_top10_same\": %s, "
            "\"mf_refresh_items\": %d, \"mf_refresh_sgemv_us\": %.4f, "
            "\"mf_refresh_sgemm_us\": %.4f, \"mf_refresh_select_us\": %.4f}\n",
-           NFEAT, a->examples, a->reps, a->batch, r->learn_ns, VW_NS, VW_FEAT, r->predict_ns,
-           r->transform_ns, r->loop_ns, r->blas_ns, r->loop_ns <= r->blas_ns ? "loop" : "dgemv",
-           r->mean_p, r->mf.k, r->mf.negatives, r->mf.update_ns, r->mf.items, r->mf.top_blas_ms,
-           r->mf.top_loop_ms, r->mf.top_select_ms, r->mf.top_same ? "true" : "false",
-           r->mf.refresh_items, r->mf.refresh_sgemv_us, r->mf.refresh_sgemm_us,
-           r->mf.refresh_select_us);
+           (int)a->inputs, a->examples, a->reps, a->batch, r->learn_ns, VW_NS, VW_FEAT,
+           r->predict_ns, r->transform_ns, r->loop_ns, r->blas_ns,
+           r->loop_ns <= r->blas_ns ? "loop" : "dgemv", r->mean_p, r->mf.k, r->mf.negatives,
+           r->mf.update_ns, r->mf.items, r->mf.top_blas_ms, r->mf.top_loop_ms, r->mf.top_select_ms,
+           r->mf.top_same ? "true" : "false", r->mf.refresh_items, r->mf.refresh_sgemv_us,
+           r->mf.refresh_sgemm_us, r->mf.refresh_select_us);
 }
 
 int fd_cmd_bench_model(int argc, char **argv)

@@ -168,6 +168,20 @@ class Bench(unittest.TestCase):
                              capture_output=True, text=True, timeout=30)
         self.assertEqual(bad.returncode, 2)
         self.assertIn("--examples", bad.stderr)
+        # fewer inputs (funneld's model has 35): 7 is no multiple of 4 or 8,
+        # the plain loop's remainder and the model's padding both run
+        r = subprocess.run([FUNNELCTL, "bench-model", "--json", "--examples", "20000",
+                            "--reps", "1", "--batch", "256", "--inputs", "7"],
+                           capture_output=True, text=True, timeout=60 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual(j["inputs"], 7)
+        self.assertGreater(j["learn_ns_per_example"], 0)
+        self.assertTrue(0.05 < j["mean_p"] < 0.95, j["mean_p"])
+        bad = subprocess.run([FUNNELCTL, "bench-model", "--inputs", "65"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("--inputs", bad.stderr)
 
     def test_preload_reaches_funneld_only(self):
         """--preload runs funneld with LD_PRELOAD=LIB (the report names it)

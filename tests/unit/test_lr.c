@@ -318,6 +318,43 @@ static void train(fd_lr *m, const fd_lr_params *p, int k)
     }
 }
 
+/* The hot loops run over n rounded up to 8 (lr.c nv_of), not over all
+ * FD_LR_MAX_FEAT: the coordinates past n must stay 0 and change nothing.
+ * A 35-input model and a 40-input one whose last 5 inputs are always 0
+ * (both run 40 coordinates), and a 61-input one padded to 64 against 57
+ * (the loops then run 64 and 64), learn the same bits on their shared
+ * inputs; the padded coordinates keep w = z = g2 = 0. */
+static void test_padding_is_inert(void)
+{
+    static const int pairs[][2] = {{35, 40}, {57, 61}, {1, 8}};
+    for (size_t c = 0; c < sizeof pairs / sizeof pairs[0]; c++) {
+        int n = pairs[c][0], n2 = pairs[c][1];
+        fd_lr_params p, p2;
+        fd_lr_params_default(&p, n);
+        fd_lr_params_default(&p2, n2);
+        fd_lr a, b;
+        fd_lr_init(&a, &p);
+        fd_lr_init(&b, &p2);
+        int same = 1, zero = 1;
+        for (int k = 0; k < 3000; k++) {
+            double raw[FD_LR_MAX_FEAT] = {0};
+            int y;
+            example(n, raw, &y);
+            double pa = fd_lr_learn(&a, &p, raw, y), pb = fd_lr_learn(&b, &p2, raw, y);
+            same &= memcmp(&pa, &pb, sizeof pa) == 0;
+            pa = fd_lr_predict(&a, raw);
+            pb = fd_lr_predict(&b, raw);
+            same &= memcmp(&pa, &pb, sizeof pa) == 0;
+        }
+        same &= same_bits(a.w, b.w, n) && same_bits(a.z, b.z, n) && same_bits(a.g2, b.g2, n) &&
+                a.w[FD_LR_MAX_FEAT] == b.w[FD_LR_MAX_FEAT];
+        for (int i = n; i < FD_LR_MAX_FEAT; i++)
+            zero &= a.w[i] == 0 && a.z[i] == 0 && a.g2[i] == 0 && b.w[i] == 0 && b.z[i] == 0;
+        CHECK(same);
+        CHECK(zero);
+    }
+}
+
 static void test_text(void)
 {
     fd_lr_params p;
@@ -617,6 +654,7 @@ int main(void)
     test_margin_clamp_and_bad_inputs();
     test_convergence();
     test_standardiser();
+    test_padding_is_inert();
     test_text();
     test_merge_rebase();
     test_reasons();
