@@ -8,6 +8,20 @@
  * The producer is idempotent and retries forever: a dead letter must be
  * delivered before the offset past it is stored, and a slow broker must
  * slow us down rather than lose messages (decision 6).
+ *
+ * It keeps one request in flight per broker. With more, librdkafka takes
+ * a later request's success after an earlier one's failure (a timeout, or
+ * an error that says nothing was written) as proof the earlier messages
+ * were written too, and reports them delivered ("implicit ack",
+ * rdkafka_request.c). That holds only against a broker that checks the
+ * idempotent sequence and refuses the later request out of order; the
+ * librdkafka mock cluster checks it only for transactional producers, and
+ * test_faults lost 2 of 40 dead letters to it (reported delivered, never
+ * on the topic). One request at a time makes a failed request retried
+ * before anything after it is sent, whatever the broker checks. The
+ * producer carries alerts, metrics and dead letters (little volume), so
+ * one request per round trip costs nothing that shows; kafka.properties
+ * may set max.in.flight.requests.per.connection again.
  */
 #include "pipeline/kafka.h"
 
@@ -235,6 +249,8 @@ rd_kafka_t *fd_kafka_producer_new(const fd_config *cfg, const char *bootstraps, 
                                            "true",
                                            "message.timeout.ms",
                                            "0",
+                                           "max.in.flight.requests.per.connection",
+                                           "1",
                                            "linger.ms",
                                            "5",
                                            "compression.codec",
