@@ -142,6 +142,15 @@ static int64_t take_index(fd_user_table *t)
     if (t->next == UINT32_MAX - 1)
         return -1;
     if (t->next / BLOCK_USERS == t->n_blocks) {
+        /* the free list has room for every index handed out, so that
+         * fd_user_table_filter never needs memory (it runs when a
+         * partition is dropped, where running out would lose users) */
+        size_t cap_free = (t->n_blocks + 1) * BLOCK_USERS;
+        uint32_t *nf = realloc(t->free_idx, cap_free * sizeof *nf);
+        if (!nf)
+            return -1;
+        t->free_idx = nf;
+        t->cap_free = cap_free;
         fd_user **nb = realloc(t->blocks, (t->n_blocks + 1) * sizeof *nb);
         if (!nb)
             return -1;
@@ -202,37 +211,32 @@ fd_user *fd_user_table_next(fd_user_table *t, size_t *cursor)
     return NULL;
 }
 
-int fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *arg), void *arg)
+void fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *arg), void *arg)
 {
-    /* Room for every index that may be freed, first: then nothing below
-     * can fail half-way. */
-    if (t->cap_free < t->next) {
-        uint32_t *nf = realloc(t->free_idx, t->next * sizeof *nf);
-        if (!nf)
-            return -1;
-        t->free_idx = nf;
-        t->cap_free = t->next;
-    }
-    uint64_t *ns = calloc(t->cap, sizeof *ns);
-    if (!ns)
-        return -1;
-    size_t kept = 0;
-    for (size_t i = 0; i < t->cap; i++) {
+    /* In place, no allocation (the free list has room for every index:
+     * take_index). Linear probing: starting just after a slot that is
+     * empty now (the load is <= 0.75, so there is one), every entry is
+     * taken out and, if kept, placed again from its home slot. No probe
+     * run crosses that empty slot, so when an entry is placed again every
+     * entry before it on its run is already in its final place: it lands
+     * at or before where it was, on a run with no hole. */
+    size_t mask = t->cap - 1, start = 0;
+    while (t->slots[start])
+        start++;
+    for (size_t k = 1; k <= t->cap; k++) {
+        size_t i = (start + k) & mask;
         uint64_t v = t->slots[i];
         if (!v)
             continue;
+        t->slots[i] = 0;
         uint32_t idx = (uint32_t)(v & 0xffffffffu) - 1;
         fd_user *u = at(t, idx);
-        if (!keep(u, arg)) {
+        if (keep(u, arg)) {
+            place(t->slots, t->cap, v);
+        } else {
             free_id(u);
             t->free_idx[t->n_free++] = idx;
-            continue;
+            t->count--;
         }
-        place(ns, t->cap, v);
-        kept++;
     }
-    free(t->slots);
-    t->slots = ns;
-    t->count = kept;
-    return 0;
 }

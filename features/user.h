@@ -82,8 +82,8 @@ static inline void fd_user_prefetch(const fd_user *u)
 /* Iterate: *cursor starts at 0; returns the next user or NULL at the end. */
 fd_user *fd_user_table_next(fd_user_table *t, size_t *cursor);
 
-/* Remove every user for which keep(u, arg) returns false. 0, or -1 when
- * out of memory (table unchanged). */
-int fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *arg), void *arg);
+/* Remove every user for which keep(u, arg) returns false. Cannot fail: it
+ * works in place and needs no memory. */
+void fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *arg), void *arg);
 
 #endif

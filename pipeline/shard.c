@@ -491,15 +491,13 @@ static void drop_partition(fd_shard *s, int32_t p)
     sch_drop(s, p);                /* and its timers point at them */
     drop_arg a = {p};
     s->dl_lost = true; /* the dirty list may name removed users: the next snapshot scans */
-    if (fd_user_table_filter(s->users, keep_other_partitions, &a) != 0) {
-        /* Out of memory rebuilding: forget everything instead; users reload. */
-        fd_user_table_free(s->users);
-        s->users = fd_user_table_new(1024);
-    }
+    /* in place, cannot fail: the other partitions' users, dirty or not,
+     * and their timers stay as they are */
+    fd_user_table_filter(s->users, keep_other_partitions, &a);
     pstate *ps = part_of(s, p);
     if (ps)
         memset(ps, 0, sizeof *ps);
-    atomic_store(&s->n_users, s->users ? fd_user_table_count(s->users) : 0);
+    atomic_store(&s->n_users, fd_user_table_count(s->users));
 }
 
 static void handle_control(fd_shard *s, const fd_item *it)

@@ -286,9 +286,9 @@ publish:
         while (s->cm && (u = fd_user_table_next(s->users, &cur)))
             if (u->churn.heap_pos && !keep_unconfirmed(u, &a))
                 sch_ghost(s, u);
-        if (fd_user_table_filter(s->users, keep_on_evict, &a) == 0)
-            fd_debug("shard", "shard=%d evicted %zu users", s->id,
-                     before - fd_user_table_count(s->users));
+        fd_user_table_filter(s->users, keep_on_evict, &a);
+        fd_debug("shard", "shard=%d evicted %zu users", s->id,
+                 before - fd_user_table_count(s->users));
         atomic_store(&s->n_users, fd_user_table_count(s->users));
     }
 }
