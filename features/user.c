@@ -3,8 +3,9 @@
  *
  * Why open addressing: a shard touches millions of users per second; one
  * probe sequence over a contiguous array beats chained buckets in cache
- * misses, and removal by rebuilding (fd_user_table_filter) keeps the probe
- * invariants trivially correct without tombstones.
+ * misses, and removal by placing every remaining entry again, in place
+ * (fd_user_table_filter), keeps the probe runs without holes and needs
+ * neither tombstones nor memory.
  */
 #include "features/user.h"
 
