@@ -39,8 +39,9 @@ struct fd_user_table {
     fd_user **blocks; /* BLOCK_USERS users each */
     size_t n_blocks;
     uint32_t next; /* users ever handed out (high-water mark) */
-    uint32_t *free_idx;
-    size_t n_free, cap_free;
+    /* removed users, for reuse: index + 1 of the first, 0 = none; each
+     * removed user's memory holds the next (free_link) */
+    uint32_t free_head;
 };
 
 static inline fd_user *at(const fd_user_table *t, uint32_t idx)
@@ -65,6 +66,22 @@ fd_user_table *fd_user_table_new(size_t initial_capacity)
     return t;
 }
 
+/* A removed user's memory is dead until take_index hands it out again
+ * (and fd_user_table_upsert clears it): its first bytes hold the free
+ * list's link, so removing users never needs memory. memcpy: the bytes
+ * are also the user's fields, and a char access may alias them. */
+static inline uint32_t free_link(const fd_user *u)
+{
+    uint32_t next;
+    memcpy(&next, u, sizeof next);
+    return next;
+}
+
+static inline void set_free_link(fd_user *u, uint32_t next)
+{
+    memcpy(u, &next, sizeof next);
+}
+
 static void free_id(fd_user *u)
 {
     if (u->id_len >= FD_USER_ID_INLINE)
@@ -82,7 +99,6 @@ void fd_user_table_free(fd_user_table *t)
     for (size_t b = 0; b < t->n_blocks; b++)
         free(t->blocks[b]);
     free(t->blocks);
-    free(t->free_idx);
     free(t->slots);
     free(t);
 }
@@ -138,20 +154,14 @@ static int grow(fd_user_table *t)
  * memory. */
 static int64_t take_index(fd_user_table *t)
 {
-    if (t->n_free)
-        return t->free_idx[--t->n_free];
+    if (t->free_head) {
+        uint32_t idx = t->free_head - 1;
+        t->free_head = free_link(at(t, idx));
+        return idx;
+    }
     if (t->next == UINT32_MAX - 1)
         return -1;
     if (t->next / BLOCK_USERS == t->n_blocks) {
-        /* the free list has room for every index handed out, so that
-         * fd_user_table_filter never needs memory (it runs when a
-         * partition is dropped, where running out would lose users) */
-        size_t cap_free = (t->n_blocks + 1) * BLOCK_USERS;
-        uint32_t *nf = realloc(t->free_idx, cap_free * sizeof *nf);
-        if (!nf)
-            return -1;
-        t->free_idx = nf;
-        t->cap_free = cap_free;
         fd_user **nb = realloc(t->blocks, (t->n_blocks + 1) * sizeof *nb);
         if (!nb)
             return -1;
@@ -214,8 +224,8 @@ fd_user *fd_user_table_next(fd_user_table *t, size_t *cursor)
 
 void fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void *arg), void *arg)
 {
-    /* In place, no allocation (the free list has room for every index:
-     * take_index). Linear probing: starting just after a slot that is
+    /* In place, no allocation (the free list lives in the removed users
+     * themselves). Linear probing: starting just after a slot that is
      * empty now (the load is <= 0.75, so there is one), every entry is
      * taken out and, if kept, placed again from its home slot. No probe
      * run crosses that empty slot, so when an entry is placed again every
@@ -236,7 +246,8 @@ void fd_user_table_filter(fd_user_table *t, bool (*keep)(const fd_user *u, void 
             place(t->slots, t->cap, v);
         } else {
             free_id(u);
-            t->free_idx[t->n_free++] = idx;
+            set_free_link(u, t->free_head);
+            t->free_head = idx + 1;
             t->count--;
         }
     }

@@ -530,11 +530,15 @@ static void test_user_table_filter_in_place(void)
     }
     CHECK(n_end == 8 && n_zero == 4);
     ok = 1;
+    fd_user *gone[4];
+    int n_gone = 0;
     for (int i = 0; i < 12; i++) {
         fd_user *u = fd_user_table_upsert(t, wrap[i], strlen(wrap[i]), &created);
         ok &= u && created;
         if (u)
             u->f.count[FD_EV_CART] = i < 8 && i % 2 == 0; /* removed */
+        if (u && i < 8 && i % 2 == 0)
+            gone[n_gone++] = u;
     }
     fd_user_table_filter(t, keep_marked, NULL);
     for (int i = 0; i < 12; i++) {
@@ -543,6 +547,21 @@ static void test_user_table_filter_in_place(void)
     }
     CHECK(ok);
     CHECK(fd_user_table_count(t) == 8);
+    /* the removed users' room is reused (the free list lives in it), each
+     * once, and comes back cleared */
+    int reused = 0;
+    for (int i = 0; i < 4; i++) {
+        snprintf(id, sizeof id, "new-%d", i);
+        fd_user *u = fd_user_table_upsert(t, id, strlen(id), &created);
+        for (int g = 0; u && g < n_gone; g++)
+            if (u == gone[g]) {
+                gone[g] = NULL;
+                reused++;
+            }
+        ok &= u && created && u->f.count[FD_EV_CART] == 0 && !strcmp(fd_user_id(u), id);
+    }
+    CHECK(ok);
+    CHECK(reused == 4);
     fd_user_table_free(t);
 }
 
