@@ -85,7 +85,7 @@ char *fd_fmt_hex32(char *p, uint32_t v)
  */
 char *fd_fmt_risk4(char *p, uint16_t q)
 {
-    uint32_t n = ((uint32_t)q * 20000u + 65535u) / 131070u; /* 0 .. 10000; < 2^31 */
+    uint32_t n = fd_fmt_risk4_n(q); /* 0 .. 10000 */
     uint32_t hi = n / 100 % 100, lo = n % 100;
     p[0] = (char)('0' + n / 10000);
     p[1] = '.';

@@ -41,6 +41,13 @@ char *fd_fmt_hex32(char *p, uint32_t v);
  * fd_churn_risk returns): "0.0000" .. "1.0000", for every q. */
 char *fd_fmt_risk4(char *p, uint16_t q);
 
+/* The N of fd_fmt_risk4's "N / 10^4" (0 .. 10000): two q with the same N
+ * print the same (fmt.c says why this is what printf would round to). */
+static inline uint32_t fd_fmt_risk4_n(uint16_t q)
+{
+    return ((uint32_t)q * 20000u + 65535u) / 131070u; /* < 2^31 */
+}
+
 /* f as "%.6g" of (double)f, for every float (signed zeros, denormals, NaN
  * and infinities included). Computed without printf for 1e-7 <= |f| <
  * 999999.5 and zeros; other values go through snprintf (same bytes). */
