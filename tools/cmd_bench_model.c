@@ -62,9 +62,9 @@ static void usage(FILE *out)
             "                             [--inputs N] [--json]\n"
             "\n"
             "Times the churn model (models/lr.h) on one core with %d (--inputs) dense\n"
-            "synthetic inputs: fd_lr_learn per example (beside Vowpal Wabbit's published ~84 ns\n"
-            "per example with 8 features), and scoring a batch from the standardised\n"
-            "matrix with a plain loop vs OpenBLAS cblas_dgemv.\n"
+            "synthetic inputs: fd_lr_learn per example (beside Vowpal Wabbit's published\n"
+            "~84 ns per example with 8 features), and scoring a batch from the\n"
+            "standardised matrix with a plain loop vs OpenBLAS cblas_dgemv.\n"
             "\n"
             "  --examples N  examples learned per pass (default 2000000)\n"
             "  --batch N     examples in the scoring batch (default 4096)\n"
@@ -157,7 +157,8 @@ static double next_unit(uint64_t *s)
 }
 
 /* n examples of nf (>= 1) inputs shaped like fd_feat_eval's, labels from a
- * hidden logistic model of the first four (taken as 0 when missing). */
+ * hidden logistic model of inputs 0, 1 and 3 (a missing one taken as
+ * neutral: 0 for 1, 0.5 for 3). */
 static void gen_pool(uint64_t seed, size_t n, int nf, double *raw, int *label)
 {
     uint64_t s = seed;
