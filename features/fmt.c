@@ -204,3 +204,13 @@ char *fd_fmt_g6(char *p, float f)
     }
     return p;
 }
+
+char *fd_fmt_json_g6(char *p, float f)
+{
+    char *e = fd_fmt_g6(p, f);
+    if (!memchr(p, '.', (size_t)(e - p)) && !memchr(p, 'e', (size_t)(e - p))) {
+        memcpy(e, ".0", 2);
+        e += 2;
+    }
+    return e;
+}

@@ -53,4 +53,10 @@ static inline uint32_t fd_fmt_risk4_n(uint16_t q)
  * 999999.5 and zeros; other values go through snprintf (same bytes). */
 char *fd_fmt_g6(char *p, float f);
 
+/* A finite f as a JSON number that a reader parses as a float: fd_fmt_g6,
+ * and ".0" after it when that has neither '.' nor 'e' ("1" -> "1.0",
+ * "-0" -> "-0.0"). Needs FD_FMT_G6_MAX + 2 bytes. Not for NaN or inf,
+ * which JSON cannot say. */
+char *fd_fmt_json_g6(char *p, float f);
+
 #endif

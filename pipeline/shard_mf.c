@@ -409,15 +409,11 @@ int smf_recs(fd_shard *s, fd_user *u, const char **key, size_t *key_len, const c
         used += 8;
         if (!(used = json_str(s, used, ids[i])) || recs_room(s, used, 48) != 0)
             goto oom;
-        /* ",\"score\":%.6g}" without printf (features/fmt.h) */
+        /* ",\"score\":%.6g}" without printf, always a float to a JSON
+         * reader ("1.0", not "1"; features/fmt.h) */
         char *o = s->recs_buf + used;
         memcpy(o, ",\"score\":", 9);
-        char *num = o + 9;
-        o = fd_fmt_g6(num, isfinite(sc[i]) ? sc[i] : 0.0f);
-        if (!memchr(num, '.', (size_t)(o - num)) && !memchr(num, 'e', (size_t)(o - num))) {
-            memcpy(o, ".0", 2); /* "1" -> "1.0": a reader's JSON parser sees a float */
-            o += 2;
-        }
+        o = fd_fmt_json_g6(o + 9, isfinite(sc[i]) ? sc[i] : 0.0f);
         *o++ = '}';
         used = (size_t)(o - s->recs_buf);
     }

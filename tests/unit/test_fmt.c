@@ -272,6 +272,26 @@ static void test_g6_specials(void)
     CHECK(memcmp(buf, "1.5e-05", (size_t)(fd_fmt_g6(buf, 1.5e-5f) - buf)) == 0);
 }
 
+/* fd_fmt_json_g6: the recommendation lists' scores; a whole number must
+ * still read as a float ("1.0"), anything with '.' or 'e' is g6's own. */
+static void test_json_g6(void)
+{
+    static const struct {
+        float f;
+        const char *want;
+    } c[] = {{1.0f, "1.0"},   {0.0f, "0.0"},           {-0.0f, "-0.0"},
+             {-3.0f, "-3.0"}, {123456.0f, "123456.0"}, {0.5f, "0.5"},
+             {1e6f, "1e+06"}, {1.5e-5f, "1.5e-05"},    {-2.25f, "-2.25"}};
+    char buf[FD_FMT_G6_MAX + 2 + 1];
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        char *e = fd_fmt_json_g6(buf, c[i].f);
+        *e = 0;
+        CHECK(strcmp(buf, c[i].want) == 0);
+        if (strcmp(buf, c[i].want) != 0)
+            fprintf(stderr, "json_g6(%g): \"%s\", want \"%s\"\n", (double)c[i].f, buf, c[i].want);
+    }
+}
+
 /* Every float whose decimal expansion has exactly 7 significant digits,
  * the last a 5: every float that is a tie when rounded to 6 digits. Such
  * a float is m / 2^j with m odd, j >= 1 and m * 5^j in [10^6, 10^7) (its
@@ -503,6 +523,7 @@ int main(int argc, char **argv)
     test_risk4_all();
     test_integers();
     test_g6_specials();
+    test_json_g6();
     test_g6_ties();
     test_g6_exponents();
     test_g6_boundaries();
