@@ -245,7 +245,7 @@ double fd_lr_fast_log1p2(double v)
 INL int nv_of(const fd_lr *m)
 {
     int nv = (m->n + 7) & ~7; /* 1 <= n <= FD_LR_MAX_FEAT (fd_lr_params_check) */
-    return nv < 8 ? 8 : nv > NF ? NF : nv;
+    return nv > NF ? NF : nv; /* tells GCC the arrays of NF are not overrun */
 }
 
 /* t[0..nv) from raw[0..n): padded with zeros; NaN and +-inf are taken as 0

@@ -60,9 +60,11 @@ static bool keep_on_evict(const fd_user *u, void *arg)
  * decimals written there: its ZADD is due. A user's first write after a
  * load always is (risk_known starts false; sch_parse clears it), so
  * churn:risk never keeps a value the record does not have. Skipping the
- * others saves Redis a skip-list update per user whose score would not
- * change: comparing the four decimals rather than RISK_Q skipped about
- * half of the ZADDs in the bench (204,695 of 400,000). */
+ * others saves formatting, sending and Redis's parsing and lookup of a
+ * member whose score would not change: comparing the four decimals rather
+ * than RISK_Q left out about half of the ZADD members in the bench
+ * (204,695 of 400,000) and 5-20 % of Redis's time in ZADD
+ * (docs/BENCHMARKS.md). */
 static bool risk_changed(const fd_user *u)
 {
     return !u->risk_known || fd_fmt_risk4_n(u->risk_w) != fd_fmt_risk4_n(u->churn.risk_q);
